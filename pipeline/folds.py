@@ -1,0 +1,123 @@
+"""Stratified fold assignment, fold shards, and combining shards into ``psx``.
+
+A shard (``folds/fold<k>.npz``) holds ``indices`` (rows held out in fold k, ascending) and
+``probs`` (their out-of-sample softmax probabilities). ``combine`` accepts the shards only if
+together they cover every row exactly once and every row is a probability vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import store
+from pipeline.layout import RunDir
+from pipeline.store import PipelineError
+
+PROB_ATOL = 1e-2  # float16 probabilities (the paper's psx) sum to 1 within ~5e-3
+
+
+def assign_folds(noisy_labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold id (0..folds-1) of every row: stratified by noisy label, shuffled with ``seed``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(noisy_labels)
+    if folds < 2:
+        raise PipelineError(f"--folds {folds}: need at least 2 folds")
+    if counts.min() < folds:
+        c = int(np.argmin(counts))
+        raise PipelineError(f"noisy label {c} has only {counts[c]} examples: cannot split it into {folds} folds")
+    fold_of = np.empty(len(noisy_labels), np.int64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for k, (_, held) in enumerate(splitter.split(np.zeros(len(noisy_labels)), noisy_labels)):
+        fold_of[held] = k
+    return fold_of
+
+
+def assignment_fingerprint(fold_of: np.ndarray) -> str:
+    return "sha256:" + hashlib.sha256(np.ascontiguousarray(fold_of, np.int64).tobytes()).hexdigest()
+
+
+def check_probs(probs: np.ndarray, num_classes: int, where: str) -> np.ndarray:
+    """Probabilities as float32 rows summing to 1, or a PipelineError naming ``where``."""
+    probs = np.asarray(probs)
+    if probs.ndim != 2 or probs.shape[1] != num_classes:
+        raise PipelineError(f"{where}: expected probabilities of shape (n, {num_classes}), got {probs.shape}")
+    if not np.issubdtype(probs.dtype, np.floating):
+        raise PipelineError(f"{where}: probabilities must be floating point, got {probs.dtype}")
+    p = probs.astype(np.float64)
+    if not np.isfinite(p).all():
+        raise PipelineError(f"{where}: {int((~np.isfinite(p)).any(axis=1).sum())} rows contain NaN or inf")
+    off = np.abs(p.sum(axis=1) - 1)
+    if (p < 0).any() or off.max() > PROB_ATOL:
+        i = int(np.argmax(off)) if off.max() > PROB_ATOL else int(np.argmax((p < 0).any(axis=1)))
+        raise PipelineError(f"{where}: row {i} is not a probability vector (sums to {p[i].sum():.4f})")
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def merge(shards: dict[int, tuple[np.ndarray, np.ndarray]], n: int, num_classes: int) -> np.ndarray:
+    """psx (n, classes) from ``{fold: (indices, probs)}``; every row must be covered exactly once."""
+    psx = np.full((n, num_classes), np.nan, np.float32)
+    owner = np.full(n, -1, np.int64)
+    for k in sorted(shards):
+        indices, probs = shards[k]
+        if len(indices) != len(probs):
+            raise PipelineError(f"fold {k}: {len(indices)} indices but {len(probs)} probability rows")
+        if len(indices) and (indices.min() < 0 or indices.max() >= n):
+            raise PipelineError(f"fold {k}: indices outside 0..{n - 1}")
+        seen, first = np.unique(indices, return_index=True)
+        if len(seen) != len(indices):
+            raise PipelineError(f"fold {k}: holds some rows twice (e.g. row {int(np.delete(indices, first)[0])})")
+        taken = owner[indices] >= 0
+        if taken.any():
+            i = int(indices[np.argmax(taken)])
+            raise PipelineError(f"row {i} is held out in both fold {owner[i]} and fold {k}")
+        owner[indices] = k
+        psx[indices] = probs
+    missing = np.flatnonzero(owner < 0)
+    if len(missing):
+        raise PipelineError(f"{len(missing)} rows are in no fold's shard (e.g. row {int(missing[0])})")
+    return psx
+
+
+def read_shard(path: Path, fold: int, expected: np.ndarray, assignment: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's (indices, probs) after checking its checksum, fold assignment and contents."""
+    manifest = store.read_manifest(path)
+    if manifest["info"].get("assignment") != assignment or manifest["config"].get("fold") != fold:
+        raise PipelineError(f"{path}: made for a different fold assignment or fold; rerun crossval for fold {fold}")
+    z = store.load_npz(path)
+    if set(z) != {"indices", "probs"}:
+        raise PipelineError(f"{path}: expected arrays 'indices' and 'probs', found {sorted(z)}")
+    if not np.array_equal(z["indices"], expected):
+        raise PipelineError(f"{path}: its rows are not fold {fold}'s rows under the current fold assignment")
+    return z["indices"], check_probs(z["probs"], num_classes, str(path))
+
+
+def combine(run: RunDir, cond: str, folds: int, fold_seed: int, num_classes: int, force: bool = False) -> tuple[Path, bool]:
+    """Merge the shards of ``cond`` into ``psx.npy``; returns (path, whether work was done)."""
+    labels_path = run.require(run.labels(cond), "noise")
+    shards = {k: run.shard(cond, k) for k in range(folds)}
+    missing = [k for k, p in shards.items() if not p.exists()]
+    if missing:
+        raise PipelineError(
+            f"{cond}: missing shard(s) for fold {', '.join(map(str, missing))} "
+            f"({shards[missing[0]]}); run make crossval FOLD={missing[0]}"
+        )
+    config = {"folds": folds, "fold_seed": fold_seed}
+    inputs = {"labels": labels_path, **{f"fold{k}": p for k, p in shards.items()}}
+    out = run.psx(cond)
+    if not force and store.is_current(out, inputs, config):
+        return out, False
+    start = time.perf_counter()
+    noisy = store.load_npy(labels_path)
+    fold_of = assign_folds(noisy, folds, fold_seed)
+    fp = assignment_fingerprint(fold_of)
+    parts = {k: read_shard(p, k, np.flatnonzero(fold_of == k), fp, num_classes) for k, p in shards.items()}
+    psx = merge(parts, len(noisy), num_classes)
+    store.save_npy(out, psx)
+    info = {"accuracy_vs_noisy_labels": float(np.mean(psx.argmax(1) == noisy))}
+    store.write_manifest(out, inputs, config, wall_s=time.perf_counter() - start, info=info)
+    return out, True

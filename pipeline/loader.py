@@ -1,0 +1,73 @@
+"""Device-resident minibatches with on-device augmentation (the airbench pattern).
+
+The uint8 NHWC images go to the device once; every batch is gathered, normalised, randomly
+cropped (padding 1/8 of the size: 4 px on CIFAR-10) and flipped there as a few batched tensor ops. No per-image Python work, no
+worker processes. The randomness of epoch ``e`` is drawn from a generator seeded with
+``(seed, e)``, so an epoch's batches do not depend on what ran before it (resume-friendly).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of uint8 NHWC images, in 0..1 units."""
+    x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255
+    return x.mean(axis=0), np.maximum(x.std(axis=0), 1e-3)
+
+
+class Batches:
+    """Iterable of ``(images float NCHW, labels int64)`` batches living on ``device``.
+
+    ``train=True``: a fresh permutation, random crop and flip every epoch; batches of exactly
+    ``batch_size`` (a short last batch is dropped, as a 1-example batch would derail BN/Co-Teaching).
+    ``train=False``: the rows in order, unaugmented, every row exactly once.
+    """
+
+    def __init__(self, images, labels, *, batch_size, device, mean, std, train, seed=0):
+        self.images = torch.as_tensor(np.ascontiguousarray(images)).to(device)  # N,H,W,C uint8
+        self.labels = torch.as_tensor(np.asarray(labels, np.int64)).to(device)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
+        self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.pad = max(1, images.shape[1] // 8)  # 4 px for 32 px CIFAR-10, 1 px for 8 px digits
+        self.device = torch.device(device)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        if self.train and n >= self.batch_size:
+            return n // self.batch_size
+        return -(-n // self.batch_size)
+
+    def _normalise(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.images[idx].permute(0, 3, 1, 2).float()
+        return (x - self.mean) / self.std
+
+    def _augment(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        x = F.pad(x, (self.pad,) * 4)  # zeros = the mean colour after normalisation
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        x = x[torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+        return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+    def __iter__(self):
+        n = len(self.labels)
+        if not self.train:
+            for start in range(0, n, self.batch_size):
+                idx = torch.arange(start, min(start + self.batch_size, n), device=self.device)
+                yield self._normalise(idx), self.labels[idx]
+            return
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(n, generator=g).to(self.device)
+        shifts = torch.randint(0, 2 * self.pad + 1, (2, n), generator=g).to(self.device)
+        flips = (torch.rand(n, generator=g) < 0.5).to(self.device)
+        self.epoch += 1
+        for i in range(len(self)):
+            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
+            j = slice(i * self.batch_size, i * self.batch_size + len(idx))
+            yield self._augment(self._normalise(idx), shifts[0, j], shifts[1, j], flips[j]), self.labels[idx]

@@ -1,0 +1,190 @@
+"""The artifact store: atomic writes, checksummed manifests, and the one rule for "is this done".
+
+Every artifact ``X`` has a manifest ``X.manifest.json`` beside it holding the artifact's checksum, the
+fingerprints of the inputs it was made from, the config that made it, and facts about the run
+(versions, wall time, device). An artifact is *current* when both files exist, the artifact's
+bytes match the checksum, and the recorded inputs and config equal the ones asked for now.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class PipelineError(Exception):
+    """A problem the user can fix: the message names the file and what is wrong."""
+
+
+def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write ``path`` via a temp file in the same folder, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get normal file modes
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def save_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()))
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """Load an ``.npy`` file, turning a missing, truncated or foreign file into a PipelineError."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise PipelineError(f"{path}: not a readable .npy file ({e})") from None
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` file eagerly (so truncation shows up here, not later)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError, KeyError) as e:
+        raise PipelineError(f"{path}: not a readable .npz file ({e})") from None
+
+
+def load_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PipelineError(f"{path}: not valid JSON ({e})") from None
+
+
+_checksums: dict[tuple[str, int, int], str] = {}
+
+
+def checksum(path: Path) -> str:
+    """sha256 of a file's bytes, memoised per (path, size, mtime) within this process."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _checksums:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        _checksums[key] = "sha256:" + h.hexdigest()
+    return _checksums[key]
+
+
+def manifest_path(artifact: Path) -> Path:
+    return Path(f"{artifact}.manifest.json")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "torch", "pytorch_lightning", "cleanlab"):
+        module = sys.modules.get(name)
+        if module is not None:
+            out[name] = getattr(module, "__version__", "?")
+    return out
+
+
+def _normalise(obj: Any) -> Any:
+    """Round-trip through JSON so tuples, numpy scalars and paths compare like stored values."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def fingerprints(inputs: dict[str, Path]) -> dict[str, str]:
+    missing = [str(p) for p in inputs.values() if not Path(p).exists()]
+    if missing:
+        raise PipelineError(f"missing input: {', '.join(missing)}")
+    return {name: checksum(p) for name, p in sorted(inputs.items())}
+
+
+def is_current(artifact: Path, inputs: dict[str, Path], config: dict) -> bool:
+    """True when ``artifact`` exists, is intact, and was made from these inputs with this config."""
+    artifact, mpath = Path(artifact), manifest_path(artifact)
+    if not (artifact.exists() and mpath.exists()):
+        return False
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return (
+        manifest.get("checksum") == checksum(artifact)
+        and manifest.get("config") == _normalise(config)
+        and manifest.get("inputs") == fingerprints(inputs)
+    )
+
+
+def read_manifest(artifact: Path) -> dict:
+    """The manifest of an artifact after checking the artifact's bytes against its checksum."""
+    artifact = Path(artifact)
+    if not artifact.exists():
+        raise PipelineError(f"{artifact}: file not found")
+    manifest = load_json(manifest_path(artifact))
+    if manifest.get("checksum") != checksum(artifact):
+        raise PipelineError(f"{artifact}: contents do not match the checksum in its manifest (corrupt or changed)")
+    return manifest
+
+
+def write_manifest(
+    artifact: Path,
+    inputs: dict[str, Path],
+    config: dict,
+    *,
+    wall_s: float,
+    device: str = "cpu",
+    info: dict | None = None,
+) -> None:
+    """Write the manifest of an artifact that is already complete on disk."""
+    save_json(
+        manifest_path(artifact),
+        {
+            "artifact": Path(artifact).name,
+            "checksum": checksum(artifact),
+            "inputs": fingerprints(inputs),
+            "config": _normalise(config),
+            "info": _normalise(info or {}),
+            "wall_s": round(wall_s, 3),
+            "device": device,
+            "host": socket.gethostname(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": _versions(),
+        },
+    )

@@ -1,0 +1,172 @@
+"""Training with pytorch-lightning: a plain classifier (crossval) and Co-Teaching (coteach).
+
+Both take their batches from ``loader.Batches`` (device-resident, augmented on the device) and
+share ``predict_probs`` for held-out and test predictions. Co-Teaching uses cleanlab's
+implementation of the paper's pieces: ``loss_coteaching``, ``forget_rate_scheduler`` and
+``initialize_lr_scheduler``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from pipeline import models
+from pipeline.loader import Batches, channel_stats
+
+for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*reduction.*")  # cleanlab's loss_coteaching uses reduce=False
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def pick_device(gpu: str) -> torch.device:
+    """``gpu`` is a CUDA index or ``cpu``; without CUDA everything runs on the CPU."""
+    if gpu == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(gpu))
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def make_trainer(device: torch.device, epochs: int) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=[device.index] if device.type == "cuda" else 1,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=sys.stderr.isatty(),
+        deterministic=device.type == "cpu",
+        num_sanity_val_steps=0,
+    )
+
+
+@torch.no_grad()
+def predict_probs(net: torch.nn.Module, batches: Batches) -> np.ndarray:
+    """Softmax probabilities (n, classes) for every row of ``batches``, in order."""
+    was_training = net.training
+    net.eval()
+    out = torch.cat([F.softmax(net(x).float(), dim=1) for x, _ in batches])
+    net.train(was_training)
+    return out.cpu().numpy()
+
+
+@dataclass
+class Data:
+    """Training rows, their (noisy) labels, and the evaluation rows, with normalisation stats."""
+
+    train_x: np.ndarray
+    train_labels: np.ndarray
+    eval_x: np.ndarray
+    eval_labels: np.ndarray
+    num_classes: int
+
+    def batches(self, device, batch_size: int, seed: int) -> tuple[Batches, Batches]:
+        mean, std = channel_stats(self.train_x)
+        kw = dict(batch_size=batch_size, device=device, mean=mean, std=std)
+        return (
+            Batches(self.train_x, self.train_labels, train=True, seed=seed, **kw),
+            Batches(self.eval_x, self.eval_labels, train=False, **kw),
+        )
+
+    def build(self, arch: str) -> torch.nn.Module:
+        _, h, _, c = self.train_x.shape
+        return models.build(arch, c, h, self.num_classes)
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy with SGD (Nesterov) and a linear warm-up / linear decay learning rate per step."""
+
+    def __init__(self, net, *, lr, weight_decay, total_steps, warmup_frac=0.2):
+        super().__init__()
+        self.net, self.lr, self.weight_decay = net, lr, weight_decay
+        self.total_steps, self.warmup_steps = total_steps, max(1, int(warmup_frac * total_steps))
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return F.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.net.parameters(), lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
+        w, t = self.warmup_steps, self.total_steps
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: s / w if s < w else max(0.0, (t - s) / (t - w)))
+        return [opt], [{"scheduler": sched, "interval": "step"}]
+
+
+def train_classifier(data: Data, *, arch, epochs, batch_size, lr, weight_decay, seed, device) -> np.ndarray:
+    """Train on ``data.train_*``; return softmax probabilities for ``data.eval_x``."""
+    pl.seed_everything(seed, workers=False, verbose=False)
+    train, evaluation = data.batches(device, batch_size, seed)
+    module = Classifier(data.build(arch), lr=lr, weight_decay=weight_decay, total_steps=epochs * len(train))
+    make_trainer(device, epochs).fit(module, train)
+    return predict_probs(module.net.to(device), evaluation)
+
+
+class CoTeaching(pl.LightningModule):
+    """Two networks; each picks the small-loss ``1 - forget_rate(epoch)`` fraction of every batch to
+    update the other (Han et al. 2018). Adam, with the learning rate decaying linearly to 0 and beta1
+    dropping to ``beta1_decayed`` from ``epoch_decay_start``. Test accuracy of both nets per epoch."""
+
+    def __init__(self, net1, net2, test: Batches, *, epochs, lr, forget_rate, num_gradual, epoch_decay_start, beta1_decayed=0.1):
+        from cleanlab.experimental.coteaching import forget_rate_scheduler, initialize_lr_scheduler
+
+        super().__init__()
+        self.automatic_optimization = False
+        self.nets = torch.nn.ModuleList([net1, net2])
+        self.test = test
+        self.lr = lr
+        self.forget_rates = forget_rate_scheduler(epochs, forget_rate, num_gradual, 1)
+        self.lr_plan, beta1_plan = initialize_lr_scheduler(lr, epochs, epoch_decay_start)
+        # cleanlab keeps beta1 at 0.9 throughout ("original author had this set to 0.1"): use the paper's drop.
+        self.beta1_plan = [b if e < epoch_decay_start else beta1_decayed for e, b in enumerate(beta1_plan)]
+        self.test_acc: list[list[float]] = []
+
+    def configure_optimizers(self):
+        return [torch.optim.Adam(net.parameters(), lr=self.lr) for net in self.nets]
+
+    def on_train_epoch_start(self):
+        for opt in self.optimizers():
+            for group in opt.optimizer.param_groups:
+                group["lr"] = self.lr_plan[self.current_epoch]
+                group["betas"] = (self.beta1_plan[self.current_epoch], 0.999)
+
+    def training_step(self, batch, _):
+        from cleanlab.experimental.coteaching import loss_coteaching
+
+        x, y = batch
+        losses = loss_coteaching(self.nets[0](x), self.nets[1](x), y, forget_rate=self.forget_rates[self.current_epoch])
+        for opt, loss in zip(self.optimizers(), losses):
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+
+    def on_train_epoch_end(self):
+        labels = self.test.labels.cpu().numpy()
+        self.test_acc.append([float(np.mean(predict_probs(net, self.test).argmax(1) == labels)) for net in self.nets])
+
+
+def train_coteaching(data: Data, *, arch, epochs, batch_size, lr, forget_rate, num_gradual, epoch_decay_start, seed, device) -> list[list[float]]:
+    """Co-Teaching on ``data.train_*``; returns test accuracy ``[net1, net2]`` after every epoch.
+
+    ``forget_rate=0`` trains two independent plain networks on all rows (the no-Co-Teaching baseline).
+    """
+    pl.seed_everything(seed, workers=False, verbose=False)
+    train, test = data.batches(device, batch_size, seed)
+    module = CoTeaching(
+        data.build(arch), data.build(arch), test,
+        epochs=epochs, lr=lr, forget_rate=forget_rate, num_gradual=num_gradual, epoch_decay_start=epoch_decay_start,
+    )
+    make_trainer(device, epochs).fit(module, train)
+    return module.test_acc

@@ -1,0 +1,17 @@
+"""data: decode a dataset source into the run's uint8 cache (dataset.npz)."""
+
+from pipeline import cli, datasets
+
+
+def run():
+    p = cli.parser(__doc__)
+    p.add_argument("--source", required=True,
+                   help="ImageFolder root (or .tar.gz of one) with train/ and test/, a cifar-10-batches-py folder, or 'digits'")
+    args = p.parse_args()
+    run = cli.run_dir(args)
+    did = datasets.prepare(run.dataset, args.source, args.force)
+    cli.log(f"{'wrote' if did else 'current'}: {run.dataset}")
+
+
+if __name__ == "__main__":
+    cli.main(run)
