@@ -1,10 +1,11 @@
 """Noise conditions: naming, the CL paper's labels, and cleanlab noise generation.
 
 A condition is a (noise, sparsity) pair. ``sparsity`` is the paper's ``frac_zero_noise_rates``: the
-fraction of off-diagonal noise rates that are zero. The paper generated its noise matrices with
-``trace = int(K * (1 - noise_amount))`` in floating point, so for K=10 its ``noise_amount`` 0.6
-gives trace ``int(3.9999999999999996) = 3``, i.e. 70% noise (and 0.8 gives 90%). Conditions here
-are named by what they are: the paper's "0.6" files become ``n70_s*``.
+fraction of off-diagonal noise rates that are zero. The paper's noise amounts were multiples of 0.2
+computed in floating point (``0.2 * 3 == 0.6000000000000001``, as ``np.arange(0, 1, 0.2)`` gives) and
+its noise-matrix trace was ``int(K * (1 - noise_amount))``, which truncates: for K=10 "0.6" gives
+trace 3, i.e. 70% noise, and "0.8" gives trace 1, 90% noise. The labels bear this out (the "0.6"
+files flip 69.9-70.0% of labels). Conditions here are named by what they are: "0.6" -> ``n70_s*``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def condition_name(noise: float, sparsity: float) -> str:
 
 def paper_trace(num_classes: int, noise_amount: float) -> int:
     """The noise-matrix trace exactly as the paper computed it (floating-point truncation included)."""
-    return int(num_classes * (1 - noise_amount))
+    amount = 0.2 * round(noise_amount / 0.2)  # the paper's float: 0.6 -> 0.6000000000000001
+    return int(num_classes * (1 - amount))
 
 
 def paper_condition(sparsity: float, noise_amount: float, num_classes: int = 10) -> Condition:

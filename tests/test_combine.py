@@ -1,0 +1,65 @@
+"""combine refuses incomplete or damaged shards, naming the fold or file; a damaged psx is refused by masks."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import stage
+from pipeline.folds import merge
+from pipeline.layout import RunDir
+from pipeline.store import PipelineError
+
+
+def test_missing_shard_names_the_fold(run_copy):
+    run = RunDir(run_copy)
+    run.shard("n40_s40", 2).unlink()
+    err = stage("combine", run.root, "--folds", "3", ok=False).stderr
+    assert "n40_s40" in err and "fold 2" in err and "make crossval FOLD=2" in err
+
+
+def test_truncated_shard_is_refused(run_copy):
+    run = RunDir(run_copy)
+    shard = run.shard("n20_s0", 1)
+    shard.write_bytes(shard.read_bytes()[:-200])
+    err = stage("combine", run.root, "--folds", "3", ok=False).stderr
+    assert str(shard) in err
+    assert not run.psx("n20_s0").exists()
+
+
+def test_truncated_psx_is_refused_by_masks(run_copy):
+    run = RunDir(run_copy)
+    stage("combine", run.root, "--folds", "3")
+    psx = run.psx("n20_s0")
+    psx.write_bytes(psx.read_bytes()[:-100])
+    err = stage("masks", run.root, "--cond", "n20_s0", ok=False).stderr
+    assert str(psx) in err
+    assert not run.masks("n20_s0").exists()
+
+
+def test_shard_from_another_fold_assignment_is_refused(run_copy):
+    run = RunDir(run_copy)
+    err = stage("combine", run.root, "--folds", "3", "--fold-seed", "1", ok=False).stderr
+    assert "fold assignment" in err
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 40), st.integers(1, 5), st.randoms(use_true_random=False))
+def test_merge_is_independent_of_assignment_and_order(n, k, rnd):
+    fold_of = [rnd.randrange(k) for _ in range(n)]
+    probs = np.random.default_rng(n).dirichlet(np.ones(3), n).astype(np.float32)
+    shards = {f: (np.flatnonzero(np.array(fold_of) == f), None) for f in range(k)}
+    shards = {f: (idx, probs[idx]) for f, (idx, _) in shards.items()}
+    order = list(shards)
+    rnd.shuffle(order)
+    assert np.array_equal(merge({f: shards[f] for f in order}, n, 3), probs)
+    victim = rnd.randrange(n)
+    f = fold_of[victim]
+    dropped = {**shards, f: tuple(a[shards[f][0] != victim] for a in shards[f])}
+    with pytest.raises(PipelineError, match="in no fold"):
+        merge(dropped, n, 3)
+    other = (f + 1) % k
+    if other != f:
+        dup = {**shards, other: (np.append(shards[other][0], victim), np.vstack([shards[other][1], probs[victim]]))}
+        with pytest.raises(PipelineError, match="both fold"):
+            merge(dup, n, 3)

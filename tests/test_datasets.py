@@ -1,0 +1,72 @@
+"""Dataset sources: ImageFolder order equals torchvision's, a tarball equals its folder, CIFAR batches, errors."""
+
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import datasets
+from pipeline.store import PipelineError
+
+
+def make_imagefolder(root, names_per_class, size=8):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls, names in names_per_class.items():
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for name in names:
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / split / cls / name)
+    return root
+
+
+def test_imagefolder_order_matches_torchvision(tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    names = {"cat": ["10_cat.png", "9_cat.png", "100_cat.png"], "airplane": ["2_airplane.png", "11_airplane.png"]}
+    root = make_imagefolder(tmp_path / "folder", names)
+    ds = datasets.read_source(str(root))
+    reference = ImageFolder(root / "train")
+    assert list(ds.classes) == reference.classes
+    assert [f"{reference.classes[c]}/{p.rsplit('/', 1)[1][:-4]}" for p, c in reference.samples] == list(ds.train_ids)
+    assert list(ds.train_y) == [c for _, c in reference.samples]
+    for i, (path, _) in enumerate(reference.samples):
+        assert np.array_equal(ds.train_x[i], np.asarray(Image.open(path).convert("RGB")))
+    assert list(ds.train_source_index) == [11, 2, 10, 100, 9]
+
+    with tarfile.open(tmp_path / "folder.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname="wrapped")
+    from_tar = datasets.read_source(str(tmp_path / "folder.tar.gz"))
+    for key, value in ds.arrays().items():
+        assert np.array_equal(value, getattr(from_tar, key)), key
+
+
+def test_cifar_batches_are_put_in_imagefolder_order(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    pickle.dump({"label_names": classes}, open(folder / "batches.meta", "wb"))
+    labels = rng.integers(0, 10, 60)
+    data = rng.integers(0, 256, (60, 3072), dtype=np.uint8)
+    for b in range(5):
+        pickle.dump({"data": data[b * 10:(b + 1) * 10], "labels": list(labels[b * 10:(b + 1) * 10])}, open(folder / f"data_batch_{b + 1}", "wb"))
+    pickle.dump({"data": data[50:], "labels": list(labels[50:])}, open(folder / "test_batch", "wb"))
+    ds = datasets.read_source(str(tmp_path))
+    expected = sorted(range(50), key=lambda i: (labels[i], f"{i}_{classes[labels[i]]}"))
+    assert list(ds.train_source_index) == expected
+    assert list(ds.train_ids) == [f"{classes[labels[i]]}/{i}_{classes[labels[i]]}" for i in expected]
+    assert np.array_equal(ds.train_x[0], data[expected[0]].reshape(3, 32, 32).transpose(1, 2, 0))
+
+
+def test_missing_data_says_what_to_pass(tmp_path):
+    with pytest.raises(PipelineError, match="Nothing is downloaded"):
+        datasets.read_source(str(tmp_path / "nope"))
+
+
+def test_unreadable_image_is_named(tmp_path):
+    root = make_imagefolder(tmp_path / "folder", {"a": ["1_a.png"], "b": ["2_b.png"]})
+    (root / "train" / "b" / "3_b.png").write_bytes(b"not an image")
+    with pytest.raises(PipelineError, match="3_b.png: unreadable image"):
+        datasets.read_source(str(root))

@@ -1,0 +1,64 @@
+"""The CL paper's artifacts in ../shared: the JSON importer, the shipped label array, masks on the paper's psx."""
+
+import numpy as np
+import pytest
+
+from conftest import SHARED, needs_shared
+from pipeline import conditions, datasets
+from pipeline.masks import CL_METHODS, detection, find_masks
+
+pytestmark = needs_shared
+JSON_DIR = SHARED / "data" / "cl-paper" / "noisy_labels"
+PSX_DIR = SHARED / "data" / "cl-paper" / "psx"
+
+
+@pytest.fixture(scope="module")
+def cifar_index():
+    """(ids, true labels) of the JPEG copy's training set in ImageFolder order, without decoding images."""
+    files = datasets._Files(SHARED / "data" / "cifar10-jpeg.tar.gz")
+    classes, entries = datasets.imagefolder_index(files, "train")
+    ids = np.array([f"{classes[c]}/{rel.rsplit('.', 1)[0]}" for c, rel in entries])
+    return ids, np.array([c for c, _ in entries])
+
+
+def test_json_importer_matches_all_50000_images(cifar_index):
+    ids, true = cifar_index
+    labels = conditions.import_paper_json(
+        JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.2__noise_amount__0.4.json.gz", ids, 10)
+    assert len(labels) == 50_000
+    assert 0.39 < np.mean(labels != true) < 0.41
+
+
+def test_json_importer_rejects_a_missing_image(cifar_index):
+    ids, _ = cifar_index
+    with pytest.raises(conditions.PipelineError, match="keys match no image"):
+        conditions.import_paper_json(
+            JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.0__noise_amount__0.2.json.gz", ids[1:], 10)
+
+
+def test_shipped_array_equals_the_paper_json(tmp_path):
+    out = tmp_path / "labels.npz"
+    conditions.export_paper_labels(JSON_DIR, out)
+    rebuilt, shipped = np.load(out), np.load(conditions.PAPER_LABELS)
+    assert sorted(rebuilt.files) == sorted(shipped.files) and len(shipped.files) == 19
+    for key in shipped.files:
+        assert np.array_equal(rebuilt[key], shipped[key]), key
+
+
+@pytest.mark.parametrize("sparsity,amount", [(0.0, 0.2), (0.4, 0.6)])
+def test_masks_on_the_paper_psx(cifar_index, sparsity, amount):
+    ids, true = cifar_index
+    cond = conditions.paper_condition(sparsity, amount)
+    noisy = conditions.import_paper_json(JSON_DIR / f"cifar10_noisy_labels__{cond.paper_key}.json.gz", ids, 10)
+    psx = np.load(next(PSX_DIR.glob(f"*{cond.paper_key.replace('.', '_')}*.npy"))).astype(np.float32)
+    psx /= psx.sum(1, keepdims=True)
+    masks = find_masks(noisy, psx)
+    assert set(masks) == set(CL_METHODS.values())
+    noise = np.mean(noisy != true)
+    for method, keep in masks.items():
+        d = detection(keep, noisy, true)
+        # Each method keeps about the clean fraction, and flags errors far better than chance
+        # (random flagging has precision = the noise rate). The paper's psx are only 86% accurate.
+        assert abs(d["keep_fraction"] - (1 - noise)) < 0.25, (method, d)
+        assert d["precision"] > noise + 0.05 and d["recall"] > 0.45, (method, d)
+        assert abs(d["f1"] - 2 * d["precision"] * d["recall"] / (d["precision"] + d["recall"])) < 1e-12
