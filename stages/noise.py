@@ -25,7 +25,9 @@ def run():
         did = conditions.write_condition(run, cond, args.seed, args.paper_json, args.force)
         info = store.read_manifest(run.labels(cond.name))["info"]
         cli.log(f"{'wrote' if did else 'current'}: {run.labels(cond.name)}  noise={info['actual_noise_rate']:.3f}")
-    store.save_json(run.conditions_list, [c.name for c in conds])
+    names = [c.name for c in conds]
+    if not run.conditions_list.exists() or store.load_json(run.conditions_list) != names:
+        store.save_json(run.conditions_list, names)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def test_imagefolder_order_matches_torchvision(tmp_path):
     assert list(ds.train_y) == [c for _, c in reference.samples]
     for i, (path, _) in enumerate(reference.samples):
         assert np.array_equal(ds.train_x[i], np.asarray(Image.open(path).convert("RGB")))
-    assert list(ds.train_source_index) == [11, 2, 10, 100, 9]
+    assert list(ds.train_source_index) == [11, 2, 100, 10, 9]  # "100_" < "10_": "0" sorts before "_"
 
     with tarfile.open(tmp_path / "folder.tar.gz", "w:gz") as tar:
         tar.add(root, arcname="wrapped")
