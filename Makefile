@@ -1,4 +1,6 @@
-# Confident Learning on CIFAR-10 as separate, resumable stages. Every variable passes through:
+# Confident Learning on CIFAR-10 as separate, resumable stages. Every variable passes through.
+# All stages share one run directory, RUN (default runs/main); `make demo` uses it too, so
+# `make report` after `make demo` shows the demo, and a later `make all DATA=...` replaces it.
 #   make all DATA=path/to/cifar10           the paper's 13 conditions, 4 folds, one GPU (GPU=0)
 #   make crossval FOLD=0 GPU=0              fold 0 of every condition not yet done, on GPU 0
 #   make combine && make masks && make coteach && make report
@@ -33,7 +35,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: setup
-	$(MAKE) all RUN=runs/demo DATA=digits CONDITIONS=0.2:0.0,0.4:0.4 FOLDS=3 GPU=cpu \
+	$(MAKE) all DATA=digits CONDITIONS=0.2:0.0,0.4:0.4 FOLDS=3 GPU=cpu \
 	  CROSSVAL_ARGS="--epochs 15 --batch-size 64 --lr 0.05" \
 	  COTEACH_ARGS="--epochs 12 --batch-size 64 --epoch-decay-start 6 --num-gradual 4"
 
