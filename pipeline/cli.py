@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Callable
 
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
 from pipeline.layout import RunDir
 from pipeline.store import PipelineError
 
@@ -61,6 +63,9 @@ def main(stage: Callable[[], None]) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted; finished artifacts and the last epoch's checkpoint are kept", file=sys.stderr)
         sys.exit(130)
+    except SIGTERMException:
+        print("stopped by a signal; the last epoch's checkpoint is kept: rerun to resume", file=sys.stderr)
+        sys.exit(143)
     log(f"[{time.perf_counter() - start:.1f} s]")

@@ -68,40 +68,51 @@ def pending(run: RunDir, conds: list[str], methods: list[str], seeds: list[int],
     return out
 
 
-def run_task(run: RunDir, cond: str, method: str, seed: int, config: CoteachConfig, device) -> Path:
-    """Train Co-Teaching for one (condition, method, seed); write per-epoch test accuracy as JSON."""
+def run_task(run: RunDir, cond: str, method: str, seed: int, config: CoteachConfig, device, force: bool = False) -> Path | None:
+    """Train Co-Teaching for one (condition, method, seed); write per-epoch test accuracy as JSON.
+
+    Resumes from ``<metrics>.ckpt`` when one of this task exists; returns None without doing
+    anything while another process holds the task's lock.
+    """
     from pipeline.train import Data, device_name, train_coteaching
 
-    start = time.perf_counter()
-    ds = datasets.cached(run.require(run.dataset, "data"))
-    noisy = store.load_npy(run.labels(cond))
-    keep = np.ones(len(noisy), bool)
-    if method in CL_METHODS.values():
-        masks = store.load_npz(run.masks(cond))
-        keep = masks[method]
-        if len(keep) != len(noisy):
-            raise PipelineError(f"{run.masks(cond)}: mask '{method}' has {len(keep)} rows for {len(noisy)} labels")
+    out, task_inputs = run.coteach(cond, method, seed), inputs(run, cond, method)
     task = config.for_task(method, seed, noise_rate(run, cond))
-    acc = train_coteaching(
-        Data(ds.train_x[keep], noisy[keep], ds.test_x, ds.test_y, ds.num_classes),
-        arch=config.arch, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        forget_rate=task["forget_rate"], num_gradual=min(config.num_gradual, config.epochs),
-        epoch_decay_start=config.epoch_decay_start, seed=seed, device=device,
-    )
-    final = acc[-1]
-    metrics = {
-        "condition": cond,
-        "method": method,
-        "seed": seed,
-        "n_train": int(keep.sum()),
-        "forget_rate": task["forget_rate"],
-        "test_acc": acc,  # [net1, net2] after every epoch
-        "final_acc": float(np.mean(final)),  # mean of the two networks at the last epoch
-        "best_acc": float(np.max(acc)),  # best epoch of either network, as the paper reported
-        "best_epoch": int(np.argmax(np.max(acc, axis=1))),
-    }
-    out = run.coteach(cond, method, seed)
-    store.save_json(out, metrics)
-    store.write_manifest(out, inputs(run, cond, method), task, wall_s=time.perf_counter() - start,
-                         device=device_name(device))
+    with store.TaskLock(out) as lock:
+        if not lock.held:
+            print(f"skipped: {out} is being made by {lock.owner}", flush=True)
+            return None
+        if not force and store.is_current(out, task_inputs, task):
+            return out  # another worker finished it meanwhile
+        start = time.perf_counter()
+        ds = datasets.cached(task_inputs["dataset"])
+        noisy = store.load_npy(task_inputs["labels"])
+        keep = np.ones(len(noisy), bool)
+        if method in CL_METHODS.values():
+            keep = store.load_npz(task_inputs["masks"])[method]
+            if keep.shape != noisy.shape or keep.dtype != bool:
+                raise PipelineError(f"{task_inputs['masks']}: mask '{method}' is {keep.dtype} {keep.shape}, "
+                                    f"expected bool ({len(noisy)},)")
+        ckpt = Path(f"{out}.ckpt")
+        acc = train_coteaching(
+            Data(ds.train_x[keep], noisy[keep], ds.test_x, ds.test_y, ds.num_classes),
+            arch=config.arch, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+            forget_rate=task["forget_rate"], num_gradual=min(config.num_gradual, config.epochs),
+            epoch_decay_start=config.epoch_decay_start, seed=seed, device=device,
+            ckpt=ckpt, tag={"config": task, "inputs": store.fingerprints(task_inputs)}, heartbeat=lock.heartbeat,
+        )
+        metrics = {
+            "condition": cond,
+            "method": method,
+            "seed": seed,
+            "n_train": int(keep.sum()),
+            "forget_rate": task["forget_rate"],
+            "test_acc": acc,  # [net1, net2] after every epoch
+            "final_acc": float(np.mean(acc[-1])),  # mean of the two networks at the last epoch
+            "best_acc": float(np.max(acc)),  # best epoch of either network, as the paper reported
+            "best_epoch": int(np.argmax(np.max(acc, axis=1))),
+        }
+        store.save_json(out, metrics)
+        store.write_manifest(out, task_inputs, task, wall_s=time.perf_counter() - start, device=device_name(device))
+        ckpt.unlink(missing_ok=True)
     return out

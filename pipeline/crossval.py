@@ -40,30 +40,43 @@ def pending(run: RunDir, conds: list[str], folds: list[int], config: CrossvalCon
     ]
 
 
-def run_fold(run: RunDir, cond: str, fold: int, config: CrossvalConfig, device) -> Path:
-    """Train on the other folds' rows (noisy labels), predict fold ``fold``'s rows, write the shard."""
+def run_fold(run: RunDir, cond: str, fold: int, config: CrossvalConfig, device, force: bool = False) -> Path | None:
+    """Train on the other folds' rows (noisy labels), predict fold ``fold``'s rows, write the shard.
+
+    Resumes from ``<shard>.ckpt`` (written every epoch) when one of this task exists; returns None
+    without doing anything while another process holds the task's lock.
+    """
     from pipeline.train import Data, device_name, train_classifier
 
-    start = time.perf_counter()
-    ds = datasets.cached(run.require(run.dataset, "data"))
-    noisy = store.load_npy(run.labels(cond))
-    fold_of = assign_folds(noisy, config.folds, config.fold_seed)
-    held = np.flatnonzero(fold_of == fold)
-    train = fold_of != fold
-    data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
-    probs = train_classifier(
-        data, arch=config.arch, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        weight_decay=config.weight_decay, seed=config.seed + 1000 * fold, device=device,
-    )
-    out = run.shard(cond, fold)
-    store.save_npz(out, indices=held, probs=probs.astype(np.float32))
-    info = {
-        "assignment": assignment_fingerprint(fold_of),
-        "n_train": int(train.sum()),
-        "n_heldout": len(held),
-        "heldout_acc_noisy": float(np.mean(probs.argmax(1) == noisy[held])),
-        "heldout_acc_true": float(np.mean(probs.argmax(1) == ds.train_y[held])),
-    }
-    store.write_manifest(out, inputs(run, cond), config.for_fold(fold), wall_s=time.perf_counter() - start,
-                         device=device_name(device), info=info)
+    out, task_inputs, task_config = run.shard(cond, fold), inputs(run, cond), config.for_fold(fold)
+    with store.TaskLock(out) as lock:
+        if not lock.held:
+            print(f"skipped: {out} is being made by {lock.owner}", flush=True)
+            return None
+        if not force and store.is_current(out, task_inputs, task_config):
+            return out  # another worker finished it meanwhile
+        start = time.perf_counter()
+        ds = datasets.cached(task_inputs["dataset"])
+        noisy = store.load_npy(task_inputs["labels"])
+        fold_of = assign_folds(noisy, config.folds, config.fold_seed)
+        held = np.flatnonzero(fold_of == fold)
+        train = fold_of != fold
+        data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
+        ckpt = Path(f"{out}.ckpt")
+        probs = train_classifier(
+            data, arch=config.arch, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+            weight_decay=config.weight_decay, seed=config.seed + 1000 * fold, device=device,
+            ckpt=ckpt, tag={"config": task_config, "inputs": store.fingerprints(task_inputs)}, heartbeat=lock.heartbeat,
+        )
+        store.save_npz(out, indices=held, probs=probs.astype(np.float32))
+        info = {
+            "assignment": assignment_fingerprint(fold_of),
+            "n_train": int(train.sum()),
+            "n_heldout": len(held),
+            "heldout_acc_noisy": float(np.mean(probs.argmax(1) == noisy[held])),
+            "heldout_acc_true": float(np.mean(probs.argmax(1) == ds.train_y[held])),
+        }
+        store.write_manifest(out, task_inputs, task_config, wall_s=time.perf_counter() - start,
+                             device=device_name(device), info=info)
+        ckpt.unlink(missing_ok=True)
     return out

@@ -188,3 +188,86 @@ def write_manifest(
             "versions": _versions(),
         },
     )
+
+
+LOCK_STALE_S = 3600  # a lock from another host with no heartbeat for this long is taken over
+
+
+def _lock_owner(lock: Path) -> dict | None:
+    try:
+        return json.loads(lock.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _is_stale(lock: Path, owner: dict | None) -> bool:
+    if owner is None:  # unreadable or half-written: stale once old enough to not be mid-creation
+        try:
+            return time.time() - lock.stat().st_mtime > 60
+        except FileNotFoundError:
+            return True
+    if owner.get("host") == socket.gethostname():
+        try:
+            os.kill(int(owner["pid"]), 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    try:
+        return time.time() - lock.stat().st_mtime > LOCK_STALE_S
+    except FileNotFoundError:
+        return True
+
+
+class TaskLock:
+    """An exclusive claim on making one artifact: ``<artifact>.lock`` holds the owner's host and pid.
+
+    A lock whose owner process is gone (same host), or whose heartbeat (the file's mtime) is older
+    than ``LOCK_STALE_S`` (other hosts), is stale and taken over. ``owner`` describes the holder
+    when the claim failed.
+    """
+
+    def __init__(self, artifact: Path):
+        self.path = Path(f"{artifact}.lock")
+        self.owner: str | None = None
+        self.held = False
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode()
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = _lock_owner(self.path)
+                if not _is_stale(self.path, owner):
+                    self.owner = f"{owner['host']}:{owner['pid']}" if owner else "unknown"
+                    return False
+                try:  # move the stale lock aside atomically: of several contenders one wins
+                    os.rename(self.path, f"{self.path}.stale.{os.getpid()}")
+                    os.unlink(f"{self.path}.stale.{os.getpid()}")
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(me)
+            self.held = True
+            return True
+        return False
+
+    def heartbeat(self) -> None:
+        if self.held:
+            os.utime(self.path)
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "TaskLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -8,10 +8,14 @@ implementation of the paper's pieces: ``loss_coteaching``, ``forget_rate_schedul
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
 import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -39,8 +43,20 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
+def _stop_on_sigusr1() -> None:
+    """Treat SIGUSR1 (SLURM's usual warning before a time limit) like SIGTERM: Lightning then stops
+    at the next batch and the last epoch's checkpoint is what a restart resumes from. Left alone
+    where another handler (submitit's, which requeues) is installed."""
+    if signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL:
+        signal.signal(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+
+
 def make_trainer(device: torch.device, epochs: int) -> pl.Trainer:
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    _stop_on_sigusr1()
     return pl.Trainer(
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index] if device.type == "cuda" else 1,
         max_epochs=epochs,
@@ -86,7 +102,54 @@ class Data:
         return models.build(arch, c, h, self.num_classes)
 
 
-class Classifier(pl.LightningModule):
+class Resumable(pl.LightningModule):
+    """Saves the whole training state atomically after every epoch to ``self.ckpt``, with ``self.tag``
+    (the task's config), the torch RNG state and ``self.history``, so a restarted fit continues
+    exactly where the last finished epoch left it. Subclasses call ``super().on_train_epoch_end()`` last."""
+
+    ckpt: Path | None = None
+    tag: dict | None = None
+    heartbeat = None
+
+    def __init__(self):
+        super().__init__()
+        self.history: list = []
+
+    def on_train_epoch_end(self):
+        if self.ckpt is None:
+            return
+        tmp = self.ckpt.with_name(f".{self.ckpt.name}.tmp")
+        self.trainer.save_checkpoint(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.ckpt)
+        if self.heartbeat:
+            self.heartbeat()
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint.update(tag=self.tag, torch_rng=torch.get_rng_state(), history=self.history)
+
+    def on_load_checkpoint(self, checkpoint):
+        torch.set_rng_state(checkpoint["torch_rng"])
+        self.history = checkpoint["history"]
+
+
+def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ckpt: Path | None, tag: dict, heartbeat=None) -> None:
+    """``trainer.fit``, resuming from ``ckpt`` when it holds a checkpoint of the same task (``tag``)."""
+    tag = json.loads(json.dumps(tag))
+    resume = None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("tag") == tag:
+            resume, train.epoch = ckpt, state["epoch"] + 1
+            print(f"resuming {ckpt} from epoch {train.epoch}", flush=True)
+        else:
+            ckpt.unlink()
+    module.ckpt, module.tag, module.heartbeat = ckpt, tag, heartbeat
+    make_trainer(device, epochs).fit(module, train, ckpt_path=resume)
+
+
+class Classifier(Resumable):
     """Cross-entropy with SGD (Nesterov) and a linear warm-up / linear decay learning rate per step."""
 
     def __init__(self, net, *, lr, weight_decay, total_steps, warmup_frac=0.2):
@@ -105,16 +168,16 @@ class Classifier(pl.LightningModule):
         return [opt], [{"scheduler": sched, "interval": "step"}]
 
 
-def train_classifier(data: Data, *, arch, epochs, batch_size, lr, weight_decay, seed, device) -> np.ndarray:
-    """Train on ``data.train_*``; return softmax probabilities for ``data.eval_x``."""
+def train_classifier(data: Data, *, arch, epochs, batch_size, lr, weight_decay, seed, device, ckpt=None, tag=None, heartbeat=None) -> np.ndarray:
+    """Train on ``data.train_*``; return softmax probabilities for ``data.eval_x``. ``ckpt``: see ``fit``."""
     pl.seed_everything(seed, workers=False, verbose=False)
     train, evaluation = data.batches(device, batch_size, seed)
     module = Classifier(data.build(arch), lr=lr, weight_decay=weight_decay, total_steps=epochs * len(train))
-    make_trainer(device, epochs).fit(module, train)
+    fit(module, train, device, epochs, ckpt, tag or {}, heartbeat)
     return predict_probs(module.net.to(device), evaluation)
 
 
-class CoTeaching(pl.LightningModule):
+class CoTeaching(Resumable):
     """Two networks; each picks the small-loss ``1 - forget_rate(epoch)`` fraction of every batch to
     update the other (Han et al. 2018). Adam, with the learning rate decaying linearly to 0 and beta1
     dropping to ``beta1_decayed`` from ``epoch_decay_start``. Test accuracy of both nets per epoch."""
@@ -131,7 +194,6 @@ class CoTeaching(pl.LightningModule):
         self.lr_plan, beta1_plan = initialize_lr_scheduler(lr, epochs, epoch_decay_start)
         # cleanlab keeps beta1 at 0.9 throughout ("original author had this set to 0.1"): use the paper's drop.
         self.beta1_plan = [b if e < epoch_decay_start else beta1_decayed for e, b in enumerate(beta1_plan)]
-        self.test_acc: list[list[float]] = []
 
     def configure_optimizers(self):
         return [torch.optim.Adam(net.parameters(), lr=self.lr) for net in self.nets]
@@ -154,11 +216,13 @@ class CoTeaching(pl.LightningModule):
 
     def on_train_epoch_end(self):
         labels = self.test.labels.cpu().numpy()
-        self.test_acc.append([float(np.mean(predict_probs(net, self.test).argmax(1) == labels)) for net in self.nets])
+        self.history.append([float(np.mean(predict_probs(net, self.test).argmax(1) == labels)) for net in self.nets])
+        super().on_train_epoch_end()
 
 
-def train_coteaching(data: Data, *, arch, epochs, batch_size, lr, forget_rate, num_gradual, epoch_decay_start, seed, device) -> list[list[float]]:
-    """Co-Teaching on ``data.train_*``; returns test accuracy ``[net1, net2]`` after every epoch.
+def train_coteaching(data: Data, *, arch, epochs, batch_size, lr, forget_rate, num_gradual, epoch_decay_start, seed, device,
+                     ckpt=None, tag=None, heartbeat=None) -> list[list[float]]:
+    """Co-Teaching on ``data.train_*``; returns test accuracy ``[net1, net2]`` after every epoch. ``ckpt``: see ``fit``.
 
     ``forget_rate=0`` trains two independent plain networks on all rows (the no-Co-Teaching baseline).
     """
@@ -168,5 +232,5 @@ def train_coteaching(data: Data, *, arch, epochs, batch_size, lr, forget_rate, n
         data.build(arch), data.build(arch), test,
         epochs=epochs, lr=lr, forget_rate=forget_rate, num_gradual=num_gradual, epoch_decay_start=epoch_decay_start,
     )
-    make_trainer(device, epochs).fit(module, train)
-    return module.test_acc
+    fit(module, train, device, epochs, ckpt, tag or {}, heartbeat)
+    return module.history

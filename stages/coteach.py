@@ -19,7 +19,9 @@ def run():
     device = pick_device(args.gpu)
     cli.log(f"coteach: {len(todo)} of {len(conds) * len(methods) * len(args.seeds)} tasks to run on {device}")
     for i, (cond, method, seed) in enumerate(todo, 1):
-        out = coteach.run_task(run, cond, method, seed, config, device)
+        out = coteach.run_task(run, cond, method, seed, config, device, args.force)
+        if out is None:
+            continue
         m = load_json(out)
         cli.log(f"[{i}/{len(todo)}] {cond} {method} seed {seed}: final {100 * m['final_acc']:.1f}%  best {100 * m['best_acc']:.1f}%")
 

@@ -25,8 +25,9 @@ def run():
     device = pick_device(args.gpu)
     cli.log(f"crossval: {len(todo)} of {len(conds) * len(folds)} (condition, fold) tasks to run on {device}")
     for i, (cond, fold) in enumerate(todo, 1):
-        out = crossval.run_fold(run, cond, fold, config, device)
-        cli.log(f"[{i}/{len(todo)}] wrote {out}")
+        out = crossval.run_fold(run, cond, fold, config, device, args.force)
+        if out is not None:
+            cli.log(f"[{i}/{len(todo)}] wrote {out}")
 
 
 if __name__ == "__main__":
