@@ -89,6 +89,7 @@ def run_task(run: RunDir, cond: str, method: str, seed: int, config: CoteachConf
         noisy = store.load_npy(task_inputs["labels"])
         keep = np.ones(len(noisy), bool)
         if method in CL_METHODS.values():
+            store.read_manifest(task_inputs["masks"])  # refuses a corrupt or replaced file
             keep = store.load_npz(task_inputs["masks"])[method]
             if keep.shape != noisy.shape or keep.dtype != bool:
                 raise PipelineError(f"{task_inputs['masks']}: mask '{method}' is {keep.dtype} {keep.shape}, "

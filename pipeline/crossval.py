@@ -62,11 +62,12 @@ def run_fold(run: RunDir, cond: str, fold: int, config: CrossvalConfig, device, 
         held = np.flatnonzero(fold_of == fold)
         train = fold_of != fold
         data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
-        ckpt = Path(f"{out}.ckpt")
+        ckpt, timings = Path(f"{out}.ckpt"), {}
         probs = train_classifier(
             data, arch=config.arch, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
             weight_decay=config.weight_decay, seed=config.seed + 1000 * fold, device=device,
             ckpt=ckpt, tag={"config": task_config, "inputs": store.fingerprints(task_inputs)}, heartbeat=lock.heartbeat,
+            timings=timings,
         )
         store.save_npz(out, indices=held, probs=probs.astype(np.float32))
         info = {
@@ -75,6 +76,7 @@ def run_fold(run: RunDir, cond: str, fold: int, config: CrossvalConfig, device, 
             "n_heldout": len(held),
             "heldout_acc_noisy": float(np.mean(probs.argmax(1) == noisy[held])),
             "heldout_acc_true": float(np.mean(probs.argmax(1) == ds.train_y[held])),
+            **{k: round(v, 3) for k, v in timings.items()},
         }
         store.write_manifest(out, task_inputs, task_config, wall_s=time.perf_counter() - start,
                              device=device_name(device), info=info)

@@ -83,9 +83,12 @@ def merge(shards: dict[int, tuple[np.ndarray, np.ndarray]], n: int, num_classes:
     return psx
 
 
-def read_shard(path: Path, fold: int, expected: np.ndarray, assignment: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """A shard's (indices, probs) after checking its checksum, fold assignment and contents."""
+def read_shard(path: Path, fold: int, expected: np.ndarray, assignment: str, num_classes: int,
+               made_from: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's (indices, probs) after checking its checksum, origin, fold assignment and contents."""
     manifest = store.read_manifest(path)
+    if manifest.get("inputs") != made_from:
+        raise PipelineError(f"{path}: made from a different dataset or noisy labels; rerun crossval for fold {fold}")
     if manifest["info"].get("assignment") != assignment or manifest["config"].get("fold") != fold:
         raise PipelineError(f"{path}: made for a different fold assignment or fold; rerun crossval for fold {fold}")
     z = store.load_npz(path)
@@ -115,7 +118,8 @@ def combine(run: RunDir, cond: str, folds: int, fold_seed: int, num_classes: int
     noisy = store.load_npy(labels_path)
     fold_of = assign_folds(noisy, folds, fold_seed)
     fp = assignment_fingerprint(fold_of)
-    parts = {k: read_shard(p, k, np.flatnonzero(fold_of == k), fp, num_classes) for k, p in shards.items()}
+    made_from = store.fingerprints({"dataset": run.require(run.dataset, "data"), "labels": labels_path})
+    parts = {k: read_shard(p, k, np.flatnonzero(fold_of == k), fp, num_classes, made_from) for k, p in shards.items()}
     psx = merge(parts, len(noisy), num_classes)
     store.save_npy(out, psx)
     info = {"accuracy_vs_noisy_labels": float(np.mean(psx.argmax(1) == noisy))}

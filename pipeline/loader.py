@@ -47,6 +47,10 @@ class Batches:
         x = self.images[idx].permute(0, 3, 1, 2).float()
         return (x - self.mean) / self.std
 
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """On GPU, NHWC strides (channels_last): the layout the convolutions run fastest in."""
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+
     def _augment(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         x = F.pad(x, (self.pad,) * 4)  # zeros = the mean colour after normalisation
@@ -60,7 +64,7 @@ class Batches:
         if not self.train:
             for start in range(0, n, self.batch_size):
                 idx = torch.arange(start, min(start + self.batch_size, n), device=self.device)
-                yield self._normalise(idx), self.labels[idx]
+                yield self._layout(self._normalise(idx)), self.labels[idx]
             return
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         perm = torch.randperm(n, generator=g).to(self.device)
@@ -70,4 +74,4 @@ class Batches:
         for i in range(len(self)):
             idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
             j = slice(i * self.batch_size, i * self.batch_size + len(idx))
-            yield self._augment(self._normalise(idx), shifts[0, j], shifts[1, j], flips[j]), self.labels[idx]
+            yield self._layout(self._augment(self._normalise(idx), shifts[0, j], shifts[1, j], flips[j])), self.labels[idx]
