@@ -43,7 +43,7 @@ def fold_rows(ds: datasets.Dataset, subset: int | None, seed: int = 0) -> tuple[
     rows = np.arange(len(ds.train_y))
     if subset and subset < len(rows):
         rows = np.sort(np.random.default_rng(seed).choice(rows, subset, replace=False))
-    fold_of = assign_folds(ds.train_y[rows], 4, seed)
+    fold_of = assign_folds(ds.train_y[rows], 4, seed, ds.num_classes)
     return rows[fold_of != 0], rows[fold_of == 0]
 
 

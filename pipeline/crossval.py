@@ -58,7 +58,7 @@ def run_fold(run: RunDir, cond: str, fold: int, config: CrossvalConfig, device, 
         start = time.perf_counter()
         ds = datasets.cached(task_inputs["dataset"])
         noisy = store.load_npy(task_inputs["labels"])
-        fold_of = assign_folds(noisy, config.folds, config.fold_seed)
+        fold_of = assign_folds(noisy, config.folds, config.fold_seed, ds.num_classes)
         held = np.flatnonzero(fold_of == fold)
         train = fold_of != fold
         data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)

@@ -20,11 +20,11 @@ from pipeline.store import PipelineError
 PROB_ATOL = 1e-2  # float16 probabilities (the paper's psx) sum to 1 within ~5e-3
 
 
-def assign_folds(noisy_labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+def assign_folds(noisy_labels: np.ndarray, folds: int, seed: int, num_classes: int) -> np.ndarray:
     """Fold id (0..folds-1) of every row: stratified by noisy label, shuffled with ``seed``."""
     from sklearn.model_selection import StratifiedKFold
 
-    counts = np.bincount(noisy_labels)
+    counts = np.bincount(noisy_labels, minlength=num_classes)
     if folds < 2:
         raise PipelineError(f"--folds {folds}: need at least 2 folds")
     if counts.min() < folds:
@@ -116,7 +116,7 @@ def combine(run: RunDir, cond: str, folds: int, fold_seed: int, num_classes: int
         return out, False
     start = time.perf_counter()
     noisy = store.load_npy(labels_path)
-    fold_of = assign_folds(noisy, folds, fold_seed)
+    fold_of = assign_folds(noisy, folds, fold_seed, num_classes)
     fp = assignment_fingerprint(fold_of)
     made_from = store.fingerprints({"dataset": run.require(run.dataset, "data"), "labels": labels_path})
     parts = {k: read_shard(p, k, np.flatnonzero(fold_of == k), fp, num_classes, made_from) for k, p in shards.items()}
