@@ -79,11 +79,8 @@ def run_task(run: RunDir, cond: str, method: str, seed: int, config: CoteachConf
     out, task_inputs = run.coteach(cond, method, seed), inputs(run, cond, method)
     task = config.for_task(method, seed, noise_rate(run, cond))
     with store.TaskLock(out) as lock:
-        if not lock.held:
-            print(f"skipped: {out} is being made by {lock.owner}", flush=True)
-            return None
-        if not force and store.is_current(out, task_inputs, task):
-            return out  # another worker finished it meanwhile
+        if not lock.must_make(task_inputs, task, force):
+            return out if lock.held else None
         start = time.perf_counter()
         ds = datasets.cached(task_inputs["dataset"])
         noisy = store.load_npy(task_inputs["labels"])

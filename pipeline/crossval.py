@@ -50,11 +50,8 @@ def run_fold(run: RunDir, cond: str, fold: int, config: CrossvalConfig, device, 
 
     out, task_inputs, task_config = run.shard(cond, fold), inputs(run, cond), config.for_fold(fold)
     with store.TaskLock(out) as lock:
-        if not lock.held:
-            print(f"skipped: {out} is being made by {lock.owner}", flush=True)
-            return None
-        if not force and store.is_current(out, task_inputs, task_config):
-            return out  # another worker finished it meanwhile
+        if not lock.must_make(task_inputs, task_config, force):
+            return out if lock.held else None
         start = time.perf_counter()
         ds = datasets.cached(task_inputs["dataset"])
         noisy = store.load_npy(task_inputs["labels"])

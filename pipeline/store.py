@@ -229,6 +229,7 @@ class TaskLock:
     """
 
     def __init__(self, artifact: Path):
+        self.artifact = Path(artifact)
         self.path = Path(f"{artifact}.lock")
         self.owner: str | None = None
         self.held = False
@@ -264,6 +265,13 @@ class TaskLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+
+    def must_make(self, inputs: dict[str, Path], config: dict, force: bool = False) -> bool:
+        """True when this process holds the lock and the artifact still needs making; says why not otherwise."""
+        if not self.held:
+            print(f"skipped: {self.artifact} is being made by {self.owner}", flush=True)
+            return False
+        return force or not is_current(self.artifact, inputs, config)  # another worker may have just finished it
 
     def __enter__(self) -> "TaskLock":
         self.acquire()
