@@ -1,46 +1,144 @@
-"""The report: Table 2 (test accuracy per method and condition, mean ± std over seeds) and the
-label-error detection quality of every CL method, as Markdown and CSV."""
+"""The report: our test accuracy beside the CL paper's Table 2, the label-error detection of the CL
+methods on this run's psx and on the paper's, and two plots; Markdown, CSV and PNG in ``report/``.
+
+Accuracy is aggregated over whatever seeds (trials) exist: mean ± sample std (ddof=1). Accuracies
+are fractions in records and CSV, percentages in the Markdown. Detection on the paper's psx
+(conditions with the paper's labels only) is cached in ``report/paper_psx/<condition>.json``.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import time
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import datasets, store
+from pipeline.conditions import Condition, parse_conditions
 from pipeline.coteach import METHODS
+from pipeline.folds import check_probs
 from pipeline.layout import RunDir
-from pipeline.masks import CL_METHODS
+from pipeline.masks import CL_METHODS, detection, find_masks, resolve_psx
+from pipeline.store import PipelineError
 
+ROOT = Path(__file__).resolve().parent.parent
+PAPER_TABLE = ROOT / "data" / "cl_paper_table2.csv"
+PAPER_PSX = ROOT.parent / "shared" / "data" / "cl-paper" / "psx"
+PAPER_CONDITIONS = {c.paper_column: c for c in parse_conditions("paper")}  # "4_6" -> n70_s40
 ROW_NAMES = {**{v: k for k, v in CL_METHODS.items()}, "none": "Co-Teaching alone", "plain": "plain training"}
 
 
-def collect(run: RunDir, conds: list[str]) -> list[dict]:
-    """One record per (condition, method, seed) metrics file and per (condition, method) detection."""
+def paper_table(path: Path = PAPER_TABLE) -> dict[tuple[str, str], tuple[float, str]]:
+    """``{(method, paper column): (published test accuracy as a fraction, what it measures)}``."""
+    out = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for col in PAPER_CONDITIONS:
+                if row.get(col):
+                    out[row["method"], col] = (float(row[col]) / 100, row["measure"])
+    return out
+
+
+def paper_psx_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = False) -> dict | None:
+    """``{filter_by: detection}`` of the five methods on the paper's psx, for a condition with the
+    paper's labels (None otherwise, or when ``psx_dir`` lacks its file). The psx is (n, K) with rows
+    in dataset order; inputs: the labels and the psx file, so a re-run reads the cached result."""
+    manifest = store.read_manifest(run.require(run.labels(cond), "noise"))
+    info = manifest["info"]
+    if not info.get("paper_column") or not Path(psx_dir).is_dir():
+        return None
+    try:
+        psx_path = resolve_psx(psx_dir, run, cond, Condition(**{k: info[k] for k in Condition.__dataclass_fields__}).paper_key)
+    except PipelineError:
+        return None
+    out = run.report_dir / "paper_psx" / f"{cond}.json"
+    inputs = {"labels": run.labels(cond), "psx": psx_path}
+    config = {"methods": list(CL_METHODS.values()), "dataset": manifest["inputs"]["dataset"]}
+    if force or not store.is_current(out, inputs, config):
+        start = time.perf_counter()
+        ds = datasets.cached(run.require(run.dataset, "data"))
+        noisy, psx = store.load_npy(inputs["labels"]), store.load_npy(psx_path)
+        if len(psx) != len(noisy):
+            raise PipelineError(f"{psx_path}: {len(psx)} rows but {len(noisy)} noisy labels in {cond}")
+        psx = check_probs(psx, ds.num_classes, str(psx_path))
+        store.save_json(out, {m: detection(keep, noisy, ds.train_y) for m, keep in find_masks(noisy, psx).items()})
+        store.write_manifest(out, inputs, config, wall_s=time.perf_counter() - start, info={"psx": str(psx_path)})
+    return store.load_json(out)
+
+
+def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_psx: Path | None = None,
+            force: bool = False) -> list[dict]:
+    """One record per (condition, method, seed) metrics file (``seeds``: only these; default all found),
+    and per (condition, method) detection on this run's masks (psx "run") and on the paper's psx ("paper")."""
     records = []
     for cond in conds:
         info = store.read_manifest(run.require(run.labels(cond), "noise"))["info"]
-        base = {"condition": cond, "paper_column": info.get("paper_column"), "noise_rate": info["actual_noise_rate"]}
+        base = {"condition": cond, "paper_column": info.get("paper_column"),
+                "noise_rate": info["actual_noise_rate"], "sparsity": info.get("sparsity")}
         if run.masks(cond).exists():
             for method, d in store.read_manifest(run.masks(cond))["info"]["detection"].items():
-                records.append({**base, "kind": "detection", "method": method, **d})
+                records.append({**base, "kind": "detection", "psx": "run", "method": method, **d})
+        for method, d in ((paper_psx and paper_psx_detection(run, cond, paper_psx, force)) or {}).items():
+            records.append({**base, "kind": "detection", "psx": "paper", "method": method, **d})
         for method in METHODS:
             for path in sorted(run.coteach(cond, method, 0).parent.glob("seed*.json")):
                 if path.name.endswith(".manifest.json"):
                     continue
                 m = store.load_json(path)
-                records.append({**base, "kind": "accuracy", "method": method, "seed": m["seed"],
-                                "final_acc": m["final_acc"], "best_acc": m["best_acc"], "n_train": m["n_train"]})
+                if seeds is None or m["seed"] in seeds:
+                    records.append({**base, "kind": "accuracy", "method": method, "seed": m["seed"],
+                                    "final_acc": m["final_acc"], "best_acc": m["best_acc"], "n_train": m["n_train"]})
     return records
 
 
-def _cell(values: list[float]) -> str:
-    if not values:
+def accuracy_summary(records: list[dict], paper: dict) -> list[dict]:
+    """One row per (condition, method) with results: mean and std over seeds of the final- and
+    best-epoch accuracy, the paper's cell for the condition's column, and our mean minus it."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r["kind"] == "accuracy":
+            groups.setdefault((r["condition"], r["method"]), []).append(r)
+    rows = []
+    for (cond, method), rs in groups.items():
+        row = {k: rs[0][k] for k in ("condition", "paper_column", "noise_rate", "sparsity", "method")}
+        row |= {"n_seeds": len(rs), "seeds": " ".join(str(r["seed"]) for r in rs)}
+        for key in ("final_acc", "best_acc"):
+            v = np.array([r[key] for r in rs])
+            row |= {f"{key}_mean": float(v.mean()), f"{key}_std": float(v.std(ddof=1)) if len(v) > 1 else None}
+        acc, measure = paper.get((method, row["paper_column"]), (None, None))
+        row |= {"paper_acc": acc, "paper_measure": measure}
+        row |= {f"{k}_delta": None if acc is None else row[f"{k}_mean"] - acc for k in ("final_acc", "best_acc")}
+        rows.append(row)
+    return rows
+
+
+def detection_summary(records: list[dict]) -> list[dict]:
+    """One row per (condition, method) with detection: precision, recall, F1 and fraction kept on this
+    run's psx (``run_*``) and on the paper's (``paper_*``), None where absent or undefined."""
+    rows: dict[tuple, dict] = {}
+    for r in records:
+        if r["kind"] == "detection":
+            row = rows.setdefault((r["condition"], r["method"]),
+                                  {k: r[k] for k in ("condition", "paper_column", "method")})
+            row |= {f"{r['psx']}_{k}": r[k] for k in ("precision", "recall", "f1", "keep_fraction")}
+    cond_order = list(dict.fromkeys(r["condition"] for r in records))
+    method_order = list(CL_METHODS.values())
+    return [rows[k] for k in sorted(rows, key=lambda k: (cond_order.index(k[0]), method_order.index(k[1])))]
+
+
+def _pct(v: float | None, std: float | None = None, sign: bool = False) -> str:
+    if v is None:
         return "–"
-    pct = 100 * np.asarray(values)
-    return f"{pct.mean():.1f}" if len(pct) == 1 else f"{pct.mean():.1f} ± {pct.std(ddof=1):.1f}"
+    return (f"{100 * v:+.1f}" if sign else f"{100 * v:.1f}") + ("" if std is None else f" ± {100 * std:.1f}")
+
+
+def _prf(r: dict, psx: str) -> str:
+    if r.get(f"{psx}_keep_fraction") is None:
+        return "–"
+    num = lambda v: "–" if v is None else f"{v:.2f}"
+    return " / ".join(num(r[f"{psx}_{k}"]) for k in ("precision", "recall", "f1")) + f" (keep {r[f'{psx}_keep_fraction']:.2f})"
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -48,41 +146,161 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def tables(records: list[dict], conds: list[str]) -> str:
-    acc = [r for r in records if r["kind"] == "accuracy"]
-    det = [r for r in records if r["kind"] == "detection"]
-    noise = {r["condition"]: r["noise_rate"] for r in records}
-    header = ["method"] + [f"{c} ({100 * noise.get(c, float('nan')):.0f}%)" for c in conds]
+def markdown(acc: list[dict], det: list[dict], conds: list[str], noise: dict[str, float], notes: list[str]) -> str:
+    """The report's Markdown from ``accuracy_summary`` and ``detection_summary`` rows: accuracy per
+    method x condition (final, best epoch), beside the paper's cells, and detection on both psx.
+    ``noise``: the actual noise rate of each condition."""
+    cols = {r["condition"]: r["paper_column"] for r in acc + det if r["paper_column"]}
+    header = ["method"] + [f"{c} ({100 * noise[c]:.0f}%{', paper ' + cols[c] if c in cols else ''})" for c in conds]
+    seeds = sorted({int(s) for r in acc for s in r["seeds"].split()})
+    most = max((r["n_seeds"] for r in acc), default=0)
     out = []
-    for key, title in (("final_acc", "final epoch"), ("best_acc", "best epoch of either network, as the paper reported")):
-        rows = [
-            [ROW_NAMES[m]] + [_cell([r[key] for r in acc if r["method"] == m and r["condition"] == c]) for c in conds]
-            for m in METHODS if any(r["method"] == m for r in acc)
-        ]
-        seeds = sorted({r["seed"] for r in acc})
-        out.append(f"## Test accuracy (%), {title}; seeds {seeds} (mean ± std where several)\n\n{_markdown(header, rows)}")
-    if det:
+    for key, title in (("final_acc", "final epoch (mean of the two networks)"),
+                       ("best_acc", "best epoch of either network, as the paper reported")):
         rows = []
-        for m in CL_METHODS.values():
-            cells = []
-            for c in conds:
-                d = next((r for r in det if r["method"] == m and r["condition"] == c), None)
-                fmt = lambda v: "–" if v is None else f"{v:.2f}"
-                cells.append("–" if d is None else f"{fmt(d['f1'])} ({fmt(d['precision'])}/{fmt(d['recall'])}) keep {d['keep_fraction']:.2f}")
-            rows.append([ROW_NAMES[m]] + cells)
-        out.append(f"## Label-error detection: F1 (precision/recall), fraction kept\n\n{_markdown(header, rows)}")
-    return "\n\n".join(out) + "\n"
+        for m in (m for m in METHODS if any(r["method"] == m for r in acc)):
+            cells = {r["condition"]: _pct(r[f"{key}_mean"], r[f"{key}_std"]) + (f" (n={r['n_seeds']})" if r["n_seeds"] < most else "")
+                     for r in acc if r["method"] == m}
+            rows.append([ROW_NAMES[m]] + [cells.get(c, "–") for c in conds])
+        out.append(f"## Test accuracy (%), {title}; seeds {seeds}, mean ± std over seeds\n\n"
+                   + (_markdown(header, rows) if rows else "No coteach results for these conditions and seeds (make coteach)."))
+    paired = [r for r in acc if r["paper_acc"] is not None]
+    if paired:
+        rows = [[r["condition"], cols[r["condition"]], ROW_NAMES[r["method"]], _pct(r["paper_acc"]), r["paper_measure"],
+                 _pct(r["final_acc_mean"], r["final_acc_std"]), _pct(r["final_acc_delta"], sign=True),
+                 _pct(r["best_acc_mean"], r["best_acc_std"]), _pct(r["best_acc_delta"], sign=True)] for r in paired]
+        header = ["condition", "paper column", "method", "paper", "paper measure", "ours, final", "Δ final", "ours, best", "Δ best"]
+        out.append("## Beside the paper's Table 2 (trial 1 of 10; data/cl_paper_table2.csv)\n\n"
+                   "Like with like: the CL rows against our best epoch; Co-Teaching alone and plain training "
+                   "against our final epoch (the paper's rows measure different things, see 'paper measure').\n\n"
+                   + _markdown(header, rows))
+    if det:
+        rows = [[r["condition"], ROW_NAMES[r["method"]], _prf(r, "run"), _prf(r, "paper")] for r in det]
+        out.append("## Label-error detection: precision / recall / F1 (fraction kept)\n\n"
+                   + _markdown(["condition", "method", "this run's masks", "the paper's psx (ResNet-50)"], rows))
+    body = "\n\n".join(out) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+    return "# Confident Learning + Co-Teaching\n\n" + body + "\n"
 
 
-def write(run: RunDir, conds: list[str]) -> tuple[Path, str]:
-    """Write ``report/table.md`` and ``report/table.csv``; returns (folder, the Markdown)."""
-    records = collect(run, conds)
-    text = "# Confident Learning + Co-Teaching\n\n" + tables(records, conds)
-    store.atomic_write(run.report_dir / "table.md", lambda f: f.write(text.encode()))
-    fields = sorted({k for r in records for k in r})
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy(acc: list[dict], paper: dict, path: Path) -> None:
+    """``accuracy_vs_noise.png``: one panel per method, test accuracy against actual noise rate, a
+    line per sparsity: ours at the final epoch (± std) and best epoch, and the paper's published cells."""
+    plt = _pyplot()
+    methods = [m for m in METHODS if any(r["method"] == m for r in acc)]
+    sparsities = sorted({r["sparsity"] for r in acc}, key=lambda s: (s is None, s))
+    colours = dict(zip(sparsities, plt.cm.viridis(np.linspace(0, 0.85, max(len(sparsities), 1)))))
+    ncol = min(4, len(methods))
+    fig, axes = plt.subplots(-(-len(methods) // ncol), ncol, figsize=(4 * ncol, 3.4 * -(-len(methods) // ncol)),
+                             squeeze=False, sharey=True)
+    for ax, m in zip(axes.flat, methods):
+        for s in sparsities:
+            rs = sorted((r for r in acc if r["method"] == m and r["sparsity"] == s), key=lambda r: r["noise_rate"])
+            x = [100 * r["noise_rate"] for r in rs]
+            ax.errorbar(x, [100 * r["final_acc_mean"] for r in rs], [100 * (r["final_acc_std"] or 0) for r in rs],
+                        color=colours[s], marker="o", capsize=3, label=f"sparsity {s}, ours final")
+            ax.plot(x, [100 * r["best_acc_mean"] for r in rs], color=colours[s], ls=":", marker=".", label=f"sparsity {s}, ours best")
+            pub = sorted((100 * c.noise, 100 * paper[m, col][0]) for col, c in PAPER_CONDITIONS.items()
+                         if c.sparsity == s and (m, col) in paper)
+            if pub:
+                ax.plot(*zip(*pub), color=colours[s], ls="--", marker="s", mfc="none", label=f"sparsity {s}, paper")
+        ax.set_title(ROW_NAMES[m])
+        ax.set_xlim(0, 100)
+        ax.grid(alpha=0.3)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(methods):
+            ax.axis("off")
+        elif i + ncol >= len(methods):
+            ax.set_xlabel("actual noise rate (%)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy (%)")
+    legend = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle("Test accuracy vs noise. Ours: final epoch (solid, ± std over seeds), best epoch (dotted);\n"
+                 "the paper's CIFAR-10 Table 2 (dashed)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.04 + 0.02 * len(sparsities), 1, 0.95))
+    _save(fig, path)
+
+
+def plot_noise_matrices(matrices: dict[str, tuple[np.ndarray, float]], path: Path) -> None:
+    """``noise_matrices.png``: a heat map per condition of its (K, K) noise matrix P(noisy=i | true=j),
+    ``matrices``: ``{condition: (matrix, actual noise rate)}``."""
+    plt = _pyplot()
+    ncol = min(4, len(matrices))
+    nrow = -(-len(matrices) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol + 1, 3.4 * nrow + 0.5), squeeze=False)
+    for ax, (cond, (nm, rate)) in zip(axes.flat, matrices.items()):
+        im = ax.imshow(nm, vmin=0, vmax=1, cmap="Blues")
+        for (i, j), v in np.ndenumerate(nm):
+            if round(100 * v) >= 1:
+                ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=6, color="white" if v > 0.6 else "black")
+        ax.set_title(f"{cond} ({100 * rate:.1f}% noisy)", fontsize=10)
+        ax.set_xlabel("true label j", fontsize=8)
+        ax.set_ylabel("noisy label i", fontsize=8)
+        ax.set_xticks(range(len(nm)))
+        ax.set_yticks(range(len(nm)))
+        ax.tick_params(labelsize=6)
+    for ax in axes.flat[len(matrices):]:
+        ax.axis("off")
+    fig.subplots_adjust(left=0.5 / fig.get_figwidth(), right=0.88, bottom=0.6 / fig.get_figheight(),
+                        top=1 - 0.7 / fig.get_figheight(), wspace=0.35, hspace=0.45)
+    fig.colorbar(im, cax=fig.add_axes((0.91, 0.25, 0.015, 0.5)), label="P(noisy = i | true = j)")
+    fig.suptitle("Noise matrices (%, as realised in the labels)")
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _pyplot().close(fig)
+    store.atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def _csv(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
-    writer.writerows(records)
-    store.atomic_write(run.report_dir / "table.csv", lambda f: f.write(buf.getvalue().encode()))
-    return run.report_dir, text
+    writer.writerows(rows)
+    store.atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
+
+
+def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_psx: Path | None = PAPER_PSX,
+          force: bool = False) -> tuple[list[Path], str]:
+    """Write the report into ``report/``: ``table.md``, ``table.csv`` (every record), ``accuracy.csv``
+    and ``detection.csv`` (the summaries), ``accuracy_vs_noise.png``, ``noise_matrices.png``.
+    Returns (the files written, the Markdown)."""
+    have_psx = paper_psx is not None and Path(paper_psx).is_dir()
+    records, paper = collect(run, conds, seeds, paper_psx if have_psx else None, force), paper_table()
+    acc, det = accuracy_summary(records, paper), detection_summary(records)
+    infos = {c: store.read_manifest(run.labels(c))["info"] for c in conds}
+    if not have_psx:
+        note = f"The paper's psx: {paper_psx} is absent; detection on them skipped."
+    elif not any(i.get("paper_column") for i in infos.values()):
+        note = "The paper's psx: no condition here has the paper's labels; detection on them skipped."
+    elif not any(r.get("psx") == "paper" for r in records):
+        note = f"The paper's psx: {paper_psx} holds no psx file for these conditions; detection on them skipped."
+    else:
+        note = f"The paper's psx: {paper_psx} (4-fold cross-validated ResNet-50, from the paper's repository)."
+    notes = [note, "Paper measures: CL rows = best epoch of either network; Co-Teaching alone = final epoch; "
+             "plain training = mean of 10 (trial 1 of 10 of the paper's runs)."]
+    text = markdown(acc, det, conds, {c: i["actual_noise_rate"] for c, i in infos.items()}, notes)
+    d = run.report_dir
+    files = [d / "table.md", d / "table.csv", d / "accuracy.csv", d / "detection.csv", d / "noise_matrices.png"]
+    store.atomic_write(files[0], lambda f: f.write(text.encode()))
+    for path, rows in zip(files[1:4], (records, acc, det)):
+        _csv(path, rows)
+    plot_noise_matrices({c: (np.array(i["noise_matrix"]), i["actual_noise_rate"]) for c, i in infos.items()}, files[4])
+    if acc:
+        files.append(d / "accuracy_vs_noise.png")
+        plot_accuracy(acc, paper, files[-1])
+    else:
+        (d / "accuracy_vs_noise.png").unlink(missing_ok=True)  # no stale plot beside a table without results
+    return files, text

@@ -1,4 +1,7 @@
-"""report: Table 2 (test accuracy per CL method and condition) and label-error detection quality."""
+"""report: our test accuracy beside the CL paper's Table 2 (final and best epoch, mean ± std over seeds),
+label-error detection on this run's psx and on the paper's, and plots (report/*.md, *.csv, *.png)."""
+
+from pathlib import Path
 
 from pipeline import cli, report
 
@@ -6,11 +9,16 @@ from pipeline import cli, report
 def run():
     p = cli.parser(__doc__)
     cli.add_condition_arg(p)
+    p.add_argument("--seeds", type=cli.int_list, default=None,
+                   help="comma-separated seeds (trials) to aggregate (default: every seed found)")
+    p.add_argument("--paper-psx", type=Path, default=report.PAPER_PSX,
+                   help="folder of the paper's *_psx.npy files, for detection on conditions with the paper's labels "
+                        "(skipped when absent)")
     args = p.parse_args()
     run = cli.run_dir(args)
-    folder, text = report.write(run, run.conditions(args.cond))
+    files, text = report.write(run, run.conditions(args.cond), args.seeds, args.paper_psx, args.force)
     cli.log(text)
-    cli.log(f"wrote: {folder}/table.md, {folder}/table.csv")
+    cli.log("wrote: " + ", ".join(str(f) for f in files))
 
 
 if __name__ == "__main__":
