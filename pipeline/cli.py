@@ -8,8 +8,6 @@ import sys
 import time
 from typing import Callable
 
-from pytorch_lightning.utilities.exceptions import SIGTERMException
-
 from pipeline.layout import RunDir
 from pipeline.store import PipelineError
 
@@ -65,7 +63,11 @@ def main(stage: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("interrupted; finished artifacts and the last epoch's checkpoint are kept", file=sys.stderr)
         sys.exit(130)
-    except SIGTERMException:
+    except BaseException as e:
+        # Lightning's SIGTERMException (a SystemExit: exit status 0 if left alone), looked up lazily: importing Lightning costs every stage seconds.
+        sigterm = getattr(sys.modules.get("pytorch_lightning.utilities.exceptions"), "SIGTERMException", ())
+        if not isinstance(e, sigterm):
+            raise
         print("stopped by a signal; the last epoch's checkpoint is kept: rerun to resume", file=sys.stderr)
         sys.exit(143)
     log(f"[{time.perf_counter() - start:.1f} s]")

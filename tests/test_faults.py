@@ -102,3 +102,23 @@ def test_a_dead_owners_lock_is_taken_over(run_copy):
     stage("crossval", run.root, "--fold", "2", "--cond", "n20_s0", "--folds", "3", "--epochs", "2",
           "--batch-size", "128", "--gpu", "cpu")
     assert run.shard("n20_s0", 2).exists() and not os.path.exists(lock_path)
+
+
+def test_sigusr1_stops_with_143_and_the_rerun_resumes(run_copy):
+    run = RunDir(run_copy)
+    ckpt = f"{run.shard('n20_s0', 0)}.ckpt"
+    cmd = [sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), "--fold", "0", "--cond", "n20_s0",
+           "--folds", "3", "--epochs", "200", "--batch-size", "128", "--gpu", "cpu"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(ckpt) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "checkpoint is kept" in err
+    assert os.path.exists(ckpt) and not os.path.exists(f"{run.shard('n20_s0', 0)}.lock")
+    again = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first = again.stdout.readline() + again.stdout.readline()
+    again.kill()
+    again.wait()
+    assert "resuming" in first and "from epoch" in first and " from epoch 0" not in first
