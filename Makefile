@@ -4,6 +4,8 @@
 #   make all DATA=path/to/cifar10           the paper's 13 conditions, 4 folds, one GPU (GPU=0)
 #   make crossval FOLD=0 GPU=0              fold 0 of every condition not yet done, on GPU 0
 #   make combine && make masks && make coteach && make report
+#   make crossval-all GPUS=0,1,2,3          every fold, one worker process per GPU (GPUS=cpu: one CPU worker)
+#   make slurm-crossval SLURM_ARGS="--partition gpu --time 4:00:00 --wait"   one SLURM array job (submitit)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,6 +17,7 @@ CONDITIONS ?= paper
 FOLDS ?= 4
 FOLD ?= 0
 GPU ?= 0
+GPUS ?=
 COND ?=
 METHODS ?= all
 SEEDS ?= 0
@@ -22,11 +25,14 @@ PSX ?=
 PAPER_JSON ?= ../shared/data/cl-paper/noisy_labels
 CROSSVAL_ARGS ?=
 COTEACH_ARGS ?=
+SLURM_ARGS ?=
 
 run := --run-dir $(RUN)
 cond := $(if $(COND),--cond $(COND))
+devices := $(if $(GPUS),--gpus $(GPUS),--gpu $(GPU))
 
-.PHONY: setup demo test data noise crossval crossval-all combine masks coteach report all paper-labels
+.PHONY: setup demo test data noise crossval crossval-all combine masks coteach report all paper-labels \
+        slurm-crossval slurm-coteach slurm-up slurm-down
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -53,7 +59,7 @@ crossval: setup
 	$(PY) -m stages.crossval $(run) --fold $(FOLD) --gpu $(GPU) --folds $(FOLDS) $(cond) $(CROSSVAL_ARGS)
 
 crossval-all: setup
-	$(PY) -m stages.crossval $(run) --fold all --gpu $(GPU) --folds $(FOLDS) $(cond) $(CROSSVAL_ARGS)
+	$(PY) -m stages.crossval $(run) --fold all $(devices) --folds $(FOLDS) $(cond) $(CROSSVAL_ARGS)
 
 combine: setup
 	$(PY) -m stages.combine $(run) --folds $(FOLDS) $(cond)
@@ -62,7 +68,7 @@ masks: setup
 	$(PY) -m stages.masks $(run) $(cond) $(if $(PSX),--psx $(PSX))
 
 coteach: setup
-	$(PY) -m stages.coteach $(run) --gpu $(GPU) --methods $(METHODS) --seeds $(SEEDS) $(cond) $(COTEACH_ARGS)
+	$(PY) -m stages.coteach $(run) $(devices) --methods $(METHODS) --seeds $(SEEDS) $(cond) $(COTEACH_ARGS)
 
 report: setup
 	$(PY) -m stages.report $(run) $(cond)
@@ -75,6 +81,21 @@ all: setup
 	$(MAKE) masks
 	$(MAKE) coteach
 	$(MAKE) report
+
+# SLURM: one array job over the pending tasks (submitit); SLURM_ARGS: --partition --account --time
+# --gpus-per-task --cpus-per-task --mem --array-parallelism --extra FLAG --wait ... (python -m slurm.submit crossval --help)
+slurm-crossval: setup
+	$(PY) -m slurm.submit crossval $(run) --folds $(FOLDS) $(cond) $(CROSSVAL_ARGS) $(SLURM_ARGS)
+
+slurm-coteach: setup
+	$(PY) -m slurm.submit coteach $(run) --methods $(METHODS) --seeds $(SEEDS) $(cond) $(COTEACH_ARGS) $(SLURM_ARGS)
+
+# A real one-node SLURM cluster on this machine (root; Debian packages slurmctld slurmd slurm-client munge).
+slurm-up:
+	slurm/local-cluster.sh start
+
+slurm-down:
+	slurm/local-cluster.sh stop
 
 # Rebuild data/cl_paper_cifar10_noisy_labels.npz from the paper's JSON files.
 paper-labels: setup

@@ -206,6 +206,9 @@ def _is_stale(lock: Path, owner: dict | None) -> bool:
             return time.time() - lock.stat().st_mtime > 60
         except FileNotFoundError:
             return True
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and owner.get("slurm_job") == job:  # this job was requeued: its earlier run is gone
+        return True
     if owner.get("host") == socket.gethostname():
         try:
             os.kill(int(owner["pid"]), 0)
@@ -223,7 +226,8 @@ def _is_stale(lock: Path, owner: dict | None) -> bool:
 class TaskLock:
     """An exclusive claim on making one artifact: ``<artifact>.lock`` holds the owner's host and pid.
 
-    A lock whose owner process is gone (same host), or whose heartbeat (the file's mtime) is older
+    A lock whose owner process is gone (same host), whose owner is an earlier run of this very
+    SLURM job (requeued, maybe onto another node), or whose heartbeat (the file's mtime) is older
     than ``LOCK_STALE_S`` (other hosts), is stale and taken over. ``owner`` describes the holder
     when the claim failed.
     """
@@ -236,7 +240,8 @@ class TaskLock:
 
     def acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode()
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
+                         "slurm_job": os.environ.get("SLURM_JOB_ID")}).encode()
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

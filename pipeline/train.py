@@ -31,6 +31,7 @@ for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
 warnings.filterwarnings("ignore", message=".*reduction.*")  # cleanlab's loss_coteaching uses reduce=False
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")  # we run under SLURM without srun
 
 
 def pick_device(gpu: str) -> torch.device:

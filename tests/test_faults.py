@@ -122,3 +122,15 @@ def test_sigusr1_stops_with_143_and_the_rerun_resumes(run_copy):
     again.kill()
     again.wait()
     assert "resuming" in first and "from epoch" in first and " from epoch 0" not in first
+
+
+def test_a_requeued_slurm_job_takes_over_its_own_lock(tmp_path, monkeypatch):
+    artifact = tmp_path / "x.npy"
+    with open(f"{artifact}.lock", "w") as f:  # held by a live process on another node, same SLURM job
+        f.write('{"host": "node-that-died", "pid": 1, "since": 0, "slurm_job": "4242"}')
+    monkeypatch.setenv("SLURM_JOB_ID", "4243")
+    assert not store.TaskLock(artifact).acquire()
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    lock = store.TaskLock(artifact)
+    assert lock.acquire()
+    lock.release()

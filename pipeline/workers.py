@@ -1,0 +1,147 @@
+"""The local launcher: one worker process per listed GPU (or CPU), pulling a plan's tasks from a
+queue of pending tasks until none is left.
+
+A task that raises is reported and its worker goes on with the next; a worker that dies (killed,
+out of memory) is reported, its task counted as failed, and the others go on with the rest of the
+queue. Nothing finished is lost: every task writes its own artifact, so re-running does only what
+is still pending (and a task cut short resumes from its last epoch's checkpoint).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import traceback
+from collections import deque
+from multiprocessing.connection import wait
+
+from pipeline import cli, tasks
+from pipeline.store import PipelineError
+
+
+def add_device_args(p) -> None:
+    p.add_argument("--gpu", default="0", help="CUDA device index, or 'cpu' (without CUDA: the CPU); tasks run one after another")
+    p.add_argument("--gpus", default="", help="run the tasks on one worker process per listed CUDA index, e.g. 0,1,2,3 "
+                                              "('cpu': one CPU worker, 'cpu,cpu': two; 'all': every visible GPU)")
+
+
+def run_stage(plan: tasks.Plan, spec: str) -> None:
+    """The stage's pending tasks on one worker per entry of ``spec`` (``--gpus``); an error if any failed."""
+    gpus = parse_gpus(spec)[: len(plan.tasks)]
+    where = f" on {len(gpus)} worker(s) ({','.join(gpus)})" if gpus else ""
+    cli.log(f"{plan.stage}: {len(plan.tasks)} of {plan.total} {tasks.unit(plan.stage)} tasks to run{where}")
+    failed = run_pool(plan, gpus)
+    if failed:
+        raise PipelineError(f"{len(failed)} of {len(plan.tasks)} {plan.stage} task(s) failed:\n  " + "\n  ".join(failed)
+                            + "\nthe others are done: re-running does only what is still pending")
+
+
+def parse_gpus(spec: str) -> list[str]:
+    """'0,1,3' -> one worker per CUDA index; 'cpu' -> one CPU worker ('cpu,cpu': two); 'all' -> every visible GPU."""
+    if spec.strip() == "all":
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())] or ["cpu"]
+    gpus = [g.strip() for g in spec.split(",") if g.strip()]
+    bad = [g for g in gpus if g != "cpu" and not g.isdigit()]
+    if not gpus or bad:
+        raise PipelineError(f"--gpus {spec!r}: expected CUDA indices and/or 'cpu', comma-separated (e.g. 0,1,2,3 or cpu), or all")
+    return gpus
+
+
+def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:
+    import torch
+
+    from pipeline.train import pick_device
+
+    device = pick_device(gpu)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    else:
+        torch.set_num_threads(threads)
+    conn.send(("ready", None, ""))
+    while (i := conn.recv()) is not None:
+        task = plan.tasks[i]
+        try:
+            out = tasks.run(plan.stage, plan.run, task, plan.config, device, plan.force)
+            conn.send(("done", i, tasks.summary(plan.stage, task, out)))
+        except Exception as e:  # noqa: BLE001 - reported; the worker goes on with the next task
+            if not isinstance(e, PipelineError):
+                traceback.print_exc()
+            conn.send(("failed", i, f"{type(e).__name__}: {e}"))
+
+
+def run_pool(plan: tasks.Plan, gpus: list[str]) -> list[str]:
+    """Run ``plan``'s tasks on one worker process per entry of ``gpus``; returns one line per failed task.
+
+    The queue of pending tasks lives here; each worker asks for the next one over its own pipe
+    when it is ready, so a worker killed at any moment cannot wedge a lock the others need."""
+    import torch
+
+    if not plan.tasks:
+        return []
+    gpus = gpus[: len(plan.tasks)]  # no idle workers
+    on_cpu = sum(g == "cpu" or not torch.cuda.is_available() for g in gpus)
+    threads = max(1, (os.cpu_count() or 1) // max(1, on_cpu))
+    ctx = mp.get_context("spawn")
+    todo = deque(range(len(plan.tasks)))
+    procs, conns = [], []
+    for w, gpu in enumerate(gpus):
+        ours, theirs = ctx.Pipe()
+        p = ctx.Process(target=_worker, args=(gpu, threads, plan, theirs), name=f"worker{w}[{gpu}]", daemon=True)
+        p.start()
+        theirs.close()
+        procs.append(p)
+        conns.append(ours)
+    n, done, failed, running, live = len(plan.tasks), 0, [], {}, set(range(len(procs)))
+
+    def what(i: int) -> str:
+        return tasks.describe(plan.stage, plan.tasks[i])
+
+    def hand_out(w: int) -> None:
+        i = todo.popleft() if todo else None
+        try:
+            conns[w].send(i)
+        except OSError:  # it died meanwhile; its death is handled below
+            if i is not None:
+                todo.appendleft(i)
+            return
+        if i is not None:
+            running[w] = i
+
+    try:
+        while live:
+            wait([conns[w] for w in live] + [procs[w].sentinel for w in live])
+            for w in sorted(live):
+                while conns[w].poll():
+                    try:
+                        kind, i, text = conns[w].recv()
+                    except (EOFError, OSError):
+                        break
+                    if kind != "ready":
+                        running.pop(w, None)
+                        if kind == "done":
+                            done += 1
+                            cli.log(f"[{done + len(failed)}/{n}] {procs[w].name}: {text}")
+                        else:
+                            failed.append(f"{what(i)}: {text}")
+                            cli.log(f"[{done + len(failed)}/{n}] {procs[w].name}: FAILED {what(i)}: {text}")
+                    hand_out(w)
+                if procs[w].exitcode is None:
+                    continue
+                live.discard(w)
+                if procs[w].exitcode != 0:
+                    lost = running.pop(w, None)
+                    during = f" while running {what(lost)}" if lost is not None else ""
+                    cli.log(f"{procs[w].name} died (exit code {procs[w].exitcode}){during}; the other workers go on")
+                    if lost is not None:
+                        failed.append(f"{what(lost)}: its worker {procs[w].name} died (exit code {procs[w].exitcode})")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: training stops at the next batch, keeping its last checkpoint
+        for p in procs:
+            p.join(30)
+    if todo:
+        failed.append(f"{len(todo)} task(s) never started: every worker died")
+    return failed

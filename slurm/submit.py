@@ -1,0 +1,221 @@
+"""Submit a stage's pending tasks to SLURM as ONE array job, through submitit.
+
+    python -m slurm.submit crossval --run-dir RUN [--cond ...] [--fold all] [training options] [SLURM options]
+    python -m slurm.submit coteach  --run-dir RUN [--methods all] [--seeds 0,1,2] [training options] [SLURM options]
+
+One array element per pending (condition, fold) or (condition, method, seed) task; tasks whose
+artifacts are current are not submitted (nothing pending: nothing submitted). The task list is
+written to RUN/slurm/<job name>-tasks.json first (array index = position in it); logs go to
+RUN/slurm/logs/<array id>_<index>/. Each element gets --gpus-per-task GPUs (0: it runs on the CPU).
+On SIGUSR1 (sent --signal-delay seconds before the time limit, or by `scancel --signal=USR1`)
+an element is requeued and resumes from its last epoch's checkpoint. `--wait` waits for the
+array and fails if any task failed; otherwise run the next stage once `squeue` shows it done.
+`--tasks-only` writes the task list and prints the `sbatch` command for slurm/<stage>.sbatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline import cli, tasks
+from pipeline.store import PipelineError
+
+ROOT = Path(__file__).resolve().parent.parent
+PREEMPT_SIGNAL = "USR1"  # SLURM's usual warning signal; pipeline.train stops on it too outside submitit
+
+
+def minutes(spec: str) -> int:
+    """SLURM time: MINUTES, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS -> whole minutes (at least 1)."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", spec.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"--time {spec!r}: expected minutes or [D-]HH:MM[:SS]")
+    d, a, b, c = (int(x) if x else 0 for x in m.groups())
+    if m.group(1):  # D-HH[:MM[:SS]]
+        secs = d * 86400 + a * 3600 + b * 60 + c
+    elif m.group(4):  # HH:MM:SS
+        secs = a * 3600 + b * 60 + c
+    elif m.group(3):  # MM:SS
+        secs = a * 60 + b
+    else:
+        secs = a * 60
+    return max(1, -(-secs // 60))
+
+
+def extra_param(spec: str) -> tuple[str, object]:
+    """'qos=high' or '--qos=high' -> ('qos', 'high'); 'exclusive' -> ('exclusive', True)."""
+    key, eq, value = spec.lstrip("-").partition("=")
+    if not key:
+        raise argparse.ArgumentTypeError(f"--extra {spec!r}: expected an sbatch flag such as qos=high or --exclusive")
+    return key, (value if eq else True)
+
+
+def add_slurm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("SLURM")
+    g.add_argument("--partition", help="sbatch --partition")
+    g.add_argument("--account", help="sbatch --account")
+    g.add_argument("--time", type=minutes, default=minutes("4:00:00"), help="time limit per task: minutes or [D-]HH:MM[:SS]")
+    g.add_argument("--gpus-per-task", type=int, default=1, help="GPUs per task (0: the task runs on the CPU)")
+    g.add_argument("--cpus-per-task", type=int, default=4, help="CPUs per task (also the task's torch threads)")
+    g.add_argument("--mem", help="memory per task, e.g. 32G (unset: the cluster's default)")
+    g.add_argument("--array-parallelism", type=int, default=256, help="at most this many tasks at once (--array=...%%N)")
+    g.add_argument("--signal-delay", type=int, default=120, help=f"send SIG{PREEMPT_SIGNAL} this many seconds before the time limit")
+    g.add_argument("--max-timeouts", type=int, default=3, help="requeue a task after at most this many time-outs (preemptions do not count)")
+    g.add_argument("--extra", type=extra_param, action="append", default=[], metavar="FLAG",
+                   help="another sbatch flag, repeatable: --extra qos=high --extra=--exclusive")
+    g.add_argument("--job-name", help="default: cl-<stage>")
+    g.add_argument("--wait", action="store_true", help="wait for the array to finish; exit status 2 if a task failed")
+    g.add_argument("--poll", type=float, default=10.0, help="seconds between checks while waiting")
+    g.add_argument("--tasks-only", action="store_true", help="write the task list and print the sbatch command; submit nothing")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="stage", required=True)
+    for stage in tasks.STAGES:
+        s = sub.add_parser(stage, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           help=f"one array element per pending {tasks.unit(stage)} task")
+        s.add_argument("--run-dir", default=cli.DEFAULT_RUN_DIR, help="the run directory holding every artifact")
+        s.add_argument("--force", action="store_true", help="redo tasks even where current artifacts exist")
+        tasks.add_args(s, stage)
+        add_slurm_args(s)
+    return p
+
+
+def sbatch_flags(args, n: int, name: str) -> dict[str, object]:
+    """The sbatch flags (without the dashes) that both submitit and --tasks-only use."""
+    flags: dict[str, object] = {"job-name": name, "time": args.time, "cpus-per-task": args.cpus_per_task,
+                                "array": f"0-{n - 1}%{min(n, args.array_parallelism)}",
+                                "signal": f"{PREEMPT_SIGNAL}@{args.signal_delay}", "requeue": True}
+    for key, value in (("partition", args.partition), ("account", args.account), ("mem", args.mem)):
+        if value:
+            flags[key] = value
+    if args.gpus_per_task > 0:
+        flags["gpus-per-task"] = args.gpus_per_task
+    flags.update((k.replace("_", "-"), v) for k, v in args.extra)
+    return flags
+
+
+def submit(plan: tasks.Plan, listing: Path, args, name: str):
+    """One submitit array (map_array) of ``slurm.task.Task`` over the task list's entries."""
+    import submitit
+
+    from slurm.task import Task
+
+    spec = tasks.load(listing)
+    flags = sbatch_flags(args, len(plan.tasks), name)
+    named = ("partition", "account", "mem", "gpus-per-task")
+    executor = submitit.AutoExecutor(folder=plan.run.root / "slurm" / "logs" / "%j", cluster="slurm",
+                                     slurm_max_num_timeout=args.max_timeouts)
+    executor.update_parameters(
+        name=name, timeout_min=args.time, cpus_per_task=args.cpus_per_task, tasks_per_node=1, nodes=1,
+        slurm_array_parallelism=args.array_parallelism, slurm_signal_delay_s=args.signal_delay,
+        slurm_setup=[f"export SUBMITIT_PREEMPT_SIGNAL={PREEMPT_SIGNAL}",  # submitit's requeue handler listens to it
+                     f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"],
+        slurm_additional_parameters={k: v for k, v in flags.items() if k not in (*named, "job-name", "time", "cpus-per-task", "array")},
+        **{f"slurm_{k.replace('-', '_')}": flags[k] for k in named if k in flags},
+    )
+    try:
+        return executor.map_array(Task(), [tasks.entry(spec, i) for i in range(len(plan.tasks))])
+    except Exception as e:  # sbatch refused: say why in one message
+        raise PipelineError(f"sbatch failed: {getattr(e, 'stderr', None) or e}") from None
+
+
+def queued(array_id: str) -> set[str] | None:
+    """Array elements SLURM still knows as pending/running ('<id>_<index>'); None when squeue fails."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-j", array_id, "-o", "%i"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return set() if "Invalid job id" in out.stderr else None
+    return {line.strip() for line in out.stdout.split() if line.strip()}
+
+
+def wait(jobs, array_id: str, stage: str, poll: float) -> list[str]:
+    """Wait until every element has a result (or left the queue without one); one line per failed element.
+
+    Reads submitit's result files and `squeue`, not `sacct`, so it works without SLURM accounting."""
+    left, failed, missing = {j.job_id: j for j in jobs}, [], {}
+    while left:
+        active = queued(array_id)
+        for jid, job in list(left.items()):
+            entry = job.submission().args[0]
+            what = tasks.describe(stage, tuple(entry["task"]))
+            if job.paths.result_pickle.exists():
+                del left[jid]
+                try:
+                    out = job.result()
+                    cli.log(f"{jid}: {what}: {'done' if out else 'skipped (another process held it)'}")
+                except Exception as e:  # noqa: BLE001 - the task's traceback, reported per element
+                    raised = [ln for ln in str(e).splitlines() if re.match(r"[\w.]+(Error|Exception)\b", ln)]
+                    failed.append(f"{jid} ({what}): {raised[-1] if raised else type(e).__name__}; log {job.paths.stderr}")
+                    cli.log(f"{jid}: {what}: FAILED")
+            elif active is not None and jid not in active:
+                missing[jid] = missing.get(jid, 0) + 1
+                if missing[jid] >= 2:  # gone from the queue without a result: killed, cancelled, node failure
+                    del left[jid]
+                    failed.append(f"{jid} ({what}): ended without a result (cancelled or killed?); log {job.paths.stdout}")
+                    cli.log(f"{jid}: {what}: ended without a result")
+            else:
+                missing.pop(jid, None)
+        if left:
+            time.sleep(poll)
+    return failed
+
+
+def run():
+    args = parser().parse_args()
+    stage = args.stage
+    plan = tasks.plan(args, stage)
+    name = args.job_name or f"cl-{stage}"
+    slurm_dir = plan.run.root / "slurm"
+    gpu = "0" if args.gpus_per_task > 0 else "cpu"
+    if not plan.tasks:
+        cli.log(f"{stage}: nothing to submit: all {plan.total} {tasks.unit(stage)} tasks are current")
+        return
+    listing = tasks.save(slurm_dir / f"{name}-tasks.json", plan, gpu)
+    (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
+    cli.log(f"{stage}: {len(plan.tasks)} of {plan.total} {tasks.unit(stage)} tasks pending; task list {listing}")
+    if args.tasks_only:
+        flags = sbatch_flags(args, len(plan.tasks), name)
+        flags.update({"output": str(slurm_dir / "logs" / "%A_%a.out"), "open-mode": "append",
+                      "gpus-per-task": args.gpus_per_task,  # 0 overrides the template's default of 1
+                      "signal": f"B:{PREEMPT_SIGNAL}@{args.signal_delay}",  # the template's shell traps it
+                      "export": f"ALL,TASKS={listing}"})
+        cmd = ["sbatch", *(f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items()),
+               str(ROOT / "slurm" / f"{stage}.sbatch")]
+        cli.log("submit it with:\n  " + shlex.join(cmd))
+        return
+    if shutil.which("sbatch") is None:
+        raise PipelineError("sbatch not found: run this on a SLURM login node (or start one here: slurm/local-cluster.sh start)")
+    jobs = submit(plan, listing, args, name)
+    array_id = jobs[0].job_id.split("_")[0]
+    kind = "array job" if len(jobs) > 1 else "job"  # submitit submits a single task as a plain job
+    log = str(jobs[0].paths.stdout).replace(jobs[0].job_id, f"{array_id}_<index>" if len(jobs) > 1 else array_id)
+    cli.log(f"submitted {kind} {array_id} ({name}): {len(jobs)} task(s), at most {min(len(jobs), args.array_parallelism)} at once")
+    cli.log(f"logs: {log} (and .err)" + (f"; index = position in {listing.name}" if len(jobs) > 1 else ""))
+    if not args.wait:
+        cli.log(f"watch it with `squeue -j {array_id}`; when it is done, run the next stage")
+        return
+    cli.log(f"waiting for {kind} {array_id} ...")
+    try:
+        failed = wait(jobs, array_id, stage, args.poll)
+    except KeyboardInterrupt:
+        cli.log(f"stopped waiting; {kind} {array_id} goes on (squeue -j {array_id})")
+        sys.exit(130)
+    still = tasks.plan(args, stage).tasks
+    if failed or still:
+        raise PipelineError(f"{kind} {array_id}: {len(failed)} of {len(jobs)} task(s) failed, {len(still)} still pending:\n  "
+                            + "\n  ".join(failed) + "\nre-submit to run only what is still pending")
+    cli.log(f"{kind} {array_id}: all {len(jobs)} task(s) done")
+
+
+if __name__ == "__main__":
+    cli.main(run)

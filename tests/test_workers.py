@@ -1,0 +1,85 @@
+"""The local launcher (--gpus / make crossval-all GPUS=...): one worker process per listed device."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST_CROSSVAL, ROOT, stage
+from pipeline.layout import RunDir
+
+
+@pytest.fixture
+def run_dir(run_copy) -> RunDir:
+    """A copy of the session's digits run (two conditions) without its folds."""
+    for folds in run_copy.glob("conditions/*/folds"):
+        shutil.rmtree(folds)
+    return RunDir(run_copy)
+
+
+def written(stdout: str) -> list[str]:
+    return re.findall(r"wrote (\S+)", stdout)
+
+
+def test_two_cpu_workers_run_every_task_exactly_once(run_dir):
+    out = stage("crossval", run_dir.root, "--fold", "all", *FAST_CROSSVAL, "--gpus", "cpu,cpu").stdout
+    assert "6 of 6 (condition, fold) tasks to run on 2 worker(s) (cpu,cpu)" in out
+    expected = {str(run_dir.shard(c, k)) for c in run_dir.conditions() for k in range(3)}
+    assert sorted(written(out)) == sorted(expected)  # each shard once
+    assert {"worker0[cpu]", "worker1[cpu]"} <= set(re.findall(r"worker\d\[cpu\]", out))
+    assert "0 of 6" in stage("crossval", run_dir.root, "--fold", "all", *FAST_CROSSVAL, "--gpus", "cpu,cpu").stdout
+
+
+def test_failing_task_does_not_stop_the_others_and_rerun_does_only_it(run_dir):
+    labels = run_dir.labels("n40_s40")
+    good = labels.read_bytes()
+    labels.write_bytes(b"not an npy file")
+    args = ["--fold", "0,1", *FAST_CROSSVAL, "--gpus", "cpu,cpu"]
+    proc = stage("crossval", run_dir.root, *args, ok=False)
+    assert sorted(written(proc.stdout)) == sorted(str(run_dir.shard("n20_s0", k)) for k in (0, 1))
+    assert len(re.findall(r"FAILED n40_s40 fold \d: PipelineError", proc.stdout)) == 2
+    assert "2 of 4 crossval task(s) failed" in proc.stderr and "re-running does only what is still pending" in proc.stderr
+    before = {k: run_dir.shard("n20_s0", k).stat().st_mtime_ns for k in (0, 1)}
+
+    labels.write_bytes(good)
+    out = stage("crossval", run_dir.root, *args).stdout
+    assert "2 of 4" in out
+    assert sorted(written(out)) == sorted(str(run_dir.shard("n40_s40", k)) for k in (0, 1))
+    assert {k: run_dir.shard("n20_s0", k).stat().st_mtime_ns for k in (0, 1)} == before
+
+
+def test_killed_worker_loses_only_its_task_which_resumes_on_rerun(run_dir):
+    args = ["--fold", "all", "--cond", "n20_s0", "--folds", "3", "--epochs", "3", "--batch-size", "128", "--gpu", "cpu"]
+    cmd = [sys.executable, "-m", "stages.crossval", "--run-dir", str(run_dir.root), *args, "--gpus", "cpu,cpu"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shard = run_dir.shard("n20_s0", 0)
+    ckpt, lock = Path(f"{shard}.ckpt"), Path(f"{shard}.lock")
+    try:
+        deadline = time.time() + 120
+        while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert ckpt.exists(), "fold 0 wrote no checkpoint"
+        victim = json.loads(lock.read_text())["pid"]
+        assert victim != proc.pid
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, out + err
+    assert re.search(r"worker\d\[cpu\] died \(exit code -9\) while running n20_s0 fold 0", out), out
+    assert sorted(written(out)) == sorted(str(run_dir.shard("n20_s0", k)) for k in (1, 2))
+    assert ckpt.exists() and not shard.exists()
+
+    again = stage("crossval", run_dir.root, *args, "--gpus", "cpu,cpu").stdout
+    assert "1 of 3" in again and written(again) == [str(shard)]
+    m = re.search(r"resuming \S+fold0\.npz\.ckpt from epoch (\d+)", again)
+    assert m and int(m.group(1)) >= 1, again
+    assert not ckpt.exists() and not lock.exists()
