@@ -25,6 +25,20 @@ def add_device_args(p) -> None:
                                               "('cpu': one CPU worker, 'cpu,cpu': two; 'all': every visible GPU)")
 
 
+def main(doc: str, stage: str) -> None:
+    """A training stage's entry point: its pending tasks one after another on ``--gpu``, or on one
+    worker process per entry of ``--gpus``."""
+    p = cli.parser(doc)
+    tasks.add_args(p, stage)
+    add_device_args(p)
+    args = p.parse_args()
+    plan = tasks.plan(args, stage)
+    if args.gpus:
+        run_stage(plan, args.gpus)
+    else:
+        tasks.run_here(plan, args.gpu)
+
+
 def run_stage(plan: tasks.Plan, spec: str) -> None:
     """The stage's pending tasks on one worker per entry of ``spec`` (``--gpus``); an error if any failed."""
     gpus = parse_gpus(spec)[: len(plan.tasks)]

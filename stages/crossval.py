@@ -4,20 +4,7 @@
 process; `--fold all` runs every fold. `--gpus 0,1,2,3` runs them on one worker process per GPU instead
 (`--gpus cpu`: one CPU worker)."""
 
-from pipeline import cli, tasks, workers
-
-
-def run():
-    p = cli.parser(__doc__)
-    tasks.add_args(p, "crossval")
-    workers.add_device_args(p)
-    args = p.parse_args()
-    plan = tasks.plan(args, "crossval")
-    if args.gpus:
-        workers.run_stage(plan, args.gpus)
-    else:
-        tasks.run_here(plan, args.gpu)
-
+from pipeline import cli, workers
 
 if __name__ == "__main__":
-    cli.main(run)
+    cli.main(lambda: workers.main(__doc__, "crossval"))
