@@ -27,9 +27,10 @@ CROSSVAL_ARGS ?=
 COTEACH_ARGS ?=
 SLURM_ARGS ?=
 
-run := --run-dir $(RUN)
-cond := $(if $(COND),--cond $(COND))
-devices := $(if $(GPUS),--gpus $(GPUS),--gpu $(GPU))
+# Values are quoted where they reach the shell, so paths with spaces work (RUN="my runs/a").
+run := --run-dir "$(RUN)"
+cond := $(if $(COND),--cond "$(COND)")
+devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)")
 
 .PHONY: setup demo test data noise crossval crossval-all combine masks coteach report all paper-labels \
         slurm-crossval slurm-coteach slurm-up slurm-down
@@ -50,25 +51,25 @@ test: setup
 
 data: setup
 	@test -n "$(DATA)" || { echo "make data: pass DATA=<ImageFolder root or .tar.gz of one | cifar-10-batches-py folder | digits>" >&2; exit 2; }
-	$(PY) -m stages.data $(run) --source $(DATA)
+	$(PY) -m stages.data $(run) --source "$(DATA)"
 
 noise: setup
-	$(PY) -m stages.noise $(run) --conditions $(CONDITIONS)
+	$(PY) -m stages.noise $(run) --conditions "$(CONDITIONS)"
 
 crossval: setup
-	$(PY) -m stages.crossval $(run) --fold $(FOLD) --gpu $(GPU) --folds $(FOLDS) $(cond) $(CROSSVAL_ARGS)
+	$(PY) -m stages.crossval $(run) --fold "$(FOLD)" --gpu "$(GPU)" --folds "$(FOLDS)" $(cond) $(CROSSVAL_ARGS)
 
 crossval-all: setup
-	$(PY) -m stages.crossval $(run) --fold all $(devices) --folds $(FOLDS) $(cond) $(CROSSVAL_ARGS)
+	$(PY) -m stages.crossval $(run) --fold all $(devices) --folds "$(FOLDS)" $(cond) $(CROSSVAL_ARGS)
 
 combine: setup
-	$(PY) -m stages.combine $(run) --folds $(FOLDS) $(cond)
+	$(PY) -m stages.combine $(run) $(cond)
 
 masks: setup
-	$(PY) -m stages.masks $(run) $(cond) $(if $(PSX),--psx $(PSX))
+	$(PY) -m stages.masks $(run) $(cond) $(if $(PSX),--psx "$(PSX)")
 
 coteach: setup
-	$(PY) -m stages.coteach $(run) $(devices) --methods $(METHODS) --seeds $(SEEDS) $(cond) $(COTEACH_ARGS)
+	$(PY) -m stages.coteach $(run) $(devices) --methods "$(METHODS)" --seeds "$(SEEDS)" $(cond) $(COTEACH_ARGS)
 
 report: setup
 	$(PY) -m stages.report $(run) $(cond)
@@ -85,10 +86,10 @@ all: setup
 # SLURM: one array job over the pending tasks (submitit); SLURM_ARGS: --partition --account --time
 # --gpus-per-task --cpus-per-task --mem --array-parallelism --extra FLAG --wait ... (python -m slurm.submit crossval --help)
 slurm-crossval: setup
-	$(PY) -m slurm.submit crossval $(run) --folds $(FOLDS) $(cond) $(CROSSVAL_ARGS) $(SLURM_ARGS)
+	$(PY) -m slurm.submit crossval $(run) --folds "$(FOLDS)" $(cond) $(CROSSVAL_ARGS) $(SLURM_ARGS)
 
 slurm-coteach: setup
-	$(PY) -m slurm.submit coteach $(run) --methods $(METHODS) --seeds $(SEEDS) $(cond) $(COTEACH_ARGS) $(SLURM_ARGS)
+	$(PY) -m slurm.submit coteach $(run) --methods "$(METHODS)" --seeds "$(SEEDS)" $(cond) $(COTEACH_ARGS) $(SLURM_ARGS)
 
 # A real one-node SLURM cluster on this machine (root; Debian packages slurmctld slurmd slurm-client munge).
 slurm-up:
@@ -99,4 +100,4 @@ slurm-down:
 
 # Rebuild data/cl_paper_cifar10_noisy_labels.npz from the paper's JSON files.
 paper-labels: setup
-	$(PY) -c "from pipeline.conditions import export_paper_labels; export_paper_labels('$(PAPER_JSON)')"
+	$(PY) -c "import sys; from pipeline.conditions import export_paper_labels; export_paper_labels(sys.argv[1])" "$(PAPER_JSON)"

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import datasets
+from pipeline import datasets, devices
 from pipeline.folds import assign_folds
+from pipeline.layout import RunDir
 from pipeline.loader import channel_stats
-from pipeline.train import Data, device_name, pick_device, train_classifier
+from pipeline.train import Data, train_classifier
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SHARED_CIFAR = SHARED / "cifar10-jpeg.tar.gz"
@@ -114,7 +115,7 @@ def paper_recipe(ds, train, device, args) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(SHARED_CIFAR), help="a dataset source (see stages.data), e.g. digits")
-    p.add_argument("--cache", type=Path, default=Path("runs/bench/dataset.npz"), help="decoded dataset cache")
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/bench"), help="run directory holding the decoded dataset cache")
     p.add_argument("--device", default="0", help="CUDA index or cpu")
     p.add_argument("--subset", type=int, default=None, help="use N training images (stratified folds of those)")
     p.add_argument("--arch", default="convnet")
@@ -125,9 +126,10 @@ def main() -> None:
     p.add_argument("--paper-batch-size", type=int, default=256)
     args = p.parse_args()
     t0 = time.perf_counter()
-    device = pick_device(args.device)
-    datasets.prepare(args.cache, args.data)
-    ds = datasets.cached(args.cache)
+    device = devices.pick(args.device)
+    run = RunDir(args.cache_dir)
+    datasets.prepare(run, args.data)
+    ds = datasets.cached(run.dataset)
     train, held = fold_rows(ds, args.subset)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -136,7 +138,7 @@ def main() -> None:
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     paper = paper_recipe(ds, train, device, args)
 
-    print(f"\none fold: {len(train)} train / {len(held)} held out, {args.data}, on {device_name(device)}\n")
+    print(f"\none fold: {len(train)} train / {len(held)} held out, {args.data}, on {devices.name(device)}\n")
     print("| recipe | train s | predict s | total s (incl. start-up) | train images/s | held-out acc (true labels) | peak GPU GiB |")
     print("|---|---|---|---|---|---|---|")
     print(f"| fast ({args.arch}, {args.epochs} epochs) | {fast['train_s']:.2f} | {fast['predict_s']:.2f} | {fast['total_s']:.2f} "

@@ -1,21 +1,38 @@
-"""What every stage entry point shares: common options, config options from a dataclass, error exit."""
+"""What every entry point shares: a parser whose errors are one line, config flags from a dataclass,
+the run directory, and ``main``: any failure ends in one line on stderr and a known exit status."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 from pipeline.layout import RunDir
+from pipeline.options import flag
 from pipeline.store import PipelineError
 
 DEFAULT_RUN_DIR = "runs/main"
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class Parser(argparse.ArgumentParser):
+    """argparse with ``--help`` showing every default, and a bad flag reported in one line (exit 2)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parser(description: str) -> Parser:
+    p = Parser(description=description)
     p.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="the run directory holding every artifact")
     p.add_argument("--force", action="store_true", help="redo work even where current artifacts exist")
     return p
@@ -26,48 +43,83 @@ def add_condition_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_config_args(p: argparse.ArgumentParser, config_cls) -> None:
-    """One ``--option`` per field of a config dataclass, typed and defaulted by the field."""
+    """One flag per field of a config dataclass (see ``options.option``), with its help, type and default."""
     group = p.add_argument_group(f"{config_cls.__name__} (recorded in each artifact's manifest)")
     for f in dataclasses.fields(config_cls):
-        kind = type(f.default) if f.default is not None else float
-        group.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+        rng, choices = f.metadata.get("range"), f.metadata.get("choices")
+        group.add_argument(flag(f.name), type=rng or str, choices=choices, default=f.default, help=f.metadata["help"])
 
 
 def config_from(args: argparse.Namespace, config_cls):
     return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
 
 
-def int_list(spec: str) -> list[int]:
+def run_dir(args: argparse.Namespace, create: bool = False) -> RunDir:
+    """The run directory of ``--run-dir``: a directory this process can write (``create``: made if missing)."""
+    root = Path(args.run_dir)
+    if root.exists() and not root.is_dir():
+        raise PipelineError(f"{root}: --run-dir is not a directory")
+    if not root.exists() and not create:
+        raise PipelineError(f"{root}: no such run directory (--run-dir); a run starts with make data")
     try:
-        return [int(v) for v in spec.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{spec}'") from None
-
-
-def run_dir(args: argparse.Namespace) -> RunDir:
-    return RunDir(args.run_dir)
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PipelineError(f"{root}: cannot create the run directory ({e.strerror or e})") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise PipelineError(f"{root}: the run directory is not writable")
+    return RunDir(root)
 
 
 def log(message: str) -> None:
     print(message, flush=True)
 
 
+class Stopped(BaseException):
+    """Raised in the main thread by SIGINT or SIGTERM (not KeyboardInterrupt, which Lightning turns into exit 1)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, _frame):
+    raise Stopped(signum)
+
+
+def catch_signals() -> None:
+    """SIGINT and SIGTERM raise ``Stopped``, so ``finally`` blocks clean up and ``main`` reports them."""
+    signal.signal(signal.SIGINT, _raise_stopped)
+    signal.signal(signal.SIGTERM, _raise_stopped)
+
+
 def main(stage: Callable[[], None]) -> None:
-    """Run a stage; a PipelineError becomes a one-line message and exit status 2."""
+    """Run an entry point. A PipelineError or an OS error is one line and exit status 2; SIGINT exit
+    130, SIGTERM (or SIGUSR1, SLURM's warning) 143, each with one line. Finished artifacts and the last
+    epoch's checkpoint are kept."""
     start = time.perf_counter()
+    catch_signals()
     try:
         stage()
+        log(f"[{time.perf_counter() - start:.1f} s]")
+    except BrokenPipeError:  # stdout closed early (| head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except PipelineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted; finished artifacts and the last epoch's checkpoint are kept", file=sys.stderr)
-        sys.exit(130)
-    except BaseException as e:
-        # Lightning's SIGTERMException (a SystemExit: exit status 0 if left alone), looked up lazily: importing Lightning costs every stage seconds.
-        sigterm = getattr(sys.modules.get("pytorch_lightning.utilities.exceptions"), "SIGTERMException", ())
-        if not isinstance(e, sigterm):
+        _fail(f"error: {e}", 2)
+    except OSError as e:
+        _fail(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", 2)
+    except (Stopped, KeyboardInterrupt) as e:
+        sigint = isinstance(e, KeyboardInterrupt) or e.signum == signal.SIGINT
+        what = "interrupted" if sigint else "stopped by a signal"
+        _fail(f"{what}; finished artifacts and the last epoch's checkpoint are kept: rerun to resume", 130 if sigint else 143)
+    except SystemExit as e:
+        # Lightning's SIGTERMException is a SystemExit (status 0 if left alone).
+        if type(e).__name__ != "SIGTERMException":
             raise
-        print("stopped by a signal; the last epoch's checkpoint is kept: rerun to resume", file=sys.stderr)
-        sys.exit(143)
-    log(f"[{time.perf_counter() - start:.1f} s]")
+        _fail("stopped by a signal; finished artifacts and the last epoch's checkpoint are kept: rerun to resume", 143)
+
+
+def _fail(line: str, status: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the exit
+    print(line, file=sys.stderr, flush=True)
+    sys.exit(status)

@@ -1,4 +1,4 @@
-"""Noise conditions: naming, the CL paper's labels, and cleanlab noise generation.
+"""Noise conditions: naming, the registry of a run, the CL paper's labels, and cleanlab noise generation.
 
 A condition is a (noise, sparsity) pair. ``sparsity`` is the paper's ``frac_zero_noise_rates``: the
 fraction of off-diagonal noise rates that are zero. The paper's noise amounts were multiples of 0.2
@@ -6,6 +6,9 @@ computed in floating point (``0.2 * 3 == 0.6000000000000001``, as ``np.arange(0,
 its noise-matrix trace was ``int(K * (1 - noise_amount))``, which truncates: for K=10 "0.6" gives
 trace 3, i.e. 70% noise, and "0.8" gives trace 1, 90% noise. The labels bear this out (the "0.6"
 files flip 69.9-70.0% of labels). Conditions here are named by what they are: "0.6" -> ``n70_s*``.
+
+The run's registry, ``conditions.json``, maps each name to its definition. The noise stage adds or
+updates entries; only ``--remove NAME`` drops one (its files stay on disk).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import time
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,11 +25,12 @@ import numpy as np
 from pipeline import datasets, store
 from pipeline.datasets import Dataset, source_index
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError, atomic_write, load_npy, load_npz
+from pipeline.store import PipelineError
 
 PAPER_LABELS = Path(__file__).resolve().parent.parent / "data" / "cl_paper_cifar10_noisy_labels.npz"
 PAPER_SPARSITIES = (0.0, 0.2, 0.4, 0.6)
 CIFAR10_TRAIN_SIZE = 50_000
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,11 @@ class Condition:
     sparsity: float | None
     source: str  # "paper", "generated" or the path of a .npy of noisy labels
     paper_noise_amount: float | None = None
+    seed: int | None = None  # generated noise only
+
+    @property
+    def kind(self) -> str:
+        return self.source if self.source in ("paper", "generated") else "given"
 
     @property
     def paper_key(self) -> str | None:
@@ -52,8 +61,29 @@ class Condition:
         return f"{round(self.sparsity * 10)}_{round(self.paper_noise_amount * 10)}"
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A registered condition with the facts its noise stage recorded (its labels verified first)."""
+
+    condition: Condition
+    labels: Path
+    noise_rate: float  # the fraction of labels that differ from the dataset's own
+    noise_matrix: np.ndarray
+
+
+def check_name(name: str) -> str:
+    if not SAFE_NAME.fullmatch(name):
+        raise PipelineError(f"condition name {name!r}: use 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    return name
+
+
+def _pct(fraction: float) -> str:
+    return f"{round(fraction * 100, 4):g}"
+
+
 def condition_name(noise: float, sparsity: float) -> str:
-    return f"n{round(noise * 100)}_s{round(sparsity * 100)}"
+    """``n40_s20`` for 40% noise at sparsity 0.2; as many digits as the values carry (``n30.4_s0``)."""
+    return f"n{_pct(noise)}_s{_pct(sparsity)}"
 
 
 def paper_trace(num_classes: int, noise_amount: float) -> int:
@@ -67,25 +97,39 @@ def paper_condition(sparsity: float, noise_amount: float, num_classes: int = 10)
     return Condition(condition_name(noise, sparsity), noise, sparsity, "paper", noise_amount)
 
 
-def parse_conditions(spec: str, num_classes: int = 10) -> list[Condition]:
-    """``paper`` (Table 2's 13), ``paper-all`` (all 17 files), or ``NOISE:SPARSITY,...`` to generate."""
+def parse_conditions(spec: str, num_classes: int = 10, seed: int = 0) -> list[Condition]:
+    """``paper`` (Table 2's 13), ``paper-all`` (all 17 files), or ``NOISE:SPARSITY,...`` to generate
+    (each realisable by cleanlab's generator for ``num_classes`` classes)."""
     if spec in ("paper", "paper-all"):
         amounts = (0.2, 0.4, 0.6) if spec == "paper" else (0.2, 0.4, 0.6, 0.8)
         return [paper_condition(0.0, 0.0, num_classes)] + [
             paper_condition(s, n, num_classes) for n in amounts for s in PAPER_SPARSITIES
         ]
+    max_noise, max_sparsity = 1 - 1 / num_classes, (num_classes - 2) / (num_classes - 1) if num_classes > 2 else 1.0
     out = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
         try:
             noise, sparsity = (float(v) for v in item.split(":"))
         except ValueError:
-            raise PipelineError(f"condition '{item}': expected NOISE:SPARSITY, e.g. 0.4:0.2") from None
-        if not (0 <= noise < 1 and 0 <= sparsity < 1):
-            raise PipelineError(f"condition '{item}': noise and sparsity must lie in [0, 1)")
-        out.append(Condition(condition_name(noise, sparsity), noise, sparsity, "generated"))
+            raise PipelineError(f"condition {item!r}: expected NOISE:SPARSITY, e.g. 0.4:0.2 (or 'paper')") from None
+        if not 0 <= noise < max_noise:
+            raise PipelineError(f"condition {item!r}: noise must lie in [0, {max_noise:.3g}) for {num_classes} classes "
+                                "(cleanlab needs a noise-matrix trace above 1)")
+        if not 0 <= sparsity <= max_sparsity:
+            raise PipelineError(f"condition {item!r}: sparsity must lie in [0, {int(max_sparsity * 1000) / 1000}] for {num_classes} classes "
+                                "(each noisy class keeps at least one nonzero noise rate)")
+        out.append(Condition(condition_name(noise, sparsity), noise, sparsity, "generated", seed=seed))
     if not out:
         raise PipelineError("no conditions given: use 'paper', 'paper-all' or NOISE:SPARSITY,...")
     return out
+
+
+def from_npy(spec: str) -> Condition:
+    """``NAME=FILE.npy``: a condition whose noisy labels were made elsewhere (rows in dataset order)."""
+    name, sep, path = spec.partition("=")
+    if not sep or not path:
+        raise PipelineError(f"--labels {spec!r}: expected NAME=FILE.npy")
+    return Condition(check_name(name), None, None, str(Path(path).resolve()))
 
 
 def validate_labels(labels: np.ndarray, n: int, num_classes: int, where: str) -> np.ndarray:
@@ -116,58 +160,42 @@ def generate(true: np.ndarray, num_classes: int, noise: float, sparsity: float, 
     if noise == 0:
         return true.copy(), np.eye(num_classes)
     py = np.bincount(true, minlength=num_classes) / len(true)
-    nm = generate_noise_matrix_from_trace(
-        num_classes, num_classes * (1 - noise), py=py, frac_zero_noise_rates=sparsity, valid_noise_matrix=True, seed=seed
-    )
+    try:
+        nm = generate_noise_matrix_from_trace(num_classes, num_classes * (1 - noise), py=py, frac_zero_noise_rates=sparsity,
+                                              valid_noise_matrix=True, seed=seed)
+    except ValueError as e:
+        raise PipelineError(f"noise={noise}, sparsity={sparsity}: cleanlab cannot generate it ({e})") from None
     if nm is None:
-        raise PipelineError(f"cleanlab found no valid noise matrix for noise={noise}, sparsity={sparsity}")
+        raise PipelineError(f"noise={noise}, sparsity={sparsity}: cleanlab found no valid noise matrix for these classes")
     np.random.seed(seed)  # generate_noisy_labels draws from numpy's global generator
     return np.asarray(generate_noisy_labels(true, nm), np.int64), nm
+
+
+def _paper_source(cond: Condition, json_dir: Path | None) -> Path:
+    return Path(json_dir) / f"cifar10_noisy_labels__{cond.paper_key}.json.gz" if json_dir else PAPER_LABELS
 
 
 def paper_labels(cond: Condition, ds: Dataset, json_dir: Path | None) -> np.ndarray:
     """The paper's noisy labels for ``cond`` in the dataset's row order (shipped array, or its JSON)."""
     if json_dir is not None:
-        path = Path(json_dir) / f"cifar10_noisy_labels__{cond.paper_key}.json.gz"
-        return import_paper_json(path, ds.train_ids, ds.num_classes)
+        return import_paper_json(_paper_source(cond, json_dir), ds.train_ids, ds.num_classes)
     idx = ds.train_source_index
     if ds.num_classes != 10 or len(idx) != CIFAR10_TRAIN_SIZE or sorted(idx) != list(range(CIFAR10_TRAIN_SIZE)):
         raise PipelineError(
             "paper conditions need CIFAR-10's 50,000 training images named <i>_<class> "
             "(ImageFolder) or cifar-10-batches-py; for other data generate conditions (NOISE:SPARSITY)"
         )
-    shipped = load_npz(PAPER_LABELS)
+    shipped = store.load(PAPER_LABELS)
     if not np.array_equal(shipped["true_labels"][idx], ds.train_y):
         raise PipelineError(f"{PAPER_LABELS}: the dataset's classes disagree with CIFAR-10's at the same indices")
     return shipped[cond.paper_key][idx].astype(np.int64)
-
-
-def make_labels(cond: Condition, ds: Dataset, seed: int, json_dir: Path | None) -> tuple[np.ndarray, dict]:
-    """(noisy labels, facts to record) for one condition."""
-    K, true = ds.num_classes, ds.train_y
-    generating = None
-    if cond.source == "paper":
-        noisy = paper_labels(cond, ds, json_dir)
-    elif cond.source == "generated":
-        noisy, generating = generate(true, K, cond.noise, cond.sparsity, seed)
-    else:
-        noisy = validate_labels(load_npy(Path(cond.source)), len(true), K, cond.source)
-    nm = noise_matrix(noisy, true, K)
-    info = {
-        **asdict(cond),
-        "paper_column": cond.paper_column,
-        "actual_noise_rate": float(np.mean(noisy != true)),
-        "noise_matrix": np.round(nm, 4).tolist(),
-        "generating_noise_matrix": None if generating is None else np.round(generating, 4).tolist(),
-    }
-    return noisy, info
 
 
 def _json_key_id(key: str) -> str:
     """``.../train/<class>/<stem>.<ext>`` -> ``<class>/<stem>`` (so PNG and JPEG copies match)."""
     parts = key.replace("\\", "/").split("/")
     if len(parts) < 2:
-        raise ValueError(key)
+        raise PipelineError(f"label key {key!r}: expected .../<class>/<file>")
     return f"{parts[-2]}/{os.path.splitext(parts[-1])[0]}"
 
 
@@ -178,7 +206,7 @@ def _read_json(path: Path) -> dict:
             data = json.load(f)
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (OSError, EOFError, ValueError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path}: not a readable JSON label file ({e})") from None
     if not isinstance(data, dict):
         raise PipelineError(f"{path}: expected an object mapping image paths to labels")
@@ -210,7 +238,7 @@ def export_paper_labels(json_dir: Path, out: Path = PAPER_LABELS) -> None:
     """Pack the paper's 17 JSON files into one array file indexed by the original CIFAR-10 index."""
     arrays, true = {}, None
     for cond in parse_conditions("paper-all"):
-        path = Path(json_dir) / f"cifar10_noisy_labels__{cond.paper_key}.json.gz"
+        path = _paper_source(cond, json_dir)
         data = _read_json(path)
         ids = [_json_key_id(k) for k in data]
         classes = sorted({i.split("/")[0] for i in ids})
@@ -224,31 +252,105 @@ def export_paper_labels(json_dir: Path, out: Path = PAPER_LABELS) -> None:
         if true is not None and not np.array_equal(true, folder):
             raise PipelineError(f"{path}: class folders disagree with the other files")
         arrays[cond.paper_key], true = labels, folder
-    atomic_write(out, lambda f: np.savez_compressed(f, true_labels=true, classes=np.array(classes), **arrays))
+    store.atomic_write(out, lambda f: np.savez_compressed(f, true_labels=true, classes=np.array(classes), **arrays))
 
 
-def from_npy(spec: str) -> Condition:
-    """``NAME=FILE.npy``: a condition whose noisy labels were made elsewhere (rows in dataset order)."""
-    name, sep, path = spec.partition("=")
-    if not sep or not name or not path:
-        raise PipelineError(f"--labels '{spec}': expected NAME=FILE.npy")
-    return Condition(name, None, None, str(Path(path).resolve()))
+def registry(run: RunDir) -> dict[str, Condition]:
+    """The run's conditions by name, in the order they were added ({} before the noise stage)."""
+    if not run.registry.exists():
+        return {}
+    try:
+        found = [Condition(**spec) for spec in store.load(run.registry)]
+        return {check_name(c.name): c for c in found}
+    except (AttributeError, TypeError) as e:
+        raise PipelineError(f"{run.registry}: not a condition registry ({e})") from None
 
 
-def write_condition(run: RunDir, cond: Condition, seed: int, json_dir: Path | None, force: bool = False) -> bool:
-    """Write ``conditions/<name>/labels.npy`` (+ manifest with the noise matrix); True if work was done."""
-    if cond.source == "paper":
-        read = [Path(json_dir) / f"cifar10_noisy_labels__{cond.paper_key}.json.gz" if json_dir else PAPER_LABELS]
-    else:
-        read = [] if cond.source == "generated" else [Path(cond.source)]
-    inputs = {"dataset": run.require(run.dataset, "data"), **{f"source{i}": p for i, p in enumerate(read)}}
-    config = {**asdict(cond), "seed": seed if cond.source == "generated" else None}
-    out = run.labels(cond.name)
-    if not force and store.is_current(out, inputs, config):
-        return False
-    start = time.perf_counter()
-    ds = datasets.cached(inputs["dataset"])
-    noisy, info = make_labels(cond, ds, seed, json_dir)
-    store.save_npy(out, noisy)
-    store.write_manifest(out, inputs, config, wall_s=time.perf_counter() - start, info=info)
-    return True
+def names(run: RunDir, only: str = "") -> list[str]:
+    """The registered conditions (``only``: a comma-separated subset of them)."""
+    found = list(registry(run))
+    if not found:
+        raise PipelineError(f"{run.registry}: no conditions yet; they are made by the noise stage (make noise)")
+    wanted = [c.strip() for c in only.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in found]
+    if unknown:
+        raise PipelineError(f"{run.root}: no condition named {', '.join(unknown)} (have: {', '.join(found)})")
+    return wanted or found
+
+
+def load(run: RunDir, cond: str) -> Loaded:
+    """A registered condition, its labels verified up the chain, with the facts its manifest records."""
+    labels = run.require(run.labels(cond), "noise")
+    info = store.verify(labels)["info"]
+    return Loaded(registry(run)[cond], labels, info["actual_noise_rate"], np.array(info["noise_matrix"]))
+
+
+def update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path | None = None,
+           force: bool = False) -> list[tuple[Condition, bool]]:
+    """Remove ``remove`` from the registry, then write and register each of ``add``: (condition, made?).
+    A name given twice, or reused for a condition of another kind, is an error before anything is written."""
+    reg = registry(run)
+    for name in remove:
+        if name not in reg:
+            raise PipelineError(f"--remove {name}: no such condition (have: {', '.join(reg) or 'none'})")
+    seen: dict[str, Condition] = {}
+    for cond in add:
+        check_name(cond.name)
+        if cond.name in seen:
+            raise PipelineError(f"condition {cond.name} is given twice ({_what(seen[cond.name])}; {_what(cond)}): "
+                                "give distinct values or names")
+        seen[cond.name] = cond
+        old = reg.get(cond.name)
+        if old is not None and cond.name not in remove and old.kind != cond.kind:
+            raise PipelineError(f"condition {cond.name} exists as {_what(old)}; --remove {cond.name} first, or use another name")
+    for name in remove:
+        del reg[name]
+    _save(run, reg)
+    done = []
+    for cond in add:
+        done.append((cond, write_labels(run, cond, json_dir, force)))
+        reg[cond.name] = cond
+        _save(run, reg)
+    return done
+
+
+def _save(run: RunDir, reg: dict[str, Condition]) -> None:
+    """Write the registry, unless it already says exactly this."""
+    if not run.registry.exists() or list(registry(run).values()) != list(reg.values()):
+        store.save(run.registry, [asdict(c) for c in reg.values()])
+
+
+def _what(cond: Condition) -> str:
+    if cond.kind == "given":
+        return f"labels given in {cond.source}"
+    return f"{cond.kind} noise {cond.noise}, sparsity {cond.sparsity}" + (f", seed {cond.seed}" if cond.kind == "generated" else "")
+
+
+def write_labels(run: RunDir, cond: Condition, json_dir: Path | None, force: bool = False) -> bool:
+    """Write ``conditions/<name>/labels.npy`` (its manifest records the noise matrix); True if made."""
+    source = {"paper": _paper_source(cond, json_dir), "generated": None}.get(cond.source, Path(cond.source))
+    config = {**asdict(cond), "source_checksum": store.checksum(source) if source and source.is_file() else None}
+    if source is not None and not source.is_file():
+        raise PipelineError(f"{source}: file not found")
+    dataset = run.require(run.dataset, "data")
+
+    def make():
+        ds = datasets.cached(dataset)
+        K, true = ds.num_classes, ds.train_y
+        generating = None
+        if cond.kind == "paper":
+            noisy = paper_labels(cond, ds, json_dir)
+        elif cond.kind == "generated":
+            noisy, generating = generate(true, K, cond.noise, cond.sparsity, cond.seed)
+        else:
+            noisy = validate_labels(store.load(source), len(true), K, str(source))
+        info = {
+            "paper_column": cond.paper_column,
+            "actual_noise_rate": float(np.mean(noisy != true)),
+            "noise_matrix": np.round(noise_matrix(noisy, true, K), 4).tolist(),
+            "generating_noise_matrix": None if generating is None else np.round(generating, 4).tolist(),
+        }
+        return noisy, info
+
+    return store.produce(run.labels(cond.name), stage="noise", inputs={"dataset": dataset}, config=config,
+                         make=make, force=force)

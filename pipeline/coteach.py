@@ -7,29 +7,36 @@ independently with forget rate 0).
 
 from __future__ import annotations
 
-import time
+import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import datasets, store
+from pipeline import conditions, datasets, models, options, store, tasks
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS
+from pipeline.options import SEED_MAX, Range, option
 from pipeline.store import PipelineError
 
 METHODS = (*CL_METHODS.values(), "none", "plain")
+SEEDS = Range(int, 0, SEED_MAX)
 
 
 @dataclass(frozen=True)
 class CoteachConfig:
-    arch: str = "convnet"
-    epochs: int = 250
-    batch_size: int = 128
-    lr: float = 0.001
-    epoch_decay_start: int = 80
-    num_gradual: int = 10
-    forget_rate: float | None = None  # None: half the condition's actual noise rate, as the CL paper did
+    arch: str = option("convnet", "network of both Co-Teaching networks (see pipeline/models.py)", choices=models.ARCHS)
+    epochs: int = option(250, "training epochs", Range(int, 1, 10_000))
+    batch_size: int = option(128, "training batch size", Range(int, 2, 65_536))
+    lr: float = option(0.001, "Adam learning rate", Range(float, 0, 10, lo_open=True))
+    epoch_decay_start: int = option(80, "epoch from which the learning rate decays linearly to 0 (and beta1 drops to 0.1)",
+                                    Range(int, 0, 10_000))
+    num_gradual: int = option(10, "epochs over which the forget rate ramps up linearly (at most --epochs)", Range(int, 0, 10_000))
+    forget_rate: float | None = option(None, "fraction of each batch's largest losses left out; none: half the condition's "
+                                             "actual noise rate, as the CL paper did", Range(float, 0, 1, hi_open=True, optional=True))
+
+    def __post_init__(self):
+        options.validate(self)
 
     def for_task(self, method: str, seed: int, noise_rate: float) -> dict:
         forget = 0.0 if method == "plain" else (noise_rate / 2 if self.forget_rate is None else self.forget_rate)
@@ -37,80 +44,80 @@ class CoteachConfig:
 
 
 def parse_methods(spec: str) -> list[str]:
-    methods = [m.strip() for m in spec.split(",") if m.strip()] if spec != "all" else list(METHODS)
+    methods = list(METHODS) if spec == "all" else list(dict.fromkeys(m.strip() for m in spec.split(",") if m.strip()))
     unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise PipelineError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)} or all)")
+    if unknown or not methods:
+        raise PipelineError(f"--methods {spec!r}: choose from {', '.join(METHODS)}, comma-separated, or all")
     return methods
 
 
-def noise_rate(run: RunDir, cond: str) -> float:
-    return store.read_manifest(run.require(run.labels(cond), "noise"))["info"]["actual_noise_rate"]
+class Coteach(tasks.Stage):
+    name, unit, Config = "coteach", "(condition, method, seed)", CoteachConfig
 
+    def add_args(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--methods", default="all", help=f"comma-separated, from {', '.join(METHODS)}, or all")
+        p.add_argument("--seeds", default="0", help="comma-separated seeds (trials), each in 0..2147483647")
 
-def inputs(run: RunDir, cond: str, method: str) -> dict[str, Path]:
-    out = {"dataset": run.require(run.dataset, "data"), "labels": run.require(run.labels(cond), "noise")}
-    if method in CL_METHODS.values():
-        out["masks"] = run.require(run.masks(cond), "masks")
-    return out
+    def select(self, run: RunDir, conds: list[str], args: argparse.Namespace, config: CoteachConfig) -> list[tuple]:
+        methods, seeds = parse_methods(args.methods), options.int_list(args.seeds, SEEDS, "--seeds")
+        return [(c, m, s) for c in conds for m in methods for s in seeds]
 
+    def check(self, run: RunDir, task: list, config: CoteachConfig) -> tuple:
+        if not (isinstance(task, list) and len(task) == 3 and task[0] in conditions.registry(run) and task[1] in METHODS
+                and isinstance(task[2], int)):
+            raise PipelineError(f"task {task!r}: not a (registered condition, method, seed) coteach task")
+        SEEDS.check(task[2])
+        return tuple(task)
 
-def pending(run: RunDir, conds: list[str], methods: list[str], seeds: list[int], config: CoteachConfig,
-            force: bool = False) -> list[tuple[str, str, int]]:
-    """(condition, method, seed) tasks whose metrics are missing or stale (all of them with ``force``)."""
-    out = []
-    for c in conds:
-        rate = noise_rate(run, c)
-        out += [
-            (c, m, s) for m in methods for s in seeds
-            if force or not store.is_current(run.coteach(c, m, s), inputs(run, c, m), config.for_task(m, s, rate))
-        ]
-    return out
+    def target(self, run: RunDir, task: tuple, config: CoteachConfig) -> tuple[Path, dict[str, Path], dict]:
+        cond, method, seed = task
+        loaded = conditions.load(run, cond)
+        inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels}
+        if method in CL_METHODS.values():
+            inputs["masks"] = run.require(run.masks(cond), "masks")
+        return run.coteach(cond, method, seed), inputs, config.for_task(method, seed, loaded.noise_rate)
 
+    def make(self, run: RunDir, task: tuple, config: CoteachConfig, device, ckpt: Path, tag: dict):
+        """Co-Teaching for one (condition, method, seed): per-epoch test accuracy of both networks."""
+        from pipeline.train import Data, train_coteaching
 
-def run_task(run: RunDir, cond: str, method: str, seed: int, config: CoteachConfig, device, force: bool = False) -> Path | None:
-    """Train Co-Teaching for one (condition, method, seed); write per-epoch test accuracy as JSON.
-
-    Resumes from ``<metrics>.ckpt`` when one of this task exists; returns None without doing
-    anything while another process holds the task's lock.
-    """
-    from pipeline.train import Data, device_name, train_coteaching
-
-    out, task_inputs = run.coteach(cond, method, seed), inputs(run, cond, method)
-    task = config.for_task(method, seed, noise_rate(run, cond))
-    with store.TaskLock(out) as lock:
-        if not lock.must_make(task_inputs, task, force):
-            return out if lock.held else None
-        start = time.perf_counter()
-        ds = datasets.cached(task_inputs["dataset"])
-        noisy = store.load_npy(task_inputs["labels"])
+        cond, method, seed = task
+        ds = datasets.cached(run.dataset)
+        noisy = store.read(run.labels(cond))
         keep = np.ones(len(noisy), bool)
         if method in CL_METHODS.values():
-            store.read_manifest(task_inputs["masks"])  # refuses a corrupt or replaced file
-            keep = store.load_npz(task_inputs["masks"])[method]
-            if keep.shape != noisy.shape or keep.dtype != bool:
-                raise PipelineError(f"{task_inputs['masks']}: mask '{method}' is {keep.dtype} {keep.shape}, "
-                                    f"expected bool ({len(noisy)},)")
-        ckpt = Path(f"{out}.ckpt")
+            keep = store.read(run.masks(cond)).get(method)
+            if keep is None or keep.shape != noisy.shape or keep.dtype != bool:
+                raise PipelineError(f"{run.masks(cond)}: no boolean mask '{method}' of {len(noisy)} rows")
+        if keep.sum() < 2:
+            raise PipelineError(f"{run.masks(cond)}: '{method}' keeps {int(keep.sum())} of {len(noisy)} rows; too few to train on")
+        forget_rate = tag["config"]["forget_rate"]
         acc = train_coteaching(
             Data(ds.train_x[keep], noisy[keep], ds.test_x, ds.test_y, ds.num_classes),
             arch=config.arch, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-            forget_rate=task["forget_rate"], num_gradual=min(config.num_gradual, config.epochs),
+            forget_rate=forget_rate, num_gradual=min(config.num_gradual, config.epochs),
             epoch_decay_start=config.epoch_decay_start, seed=seed, device=device,
-            ckpt=ckpt, tag={"config": task, "inputs": store.fingerprints(task_inputs)}, heartbeat=lock.heartbeat,
+            ckpt=ckpt, tag=tag, label=f"coteach {self.describe(task)}",
         )
         metrics = {
             "condition": cond,
             "method": method,
             "seed": seed,
             "n_train": int(keep.sum()),
-            "forget_rate": task["forget_rate"],
+            "forget_rate": forget_rate,
             "test_acc": acc,  # [net1, net2] after every epoch
             "final_acc": float(np.mean(acc[-1])),  # mean of the two networks at the last epoch
             "best_acc": float(np.max(acc)),  # best epoch of either network, as the paper reported
             "best_epoch": int(np.argmax(np.max(acc, axis=1))),
         }
-        store.save_json(out, metrics)
-        store.write_manifest(out, task_inputs, task, wall_s=time.perf_counter() - start, device=device_name(device))
-        ckpt.unlink(missing_ok=True)
-    return out
+        return metrics, {}
+
+    def describe(self, task: tuple) -> str:
+        return f"{task[0]} {task[1]} seed {task[2]}"
+
+    def summary(self, run: RunDir, task: tuple, config: CoteachConfig) -> str:
+        m = store.load(run.coteach(*task))
+        return f"{self.describe(task)}: final {100 * m['final_acc']:.1f}%  best {100 * m['best_acc']:.1f}%"
+
+
+STAGE = Coteach()

@@ -2,80 +2,85 @@
 
 from __future__ import annotations
 
-import time
+import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import datasets, store
-from pipeline.folds import assign_folds, assignment_fingerprint
+from pipeline import conditions, datasets, models, options, store, tasks
+from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
+from pipeline.options import SEED_MAX, Range, option
+from pipeline.store import PipelineError
+
+MAX_FOLDS = 100
 
 
 @dataclass(frozen=True)
 class CrossvalConfig:
-    folds: int = 4
-    fold_seed: int = 0
-    arch: str = "convnet"
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 0.1
-    weight_decay: float = 5e-4
-    seed: int = 0
+    folds: int = option(4, "number of cross-validation folds", Range(int, 2, MAX_FOLDS))
+    fold_seed: int = option(0, "seed of the stratified fold assignment", Range(int, 0, SEED_MAX))
+    arch: str = option("convnet", "network (see pipeline/models.py)", choices=models.ARCHS)
+    epochs: int = option(20, "training epochs per fold", Range(int, 1, 10_000))
+    batch_size: int = option(256, "training batch size", Range(int, 2, 65_536))
+    lr: float = option(0.1, "peak learning rate of SGD (Nesterov), linear warm-up then decay", Range(float, 0, 10, lo_open=True))
+    weight_decay: float = option(5e-4, "SGD weight decay", Range(float, 0, 1))
+    seed: int = option(0, "training seed (fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS))
 
-    def for_fold(self, fold: int) -> dict:
-        return {"fold": fold, **asdict(self)}
-
-
-def inputs(run: RunDir, cond: str) -> dict[str, Path]:
-    return {"dataset": run.require(run.dataset, "data"), "labels": run.require(run.labels(cond), "noise")}
+    def __post_init__(self):
+        options.validate(self)
 
 
-def pending(run: RunDir, conds: list[str], folds: list[int], config: CrossvalConfig, force: bool = False) -> list[tuple[str, int]]:
-    """(condition, fold) tasks whose shard is missing or stale (all of them with ``force``)."""
-    return [
-        (c, k) for c in conds for k in folds
-        if force or not store.is_current(run.shard(c, k), inputs(run, c), config.for_fold(k))
-    ]
+class Crossval(tasks.Stage):
+    name, unit, Config = "crossval", "(condition, fold)", CrossvalConfig
 
+    def add_args(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--fold", default="all", help="fold index, comma-separated indices, or 'all'")
 
-def run_fold(run: RunDir, cond: str, fold: int, config: CrossvalConfig, device, force: bool = False) -> Path | None:
-    """Train on the other folds' rows (noisy labels), predict fold ``fold``'s rows, write the shard.
+    def select(self, run: RunDir, conds: list[str], args: argparse.Namespace, config: CrossvalConfig) -> list[tuple]:
+        folds = list(range(config.folds)) if args.fold == "all" else \
+            options.int_list(args.fold, Range(int, 0, config.folds - 1), "--fold")
+        return [(c, k) for c in conds for k in folds]
 
-    Resumes from ``<shard>.ckpt`` (written every epoch) when one of this task exists; returns None
-    without doing anything while another process holds the task's lock.
-    """
-    from pipeline.train import Data, device_name, train_classifier
+    def check(self, run: RunDir, task: list, config: CrossvalConfig) -> tuple:
+        if not (isinstance(task, list) and len(task) == 2 and task[0] in conditions.registry(run)
+                and isinstance(task[1], int) and 0 <= task[1] < config.folds):
+            raise PipelineError(f"task {task!r}: not a (registered condition, fold < {config.folds}) crossval task")
+        return tuple(task)
 
-    out, task_inputs, task_config = run.shard(cond, fold), inputs(run, cond), config.for_fold(fold)
-    with store.TaskLock(out) as lock:
-        if not lock.must_make(task_inputs, task_config, force):
-            return out if lock.held else None
-        start = time.perf_counter()
-        ds = datasets.cached(task_inputs["dataset"])
-        noisy = store.load_npy(task_inputs["labels"])
+    def target(self, run: RunDir, task: tuple, config: CrossvalConfig) -> tuple[Path, dict[str, Path], dict]:
+        cond, fold = task
+        inputs = {"dataset": run.require(run.dataset, "data"), "labels": run.require(run.labels(cond), "noise")}
+        return run.shard(cond, fold), inputs, {"fold": fold, **asdict(config)}
+
+    def make(self, run: RunDir, task: tuple, config: CrossvalConfig, device, ckpt: Path, tag: dict):
+        """Train on the other folds' rows (noisy labels), predict fold ``fold``'s rows: the shard."""
+        from pipeline.train import Data, train_classifier
+
+        cond, fold = task
+        ds = datasets.cached(run.dataset)
+        noisy = store.read(run.labels(cond))
         fold_of = assign_folds(noisy, config.folds, config.fold_seed, ds.num_classes)
-        held = np.flatnonzero(fold_of == fold)
-        train = fold_of != fold
+        held, train = np.flatnonzero(fold_of == fold), fold_of != fold
         data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
-        ckpt, timings = Path(f"{out}.ckpt"), {}
+        timings = {}
         probs = train_classifier(
             data, arch=config.arch, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
             weight_decay=config.weight_decay, seed=config.seed + 1000 * fold, device=device,
-            ckpt=ckpt, tag={"config": task_config, "inputs": store.fingerprints(task_inputs)}, heartbeat=lock.heartbeat,
-            timings=timings,
+            ckpt=ckpt, tag=tag, label=f"crossval {self.describe(task)}", timings=timings,
         )
-        store.save_npz(out, indices=held, probs=probs.astype(np.float32))
         info = {
-            "assignment": assignment_fingerprint(fold_of),
             "n_train": int(train.sum()),
             "n_heldout": len(held),
             "heldout_acc_noisy": float(np.mean(probs.argmax(1) == noisy[held])),
             "heldout_acc_true": float(np.mean(probs.argmax(1) == ds.train_y[held])),
             **{k: round(v, 3) for k, v in timings.items()},
         }
-        store.write_manifest(out, task_inputs, task_config, wall_s=time.perf_counter() - start,
-                             device=device_name(device), info=info)
-        ckpt.unlink(missing_ok=True)
-    return out
+        return {"indices": held, "probs": probs.astype(np.float32)}, info
+
+    def describe(self, task: tuple) -> str:
+        return f"{task[0]} fold {task[1]}"
+
+
+STAGE = Crossval()

@@ -1,20 +1,23 @@
-"""Dataset sources -> one decoded uint8 cache (``dataset.npz``).
+"""Dataset sources -> one decoded uint8 cache (``dataset.npz``), the root artifact of a run.
 
 Sources:
   * an ImageFolder root (a directory, or a ``.tar.gz`` of one) with ``train/`` and ``test/``,
     ordered exactly like ``torchvision.datasets.ImageFolder`` (class folder, then path as a string);
+    symlinks are followed inside the tree only; every class folder must hold an image;
   * torchvision's ``cifar-10-batches-py`` folder, put in that same order (ids ``<class>/<i>_<class>``);
   * ``digits``: scikit-learn's 8x8 digits, split into a fixed stratified train/test.
 
 The cache holds ``train_x``/``test_x`` (N, H, W, C) uint8, ``train_y``/``test_y`` (the dataset's
 own labels, taken as true), ``train_ids`` (stable string ids ``<class>/<file stem>``),
 ``train_source_index`` (the original CIFAR-10 index ``<i>`` where the file name carries one, else -1)
-and ``classes``.
+and ``classes``. Pixels: 8-bit modes become RGB; 16-bit ones are scaled to 8 bits (not clipped);
+32-bit integer and float images are refused.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import pickle
@@ -25,13 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from pipeline import store
-from pipeline.store import PipelineError, load_npz
+from pipeline.layout import RunDir
+from pipeline.store import PipelineError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DIGITS = "digits"
+LOG_EVERY = 10_000  # images between progress lines while decoding
 
 
 @dataclass
@@ -52,48 +56,64 @@ class Dataset:
         return dict(self.__dict__)
 
 
-def load(path: Path) -> Dataset:
-    arrays = load_npz(path)
+@functools.lru_cache(maxsize=1)
+def _cached(path: Path, stat: tuple) -> Dataset:
+    arrays = store.read(path)
     missing = set(Dataset.__dataclass_fields__) - set(arrays)
     if missing:
         raise PipelineError(f"{path}: not a dataset cache (missing {', '.join(sorted(missing))})")
-    return Dataset(**arrays)
-
-
-@functools.lru_cache(maxsize=1)
-def _cached(path: Path, mtime_ns: int) -> Dataset:
-    return load(path)
+    return Dataset(**{k: arrays[k] for k in Dataset.__dataclass_fields__})
 
 
 def cached(path: Path) -> Dataset:
-    """``load(path)``, once per process while the file is unchanged (a worker runs many tasks)."""
-    return _cached(Path(path), Path(path).stat().st_mtime_ns)
+    """The verified dataset cache, loaded once per process while the file is unchanged."""
+    st = os.stat(path)
+    return _cached(Path(path), (st.st_ino, st.st_size, st.st_mtime_ns))
 
 
-def prepare(path: Path, source: str, force: bool = False) -> bool:
-    """Decode ``source`` into the cache at ``path`` unless it is already there; True if work was done."""
-    config = {"source": source if source == DIGITS else str(Path(source).resolve())}
-    if not force and store.is_current(path, {}, config):
-        return False
-    start = time.perf_counter()
-    ds = read_source(source)
-    store.save_npz(path, **ds.arrays())
-    info = {"train": list(ds.train_x.shape), "test": list(ds.test_x.shape), "classes": ds.classes.tolist()}
-    store.write_manifest(path, {}, config, wall_s=time.perf_counter() - start, info=info)
-    return True
+def prepare(run: RunDir, source: str, force: bool = False) -> bool:
+    """Decode ``source`` into the run's cache unless it is current (same source, unchanged); True if made."""
+    where = source if source == DIGITS else str(Path(source).resolve())
+    config = {"source": where, "fingerprint": fingerprint(source)}
+
+    def make():
+        ds = read_source(source)
+        info = {"n_train": len(ds.train_y), "n_test": len(ds.test_y), "image_shape": list(ds.train_x.shape[1:]),
+                "classes": ds.classes.tolist()}
+        return ds.arrays(), info
+
+    return store.produce(run.dataset, stage="data", inputs={}, config=config, make=make, force=force)
+
+
+def fingerprint(source: str) -> str:
+    """What identifies a source's contents cheaply: a file's sha256, a folder's listing of (path, size, mtime)."""
+    if source == DIGITS:
+        return DIGITS
+    path = _existing(source)
+    if path.is_file():
+        return store.checksum(path)
+    h = hashlib.sha256()
+    for name in sorted(_walk(path)[0]):
+        st = os.stat(path / name)
+        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return "listing:" + h.hexdigest()
+
+
+def _existing(source: str) -> Path:
+    path = Path(source)
+    if not path.exists():
+        raise PipelineError(
+            f"{source}: no such dataset. Pass DATA=<ImageFolder root with train/ and test/>, "
+            f"a .tar.gz of one, a torchvision 'cifar-10-batches-py' folder, or '{DIGITS}'. Nothing is downloaded."
+        )
+    return path
 
 
 def read_source(source: str) -> Dataset:
     """Decode a source (see module docstring) into a Dataset. Never downloads."""
     if source == DIGITS:
         return _digits()
-    path = Path(source)
-    if not path.exists():
-        raise PipelineError(
-            f"{source}: no such dataset. Pass DATA=<ImageFolder root with train/ and test/>, "
-            f"a .tar.gz of one, a torchvision 'cifar-10-batches-py' folder, or '{DIGITS}'. "
-            "Nothing is downloaded."
-        )
+    path = _existing(source)
     if path.is_dir() and (path / "data_batch_1").exists():
         return _cifar_batches(path)
     if path.is_dir() and (path / "cifar-10-batches-py").is_dir():
@@ -126,7 +146,7 @@ def _cifar_batches(folder: Path) -> Dataset:
         try:
             with open(folder / name, "rb") as f:
                 return pickle.load(f, encoding="latin1")
-        except (OSError, pickle.UnpicklingError, EOFError) as e:
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
             raise PipelineError(f"{folder / name}: cannot read CIFAR-10 batch ({e})") from None
 
     classes = np.array(unpickle("batches.meta")["label_names"])
@@ -156,6 +176,37 @@ def source_index(stem: str) -> int:
     return int(m.group(1)) if m else -1
 
 
+def _walk(root: Path) -> tuple[list[str], set[str]]:
+    """(files, folders) under ``root`` as relative '/' paths. Symlinks are followed while they stay in
+    the tree; one that leaves it, is broken, or loops back to a folder above it is an error."""
+    top = root.resolve()
+    files, dirs = [], set()
+
+    def visit(folder: Path, rel: str, above: tuple[Path, ...]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            raise PipelineError(f"{folder}: cannot list it ({e.strerror or e})") from None
+        for entry in entries:
+            path, name = Path(entry.path), f"{rel}{entry.name}"
+            real = path.resolve()
+            if entry.is_symlink():
+                if real != top and top not in real.parents:
+                    raise PipelineError(f"{path}: a symlink out of the dataset folder (to {real}); copy the files in instead")
+                if not real.exists():
+                    raise PipelineError(f"{path}: a broken symlink")
+            if entry.is_dir(follow_symlinks=True):
+                if real in above:
+                    raise PipelineError(f"{path}: a symlink loop (back to {real})")
+                dirs.add(name)
+                visit(path, f"{name}/", above + (real,))
+            elif entry.is_file(follow_symlinks=True):
+                files.append(name)
+
+    visit(root, "", (top,))
+    return files, dirs
+
+
 class _Files:
     """Uniform listing/reading of an ImageFolder held in a directory or a tarball."""
 
@@ -163,16 +214,17 @@ class _Files:
         self.path = path
         self.blobs = None
         if path.is_dir():
-            self.names = [
-                os.path.relpath(os.path.join(d, f), path).replace(os.sep, "/")
-                for d, _, files in os.walk(path, followlinks=True)
-                for f in files
-            ]
+            self.names, self.dirs = _walk(path)
             return
         # A compressed tarball cannot seek cheaply: read it once, in archive order, into memory.
         try:
             with tarfile.open(path) as tar:
-                blobs = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+                members = tar.getmembers()
+                links = [m.name for m in members if m.issym() or m.islnk()]
+                if links:
+                    raise PipelineError(f"{path}: holds links ({links[0]}, ...); pack the files themselves")
+                blobs = {m.name: tar.extractfile(m).read() for m in members if m.isfile()}
+                dirs = {m.name.rstrip("/") for m in members if m.isdir()}
         except (tarfile.TarError, OSError, EOFError) as e:
             raise PipelineError(f"{path}: not a directory or a readable tar archive ({e})") from None
         # The archive may wrap the layout in a folder (cifar10/train/...): strip up to train/.
@@ -181,6 +233,8 @@ class _Files:
         prefix = min(roots, key=len) if roots else ""
         self.blobs = {n[len(prefix):]: b for n, b in blobs.items() if n.startswith(prefix)}
         self.names = list(self.blobs)
+        parents = {"/".join(n.split("/")[:i]) for n in self.names for i in range(1, n.count("/") + 1)}
+        self.dirs = {d[len(prefix):] for d in dirs if d.startswith(prefix)} | parents
 
     def read(self, name: str) -> bytes:
         if self.blobs is None:
@@ -189,29 +243,38 @@ class _Files:
 
 
 def imagefolder_index(files: _Files, split: str) -> tuple[list[str], list[tuple[int, str]]]:
-    """(classes, [(class index, relative path)]) in torchvision ImageFolder order."""
-    entries = {}
+    """(classes, [(class index, path relative to the class folder)]) in torchvision ImageFolder order."""
+    classes = sorted(d.split("/")[1] for d in files.dirs if d.count("/") == 1 and d.startswith(f"{split}/"))
+    if not classes:
+        raise PipelineError(f"{files.path}: no class folders under {split}/ (expected {split}/<class>/<image>)")
+    entries: dict[str, list[str]] = {c: [] for c in classes}
     for name in files.names:
         parts = name.split("/")
-        if len(parts) >= 3 and parts[0] == split and name.lower().endswith(IMG_EXTENSIONS):
-            entries.setdefault(parts[1], []).append("/".join(parts[2:]))
-    if not entries:
-        raise PipelineError(f"{files.path}: no images under {split}/<class>/ (expected an ImageFolder layout)")
-    classes = sorted(entries)
+        if len(parts) >= 3 and parts[0] == split and parts[1] in entries and name.lower().endswith(IMG_EXTENSIONS):
+            entries[parts[1]].append("/".join(parts[2:]))
+    empty = [c for c in classes if not entries[c]]
+    if empty:
+        raise PipelineError(f"{files.path}/{split}/{empty[0]}: class folder holds no images ({', '.join(IMG_EXTENSIONS)})")
     # os.walk visits a folder's files before its subfolders, both sorted: sort by (folder, file name).
     key = lambda rel: (os.path.dirname(rel), os.path.basename(rel))
     return classes, [(c, rel) for c, cls in enumerate(classes) for rel in sorted(entries[cls], key=key)]
 
 
-def _decode(files: _Files, split: str, cls: str, rel: str) -> np.ndarray:
+def _pixels(data: bytes, name: str) -> np.ndarray:
+    """An image's pixels as uint8 HWC RGB: 16-bit modes scaled to 8 bits, 32-bit and float modes refused."""
     from PIL import Image, UnidentifiedImageError
 
-    name = f"{split}/{cls}/{rel}"
     try:
-        with Image.open(io.BytesIO(files.read(name))) as im:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode.startswith("I;16"):
+                gray = (np.asarray(im).astype(np.uint32) * 255 + 32767) // 65535
+                return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=-1)
+            if im.mode in ("I", "F"):
+                raise PipelineError(f"{name}: {'32-bit integer' if im.mode == 'I' else 'floating-point'} pixels "
+                                    f"(mode {im.mode}); convert it to 8 or 16 bits per channel")
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise PipelineError(f"{files.path}/{name}: unreadable image ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise PipelineError(f"{name}: unreadable image ({e})") from None
 
 
 def _imagefolder(path: Path) -> Dataset:
@@ -219,10 +282,12 @@ def _imagefolder(path: Path) -> Dataset:
     out = {}
     for split in ("train", "test"):
         classes, entries = imagefolder_index(files, split)
-        images = [
-            _decode(files, split, classes[c], rel)
-            for c, rel in tqdm(entries, desc=f"decode {split}", unit="img", disable=None, mininterval=1)
-        ]
+        images, start = [], time.perf_counter()
+        for i, (c, rel) in enumerate(entries, 1):
+            name = f"{split}/{classes[c]}/{rel}"
+            images.append(_pixels(files.read(name), f"{path}/{name}"))
+            if i % LOG_EVERY == 0 or i == len(entries):
+                print(f"decode {split}: {i}/{len(entries)} images ({time.perf_counter() - start:.1f} s)", flush=True)
         shapes = {im.shape for im in images}
         if len(shapes) != 1:
             raise PipelineError(f"{path}/{split}: images differ in size ({sorted(shapes)[:3]}...); resize them first")

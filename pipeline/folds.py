@@ -7,10 +7,6 @@ together they cover every row exactly once and every row is a probability vector
 
 from __future__ import annotations
 
-import hashlib
-import time
-from pathlib import Path
-
 import numpy as np
 
 from pipeline import store
@@ -27,8 +23,6 @@ def assign_folds(noisy_labels: np.ndarray, folds: int, seed: int, num_classes: i
     from sklearn.model_selection import StratifiedKFold
 
     counts = np.bincount(noisy_labels, minlength=num_classes)
-    if folds < 2:
-        raise PipelineError(f"--folds {folds}: need at least 2 folds")
     if counts.min() < folds:
         c = int(np.argmin(counts))
         raise PipelineError(f"noisy label {c} has only {counts[c]} examples: cannot split it into {folds} folds")
@@ -37,10 +31,6 @@ def assign_folds(noisy_labels: np.ndarray, folds: int, seed: int, num_classes: i
     for k, (_, held) in enumerate(splitter.split(np.zeros(len(noisy_labels)), noisy_labels)):
         fold_of[held] = k
     return fold_of
-
-
-def assignment_fingerprint(fold_of: np.ndarray) -> str:
-    return "sha256:" + hashlib.sha256(np.ascontiguousarray(fold_of, np.int64).tobytes()).hexdigest()
 
 
 def check_probs(probs: np.ndarray, num_classes: int, where: str) -> np.ndarray:
@@ -85,45 +75,39 @@ def merge(shards: dict[int, tuple[np.ndarray, np.ndarray]], n: int, num_classes:
     return psx
 
 
-def read_shard(path: Path, fold: int, expected: np.ndarray, assignment: str, num_classes: int,
-               made_from: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """A shard's (indices, probs) after checking its checksum, origin, fold assignment and contents."""
-    manifest = store.read_manifest(path)
-    if manifest.get("inputs") != made_from:
-        raise PipelineError(f"{path}: made from a different dataset or noisy labels; rerun crossval for fold {fold}")
-    if manifest["info"].get("assignment") != assignment or manifest["config"].get("fold") != fold:
-        raise PipelineError(f"{path}: made for a different fold assignment or fold; rerun crossval for fold {fold}")
-    z = store.load_npz(path)
-    if set(z) != {"indices", "probs"}:
-        raise PipelineError(f"{path}: expected arrays 'indices' and 'probs', found {sorted(z)}")
-    if not np.array_equal(z["indices"], expected):
-        raise PipelineError(f"{path}: its rows are not fold {fold}'s rows under the current fold assignment")
-    return z["indices"], check_probs(z["probs"], num_classes, str(path))
-
-
-def combine(run: RunDir, cond: str, folds: int, fold_seed: int, num_classes: int, force: bool = False) -> tuple[Path, bool]:
-    """Merge the shards of ``cond`` into ``psx.npy``; returns (path, whether work was done)."""
-    labels_path = run.require(run.labels(cond), "noise")
-    shards = {k: run.shard(cond, k) for k in range(folds)}
-    missing = [k for k, p in shards.items() if not p.exists()]
+def combine(run: RunDir, cond: str, force: bool = False) -> bool:
+    """Merge the shards of ``cond`` into ``psx.npy``; True if made. The fold count and the crossval
+    config come from the shards, which must all verify and share one config."""
+    labels, dataset = run.require(run.labels(cond), "noise"), run.require(run.dataset, "data")
+    shards = run.shards(cond)
+    if not shards:
+        raise PipelineError(f"{cond}: no fold shards in {run.condition_dir(cond) / 'folds'}; run make crossval")
+    configs = {}
+    for k, path in shards.items():
+        config = dict(store.verify(path)["config"])
+        if config.pop("fold", None) != k:
+            raise PipelineError(f"{path}: its manifest says it is not fold {k}")
+        configs[str(path)] = config
+    common = store.same_config(configs, f"{cond}: the fold shards disagree")
+    missing = [k for k in range(common["folds"]) if k not in shards]
     if missing:
-        raise PipelineError(
-            f"{cond}: missing shard(s) for fold {', '.join(map(str, missing))} "
-            f"({shards[missing[0]]}); run make crossval FOLD={missing[0]}"
-        )
-    config = {"folds": folds, "fold_seed": fold_seed}
-    inputs = {"labels": labels_path, **{f"fold{k}": p for k, p in shards.items()}}
-    out = run.psx(cond)
-    if not force and store.is_current(out, inputs, config):
-        return out, False
-    start = time.perf_counter()
-    noisy = store.load_npy(labels_path)
-    fold_of = assign_folds(noisy, folds, fold_seed, num_classes)
-    fp = assignment_fingerprint(fold_of)
-    made_from = store.fingerprints({"dataset": run.require(run.dataset, "data"), "labels": labels_path})
-    parts = {k: read_shard(p, k, np.flatnonzero(fold_of == k), fp, num_classes, made_from) for k, p in shards.items()}
-    psx = merge(parts, len(noisy), num_classes)
-    store.save_npy(out, psx)
-    info = {"accuracy_vs_noisy_labels": float(np.mean(psx.argmax(1) == noisy))}
-    store.write_manifest(out, inputs, config, wall_s=time.perf_counter() - start, info=info)
-    return out, True
+        raise PipelineError(f"{cond}: missing shard(s) for fold {', '.join(map(str, missing))} of {common['folds']} "
+                            f"({run.shard(cond, missing[0])}); run make crossval FOLD={missing[0]}")
+
+    def make():
+        noisy = store.read(labels)
+        num_classes = len(store.verify(dataset)["info"]["classes"])
+        fold_of = assign_folds(noisy, common["folds"], common["fold_seed"], num_classes)
+        parts = {}
+        for k, path in shards.items():
+            z = store.read(path)
+            if set(z) != {"indices", "probs"}:
+                raise PipelineError(f"{path}: expected arrays 'indices' and 'probs', found {sorted(z)}")
+            if not np.array_equal(z["indices"], np.flatnonzero(fold_of == k)):
+                raise PipelineError(f"{path}: its rows are not fold {k}'s rows under the fold assignment")
+            parts[k] = z["indices"], check_probs(z["probs"], num_classes, str(path))
+        psx = merge(parts, len(noisy), num_classes)
+        return psx, {"accuracy_vs_noisy_labels": float(np.mean(psx.argmax(1) == noisy))}
+
+    inputs = {"dataset": dataset, "labels": labels, **{f"fold{k}": p for k, p in shards.items()}}
+    return store.produce(run.psx(cond), stage="combine", inputs=inputs, config={"crossval": common}, make=make, force=force)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.store import PipelineError, load_json
+from pipeline.store import PipelineError
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,10 @@ class RunDir:
     def dataset(self) -> Path:
         return self.root / "dataset.npz"
 
+    @property
+    def registry(self) -> Path:
+        return self.root / "conditions.json"
+
     def condition_dir(self, cond: str) -> Path:
         return self.root / "conditions" / cond
 
@@ -27,6 +32,14 @@ class RunDir:
 
     def shard(self, cond: str, fold: int) -> Path:
         return self.condition_dir(cond) / "folds" / f"fold{fold}.npz"
+
+    def shards(self, cond: str) -> dict[int, Path]:
+        """The fold shards present, by fold."""
+        found = {}
+        for p in (self.condition_dir(cond) / "folds").glob("fold*.npz"):
+            if m := re.fullmatch(r"fold(\d+)\.npz", p.name):
+                found[int(m[1])] = p
+        return dict(sorted(found.items()))
 
     def psx(self, cond: str) -> Path:
         return self.condition_dir(cond) / "psx.npy"
@@ -41,23 +54,8 @@ class RunDir:
     def report_dir(self) -> Path:
         return self.root / "report"
 
-    @property
-    def conditions_list(self) -> Path:
-        return self.root / "conditions.json"
-
-    def conditions(self, only: str | None = None) -> list[str]:
-        """The conditions the noise stage last declared (``only``: a comma-separated subset)."""
-        found = load_json(self.require(self.conditions_list, "noise"))
-        if only:
-            wanted = [c.strip() for c in only.split(",") if c.strip()]
-            unknown = [c for c in wanted if c not in found]
-            if unknown:
-                raise PipelineError(f"{self.root}: no condition named {', '.join(unknown)} (have: {', '.join(found)})")
-            found = wanted
-        return found
-
     def require(self, path: Path, made_by: str) -> Path:
         """``path`` if it exists, else an error saying which stage makes it."""
-        if not Path(path).exists():
+        if not Path(path).is_file():
             raise PipelineError(f"{path}: missing; it is made by the {made_by} stage (make {made_by})")
         return Path(path)

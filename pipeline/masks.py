@@ -5,12 +5,11 @@ A mask is a boolean array over the training rows, True = keep (not flagged as a 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import conditions, datasets, store
 from pipeline.folds import check_probs
 from pipeline.layout import RunDir
 from pipeline.store import PipelineError
@@ -53,41 +52,46 @@ def detection(keep: np.ndarray, noisy_labels: np.ndarray, true_labels: np.ndarra
     }
 
 
-def resolve_psx(psx: Path | None, run: RunDir, cond: str, paper_key: str | None) -> Path:
-    """The probabilities to use: ours, a given file, or the matching file in a folder of the paper's."""
+def resolve_psx(psx: Path | None, run: RunDir, cond: str) -> Path | None:
+    """Probabilities made elsewhere: a given file, or the matching file in a folder of the paper's
+    (by the condition's paper key); None (the run's own psx) when ``psx`` is None."""
     if psx is None:
-        return run.require(run.psx(cond), "combine")
+        return None
     psx = Path(psx)
     if psx.is_dir():
-        stem = (paper_key or "").replace(".", "_")
-        found = sorted(psx.glob(f"*{stem}*.npy")) if paper_key else []
+        key = conditions.registry(run)[cond].paper_key
+        stem = (key or "").replace(".", "_")
+        found = sorted(psx.glob(f"*{stem}*.npy")) if key else []
         if len(found) != 1:
             raise PipelineError(f"{psx}: no single psx file for condition {cond} (looked for *{stem}*.npy)")
         return found[0]
-    if not psx.exists():
+    if not psx.is_file():
         raise PipelineError(f"{psx}: file not found")
     return psx
 
 
-def run_masks(run: RunDir, cond: str, true_labels: np.ndarray, num_classes: int, psx_path: Path, force: bool = False) -> tuple[Path, bool]:
-    """Write ``masks.npz`` (one keep mask per method) for ``cond``; (path, whether work was done)."""
-    inputs = {"labels": run.require(run.labels(cond), "noise"), "psx": psx_path}
-    config = {"methods": list(CL_METHODS.values())}
-    out = run.masks(cond)
-    if not force and store.is_current(out, inputs, config):
-        return out, False
-    start = time.perf_counter()
-    noisy = store.load_npy(inputs["labels"])
-    psx = store.load_npy(psx_path)
+def detect(noisy: np.ndarray, true: np.ndarray, psx: np.ndarray, where: str, num_classes: int) -> tuple[dict, dict]:
+    """(keep masks, detection per method) of the five methods on ``psx`` after checking it against the labels."""
     if len(psx) != len(noisy):
-        raise PipelineError(f"{psx_path}: {len(psx)} rows but {len(noisy)} noisy labels")
-    psx = check_probs(psx, num_classes, str(psx_path))
-    masks = find_masks(noisy, psx)
-    store.save_npz(out, **masks)
-    info = {
-        "psx": str(psx_path),
-        "psx_acc_true": float(np.mean(psx.argmax(1) == true_labels)),
-        "detection": {m: detection(keep, noisy, true_labels) for m, keep in masks.items()},
-    }
-    store.write_manifest(out, inputs, config, wall_s=time.perf_counter() - start, info=info)
-    return out, True
+        raise PipelineError(f"{where}: {len(psx)} rows but {len(noisy)} noisy labels")
+    masks = find_masks(noisy, check_probs(psx, num_classes, where))
+    return masks, {m: detection(keep, noisy, true) for m, keep in masks.items()}
+
+
+def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = False) -> bool:
+    """Write ``masks.npz`` (one keep mask per method) for ``cond`` from its psx (``psx``: a file made
+    elsewhere, see ``resolve_psx``); True if made."""
+    loaded = conditions.load(run, cond)
+    inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels}
+    config = {"methods": list(CL_METHODS.values()), "psx": "combine" if psx is None else str(psx.resolve()),
+              "psx_checksum": None if psx is None else store.checksum(psx)}
+    if psx is None:
+        inputs["psx"] = run.require(run.psx(cond), "combine")
+
+    def make():
+        ds = datasets.cached(inputs["dataset"])
+        probs = store.read(inputs["psx"]) if psx is None else store.load(psx)
+        masks, found = detect(store.read(loaded.labels), ds.train_y, probs, str(inputs.get("psx", psx)), ds.num_classes)
+        return masks, {"psx_acc_true": float(np.mean(probs.argmax(1) == ds.train_y)), "detection": found}
+
+    return store.produce(run.masks(cond), stage="masks", inputs=inputs, config=config, make=make, force=force)

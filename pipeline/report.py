@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import csv
 import io
-import time
+import json
+import re
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import datasets, store
-from pipeline.conditions import Condition, parse_conditions
+from pipeline import conditions, datasets, store
+from pipeline.conditions import parse_conditions
 from pipeline.coteach import METHODS
-from pipeline.folds import check_probs
 from pipeline.layout import RunDir
-from pipeline.masks import CL_METHODS, detection, find_masks, resolve_psx
+from pipeline.masks import CL_METHODS, detect, resolve_psx
 from pipeline.store import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,54 +43,83 @@ def paper_table(path: Path = PAPER_TABLE) -> dict[tuple[str, str], tuple[float, 
 
 def paper_psx_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = False) -> dict | None:
     """``{filter_by: detection}`` of the five methods on the paper's psx, for a condition with the
-    paper's labels (None otherwise, or when ``psx_dir`` lacks its file). The psx is (n, K) with rows
-    in dataset order; inputs: the labels and the psx file, so a re-run reads the cached result."""
-    manifest = store.read_manifest(run.require(run.labels(cond), "noise"))
-    info = manifest["info"]
-    if not info.get("paper_column") or not Path(psx_dir).is_dir():
+    paper's labels (None otherwise, or when ``psx_dir`` lacks its file), cached in ``report/paper_psx/``."""
+    if conditions.registry(run)[cond].paper_key is None or not Path(psx_dir).is_dir():
         return None
     try:
-        psx_path = resolve_psx(psx_dir, run, cond, Condition(**{k: info[k] for k in Condition.__dataclass_fields__}).paper_key)
+        psx = resolve_psx(psx_dir, run, cond)
     except PipelineError:
         return None
     out = run.report_dir / "paper_psx" / f"{cond}.json"
-    inputs = {"labels": run.labels(cond), "psx": psx_path}
-    config = {"methods": list(CL_METHODS.values()), "dataset": manifest["inputs"]["dataset"]}
-    if force or not store.is_current(out, inputs, config):
-        start = time.perf_counter()
-        ds = datasets.cached(run.require(run.dataset, "data"))
-        noisy, psx = store.load_npy(inputs["labels"]), store.load_npy(psx_path)
-        if len(psx) != len(noisy):
-            raise PipelineError(f"{psx_path}: {len(psx)} rows but {len(noisy)} noisy labels in {cond}")
-        psx = check_probs(psx, ds.num_classes, str(psx_path))
-        store.save_json(out, {m: detection(keep, noisy, ds.train_y) for m, keep in find_masks(noisy, psx).items()})
-        store.write_manifest(out, inputs, config, wall_s=time.perf_counter() - start, info={"psx": str(psx_path)})
-    return store.load_json(out)
+    inputs = {"dataset": run.dataset, "labels": run.labels(cond)}
+    config = {"methods": list(CL_METHODS.values()), "psx": str(psx.resolve()), "psx_checksum": store.checksum(psx)}
+
+    def make():
+        ds = datasets.cached(run.dataset)
+        return detect(store.read(run.labels(cond)), ds.train_y, store.load(psx), str(psx), ds.num_classes)[1], {"psx": str(psx)}
+
+    store.produce(out, stage="report", inputs=inputs, config=config, make=make, force=force)
+    return store.read(out)
 
 
 def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_psx: Path | None = None,
-            force: bool = False) -> list[dict]:
-    """One record per (condition, method, seed) metrics file (``seeds``: only these; default all found),
-    and per (condition, method) detection on this run's masks (psx "run") and on the paper's psx ("paper")."""
-    records = []
+            force: bool = False) -> tuple[list[dict], list[str], dict[str, dict[str, dict]], dict[str, conditions.Loaded]]:
+    """(records, stale, configs, loaded conditions). Records: one per (condition, method, seed) metrics file (``seeds``: only
+    these; default all found), and per (condition, method) detection on this run's masks (psx "run") and on
+    the paper's psx ("paper"). Only results whose whole chain verifies are records; the others are
+    ``stale`` (one line each). The seeds of one (condition, method) must share a config. ``configs``: the
+    crossval and coteach configs behind the records, by condition or condition/method."""
+    records, stale, configs, found = [], [], {"crossval": {}, "coteach": {}}, {}
     for cond in conds:
-        info = store.read_manifest(run.require(run.labels(cond), "noise"))["info"]
-        base = {"condition": cond, "paper_column": info.get("paper_column"),
-                "noise_rate": info["actual_noise_rate"], "sparsity": info.get("sparsity")}
+        try:
+            loaded = found[cond] = conditions.load(run, cond)
+        except PipelineError as e:
+            stale.append(str(e))
+            continue
+        c = loaded.condition
+        base = {"condition": cond, "paper_column": c.paper_column, "noise_rate": loaded.noise_rate, "sparsity": c.sparsity}
         if run.masks(cond).exists():
-            for method, d in store.read_manifest(run.masks(cond))["info"]["detection"].items():
-                records.append({**base, "kind": "detection", "psx": "run", "method": method, **d})
+            try:
+                made = store.verify(run.masks(cond))
+                if made["config"]["psx"] == "combine":
+                    configs["crossval"][cond] = store.verify(run.psx(cond))["config"]["crossval"]
+                for method, d in made["info"]["detection"].items():
+                    records.append({**base, "kind": "detection", "psx": "run", "method": method, **d})
+            except PipelineError as e:
+                stale.append(str(e))
         for method, d in ((paper_psx and paper_psx_detection(run, cond, paper_psx, force)) or {}).items():
             records.append({**base, "kind": "detection", "psx": "paper", "method": method, **d})
         for method in METHODS:
+            cell = {}
             for path in sorted(run.coteach(cond, method, 0).parent.glob("seed*.json")):
-                if path.name.endswith(".manifest.json"):
+                if not re.fullmatch(r"seed\d+\.json", path.name):
                     continue
-                m = store.load_json(path)
+                try:
+                    config, m = store.verify(path)["config"], store.read(path)
+                except PipelineError as e:
+                    stale.append(str(e))
+                    continue
                 if seeds is None or m["seed"] in seeds:
+                    cell[str(path)] = {k: v for k, v in config.items() if k != "seed"}
                     records.append({**base, "kind": "accuracy", "method": method, "seed": m["seed"],
                                     "final_acc": m["final_acc"], "best_acc": m["best_acc"], "n_train": m["n_train"]})
-    return records
+            if cell:
+                common = store.same_config(cell, f"{cond} {method}: its seeds were trained differently")
+                configs["coteach"][f"{cond}/{method}"] = {k: v for k, v in common.items() if k not in ("method", "forget_rate")}
+    return records, stale, configs, found
+
+
+def config_notes(configs: dict[str, dict[str, dict]]) -> list[str]:
+    """One line per distinct crossval and coteach config, naming the cells that used it when there are several."""
+    notes = []
+    for stage, by_cell in configs.items():
+        groups: dict[str, list[str]] = {}
+        for cell, config in by_cell.items():
+            groups.setdefault(json.dumps(config, sort_keys=True), []).append(cell)
+        for text, cells in groups.items():
+            where = f" (used by {', '.join(cells)})" if len(groups) > 1 else ""
+            notes.append(f"{stage} config{where}: `{text}`")
+    return notes
 
 
 def accuracy_summary(records: list[dict], paper: dict) -> list[dict]:
@@ -146,10 +175,11 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def markdown(acc: list[dict], det: list[dict], conds: list[str], noise: dict[str, float], notes: list[str]) -> str:
+def markdown(acc: list[dict], det: list[dict], conds: list[str], noise: dict[str, float], notes: list[str],
+             stale: list[str]) -> str:
     """The report's Markdown from ``accuracy_summary`` and ``detection_summary`` rows: accuracy per
-    method x condition (final, best epoch), beside the paper's cells, and detection on both psx.
-    ``noise``: the actual noise rate of each condition."""
+    method x condition (final, best epoch), beside the paper's cells, and detection on both psx, then
+    the results left out as stale. ``noise``: the actual noise rate of each condition."""
     cols = {r["condition"]: r["paper_column"] for r in acc + det if r["paper_column"]}
     header = ["method"] + [f"{c} ({100 * noise[c]:.0f}%{', paper ' + cols[c] if c in cols else ''})" for c in conds]
     seeds = sorted({int(s) for r in acc for s in r["seeds"].split()})
@@ -178,6 +208,8 @@ def markdown(acc: list[dict], det: list[dict], conds: list[str], noise: dict[str
         rows = [[r["condition"], ROW_NAMES[r["method"]], _prf(r, "run"), _prf(r, "paper")] for r in det]
         out.append("## Label-error detection: precision / recall / F1 (fraction kept)\n\n"
                    + _markdown(["condition", "method", "this run's masks", "the paper's psx (ResNet-50)"], rows))
+    if stale:
+        out.append("## Not shown: stale or changed results (rerun the stage each names)\n\n" + "\n".join(f"- {e}" for e in stale))
     body = "\n\n".join(out) + "\n\n" + "\n".join(f"- {n}" for n in notes)
     return "# Confident Learning + Co-Teaching\n\n" + body + "\n"
 
@@ -196,6 +228,8 @@ def plot_accuracy(acc: list[dict], paper: dict, path: Path) -> None:
     line per sparsity: ours at the final epoch (± std) and best epoch, and the paper's published cells."""
     plt = _pyplot()
     methods = [m for m in METHODS if any(r["method"] == m for r in acc)]
+    if not methods:
+        return _placeholder("No Co-Teaching results for these conditions and seeds yet (make coteach)", path)
     sparsities = sorted({r["sparsity"] for r in acc}, key=lambda s: (s is None, s))
     colours = dict(zip(sparsities, plt.cm.viridis(np.linspace(0, 0.85, max(len(sparsities), 1)))))
     ncol = min(4, len(methods))
@@ -234,6 +268,8 @@ def plot_noise_matrices(matrices: dict[str, tuple[np.ndarray, float]], path: Pat
     """``noise_matrices.png``: a heat map per condition of its (K, K) noise matrix P(noisy=i | true=j),
     ``matrices``: ``{condition: (matrix, actual noise rate)}``."""
     plt = _pyplot()
+    if not matrices:
+        return _placeholder("No condition with current labels (make noise)", path)
     ncol = min(4, len(matrices))
     nrow = -(-len(matrices) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol + 1, 3.4 * nrow + 0.5), squeeze=False)
@@ -257,11 +293,19 @@ def plot_noise_matrices(matrices: dict[str, tuple[np.ndarray, float]], path: Pat
     _save(fig, path)
 
 
+def _placeholder(text: str, path: Path) -> None:
+    """A plot that says why it is empty: still written, so no plot of earlier results is left beside the table."""
+    fig, ax = _pyplot().subplots(figsize=(6, 2.5))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
+    _save(fig, path)
+
+
 def _save(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     _pyplot().close(fig)
-    store.atomic_write(path, lambda f: f.write(buf.getvalue()))
+    store.save(path, buf.getvalue())
 
 
 def _csv(path: Path, rows: list[dict]) -> None:
@@ -269,7 +313,7 @@ def _csv(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
     writer.writerows(rows)
-    store.atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
+    store.save(path, buf.getvalue().encode())
 
 
 def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_psx: Path | None = PAPER_PSX,
@@ -278,29 +322,26 @@ def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_p
     and ``detection.csv`` (the summaries), ``accuracy_vs_noise.png``, ``noise_matrices.png``.
     Returns (the files written, the Markdown)."""
     have_psx = paper_psx is not None and Path(paper_psx).is_dir()
-    records, paper = collect(run, conds, seeds, paper_psx if have_psx else None, force), paper_table()
+    records, stale, configs, loaded = collect(run, conds, seeds, paper_psx if have_psx else None, force)
+    paper = paper_table()
     acc, det = accuracy_summary(records, paper), detection_summary(records)
-    infos = {c: store.read_manifest(run.labels(c))["info"] for c in conds}
     if not have_psx:
         note = f"The paper's psx: {paper_psx} is absent; detection on them skipped."
-    elif not any(i.get("paper_column") for i in infos.values()):
+    elif not any(c.condition.paper_key for c in loaded.values()):
         note = "The paper's psx: no condition here has the paper's labels; detection on them skipped."
     elif not any(r.get("psx") == "paper" for r in records):
         note = f"The paper's psx: {paper_psx} holds no psx file for these conditions; detection on them skipped."
     else:
         note = f"The paper's psx: {paper_psx} (4-fold cross-validated ResNet-50, from the paper's repository)."
     notes = [note, "Paper measures: CL rows = best epoch of either network; Co-Teaching alone = final epoch; "
-             "plain training = mean of 10 (trial 1 of 10 of the paper's runs)."]
-    text = markdown(acc, det, conds, {c: i["actual_noise_rate"] for c, i in infos.items()}, notes)
+             "plain training = mean of 10 (trial 1 of 10 of the paper's runs).", *config_notes(configs)]
+    text = markdown(acc, det, list(loaded), {c: l.noise_rate for c, l in loaded.items()}, notes, stale)
     d = run.report_dir
-    files = [d / "table.md", d / "table.csv", d / "accuracy.csv", d / "detection.csv", d / "noise_matrices.png"]
-    store.atomic_write(files[0], lambda f: f.write(text.encode()))
+    files = [d / "table.md", d / "table.csv", d / "accuracy.csv", d / "detection.csv", d / "noise_matrices.png",
+             d / "accuracy_vs_noise.png"]
+    store.save(files[0], text.encode())
     for path, rows in zip(files[1:4], (records, acc, det)):
         _csv(path, rows)
-    plot_noise_matrices({c: (np.array(i["noise_matrix"]), i["actual_noise_rate"]) for c, i in infos.items()}, files[4])
-    if acc:
-        files.append(d / "accuracy_vs_noise.png")
-        plot_accuracy(acc, paper, files[-1])
-    else:
-        (d / "accuracy_vs_noise.png").unlink(missing_ok=True)  # no stale plot beside a table without results
+    plot_noise_matrices({c: (l.noise_matrix, l.noise_rate) for c, l in loaded.items()}, files[4])
+    plot_accuracy(acc, paper, files[5])
     return files, text

@@ -1,13 +1,19 @@
-"""The artifact store: atomic writes, checksummed manifests, and the one rule for "is this done".
+"""The artifact store: every stage reads and writes its artifacts through it.
 
-Every artifact ``X`` has a manifest ``X.manifest.json`` beside it holding the artifact's checksum, the
-fingerprints of the inputs it was made from, the config that made it, and facts about the run
-(versions, wall time, device). An artifact is *current* when both files exist, the artifact's
-bytes match the checksum, and the recorded inputs and config equal the ones asked for now.
+An artifact ``X`` is a file with a manifest ``X.manifest.json`` beside it: the stage that made it,
+the artifact's sha256, its inputs (other artifacts of the run, by path relative to ``X`` and sha256),
+the config that made it, and facts about the run (info, versions, wall time, device). Writes are
+atomic (temp file, fsync, rename): the artifact first, its manifest last.
+
+``verify`` is the one rule for "may this be used": the bytes match the manifest, and every input is
+still the file it was made from and is itself verified, up the chain. ``is_current`` adds "made
+from these inputs with this config"; ``produce`` makes an artifact unless it is current; ``read``
+verifies, then loads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -22,7 +28,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -32,76 +37,70 @@ class PipelineError(Exception):
 
 
 def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write ``path`` via a temp file in the same folder, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``path`` via a temp file in the same folder, fsync, then rename over it. A failure
+    (full disk, read-only or missing folder) leaves the old file and no temp file behind."""
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get normal file modes
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        raise PipelineError(f"{path}: cannot write it ({e.strerror or e})") from None
     finally:
-        os.close(dir_fd)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
-def save_npy(path: Path, array: np.ndarray) -> None:
-    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+def save(path: Path, value: Any) -> None:
+    """Write ``value`` atomically in the format ``path``'s suffix names: ``.npy`` an array, ``.npz`` a
+    dict of arrays, ``.json`` a JSON value, anything else bytes."""
+    kind = Path(path).suffix
+    if kind == ".npy":
+        atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(value), allow_pickle=False))
+    elif kind == ".npz":
+        atomic_write(path, lambda f: np.savez(f, **value))
+    elif kind == ".json":
+        atomic_write(path, lambda f: f.write((json.dumps(value, indent=1, sort_keys=True) + "\n").encode()))
+    else:
+        atomic_write(path, lambda f: f.write(value))
 
 
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def save_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()))
-
-
-def load_npy(path: Path) -> np.ndarray:
-    """Load an ``.npy`` file, turning a missing, truncated or foreign file into a PipelineError."""
+def load(path: Path) -> Any:
+    """Load a file by its suffix (see ``save``), eagerly; a missing or unreadable file is a PipelineError."""
+    path, kind = Path(path), Path(path).suffix
     try:
-        return np.load(path, allow_pickle=False)
+        if kind == ".npy":
+            return np.load(path, allow_pickle=False)
+        if kind == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        if kind == ".json":
+            return json.loads(path.read_text())
+        return path.read_bytes()
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise PipelineError(f"{path}: not a readable .npy file ({e})") from None
+    except (ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as e:
+        raise PipelineError(f"{path}: not a readable {kind or 'file'} ({e})") from None
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Load every array of an ``.npz`` file eagerly (so truncation shows up here, not later)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except (ValueError, OSError, EOFError, KeyError) as e:
-        raise PipelineError(f"{path}: not a readable .npz file ({e})") from None
-
-
-def load_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PipelineError(f"{path}: not valid JSON ({e})") from None
-
-
-_checksums: dict[tuple[str, int, int], str] = {}
+_checksums: dict[tuple, str] = {}
 
 
 def checksum(path: Path) -> str:
-    """sha256 of a file's bytes, memoised per (path, size, mtime) within this process."""
+    """sha256 of a file's bytes, memoised per (path, inode, size, mtime) within this process."""
     st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _checksums:
         h = hashlib.sha256()
         with open(path, "rb") as f:
@@ -115,172 +114,130 @@ def manifest_path(artifact: Path) -> Path:
     return Path(f"{artifact}.manifest.json")
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("numpy", "torch", "pytorch_lightning", "cleanlab"):
-        module = sys.modules.get(name)
-        if module is not None:
-            out[name] = getattr(module, "__version__", "?")
-    return out
+def ckpt_path(artifact: Path) -> Path:
+    """Where a training stage keeps the state it resumes ``artifact``'s making from."""
+    return Path(f"{artifact}.ckpt")
 
 
-def _normalise(obj: Any) -> Any:
+def normalise(obj: Any) -> Any:
     """Round-trip through JSON so tuples, numpy scalars and paths compare like stored values."""
-    return json.loads(json.dumps(obj, default=str))
-
-
-def fingerprints(inputs: dict[str, Path]) -> dict[str, str]:
-    missing = [str(p) for p in inputs.values() if not Path(p).exists()]
-    if missing:
-        raise PipelineError(f"missing input: {', '.join(missing)}")
-    return {name: checksum(p) for name, p in sorted(inputs.items())}
-
-
-def is_current(artifact: Path, inputs: dict[str, Path], config: dict) -> bool:
-    """True when ``artifact`` exists, is intact, and was made from these inputs with this config."""
-    artifact, mpath = Path(artifact), manifest_path(artifact)
-    if not (artifact.exists() and mpath.exists()):
-        return False
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    return (
-        manifest.get("checksum") == checksum(artifact)
-        and manifest.get("config") == _normalise(config)
-        and manifest.get("inputs") == fingerprints(inputs)
-    )
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def read_manifest(artifact: Path) -> dict:
-    """The manifest of an artifact after checking the artifact's bytes against its checksum."""
-    artifact = Path(artifact)
-    if not artifact.exists():
-        raise PipelineError(f"{artifact}: file not found")
-    manifest = load_json(manifest_path(artifact))
-    if manifest.get("checksum") != checksum(artifact):
-        raise PipelineError(f"{artifact}: contents do not match the checksum in its manifest (corrupt or changed)")
+    mpath = manifest_path(artifact)
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{artifact}: has no manifest ({mpath.name}): not made by this pipeline, or not finished") from None
+    except (ValueError, UnicodeDecodeError):
+        raise PipelineError(f"{mpath}: not valid JSON") from None
+    ok = isinstance(manifest, dict) and {"stage", "checksum", "inputs", "config", "info"} <= manifest.keys()
+    if not ok or not all(isinstance(r, dict) and {"path", "checksum"} <= r.keys() for r in manifest["inputs"].values()):
+        raise PipelineError(f"{mpath}: not a manifest of this pipeline")
     return manifest
 
 
-def write_manifest(
-    artifact: Path,
-    inputs: dict[str, Path],
-    config: dict,
-    *,
-    wall_s: float,
-    device: str = "cpu",
-    info: dict | None = None,
-) -> None:
-    """Write the manifest of an artifact that is already complete on disk."""
-    save_json(
-        manifest_path(artifact),
-        {
-            "artifact": Path(artifact).name,
-            "checksum": checksum(artifact),
-            "inputs": fingerprints(inputs),
-            "config": _normalise(config),
-            "info": _normalise(info or {}),
-            "wall_s": round(wall_s, 3),
-            "device": device,
-            "host": socket.gethostname(),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "versions": _versions(),
-        },
-    )
-
-
-LOCK_STALE_S = 3600  # a lock from another host with no heartbeat for this long is taken over
-
-
-def _lock_owner(lock: Path) -> dict | None:
-    try:
-        return json.loads(lock.read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def _is_stale(lock: Path, owner: dict | None) -> bool:
-    if owner is None:  # unreadable or half-written: stale once old enough to not be mid-creation
+def verify(artifact: Path, _depth: int = 0) -> dict:
+    """The manifest of ``artifact`` once its bytes and every input up the chain check out; otherwise a
+    PipelineError naming the deepest broken link and the stage that redoes it."""
+    artifact = Path(artifact)
+    if not artifact.is_file():
+        raise PipelineError(f"{artifact}: missing")
+    if _depth > 20:
+        raise PipelineError(f"{artifact}: its manifests' inputs form a cycle")
+    manifest = read_manifest(artifact)
+    redo = f"rerun make {manifest['stage']} (then the stages after it)"
+    if manifest["checksum"] != checksum(artifact):
+        raise PipelineError(f"{artifact}: changed since it was made (checksum differs from its manifest); {redo}")
+    sources = {name: Path(os.path.normpath(artifact.parent / rec["path"])) for name, rec in manifest["inputs"].items()}
+    for source in sources.values():  # deepest cause first: a stale input names what to redo
         try:
-            return time.time() - lock.stat().st_mtime > 60
-        except FileNotFoundError:
-            return True
-    job = os.environ.get("SLURM_JOB_ID")
-    if job and owner.get("slurm_job") == job:  # this job was requeued: its earlier run is gone
-        return True
-    if owner.get("host") == socket.gethostname():
-        try:
-            os.kill(int(owner["pid"]), 0)
-            return False
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
+            verify(source, _depth + 1)
+        except PipelineError as e:
+            raise PipelineError(f"{artifact} is stale: {e}") from None
+    for name, source in sources.items():
+        if checksum(source) != manifest["inputs"][name]["checksum"]:
+            raise PipelineError(f"{artifact} is stale: {source} changed after it was made; {redo}")
+    return manifest
+
+
+def read(artifact: Path) -> Any:
+    """The artifact's contents after ``verify``."""
+    verify(artifact)
+    return load(artifact)
+
+
+def _records(artifact: Path, inputs: dict[str, Path]) -> dict[str, dict]:
+    base = os.path.abspath(Path(artifact).parent)
+    return {name: {"path": os.path.relpath(os.path.abspath(p), base), "checksum": checksum(p)}
+            for name, p in sorted(inputs.items())}
+
+
+def is_current(artifact: Path, inputs: dict[str, Path], config: dict) -> bool:
+    """True when ``artifact`` verifies and was made from exactly these inputs with this config."""
     try:
-        return time.time() - lock.stat().st_mtime > LOCK_STALE_S
-    except FileNotFoundError:
-        return True
-
-
-class TaskLock:
-    """An exclusive claim on making one artifact: ``<artifact>.lock`` holds the owner's host and pid.
-
-    A lock whose owner process is gone (same host), whose owner is an earlier run of this very
-    SLURM job (requeued, maybe onto another node), or whose heartbeat (the file's mtime) is older
-    than ``LOCK_STALE_S`` (other hosts), is stale and taken over. ``owner`` describes the holder
-    when the claim failed.
-    """
-
-    def __init__(self, artifact: Path):
-        self.artifact = Path(artifact)
-        self.path = Path(f"{artifact}.lock")
-        self.owner: str | None = None
-        self.held = False
-
-    def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
-                         "slurm_job": os.environ.get("SLURM_JOB_ID")}).encode()
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = _lock_owner(self.path)
-                if not _is_stale(self.path, owner):
-                    self.owner = f"{owner['host']}:{owner['pid']}" if owner else "unknown"
-                    return False
-                try:  # move the stale lock aside atomically: of several contenders one wins
-                    os.rename(self.path, f"{self.path}.stale.{os.getpid()}")
-                    os.unlink(f"{self.path}.stale.{os.getpid()}")
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "wb") as f:
-                f.write(me)
-            self.held = True
-            return True
+        manifest = verify(artifact)
+        return manifest["config"] == normalise(config) and manifest["inputs"] == _records(artifact, inputs)
+    except (PipelineError, FileNotFoundError):
         return False
 
-    def heartbeat(self) -> None:
-        if self.held:
-            os.utime(self.path)
 
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+def same_config(configs: dict[str, dict], what: str) -> dict:
+    """The config shared by every entry of ``{name: config}``; otherwise a PipelineError naming the odd
+    one(s) out (those outside the largest group) and the keys they differ in."""
+    groups: dict[str, list[str]] = {}
+    for name, config in configs.items():
+        groups.setdefault(json.dumps(normalise(config), sort_keys=True), []).append(name)
+    if len(groups) <= 1:
+        return normalise(next(iter(configs.values()), {}))
+    ranked = sorted(groups.values(), key=len, reverse=True)
+    main, odd = configs[ranked[0][0]], ranked[1][0]
+    diff = ", ".join(f"{k}={configs[odd].get(k)!r} (others: {main.get(k)!r})"
+                     for k in sorted(set(main) | set(configs[odd])) if configs[odd].get(k) != main.get(k))
+    others = sum(len(g) for g in ranked[1:])
+    raise PipelineError(f"{what}: {odd} was made with {diff}" + (f" ({others} such)" if others > 1 else "")
+                        + f"; {len(ranked[0])} other(s) agree: redo the odd one(s) with the same options, or remove them")
 
-    def must_make(self, inputs: dict[str, Path], config: dict, force: bool = False) -> bool:
-        """True when this process holds the lock and the artifact still needs making; says why not otherwise."""
-        if not self.held:
-            print(f"skipped: {self.artifact} is being made by {self.owner}", flush=True)
+
+def produce(artifact: Path, *, stage: str, inputs: dict[str, Path], config: dict,
+            make: Callable[[], tuple[Any, dict]], force: bool = False, device: str = "cpu",
+            lock: bool = False) -> bool | None:
+    """Make ``artifact`` unless it is current (``force``: always). ``make()`` returns (contents, info);
+    every input must verify first. True if made, False if current, None if another process holds its
+    lock (``lock``: claim it while making, see ``lock.TaskLock``)."""
+    from pipeline.lock import TaskLock
+
+    artifact = Path(artifact)
+    with TaskLock(artifact) if lock else contextlib.nullcontext() as claim:
+        if claim is not None and not claim.held:
+            print(f"skipped: {artifact} is being made by {claim.owner}", flush=True)
+            return None
+        if not force and is_current(artifact, inputs, config):
             return False
-        return force or not is_current(self.artifact, inputs, config)  # another worker may have just finished it
+        for source in inputs.values():
+            verify(source)
+        made_from = _records(artifact, inputs)
+        if force:
+            ckpt_path(artifact).unlink(missing_ok=True)
+        start = time.perf_counter()
+        value, info = make()
+        if _records(artifact, inputs) != made_from:
+            raise PipelineError(f"{artifact}: an input changed while it was being made; run the stage again")
+        save(artifact, value)
+        save(manifest_path(artifact), {
+            "artifact": artifact.name, "stage": stage, "checksum": checksum(artifact), "inputs": made_from,
+            "config": normalise(config), "info": normalise(info), "wall_s": round(time.perf_counter() - start, 3),
+            "device": device, "host": socket.gethostname(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": _versions(),
+        })
+        ckpt_path(artifact).unlink(missing_ok=True)
+    return True
 
-    def __enter__(self) -> "TaskLock":
-        self.acquire()
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "torch", "pytorch_lightning", "cleanlab"):
+        if name in sys.modules:
+            out[name] = getattr(sys.modules[name], "__version__", "?")
+    return out

@@ -1,11 +1,12 @@
-"""The work units of the sharded stages, and running one: (condition, fold) for crossval,
-(condition, method, seed) for coteach.
+"""The stage protocol of the sharded training stages, and their task lists.
 
-Whatever runs them (the stage itself, one task after another; the local one-process-per-GPU
-launcher, ``pipeline.workers``; a SLURM array, ``slurm``) gets its list from ``plan``, which asks
-the stage's own ``pending`` (the one rule for what is left to do), and runs a task with ``run``.
-A plan saved with ``save`` fixes array index -> task for a SLURM array; ``execute`` runs entry
-``index`` of one inside the job.
+A training stage (``crossval.STAGE``, ``coteach.STAGE``) is one ``Stage`` object: its config
+dataclass, the options that select its tasks, each task's artifact with its inputs and config
+(``target``), how to make it (``make``) and how to name it (``describe``). Whatever runs tasks (the
+stage itself, one after another; the local one-process-per-GPU pool, ``pipeline.workers``; a SLURM
+array, ``slurm``) takes them from ``plan``, runs one with ``Stage.run``, and never needs the stage's
+name but to look it up in ``registry()``. A plan saved with ``save`` fixes array index -> task for a
+SLURM array; ``execute`` runs entry ``index`` of one inside the job.
 """
 
 from __future__ import annotations
@@ -16,30 +17,83 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import cli, coteach, crossval, store
+from pipeline import cli, conditions, devices, store
 from pipeline.layout import RunDir
 from pipeline.store import PipelineError
 
-STAGES = ("crossval", "coteach")
-CONFIGS = {"crossval": crossval.CrossvalConfig, "coteach": coteach.CoteachConfig}
+
+class Stage:
+    """One training stage. Subclasses set ``name``, ``unit`` and ``Config`` and implement the methods
+    that raise NotImplementedError; tasks are tuples of JSON values, the condition first."""
+
+    name: str
+    unit: str  # what a task is, e.g. "(condition, fold)"
+    Config: type
+
+    def add_args(self, p: argparse.ArgumentParser) -> None:
+        """Flags that select tasks (besides --cond)."""
+        raise NotImplementedError
+
+    def select(self, run: RunDir, conds: list[str], args: argparse.Namespace, config) -> list[tuple]:
+        """Every task the parsed flags ask for."""
+        raise NotImplementedError
+
+    def check(self, run: RunDir, task: list, config) -> tuple:
+        """A task read from a task list, as a tuple, or a PipelineError when it is not one of this stage's."""
+        raise NotImplementedError
+
+    def target(self, run: RunDir, task: tuple, config) -> tuple[Path, dict[str, Path], dict]:
+        """(artifact, its inputs, its config) of a task."""
+        raise NotImplementedError
+
+    def make(self, run: RunDir, task: tuple, config, device, ckpt: Path, tag: dict) -> tuple[object, dict]:
+        """Train for a task: (the artifact's contents, facts for its manifest). Resumes from ``ckpt``."""
+        raise NotImplementedError
+
+    def describe(self, task: tuple) -> str:
+        raise NotImplementedError
+
+    def summary(self, run: RunDir, task: tuple, config) -> str:
+        """One line on a finished task."""
+        return f"wrote {self.target(run, task, config)[0]}"
+
+    def pending(self, run: RunDir, tasks: list[tuple], config, force: bool = False) -> list[tuple]:
+        """The tasks whose artifact is not current (all of them with ``force``)."""
+        return [t for t in tasks if force or not store.is_current(*self.target(run, t, config))]
+
+    def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> bool | None:
+        """Make a task's artifact under its lock: True if made, False if already current, None if another
+        process holds it."""
+        out, inputs, task_config = self.target(run, task, config)
+        tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
+        return store.produce(out, stage=self.name, inputs=inputs, config=task_config, force=force, lock=True,
+                             device=devices.name(device),
+                             make=lambda: self.make(run, task, config, device, store.ckpt_path(out), tag))
+
+    def outcome(self, run: RunDir, task: tuple, config, made: bool | None) -> str:
+        if made is None:
+            return f"{self.describe(task)}: skipped, another process is making it"
+        return self.summary(run, task, config) if made else f"current: {self.target(run, task, config)[0]}"
 
 
-def add_args(p: argparse.ArgumentParser, stage: str) -> None:
-    """The options that choose a stage's tasks: conditions, folds or methods and seeds, and its config."""
+def registry() -> dict[str, Stage]:
+    from pipeline import coteach, crossval
+
+    return {s.name: s for s in (crossval.STAGE, coteach.STAGE)}
+
+
+def add_args(p: argparse.ArgumentParser, stage: Stage) -> None:
+    """The flags that choose a stage's tasks (conditions, and the stage's own) and its config."""
     cli.add_condition_arg(p)
-    if stage == "crossval":
-        p.add_argument("--fold", default="all", help="fold index, comma-separated indices, or 'all'")
-    else:
-        p.add_argument("--methods", default="all", help=f"comma-separated, from {', '.join(coteach.METHODS)}, or all")
-        p.add_argument("--seeds", type=cli.int_list, default=[0], help="comma-separated seeds (trials)")
-    cli.add_config_args(p, CONFIGS[stage])
+    stage.add_args(p)
+    cli.add_config_args(p, stage.Config)
 
 
 @dataclass(frozen=True)
 class Plan:
     """A stage's pending tasks (``tasks``) out of the ``total`` asked for, with the config to run them."""
 
-    stage: str
+    stage: Stage
     run: RunDir
     config: object
     tasks: list[tuple]
@@ -47,67 +101,35 @@ class Plan:
     force: bool = False
 
 
-def plan(args: argparse.Namespace, stage: str) -> Plan:
+def plan(args: argparse.Namespace, stage: Stage) -> Plan:
     """The pending tasks of what ``args`` (parsed with ``add_args`` and ``cli.parser``) asks for."""
-    run, config = cli.run_dir(args), cli.config_from(args, CONFIGS[stage])
-    conds = run.conditions(args.cond)
-    if stage == "crossval":
-        folds = list(range(config.folds)) if args.fold == "all" else cli.int_list(args.fold)
-        bad = [k for k in folds if not 0 <= k < config.folds]
-        if bad:
-            raise PipelineError(f"--fold {bad[0]}: folds are 0..{config.folds - 1}")
-        todo, total = crossval.pending(run, conds, folds, config, args.force), len(conds) * len(folds)
-    else:
-        methods = coteach.parse_methods(args.methods)
-        todo = coteach.pending(run, conds, methods, args.seeds, config, args.force)
-        total = len(conds) * len(methods) * len(args.seeds)
-    return Plan(stage, run, config, [tuple(t) for t in todo], total, args.force)
+    run = cli.run_dir(args)
+    config = cli.config_from(args, stage.Config)
+    every = stage.select(run, conditions.names(run, args.cond), args, config)
+    return Plan(stage, run, config, stage.pending(run, every, config, args.force), len(every), args.force)
 
 
-def unit(stage: str) -> str:
-    return "(condition, fold)" if stage == "crossval" else "(condition, method, seed)"
-
-
-def describe(stage: str, task: tuple) -> str:
-    return f"{task[0]} fold {task[1]}" if stage == "crossval" else f"{task[0]} {task[1]} seed {task[2]}"
-
-
-def run(stage: str, run_dir: RunDir, task: tuple, config, device, force: bool = False) -> Path | None:
-    """Run one task; its artifact, or None when another process holds the task (see run_fold)."""
-    if stage == "crossval":
-        cond, fold = task
-        return crossval.run_fold(run_dir, cond, int(fold), config, device, force)
-    cond, method, seed = task
-    return coteach.run_task(run_dir, cond, method, int(seed), config, device, force)
-
-
-def summary(stage: str, task: tuple, out: Path | None) -> str:
-    """One line on a finished task."""
-    if out is None:
-        return f"{describe(stage, task)}: skipped, another process is making it"
-    if stage == "coteach":
-        m = store.load_json(out)
-        return f"{describe(stage, task)}: final {100 * m['final_acc']:.1f}%  best {100 * m['best_acc']:.1f}%"
-    return f"wrote {out}"
+def run_here(p: Plan, gpu: str) -> None:
+    """Run a plan's tasks one after another in this process, on ``gpu`` (a CUDA index or 'cpu')."""
+    device = devices.pick(gpu) if p.tasks else None  # nothing to do: no torch import
+    cli.log(f"{p.stage.name}: {len(p.tasks)} of {p.total} {p.stage.unit} tasks to run" + (f" on {device}" if device else ""))
+    for i, task in enumerate(p.tasks, 1):
+        made = p.stage.run(p.run, task, p.config, device, p.force)
+        cli.log(f"[{i}/{len(p.tasks)}] {p.stage.outcome(p.run, task, p.config, made)}")
 
 
 # A plan on disk: the task list of a SLURM array (array index = position in "tasks").
 
-def to_json(p: Plan, gpu: str) -> dict:
-    return {
-        "stage": p.stage, "run_dir": str(Path(p.run.root).resolve()), "config": dataclasses.asdict(p.config),
-        "force": p.force, "gpu": gpu, "tasks": [list(t) for t in p.tasks],
-    }
-
-
 def save(path: Path, p: Plan, gpu: str) -> Path:
-    store.save_json(path, to_json(p, gpu))
+    store.save(path, {"stage": p.stage.name, "run_dir": str(Path(p.run.root).resolve()), "force": p.force, "gpu": gpu,
+                      "config": dataclasses.asdict(p.config), "tasks": [list(t) for t in p.tasks]})
     return Path(path)
 
 
 def load(path: Path) -> dict:
-    spec = store.load_json(path)
-    if not isinstance(spec, dict) or spec.get("stage") not in STAGES or not isinstance(spec.get("tasks"), list):
+    spec = store.load(path)
+    if not isinstance(spec, dict) or spec.get("stage") not in registry() or not isinstance(spec.get("tasks"), list) \
+            or not isinstance(spec.get("config"), dict) or not isinstance(spec.get("run_dir"), str):
         raise PipelineError(f"{path}: not a task list (written by python -m slurm.submit)")
     return spec
 
@@ -119,33 +141,28 @@ def entry(spec: dict, index: int) -> dict:
     return {**{k: v for k, v in spec.items() if k != "tasks"}, "task": spec["tasks"][index]}
 
 
+def describe(one: dict) -> str:
+    return registry()[one["stage"]].describe(tuple(one["task"]))
+
+
 def execute(one: dict) -> str | None:
     """Run the task of ``entry(...)`` here (a SLURM array element); the artifact's path, None if skipped.
 
     The device is ``gpu`` of the spec ('cpu', or an index into the GPUs SLURM gave the job); the CPU
     threads are the job's ``SLURM_CPUS_PER_TASK`` when set."""
+    stage, run = registry()[one["stage"]], RunDir(one["run_dir"])
+    try:
+        config = stage.Config(**one["config"])
+    except TypeError as e:
+        raise PipelineError(f"task list: config does not fit the {stage.name} stage ({e})") from None
+    task = stage.check(run, one["task"], config)
     import torch
 
-    from pipeline.train import pick_device
-
-    stage, task = one["stage"], tuple(one["task"])
-    config = CONFIGS[stage](**one["config"])
     threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or 0)
     if threads:
         torch.set_num_threads(threads)
-    device = pick_device(str(one["gpu"]))
-    cli.log(f"{stage}: {describe(stage, task)} on {device} (run {one['run_dir']})")
-    out = run(stage, RunDir(one["run_dir"]), task, config, device, one.get("force", False))
-    cli.log(summary(stage, task, out))
-    return None if out is None else str(out)
-
-
-def run_here(p: Plan, gpu: str) -> None:
-    """Run a plan's tasks one after another in this process, on ``gpu`` (a CUDA index or 'cpu')."""
-    from pipeline.train import pick_device
-
-    device = pick_device(gpu)
-    cli.log(f"{p.stage}: {len(p.tasks)} of {p.total} {unit(p.stage)} tasks to run on {device}")
-    for i, task in enumerate(p.tasks, 1):
-        out = run(p.stage, p.run, task, p.config, device, p.force)
-        cli.log(f"[{i}/{len(p.tasks)}] {summary(p.stage, task, out)}")
+    device = devices.pick(str(one["gpu"]))
+    cli.log(f"{stage.name}: {stage.describe(task)} on {device} (run {one['run_dir']})")
+    made = stage.run(run, task, config, device, bool(one.get("force")))
+    cli.log(stage.outcome(run, task, config, made))
+    return None if made is None else str(stage.target(run, task, config)[0])

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from pipeline import models
 from pipeline.loader import Batches, channel_stats
+from pipeline.store import PipelineError
 
 for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -32,17 +33,6 @@ warnings.filterwarnings("ignore", message=".*reduction.*")  # cleanlab's loss_co
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")  # we run under SLURM without srun
-
-
-def pick_device(gpu: str) -> torch.device:
-    """``gpu`` is a CUDA index or ``cpu``; without CUDA everything runs on the CPU."""
-    if gpu == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", int(gpu))
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _stop_on_sigusr1() -> None:
@@ -108,28 +98,49 @@ class Data:
 
 
 class Resumable(pl.LightningModule):
-    """Saves the whole training state atomically after every epoch to ``self.ckpt``, with ``self.tag``
-    (the task's config), the torch RNG state and ``self.history``, so a restarted fit continues
-    exactly where the last finished epoch left it. Subclasses call ``super().on_train_epoch_end()`` last."""
+    """Per epoch: the mean training loss (a non-finite one fails the run before anything is saved), a
+    log line when stderr is not a terminal (cluster logs), and the whole training state saved
+    atomically to ``self.ckpt`` with ``self.tag`` (the task's config and inputs), the torch RNG state
+    and ``self.history``, so a restarted fit continues exactly where the last finished epoch left it.
+    Subclasses call ``self.track(loss)`` per step and may extend ``epoch_summary``."""
 
     ckpt: Path | None = None
     tag: dict | None = None
-    heartbeat = None
+    label = "training"
 
     def __init__(self):
         super().__init__()
         self.history: list = []
 
+    def on_train_epoch_start(self):
+        self._loss, self._steps, self._start = torch.zeros((), device=self.device), 0, time.perf_counter()
+
+    def track(self, loss: torch.Tensor) -> None:
+        self._loss, self._steps = self._loss + loss.detach().float(), self._steps + 1
+
+    def epoch_summary(self) -> str:
+        return ""
+
     def on_train_epoch_end(self):
-        if self.ckpt is None:
-            return
-        tmp = self.ckpt.with_name(f".{self.ckpt.name}.tmp")
-        self.trainer.save_checkpoint(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.ckpt)
-        if self.heartbeat:
-            self.heartbeat()
+        loss = self._loss.item() / max(1, self._steps)  # the one host sync of the epoch
+        epoch = self.current_epoch + 1
+        if not np.isfinite(loss):
+            raise PipelineError(f"{self.label}: training diverged: mean loss {loss} in epoch {epoch}; nothing written (lower --lr?)")
+        note = self.epoch_summary()
+        if not sys.stderr.isatty():
+            print(f"{self.label}: epoch {epoch}/{self.trainer.max_epochs} loss {loss:.4f}{note} "
+                  f"({time.perf_counter() - self._start:.1f} s)", flush=True)
+        if self.ckpt is not None:
+            tmp = self.ckpt.with_name(f".{self.ckpt.name}.tmp")
+            try:
+                self.trainer.save_checkpoint(tmp)
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.ckpt)
+            except OSError as e:
+                raise PipelineError(f"{self.ckpt}: cannot write the checkpoint ({e.strerror or e})") from None
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint.update(tag=self.tag, torch_rng=torch.get_rng_state(), history=self.history)
@@ -139,18 +150,27 @@ class Resumable(pl.LightningModule):
         self.history = checkpoint["history"]
 
 
-def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ckpt: Path | None, tag: dict, heartbeat=None) -> None:
+def _resumable(ckpt: Path, tag: dict) -> int | None:
+    """The epoch to resume from if ``ckpt`` is a readable checkpoint of this task; otherwise it is deleted."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if isinstance(state, dict) and state.get("tag") == tag and isinstance(state.get("epoch"), int):
+            return state["epoch"] + 1
+    except Exception as e:  # noqa: BLE001 - truncated, garbage, or from another torch: start afresh
+        print(f"warning: discarding unreadable checkpoint {ckpt} ({type(e).__name__}); training starts at epoch 0",
+              file=sys.stderr, flush=True)
+    ckpt.unlink(missing_ok=True)
+    return None
+
+
+def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ckpt: Path | None, tag: dict, label: str) -> None:
     """``trainer.fit``, resuming from ``ckpt`` when it holds a checkpoint of the same task (``tag``)."""
     tag = json.loads(json.dumps(tag))
     resume = None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state.get("tag") == tag:
-            resume, train.epoch = ckpt, state["epoch"] + 1
-            print(f"resuming {ckpt} from epoch {train.epoch}", flush=True)
-        else:
-            ckpt.unlink()
-    module.ckpt, module.tag, module.heartbeat = ckpt, tag, heartbeat
+    if ckpt is not None and ckpt.exists() and (epoch := _resumable(ckpt, tag)) is not None:
+        resume, train.epoch = ckpt, epoch
+        print(f"resuming {ckpt} from epoch {epoch}", flush=True)
+    module.ckpt, module.tag, module.label = ckpt, tag, label
     if device.type == "cuda":
         module.to(memory_format=torch.channels_last)  # NHWC convolutions: the tensor cores' native layout
     make_trainer(device, epochs).fit(module, train, ckpt_path=resume)
@@ -166,7 +186,9 @@ class Classifier(Resumable):
 
     def training_step(self, batch, _):
         x, y = batch
-        return F.cross_entropy(self.net(x), y)
+        loss = F.cross_entropy(self.net(x), y)
+        self.track(loss)
+        return loss
 
     def configure_optimizers(self):
         opt = torch.optim.SGD(self.net.parameters(), lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
@@ -176,17 +198,19 @@ class Classifier(Resumable):
 
 
 def train_classifier(data: Data, *, arch, epochs, batch_size, lr, weight_decay, seed, device, ckpt=None, tag=None,
-                     heartbeat=None, timings: dict | None = None) -> np.ndarray:
+                     label="crossval", timings: dict | None = None) -> np.ndarray:
     """Train on ``data.train_*``; return softmax probabilities for ``data.eval_x``. ``ckpt``: see ``fit``;
-    ``timings`` (if given) receives ``train_s`` and ``predict_s``."""
+    ``timings`` (if given) receives ``train_s`` and ``predict_s``. Non-finite probabilities are an error."""
     pl.seed_everything(seed, workers=False, verbose=False)
     start = time.perf_counter()
     train, evaluation = data.batches(device, batch_size, seed)
     module = Classifier(data.build(arch), lr=lr, weight_decay=weight_decay, total_steps=epochs * len(train))
-    fit(module, train, device, epochs, ckpt, tag or {}, heartbeat)
+    fit(module, train, device, epochs, ckpt, tag or {}, label)
     _sync(device)
     trained = time.perf_counter()
     probs = predict_probs(module.net.to(device), evaluation)
+    if not np.isfinite(probs).all():
+        raise PipelineError(f"{label}: the trained network predicts NaN or inf; nothing written (lower --lr?)")
     if timings is not None:
         timings.update(train_s=trained - start, predict_s=time.perf_counter() - trained)
     return probs
@@ -219,6 +243,7 @@ class CoTeaching(Resumable):
         return [torch.optim.Adam(net.parameters(), lr=self.lr) for net in self.nets]
 
     def on_train_epoch_start(self):
+        super().on_train_epoch_start()
         for opt in self.optimizers():
             for group in opt.optimizer.param_groups:
                 group["lr"] = self.lr_plan[self.current_epoch]
@@ -229,19 +254,20 @@ class CoTeaching(Resumable):
 
         x, y = batch
         losses = loss_coteaching(self.nets[0](x), self.nets[1](x), y, forget_rate=self.forget_rates[self.current_epoch])
+        self.track(sum(losses) / 2)
         for opt, loss in zip(self.optimizers(), losses):
             opt.zero_grad()
             self.manual_backward(loss)
             opt.step()
 
-    def on_train_epoch_end(self):
+    def epoch_summary(self) -> str:
         labels = self.test.labels.cpu().numpy()
         self.history.append([float(np.mean(predict_probs(net, self.test).argmax(1) == labels)) for net in self.nets])
-        super().on_train_epoch_end()
+        return " test acc " + "/".join(f"{a:.4f}" for a in self.history[-1])
 
 
 def train_coteaching(data: Data, *, arch, epochs, batch_size, lr, forget_rate, num_gradual, epoch_decay_start, seed, device,
-                     ckpt=None, tag=None, heartbeat=None) -> list[list[float]]:
+                     ckpt=None, tag=None, label="coteach") -> list[list[float]]:
     """Co-Teaching on ``data.train_*``; returns test accuracy ``[net1, net2]`` after every epoch. ``ckpt``: see ``fit``.
 
     ``forget_rate=0`` trains two independent plain networks on all rows (the no-Co-Teaching baseline).
@@ -252,5 +278,5 @@ def train_coteaching(data: Data, *, arch, epochs, batch_size, lr, forget_rate, n
         data.build(arch), data.build(arch), test,
         epochs=epochs, lr=lr, forget_rate=forget_rate, num_gradual=num_gradual, epoch_decay_start=epoch_decay_start,
     )
-    fit(module, train, device, epochs, ckpt, tag or {}, heartbeat)
+    fit(module, train, device, epochs, ckpt, tag or {}, label)
     return module.history

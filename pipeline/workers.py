@@ -11,78 +11,66 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import traceback
 from collections import deque
 from multiprocessing.connection import wait
 
-from pipeline import cli, tasks
+from pipeline import cli, devices, tasks
 from pipeline.store import PipelineError
 
 
-def add_device_args(p) -> None:
+def parser(doc: str, stage: tasks.Stage) -> cli.Parser:
+    """A training stage's flags: run directory, tasks, config, devices."""
+    p = cli.parser(doc)
+    tasks.add_args(p, stage)
     p.add_argument("--gpu", default="0", help="CUDA device index, or 'cpu' (without CUDA: the CPU); tasks run one after another")
     p.add_argument("--gpus", default="", help="run the tasks on one worker process per listed CUDA index, e.g. 0,1,2,3 "
                                               "('cpu': one CPU worker, 'cpu,cpu': two; 'all': every visible GPU)")
+    return p
 
 
-def main(doc: str, stage: str) -> None:
-    """A training stage's entry point: its pending tasks one after another on ``--gpu``, or on one
-    worker process per entry of ``--gpus``."""
-    p = cli.parser(doc)
-    tasks.add_args(p, stage)
-    add_device_args(p)
-    args = p.parse_args()
+def run(args, stage: tasks.Stage) -> None:
+    """A training stage: its pending tasks one after another on ``--gpu``, or on one worker process per
+    entry of ``--gpus``."""
+    devices.check_gpu(args.gpu)
+    gpus = devices.parse_gpus(args.gpus) if args.gpus else None
     plan = tasks.plan(args, stage)
-    if args.gpus:
-        run_stage(plan, args.gpus)
-    else:
+    if gpus is None:
         tasks.run_here(plan, args.gpu)
-
-
-def run_stage(plan: tasks.Plan, spec: str) -> None:
-    """The stage's pending tasks on one worker per entry of ``spec`` (``--gpus``); an error if any failed."""
-    gpus = parse_gpus(spec)[: len(plan.tasks)]
+        return
+    gpus = gpus[: len(plan.tasks)]  # no idle workers
     where = f" on {len(gpus)} worker(s) ({','.join(gpus)})" if gpus else ""
-    cli.log(f"{plan.stage}: {len(plan.tasks)} of {plan.total} {tasks.unit(plan.stage)} tasks to run{where}")
+    cli.log(f"{stage.name}: {len(plan.tasks)} of {plan.total} {stage.unit} tasks to run{where}")
     failed = run_pool(plan, gpus)
     if failed:
-        raise PipelineError(f"{len(failed)} of {len(plan.tasks)} {plan.stage} task(s) failed:\n  " + "\n  ".join(failed)
+        raise PipelineError(f"{len(failed)} of {len(plan.tasks)} {stage.name} task(s) failed:\n  " + "\n  ".join(failed)
                             + "\nthe others are done: re-running does only what is still pending")
-
-
-def parse_gpus(spec: str) -> list[str]:
-    """'0,1,3' -> one worker per CUDA index; 'cpu' -> one CPU worker ('cpu,cpu': two); 'all' -> every visible GPU."""
-    if spec.strip() == "all":
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())] or ["cpu"]
-    gpus = [g.strip() for g in spec.split(",") if g.strip()]
-    bad = [g for g in gpus if g != "cpu" and not g.isdigit()]
-    if not gpus or bad:
-        raise PipelineError(f"--gpus {spec!r}: expected CUDA indices and/or 'cpu', comma-separated (e.g. 0,1,2,3 or cpu), or all")
-    return gpus
 
 
 def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:
     import torch
 
-    from pipeline.train import pick_device
-
-    device = pick_device(gpu)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    else:
-        torch.set_num_threads(threads)
-    conn.send(("ready", None, ""))
-    while (i := conn.recv()) is not None:
-        task = plan.tasks[i]
-        try:
-            out = tasks.run(plan.stage, plan.run, task, plan.config, device, plan.force)
-            conn.send(("done", i, tasks.summary(plan.stage, task, out)))
-        except Exception as e:  # noqa: BLE001 - reported; the worker goes on with the next task
-            if not isinstance(e, PipelineError):
-                traceback.print_exc()
-            conn.send(("failed", i, f"{type(e).__name__}: {e}"))
+    cli.catch_signals()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us with SIGTERM
+    try:
+        device = devices.pick(gpu)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        else:
+            torch.set_num_threads(threads)
+        conn.send(("ready", None, ""))
+        while (i := conn.recv()) is not None:
+            task = plan.tasks[i]
+            try:
+                made = plan.stage.run(plan.run, task, plan.config, device, plan.force)
+                conn.send(("done", i, plan.stage.outcome(plan.run, task, plan.config, made)))
+            except Exception as e:  # noqa: BLE001 - reported; the worker goes on with the next task
+                if not isinstance(e, (PipelineError, OSError)):
+                    traceback.print_exc()
+                conn.send(("failed", i, str(e) if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"))
+    except cli.Stopped:
+        os._exit(143)
 
 
 def run_pool(plan: tasks.Plan, gpus: list[str]) -> list[str]:
@@ -90,11 +78,10 @@ def run_pool(plan: tasks.Plan, gpus: list[str]) -> list[str]:
 
     The queue of pending tasks lives here; each worker asks for the next one over its own pipe
     when it is ready, so a worker killed at any moment cannot wedge a lock the others need."""
-    import torch
-
     if not plan.tasks:
         return []
-    gpus = gpus[: len(plan.tasks)]  # no idle workers
+    import torch
+
     on_cpu = sum(g == "cpu" or not torch.cuda.is_available() for g in gpus)
     threads = max(1, (os.cpu_count() or 1) // max(1, on_cpu))
     ctx = mp.get_context("spawn")
@@ -110,7 +97,7 @@ def run_pool(plan: tasks.Plan, gpus: list[str]) -> list[str]:
     n, done, failed, running, live = len(plan.tasks), 0, [], {}, set(range(len(procs)))
 
     def what(i: int) -> str:
-        return tasks.describe(plan.stage, plan.tasks[i])
+        return plan.stage.describe(plan.tasks[i])
 
     def hand_out(w: int) -> None:
         i = todo.popleft() if todo else None

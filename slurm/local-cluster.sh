@@ -94,7 +94,7 @@ start() {
         || fail "munged did not start: $(tail -3 "$D/munge/munged.log" 2>/dev/null)"
     slurmctld -f "$SLURM_CONF" || fail "slurmctld did not start: $(tail -5 "$D/slurmctld.log" 2>/dev/null)"
     slurmd -f "$SLURM_CONF" -N "$(hostname -s)" || fail "slurmd did not start: $(tail -5 "$D/slurmd.log" 2>/dev/null)"
-    for _ in $(seq 60); do
+    for _ in $(seq 240); do
         if scontrol ping >/dev/null 2>&1; then
             node_ready && break
             # a node that was down when the last cluster stopped stays down: resume it
@@ -106,7 +106,7 @@ start() {
     if ! up; then
         echo "--- slurmctld.log" >&2; tail -5 "$D/slurmctld.log" >&2 2>/dev/null
         echo "--- slurmd.log" >&2; tail -5 "$D/slurmd.log" >&2 2>/dev/null
-        fail "the node did not become ready in 30 s (logs above, in $D)"
+        fail "the node did not become ready in 120 s (logs above, in $D)"
     fi
     echo "local-cluster: up ($(sinfo -h -N -o '%N %c CPUs %m MB %t'))"
     echo "export SLURM_CONF=$SLURM_CONF"

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from pipeline import cli, tasks
+from pipeline.options import Range
 from pipeline.store import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,31 +57,44 @@ def extra_param(spec: str) -> tuple[str, object]:
     return key, (value if eq else True)
 
 
+def memory(spec: str) -> str:
+    """SLURM memory: a whole number with an optional unit K, M, G or T."""
+    if not re.fullmatch(r"[1-9]\d*[KMGT]?", spec.strip()):
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected a size such as 32G or 16000M")
+    return spec.strip()
+
+
+def job_name(spec: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", spec):
+        raise argparse.ArgumentTypeError(f"{spec!r}: use letters, digits, '_', '-' and '.'")
+    return spec
+
+
 def add_slurm_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("SLURM")
     g.add_argument("--partition", help="sbatch --partition")
     g.add_argument("--account", help="sbatch --account")
     g.add_argument("--time", type=minutes, default=minutes("4:00:00"), help="time limit per task: minutes or [D-]HH:MM[:SS]")
-    g.add_argument("--gpus-per-task", type=int, default=1, help="GPUs per task (0: the task runs on the CPU)")
-    g.add_argument("--cpus-per-task", type=int, default=4, help="CPUs per task (also the task's torch threads)")
-    g.add_argument("--mem", help="memory per task, e.g. 32G (unset: the cluster's default)")
-    g.add_argument("--array-parallelism", type=int, default=256, help="at most this many tasks at once (--array=...%%N)")
-    g.add_argument("--signal-delay", type=int, default=120, help=f"send SIG{PREEMPT_SIGNAL} this many seconds before the time limit")
-    g.add_argument("--max-timeouts", type=int, default=3, help="requeue a task after at most this many time-outs (preemptions do not count)")
+    g.add_argument("--gpus-per-task", type=Range(int, 0, 64), default=1, help="GPUs per task (0: the task runs on the CPU)")
+    g.add_argument("--cpus-per-task", type=Range(int, 1, 1024), default=4, help="CPUs per task (also the task's torch threads)")
+    g.add_argument("--mem", type=memory, help="memory per task, e.g. 32G (unset: the cluster's default)")
+    g.add_argument("--array-parallelism", type=Range(int, 1, 100_000), default=256, help="at most this many tasks at once (--array=...%%N)")
+    g.add_argument("--signal-delay", type=Range(int, 0, 3600), default=120, help=f"send SIG{PREEMPT_SIGNAL} this many seconds before the time limit")
+    g.add_argument("--max-timeouts", type=Range(int, 0, 1000), default=3, help="requeue a task after at most this many time-outs (preemptions do not count)")
     g.add_argument("--extra", type=extra_param, action="append", default=[], metavar="FLAG",
                    help="another sbatch flag, repeatable: --extra qos=high --extra=--exclusive")
-    g.add_argument("--job-name", help="default: cl-<stage>")
+    g.add_argument("--job-name", type=job_name, help="default: cl-<stage>")
     g.add_argument("--wait", action="store_true", help="wait for the array to finish; exit status 2 if a task failed")
-    g.add_argument("--poll", type=float, default=10.0, help="seconds between checks while waiting")
+    g.add_argument("--poll", type=Range(float, 0.1, 3600), default=10.0, help="seconds between checks while waiting")
     g.add_argument("--tasks-only", action="store_true", help="write the task list and print the sbatch command; submit nothing")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="stage", required=True)
-    for stage in tasks.STAGES:
-        s = sub.add_parser(stage, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                           help=f"one array element per pending {tasks.unit(stage)} task")
+    for stage in tasks.registry().values():
+        s = sub.add_parser(stage.name, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           help=f"one array element per pending {stage.unit} task")
         s.add_argument("--run-dir", default=cli.DEFAULT_RUN_DIR, help="the run directory holding every artifact")
         s.add_argument("--force", action="store_true", help="redo tasks even where current artifacts exist")
         tasks.add_args(s, stage)
@@ -127,27 +141,32 @@ def submit(plan: tasks.Plan, listing: Path, args, name: str):
         raise PipelineError(f"sbatch failed: {getattr(e, 'stderr', None) or e}") from None
 
 
-def queued(array_id: str) -> set[str] | None:
-    """Array elements SLURM still knows as pending/running ('<id>_<index>'); None when squeue fails."""
+ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT"}
+SETTLE_S = 30  # an element seen ended (or gone) without a result this long is failed: requeues and slow disks settle first
+
+
+def states(array_id: str) -> dict[str, str] | None:
+    """The state of every array element SLURM still knows ('<id>_<index>' -> 'RUNNING', 'COMPLETED', ...),
+    finished ones included (``squeue -t all``); None when squeue fails."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-j", array_id, "-o", "%i"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-j", array_id, "-o", "%i %T"],
+                             capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
-        return set() if "Invalid job id" in out.stderr else None
-    return {line.strip() for line in out.stdout.split() if line.strip()}
+        return {} if "Invalid job id" in out.stderr else None
+    return dict(line.split(None, 1) for line in out.stdout.splitlines() if len(line.split()) == 2)
 
 
-def wait(jobs, array_id: str, stage: str, poll: float) -> list[str]:
-    """Wait until every element has a result (or left the queue without one); one line per failed element.
-
-    Reads submitit's result files and `squeue`, not `sacct`, so it works without SLURM accounting."""
-    left, failed, missing = {j.job_id: j for j in jobs}, [], {}
+def wait(jobs, array_id: str, poll: float) -> list[str]:
+    """Wait until every element has a result, or has ended (or left SLURM's memory) without one for
+    SETTLE_S; one line per failed element. Reads submitit's result files and ``squeue``, not ``sacct``,
+    so it works without SLURM accounting; a requeued element is pending again, not ended."""
+    left, failed, ended_since = {j.job_id: j for j in jobs}, [], {}
     while left:
-        active = queued(array_id)
+        known = states(array_id)
         for jid, job in list(left.items()):
-            entry = job.submission().args[0]
-            what = tasks.describe(stage, tuple(entry["task"]))
+            what = tasks.describe(job.submission().args[0])
             if job.paths.result_pickle.exists():
                 del left[jid]
                 try:
@@ -157,32 +176,32 @@ def wait(jobs, array_id: str, stage: str, poll: float) -> list[str]:
                     raised = [ln for ln in str(e).splitlines() if re.match(r"[\w.]+(Error|Exception)\b", ln)]
                     failed.append(f"{jid} ({what}): {raised[-1] if raised else type(e).__name__}; log {job.paths.stderr}")
                     cli.log(f"{jid}: {what}: FAILED")
-            elif active is not None and jid not in active:
-                missing[jid] = missing.get(jid, 0) + 1
-                if missing[jid] >= 2:  # gone from the queue without a result: killed, cancelled, node failure
+            elif known is not None and known.get(jid, "GONE") in ENDED | {"GONE"}:
+                ended_since.setdefault(jid, time.monotonic())
+                if time.monotonic() - ended_since[jid] >= SETTLE_S:
                     del left[jid]
-                    failed.append(f"{jid} ({what}): ended without a result (cancelled or killed?); log {job.paths.stdout}")
-                    cli.log(f"{jid}: {what}: ended without a result")
-            else:
-                missing.pop(jid, None)
+                    state = known.get(jid, "gone from the queue")
+                    failed.append(f"{jid} ({what}): ended without a result ({state}); log {job.paths.stdout}")
+                    cli.log(f"{jid}: {what}: ended without a result ({state})")
+            elif known is not None:
+                ended_since.pop(jid, None)
         if left:
             time.sleep(poll)
     return failed
 
 
-def run():
-    args = parser().parse_args()
-    stage = args.stage
+def run(args):
+    stage = tasks.registry()[args.stage]
     plan = tasks.plan(args, stage)
-    name = args.job_name or f"cl-{stage}"
+    name = args.job_name or f"cl-{stage.name}"
     slurm_dir = plan.run.root / "slurm"
     gpu = "0" if args.gpus_per_task > 0 else "cpu"
     if not plan.tasks:
-        cli.log(f"{stage}: nothing to submit: all {plan.total} {tasks.unit(stage)} tasks are current")
+        cli.log(f"{stage.name}: nothing to submit: all {plan.total} {stage.unit} tasks are current")
         return
     listing = tasks.save(slurm_dir / f"{name}-tasks.json", plan, gpu)
     (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
-    cli.log(f"{stage}: {len(plan.tasks)} of {plan.total} {tasks.unit(stage)} tasks pending; task list {listing}")
+    cli.log(f"{stage.name}: {len(plan.tasks)} of {plan.total} {stage.unit} tasks pending; task list {listing}")
     if args.tasks_only:
         flags = sbatch_flags(args, len(plan.tasks), name)
         flags.update({"output": str(slurm_dir / "logs" / "%A_%a.out"), "open-mode": "append",
@@ -190,7 +209,7 @@ def run():
                       "signal": f"B:{PREEMPT_SIGNAL}@{args.signal_delay}",  # the template's shell traps it
                       "export": f"ALL,TASKS={listing}"})
         cmd = ["sbatch", *(f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items()),
-               str(ROOT / "slurm" / f"{stage}.sbatch")]
+               str(ROOT / "slurm" / f"{stage.name}.sbatch")]
         cli.log("submit it with:\n  " + shlex.join(cmd))
         return
     if shutil.which("sbatch") is None:
@@ -206,8 +225,8 @@ def run():
         return
     cli.log(f"waiting for {kind} {array_id} ...")
     try:
-        failed = wait(jobs, array_id, stage, args.poll)
-    except KeyboardInterrupt:
+        failed = wait(jobs, array_id, args.poll)
+    except (KeyboardInterrupt, cli.Stopped):
         cli.log(f"stopped waiting; {kind} {array_id} goes on (squeue -j {array_id})")
         sys.exit(130)
     still = tasks.plan(args, stage).tasks
@@ -218,4 +237,4 @@ def run():
 
 
 if __name__ == "__main__":
-    cli.main(run)
+    cli.main(lambda: run(parser().parse_args()))

@@ -25,18 +25,21 @@ class Task(submitit.helpers.Checkpointable):
         return tasks.execute(entry)
 
     def checkpoint(self, entry: dict) -> submitit.helpers.DelayedSubmission:
-        cli.log(f"requeueing {entry['stage']} {tasks.describe(entry['stage'], tuple(entry['task']))}: "
+        cli.log(f"requeueing {entry['stage']} {tasks.describe(entry)}: "
                 "it resumes from its last epoch's checkpoint")
         return super().checkpoint(entry)
 
 
-def run():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("tasks", help="task list (JSON) written by python -m slurm.submit --tasks-only")
     p.add_argument("index", type=int, help="which task: the array index, $SLURM_ARRAY_TASK_ID")
-    args = p.parse_args()
+    return p
+
+
+def run(args) -> None:
     tasks.execute(tasks.entry(tasks.load(args.tasks), args.index))
 
 
 if __name__ == "__main__":
-    cli.main(run)
+    cli.main(lambda: run(parser().parse_args()))

@@ -1,21 +1,21 @@
-"""combine: merge each condition's fold shards into psx.npy (every row covered exactly once)."""
+"""combine: merge each condition's fold shards into psx.npy (every row covered exactly once). The fold
+count and the crossval config come from the shards, which must agree."""
 
-from pipeline import cli, datasets, folds
-from pipeline.crossval import CrossvalConfig
+from pipeline import cli, conditions, folds
 
 
-def run():
+def parser():
     p = cli.parser(__doc__)
     cli.add_condition_arg(p)
-    p.add_argument("--folds", type=int, default=CrossvalConfig.folds)
-    p.add_argument("--fold-seed", type=int, default=CrossvalConfig.fold_seed)
-    args = p.parse_args()
+    return p
+
+
+def run(args):
     run = cli.run_dir(args)
-    num_classes = datasets.cached(run.require(run.dataset, "data")).num_classes
-    for cond in run.conditions(args.cond):
-        out, did = folds.combine(run, cond, args.folds, args.fold_seed, num_classes, args.force)
-        cli.log(f"{'wrote' if did else 'current'}: {out}")
+    for cond in conditions.names(run, args.cond):
+        did = folds.combine(run, cond, args.force)
+        cli.log(f"{'wrote' if did else 'current'}: {run.psx(cond)}")
 
 
 if __name__ == "__main__":
-    cli.main(run)
+    cli.main(lambda: run(parser().parse_args()))

@@ -4,6 +4,16 @@
 one CPU worker) instead of one after another on `--gpu`."""
 
 from pipeline import cli, workers
+from pipeline.coteach import STAGE
+
+
+def parser():
+    return workers.parser(__doc__, STAGE)
+
+
+def run(args):
+    workers.run(args, STAGE)
+
 
 if __name__ == "__main__":
-    cli.main(lambda: workers.main(__doc__, "coteach"))
+    cli.main(lambda: run(parser().parse_args()))

@@ -5,6 +5,16 @@ process; `--fold all` runs every fold. `--gpus 0,1,2,3` runs them on one worker 
 (`--gpus cpu`: one CPU worker)."""
 
 from pipeline import cli, workers
+from pipeline.crossval import STAGE
+
+
+def parser():
+    return workers.parser(__doc__, STAGE)
+
+
+def run(args):
+    workers.run(args, STAGE)
+
 
 if __name__ == "__main__":
-    cli.main(lambda: workers.main(__doc__, "crossval"))
+    cli.main(lambda: run(parser().parse_args()))

@@ -3,15 +3,18 @@
 from pipeline import cli, datasets
 
 
-def run():
+def parser():
     p = cli.parser(__doc__)
     p.add_argument("--source", required=True,
                    help="ImageFolder root (or .tar.gz of one) with train/ and test/, a cifar-10-batches-py folder, or 'digits'")
-    args = p.parse_args()
-    run = cli.run_dir(args)
-    did = datasets.prepare(run.dataset, args.source, args.force)
+    return p
+
+
+def run(args):
+    run = cli.run_dir(args, create=True)
+    did = datasets.prepare(run, args.source, args.force)
     cli.log(f"{'wrote' if did else 'current'}: {run.dataset}")
 
 
 if __name__ == "__main__":
-    cli.main(run)
+    cli.main(lambda: run(parser().parse_args()))

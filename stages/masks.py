@@ -2,32 +2,30 @@
 
 from pathlib import Path
 
-from pipeline import cli, datasets, masks, store
-from pipeline.conditions import Condition
+from pipeline import cli, conditions, masks, store
 
 
-def run():
+def parser():
     p = cli.parser(__doc__)
     cli.add_condition_arg(p)
     p.add_argument("--psx", type=Path, default=None,
                    help="use these probabilities instead of the run's psx.npy: a .npy (rows in dataset order; "
                         "with --cond naming one condition) or a folder of the paper's *_psx.npy files")
-    args = p.parse_args()
+    return p
+
+
+def run(args):
     run = cli.run_dir(args)
-    ds = datasets.cached(run.require(run.dataset, "data"))
-    conds = run.conditions(args.cond)
+    conds = conditions.names(run, args.cond)
     if args.psx is not None and args.psx.is_file() and len(conds) != 1:
         raise store.PipelineError(f"--psx {args.psx} is one file: name one condition with --cond")
     for cond in conds:
-        info = store.read_manifest(run.labels(cond))["info"]
-        paper_key = Condition(**{k: info[k] for k in Condition.__dataclass_fields__}).paper_key
-        psx = masks.resolve_psx(args.psx, run, cond, paper_key)
-        out, did = masks.run_masks(run, cond, ds.train_y, ds.num_classes, psx, args.force)
-        cli.log(f"{'wrote' if did else 'current'}: {out}")
-        for method, d in store.read_manifest(out)["info"]["detection"].items():
+        did = masks.run_masks(run, cond, masks.resolve_psx(args.psx, run, cond), args.force)
+        cli.log(f"{'wrote' if did else 'current'}: {run.masks(cond)}")
+        for method, d in store.verify(run.masks(cond))["info"]["detection"].items():
             f1 = "-" if d["f1"] is None else f"{d['f1']:.3f}"
             cli.log(f"  {method:22s} keep {d['keep_fraction']:.3f}  F1 {f1}")
 
 
 if __name__ == "__main__":
-    cli.main(run)
+    cli.main(lambda: run(parser().parse_args()))

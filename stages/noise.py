@@ -1,34 +1,40 @@
-"""noise: write the noisy labels of every condition (paper's, generated with cleanlab, or given)."""
+"""noise: add or update conditions (the paper's noisy labels, generated with cleanlab, or given) in the
+run's registry, conditions.json, writing each one's labels; --remove drops one from the registry."""
 
 from pathlib import Path
 
-from pipeline import cli, conditions, datasets, store
+from pipeline import cli, conditions, store
+from pipeline.options import SEED_MAX, Range
 
 
-def run():
+def parser():
     p = cli.parser(__doc__)
     p.add_argument("--conditions", default="",
                    help="'paper' (Table 2's 13), 'paper-all' (17), or NOISE:SPARSITY,... to generate with cleanlab")
     p.add_argument("--labels", action="append", default=[], metavar="NAME=FILE.npy",
                    help="a condition whose noisy labels are given (rows in dataset order); repeatable")
+    p.add_argument("--remove", action="append", default=[], metavar="NAME",
+                   help="drop this condition from the registry (its files stay on disk); repeatable")
     p.add_argument("--paper-json", type=Path, default=None,
                    help="read paper conditions from the paper's JSON files in this folder instead of data/")
-    p.add_argument("--seed", type=int, default=0, help="seed of generated noise")
-    args = p.parse_args()
+    p.add_argument("--seed", type=Range(int, 0, SEED_MAX), default=0, help="seed of generated noise")
+    return p
+
+
+def run(args):
     run = cli.run_dir(args)
-    ds = datasets.cached(run.require(run.dataset, "data"))
-    conds = conditions.parse_conditions(args.conditions, ds.num_classes) if args.conditions else []
-    conds += [conditions.from_npy(spec) for spec in args.labels]
-    if not conds:
-        raise store.PipelineError("give --conditions and/or --labels")
-    for cond in conds:
-        did = conditions.write_condition(run, cond, args.seed, args.paper_json, args.force)
-        info = store.read_manifest(run.labels(cond.name))["info"]
-        cli.log(f"{'wrote' if did else 'current'}: {run.labels(cond.name)}  noise={info['actual_noise_rate']:.3f}")
-    names = [c.name for c in conds]
-    if not run.conditions_list.exists() or store.load_json(run.conditions_list) != names:
-        store.save_json(run.conditions_list, names)
+    if not (args.conditions or args.labels or args.remove):
+        raise store.PipelineError("give --conditions, --labels and/or --remove")
+    info = store.verify(run.require(run.dataset, "data"))["info"]
+    add = conditions.parse_conditions(args.conditions, len(info["classes"]), args.seed) if args.conditions else []
+    add += [conditions.from_npy(spec) for spec in args.labels]
+    for cond, did in conditions.update(run, add, args.remove, args.paper_json, args.force):
+        rate = store.verify(run.labels(cond.name))["info"]["actual_noise_rate"]
+        cli.log(f"{'wrote' if did else 'current'}: {run.labels(cond.name)}  noise={rate:.3f}")
+    for name in args.remove:
+        cli.log(f"removed {name} from {run.registry} (its files in {run.condition_dir(name)} are kept)")
+    cli.log(f"conditions: {', '.join(conditions.registry(run)) or 'none'}")
 
 
 if __name__ == "__main__":
-    cli.main(run)
+    cli.main(lambda: run(parser().parse_args()))

@@ -1,25 +1,30 @@
 """report: our test accuracy beside the CL paper's Table 2 (final and best epoch, mean ± std over seeds),
-label-error detection on this run's psx and on the paper's, and plots (report/*.md, *.csv, *.png)."""
+label-error detection on this run's psx and on the paper's, and plots (report/*.md, *.csv, *.png). Only
+results whose whole chain of artifacts is current are shown; stale ones are listed."""
 
 from pathlib import Path
 
-from pipeline import cli, report
+from pipeline import cli, conditions, options, report
+from pipeline.coteach import SEEDS
 
 
-def run():
+def parser():
     p = cli.parser(__doc__)
     cli.add_condition_arg(p)
-    p.add_argument("--seeds", type=cli.int_list, default=None,
-                   help="comma-separated seeds (trials) to aggregate (default: every seed found)")
+    p.add_argument("--seeds", default="", help="comma-separated seeds (trials) to aggregate (default: every seed found)")
     p.add_argument("--paper-psx", type=Path, default=report.PAPER_PSX,
                    help="folder of the paper's *_psx.npy files, for detection on conditions with the paper's labels "
                         "(skipped when absent)")
-    args = p.parse_args()
+    return p
+
+
+def run(args):
     run = cli.run_dir(args)
-    files, text = report.write(run, run.conditions(args.cond), args.seeds, args.paper_psx, args.force)
+    seeds = options.int_list(args.seeds, SEEDS, "--seeds") if args.seeds else None
+    files, text = report.write(run, conditions.names(run, args.cond), seeds, args.paper_psx, args.force)
     cli.log(text)
     cli.log("wrote: " + ", ".join(str(f) for f in files))
 
 
 if __name__ == "__main__":
-    cli.main(run)
+    cli.main(lambda: run(parser().parse_args()))

@@ -20,7 +20,7 @@ def snapshot(root):
 @pytest.fixture(scope="module")
 def masked_run(folds_run, tmp_path_factory):
     root = shutil.copytree(folds_run, tmp_path_factory.mktemp("masked") / "run")
-    stage("combine", root, "--folds", "3")
+    stage("combine", root)
     stage("masks", root)
     return root
 
@@ -79,8 +79,8 @@ def test_shard_from_a_different_dataset_or_labels(run, tmp_path):
         src = f"{RunDir(other).shard('n20_s0', 1)}{suffix}"
         (run.shard("n20_s0", 1).parent / f"fold1.npz{suffix}").write_bytes(open(src, "rb").read())
     run.psx("n20_s0").unlink()
-    refused(run, "combine", "--folds", "3", "--cond", "n20_s0",
-            expect=[str(run.shard("n20_s0", 1)), "different dataset or noisy labels"])
+    refused(run, "combine", "--cond", "n20_s0",
+            expect=[f"{run.shard('n20_s0', 1)} is stale: {run.labels('n20_s0')} changed after it was made; rerun make crossval"])
 
 
 def test_mask_of_the_wrong_length(run):
@@ -98,9 +98,13 @@ def test_empty_class(run, tmp_path):
             expect=["noisy label 9 has only 0 examples"])
 
 
-def test_more_folds_than_examples_per_class(run):
-    refused(run, "crossval", "--cond", "n20_s0", "--fold", "0", "--folds", "500", "--gpu", "cpu",
-            expect=["cannot split it into 500 folds"])
+def test_more_folds_than_examples_per_class(run, tmp_path):
+    n = len(np.load(run.labels("n20_s0")))
+    labels = np.arange(n) % 9
+    labels[:50] = 9
+    stage("noise", run.root, "--labels", f"few9={labels_file(run, tmp_path, labels)}")
+    refused(run, "crossval", "--cond", "few9", "--fold", "0", "--folds", "60", "--gpu", "cpu",
+            expect=["noisy label 9 has only 50 examples: cannot split it into 60 folds"])
 
 
 def write_json(path, mapping):

@@ -8,7 +8,7 @@ from conftest import ROOT
 
 def test_bench_fold_runs_on_cpu(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.fold", "--data", "digits", "--cache", str(tmp_path / "dataset.npz"),
+        [sys.executable, "-m", "bench.fold", "--data", "digits", "--cache-dir", str(tmp_path),
          "--device", "cpu", "--subset", "400", "--epochs", "1", "--paper-steps", "1", "--paper-batch-size", "16"],
         cwd=ROOT, capture_output=True, text=True,
     )

@@ -1,11 +1,14 @@
 """combine refuses incomplete or damaged shards, naming the fold or file; a damaged psx is refused by masks."""
 
+import shutil
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import stage
+from pipeline import store
 from pipeline.folds import merge
 from pipeline.layout import RunDir
 from pipeline.store import PipelineError
@@ -14,7 +17,7 @@ from pipeline.store import PipelineError
 def test_missing_shard_names_the_fold(run_copy):
     run = RunDir(run_copy)
     run.shard("n40_s40", 2).unlink()
-    err = stage("combine", run.root, "--folds", "3", ok=False).stderr
+    err = stage("combine", run.root, ok=False).stderr
     assert "n40_s40" in err and "fold 2" in err and "make crossval FOLD=2" in err
 
 
@@ -22,14 +25,14 @@ def test_truncated_shard_is_refused(run_copy):
     run = RunDir(run_copy)
     shard = run.shard("n20_s0", 1)
     shard.write_bytes(shard.read_bytes()[:-200])
-    err = stage("combine", run.root, "--folds", "3", ok=False).stderr
+    err = stage("combine", run.root, ok=False).stderr
     assert str(shard) in err
     assert not run.psx("n20_s0").exists()
 
 
 def test_truncated_psx_is_refused_by_masks(run_copy):
     run = RunDir(run_copy)
-    stage("combine", run.root, "--folds", "3")
+    stage("combine", run.root)
     psx = run.psx("n20_s0")
     psx.write_bytes(psx.read_bytes()[:-100])
     err = stage("masks", run.root, "--cond", "n20_s0", ok=False).stderr
@@ -37,10 +40,26 @@ def test_truncated_psx_is_refused_by_masks(run_copy):
     assert not run.masks("n20_s0").exists()
 
 
-def test_shard_from_another_fold_assignment_is_refused(run_copy):
+@pytest.mark.parametrize("option", [("--epochs", "1"), ("--fold-seed", "1")])
+def test_a_shard_made_with_other_options_is_named_and_refused(run_copy, option):
     run = RunDir(run_copy)
-    err = stage("combine", run.root, "--folds", "3", "--fold-seed", "1", ok=False).stderr
-    assert "fold assignment" in err
+    stage("crossval", run.root, "--cond", "n20_s0", "--fold", "1", "--folds", "3", "--epochs", "2", "--batch-size", "128",
+          "--gpu", "cpu", *option)
+    err = stage("combine", run.root, "--cond", "n20_s0", ok=False).stderr.strip()
+    name = option[0][2:].replace("-", "_")
+    assert err == (f"error: n20_s0: the fold shards disagree: {run.shard('n20_s0', 1)} was made with {name}={int(option[1])} "
+                   f"(others: {2 if name == 'epochs' else 0}); 2 other(s) agree: redo the odd one(s) with the same options, or remove them")
+    assert not run.psx("n20_s0").exists()
+
+
+def test_a_leftover_shard_of_another_fold_count_is_named(run_copy):
+    run = RunDir(run_copy)
+    extra = run.shard("n20_s0", 3)
+    shutil.copy(run.shard("n20_s0", 0), extra)
+    manifest = store.load(store.manifest_path(run.shard("n20_s0", 0)))
+    store.save(store.manifest_path(extra), {**manifest, "config": {**manifest["config"], "fold": 3, "folds": 4}})
+    err = stage("combine", run.root, "--cond", "n20_s0", ok=False).stderr
+    assert f"{extra} was made with fold_seed" not in err and f"{extra} was made with folds=4 (others: 3)" in err
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,10 +1,14 @@
 """Condition naming, paper labels, generated noise, and label validation."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import stage
-from pipeline import conditions
+from pipeline import conditions, store
 from pipeline.store import PipelineError
 
 
@@ -52,3 +56,63 @@ def test_noise_stage_labels_from_npy(tmp_path):
     stage("noise", run, "--labels", f"shifted={good}")
     manifest = (run / "conditions" / "shifted" / "labels.npy.manifest.json").read_text()
     assert '"actual_noise_rate": 1.0' in manifest
+
+
+@pytest.fixture
+def digits_run(folds_run, tmp_path):
+    """A digits run with only its dataset (the registry and conditions of folds_run removed)."""
+    import shutil
+
+    from pipeline.layout import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    for suffix in ("", ".manifest.json"):
+        shutil.copy(f"{folds_run / 'dataset.npz'}{suffix}", run.root)
+    return run
+
+
+def test_the_registry_adds_updates_and_removes_only_when_asked(digits_run, tmp_path):
+    run = digits_run
+    gen = lambda spec, seed=0: conditions.parse_conditions(spec, 10, seed)
+    conditions.update(run, gen("0.2:0.0"), [])
+    conditions.update(run, gen("0.4:0.4"), [])  # another list: added, nothing dropped
+    assert list(conditions.registry(run)) == ["n20_s0", "n40_s40"]
+    first = run.labels("n20_s0").read_bytes()
+    assert conditions.update(run, gen("0.2:0.0"), []) == [(gen("0.2:0.0")[0], False)]  # same: nothing redone
+    conditions.update(run, gen("0.2:0.0", seed=5), [])  # same name, new seed: updated in place
+    assert conditions.registry(run)["n20_s0"].seed == 5 and run.labels("n20_s0").read_bytes() != first
+    conditions.update(run, gen("0.3:0.0,0.304:0.0"), [])  # close rates: distinct names
+    assert list(conditions.registry(run)) == ["n20_s0", "n40_s40", "n30_s0", "n30.4_s0"]
+    conditions.update(run, [], ["n40_s40"])
+    assert "n40_s40" not in conditions.registry(run) and run.labels("n40_s40").exists()  # files are kept
+    given = tmp_path / "given.npy"
+    np.save(given, store.load(run.labels("n30_s0")))
+    before = run.registry.read_bytes()
+    with pytest.raises(PipelineError, match=r"condition n30_s0 exists as generated noise 0.3, sparsity 0.0, seed 0; "
+                                            r"--remove n30_s0 first"):
+        conditions.update(run, [conditions.from_npy(f"n30_s0={given}")], [])
+    with pytest.raises(PipelineError, match="n25_s0 is given twice"):
+        conditions.update(run, gen("0.25:0,0.25:0.0"), [])
+    assert run.registry.read_bytes() == before and not run.labels("n25_s0").exists()
+    conditions.update(run, [conditions.from_npy(f"n30_s0={given}")], ["n30_s0"])  # explicit: remove, then add
+    assert conditions.registry(run)["n30_s0"].kind == "given"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=12))
+def test_a_condition_name_is_never_a_path(name):
+    try:
+        conditions.check_name(name)
+    except PipelineError:
+        return
+    assert "/" not in name and "\\" not in name and not name.startswith(".") and name.strip() == name and name
+    assert Path(name).name == name and name not in (".", "..")
+
+
+@pytest.mark.parametrize("noise,sparsity", [(0.2, 0.0), (0.6, 0.8), (0.85, 0.2), (0.0, 0.888)])
+def test_what_the_parser_accepts_cleanlab_can_generate(noise, sparsity):
+    (cond,) = conditions.parse_conditions(f"{noise}:{sparsity}", 10)
+    true = np.repeat(np.arange(10), 100)
+    noisy, _ = conditions.generate(true, 10, cond.noise, cond.sparsity, seed=1)
+    assert abs(np.mean(noisy != true) - noise) < 0.08

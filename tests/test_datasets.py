@@ -1,5 +1,6 @@
 """Dataset sources: ImageFolder order equals torchvision's, a tarball equals its folder, CIFAR batches, errors."""
 
+import os
 import pickle
 import tarfile
 
@@ -70,3 +71,57 @@ def test_unreadable_image_is_named(tmp_path):
     (root / "train" / "b" / "3_b.png").write_bytes(b"not an image")
     with pytest.raises(PipelineError, match="3_b.png: unreadable image"):
         datasets.read_source(str(root))
+
+
+def test_sixteen_bit_images_are_scaled_not_saturated(tmp_path):
+    root = make_imagefolder(tmp_path / "folder", {"a": ["1_a.png"], "b": ["2_b.png"]})
+    deep = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    Image.fromarray(deep).save(root / "train" / "a" / "1_a.png")
+    ds = datasets.read_source(str(root))
+    expected = ((deep.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    assert ds.train_x[0].shape == (8, 8, 3) and all(np.array_equal(ds.train_x[0][..., c], expected) for c in range(3))
+    Image.fromarray(np.ones((8, 8), np.float32)).save(root / "train" / "a" / "1_a.tif")
+    with pytest.raises(PipelineError, match=r"1_a\.tif: floating-point pixels"):
+        datasets.read_source(str(root))
+
+
+def test_empty_class_folder_is_refused(tmp_path):
+    root = make_imagefolder(tmp_path / "folder", {"a": ["1_a.png"], "b": ["2_b.png"]})
+    (root / "train" / "c").mkdir()
+    (root / "train" / "c" / "notes.txt").write_text("no images here")
+    with pytest.raises(PipelineError, match=r"train/c: class folder holds no images"):
+        datasets.read_source(str(root))
+    with tarfile.open(tmp_path / "f.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname="f")
+    with pytest.raises(PipelineError, match=r"train/c: class folder holds no images"):
+        datasets.read_source(str(tmp_path / "f.tar.gz"))
+
+
+@pytest.mark.parametrize("link,target,message", [
+    ("train/a/loop", "..", "a symlink loop"),
+    ("train/a/out.png", "OUTSIDE", "a symlink out of the dataset folder"),
+    ("train/a/broken.png", "nothing-here.png", "a broken symlink"),
+])
+def test_symlinks_stay_inside_the_tree(tmp_path, link, target, message):
+    root = make_imagefolder(tmp_path / "folder", {"a": ["1_a.png"], "b": ["2_b.png"]})
+    outside = tmp_path / "outside.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(outside)
+    os.symlink(str(outside) if target == "OUTSIDE" else target, root / link)
+    with pytest.raises(PipelineError, match=message):
+        datasets.read_source(str(root))
+
+
+def test_symlinks_inside_the_tree_are_followed(tmp_path):
+    root = make_imagefolder(tmp_path / "folder", {"a": ["1_a.png"], "b": ["2_b.png"]})
+    os.symlink("../b", root / "train" / "a" / "sub")  # a folder link, not a loop
+    ds = datasets.read_source(str(root))
+    assert list(ds.train_ids) == ["a/1_a", "a/sub/2_b", "b/2_b"]
+    assert np.array_equal(ds.train_x[1], ds.train_x[2])
+
+
+def test_decoding_logs_a_line_per_chunk(tmp_path, monkeypatch, capsys):
+    root = make_imagefolder(tmp_path / "folder", {"a": [f"{i}_a.png" for i in range(5)]})
+    monkeypatch.setattr(datasets, "LOG_EVERY", 2)
+    datasets.read_source(str(root))
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("decode train")]
+    assert [ln.split(" (")[0] for ln in lines] == ["decode train: 2/5 images", "decode train: 4/5 images", "decode train: 5/5 images"]

@@ -1,28 +1,35 @@
 """Kill -9 at random points, restart, and get exactly what an uninterrupted run gives; determinism; locks."""
 
+import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from conftest import ROOT, stage
-from pipeline import store
+from pipeline import coteach, crossval, store
 from pipeline.layout import RunDir
+from pipeline.lock import TaskLock
 
-SLOW_FOLD = ["--folds", "3", "--epochs", "6", "--batch-size", "64", "--gpu", "cpu", "--cond", "n40_s40", "--fold", "0,1"]
+SHORT = ["--folds", "3", "--epochs", "2", "--batch-size", "128", "--gpu", "cpu"]
+SLOW_FOLD = ["--folds", "3", "--epochs", "4", "--batch-size", "64", "--gpu", "cpu", "--cond", "n40_s40", "--fold", "all"]
 
 
 def intact(run: RunDir) -> int:
     """Assert every artifact that has a manifest matches its checksum; return how many there are."""
     manifests = list(run.root.rglob("*.manifest.json"))
     for m in manifests:
-        store.read_manifest(m.with_name(m.name[: -len(".manifest.json")]))
+        store.verify(m.with_name(m.name[: -len(".manifest.json")]))
     return len(manifests)
 
 
@@ -33,13 +40,13 @@ def start(run: RunDir, name: str, *args: str) -> subprocess.Popen:
 
 def test_sigkill_anywhere_loses_nothing_and_changes_nothing(folds_run, tmp_path):
     run = RunDir(shutil.copytree(folds_run, tmp_path / "run"))
-    for k in (0, 1):
+    for k in (0, 1, 2):
         run.shard("n40_s40", k).unlink()
         store.manifest_path(run.shard("n40_s40", k)).unlink()
     # The uninterrupted result for these settings, in a second copy.
     clean = RunDir(shutil.copytree(folds_run, tmp_path / "clean"))
     stage("crossval", clean.root, *SLOW_FOLD, "--force")
-    stage("combine", clean.root, "--folds", "3", "--cond", "n40_s40")
+    stage("combine", clean.root, "--cond", "n40_s40")
 
     rng = random.Random(0)
     kills = 0
@@ -53,21 +60,21 @@ def test_sigkill_anywhere_loses_nothing_and_changes_nothing(folds_run, tmp_path)
         intact(run)
     stage("crossval", run.root, *SLOW_FOLD)
     for _ in range(3):  # kill combine too, mostly during start-up, sometimes while writing
-        proc = start(run, "combine", "--folds", "3", "--cond", "n40_s40")
+        proc = start(run, "combine", "--cond", "n40_s40")
         time.sleep(rng.uniform(1.0, 4.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
         intact(run)
-    stage("combine", run.root, "--folds", "3", "--cond", "n40_s40")
+    stage("combine", run.root, "--cond", "n40_s40")
     print(f"\nkills survived: {kills}, artifacts checked intact after each: {intact(run)}")
     assert kills >= 4
-    for k in (0, 1):
-        a, b = store.load_npz(run.shard("n40_s40", k)), store.load_npz(clean.shard("n40_s40", k))
+    for k in (0, 1, 2):
+        a, b = store.load(run.shard("n40_s40", k)), store.load(clean.shard("n40_s40", k))
         assert np.array_equal(a["indices"], b["indices"]) and np.array_equal(a["probs"], b["probs"])
         assert not os.path.exists(f"{run.shard('n40_s40', k)}.ckpt")
-    assert np.array_equal(store.load_npy(run.psx("n40_s40")), store.load_npy(clean.psx("n40_s40")))
+    assert np.array_equal(store.load(run.psx("n40_s40")), store.load(clean.psx("n40_s40")))
 
 
 def test_same_seed_gives_the_same_shard_bytes(run_copy):
@@ -81,56 +88,127 @@ def test_same_seed_gives_the_same_shard_bytes(run_copy):
 def test_a_live_lock_makes_the_second_process_step_aside(run_copy):
     run = RunDir(run_copy)
     run.shard("n20_s0", 2).unlink()
-    lock = store.TaskLock(run.shard("n20_s0", 2))
-    assert lock.acquire()
-    try:
-        out = stage("crossval", run.root, "--fold", "2", "--cond", "n20_s0", "--folds", "3", "--epochs", "2",
-                    "--batch-size", "128", "--gpu", "cpu").stdout
+    with TaskLock(run.shard("n20_s0", 2)) as held:
+        assert held.held
+        out = stage("crossval", run.root, "--fold", "2", "--cond", "n20_s0", *SHORT).stdout
         assert "is being made by" in out and not run.shard("n20_s0", 2).exists()
-    finally:
-        lock.release()
 
 
-def test_a_dead_owners_lock_is_taken_over(run_copy):
+@pytest.mark.parametrize("owner", ["dead", "reused pid", "silent"])
+def test_a_stale_lock_is_taken_over(run_copy, owner):
     run = RunDir(run_copy)
     run.shard("n20_s0", 2).unlink()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lock_path = f"{run.shard('n20_s0', 2)}.lock"
-    with open(lock_path, "w") as f:
-        f.write('{"host": "%s", "pid": %d, "since": 0}' % (socket.gethostname(), dead.pid))
-    stage("crossval", run.root, "--fold", "2", "--cond", "n20_s0", "--folds", "3", "--epochs", "2",
-          "--batch-size", "128", "--gpu", "cpu")
-    assert run.shard("n20_s0", 2).exists() and not os.path.exists(lock_path)
+    pid = {"dead": dead.pid, "reused pid": 1, "silent": os.getpid()}[owner]
+    started = {"dead": None, "reused pid": -1, "silent": None}[owner]
+    lock_path = Path(f"{run.shard('n20_s0', 2)}.lock")
+    lock_path.write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "started": started}))
+    if owner == "silent":  # a live process whose heartbeat stopped long ago
+        os.utime(lock_path, (time.time() - 3600,) * 2)
+    stage("crossval", run.root, "--fold", "2", "--cond", "n20_s0", *SHORT)
+    assert run.shard("n20_s0", 2).exists() and not lock_path.exists()
 
 
-def test_sigusr1_stops_with_143_and_the_rerun_resumes(run_copy):
+def leftovers(run: RunDir) -> list[str]:
+    """Temp files and locks left in the run (a clean stop leaves neither)."""
+    return [p.name for p in run.root.rglob("*") if p.name.endswith((".tmp", ".lock"))]
+
+
+@pytest.mark.parametrize("sig,status,then", [
+    (signal.SIGUSR1, 143, "resume"),
+    (signal.SIGINT, 130, "truncate the checkpoint"),
+    (signal.SIGTERM, 143, "force"),
+])
+def test_a_signal_stops_cleanly_and_the_rerun_resumes_or_starts_afresh(run_copy, sig, status, then):
     run = RunDir(run_copy)
-    ckpt = f"{run.shard('n20_s0', 0)}.ckpt"
+    shard = run.shard("n20_s0", 0)
+    ckpt = Path(f"{shard}.ckpt")
+    shard.unlink()
     cmd = [sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), "--fold", "0", "--cond", "n20_s0",
-           "--folds", "3", "--epochs", "200", "--batch-size", "128", "--gpu", "cpu"]
+           "--folds", "3", "--epochs", "40", "--batch-size", "128", "--gpu", "cpu"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not os.path.exists(ckpt) and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGUSR1)
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "checkpoint is kept" in err
-    assert os.path.exists(ckpt) and not os.path.exists(f"{run.shard('n20_s0', 0)}.lock")
-    again = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    first = again.stdout.readline() + again.stdout.readline()
-    again.kill()
-    again.wait()
-    assert "resuming" in first and "from epoch" in first and " from epoch 0" not in first
+    assert proc.returncode == status, err
+    assert err.strip().splitlines()[-1].startswith("interrupted" if sig == signal.SIGINT else "stopped by a signal")
+    assert "checkpoint are kept" in err and ckpt.exists() and not shard.exists() and not leftovers(run)
+    if then == "truncate the checkpoint":
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    again = subprocess.run(cmd + (["--force"] if then == "force" else []), cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    resumed = re.search(r"resuming \S+ from epoch (\d+)", again.stdout)
+    if then == "resume":
+        assert resumed and int(resumed[1]) >= 1
+        assert f": epoch {int(resumed[1]) + 1}/40 " in again.stdout and ": epoch 1/40 " not in again.stdout
+    else:
+        assert not resumed and ": epoch 1/40 " in again.stdout
+    assert ("discarding unreadable checkpoint" in again.stderr) == (then == "truncate the checkpoint")
+    assert shard.exists() and not ckpt.exists() and not leftovers(run)
 
 
-def test_a_requeued_slurm_job_takes_over_its_own_lock(tmp_path, monkeypatch):
-    artifact = tmp_path / "x.npy"
-    with open(f"{artifact}.lock", "w") as f:  # held by a live process on another node, same SLURM job
-        f.write('{"host": "node-that-died", "pid": 1, "since": 0, "slurm_job": "4242"}')
-    monkeypatch.setenv("SLURM_JOB_ID", "4243")
-    assert not store.TaskLock(artifact).acquire()
-    monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    lock = store.TaskLock(artifact)
-    assert lock.acquire()
-    lock.release()
+def test_garbage_checkpoint_is_discarded(run_copy):
+    run = RunDir(run_copy)
+    run.shard("n20_s0", 1).unlink()
+    Path(f"{run.shard('n20_s0', 1)}.ckpt").write_bytes(b"\x80garbage")
+    proc = stage("crossval", run.root, "--fold", "1", "--cond", "n20_s0", *SHORT)
+    assert "warning: discarding unreadable checkpoint" in proc.stderr and run.shard("n20_s0", 1).exists()
+
+
+@pytest.mark.parametrize("stage_obj", [crossval.STAGE, coteach.STAGE], ids=lambda s: s.name)
+def test_a_diverging_training_fails_and_writes_nothing(run_copy, stage_obj):
+    """The options refuse an absurd --lr, so the config is forced past its checks to make training blow up."""
+    run = RunDir(run_copy)
+    if stage_obj is crossval.STAGE:
+        config, task = crossval.CrossvalConfig(folds=3, epochs=2, batch_size=128), ("n20_s0", 0)
+        run.shard("n20_s0", 0).unlink()
+    else:
+        stage("combine", run.root)
+        config, task = coteach.CoteachConfig(epochs=2, batch_size=128, epoch_decay_start=1, num_gradual=1), ("n20_s0", "none", 0)
+    object.__setattr__(config, "lr", 1e30)
+    with pytest.raises(store.PipelineError, match=r"training diverged: mean loss (nan|inf) in epoch 1; nothing written"):
+        stage_obj.run(run, task, config, torch.device("cpu"))
+    out = stage_obj.target(run, task, config)[0]
+    assert not out.exists() and not store.ckpt_path(out).exists() and not leftovers(run)
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'not root'})")
+
+
+@pytest.fixture
+def tiny_disk(folds_run, tmp_path):
+    """A copy of the digits run on a tmpfs with room for it and little more (root only)."""
+    mount = tmp_path / "disk"
+    used = sum(p.stat().st_size for p in folds_run.rglob("*") if p.is_file())
+    mount_tmpfs(mount, f"{used // 1024 + 400}k")
+    try:
+        yield RunDir(shutil.copytree(folds_run, mount / "run"))
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tiny_disk):
+    run = tiny_disk
+    shard = run.shard("n20_s0", 0)
+    shard.unlink()
+    store.manifest_path(shard).unlink()
+    err = stage("crossval", run.root, "--fold", "0", "--cond", "n20_s0", *SHORT, ok=False).stderr.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device" in err and str(run.root) in err, err
+    assert not shard.exists() and not leftovers(run)
+    for art in run.root.rglob("*.manifest.json"):
+        store.verify(art.with_name(art.name[: -len(".manifest.json")]))
+
+
+def test_a_read_only_run_is_one_line(tiny_disk):
+    run = tiny_disk
+    subprocess.run(["mount", "-o", "remount,ro", str(run.root.parent)], check=True)
+    for name, args in (("combine", []), ("crossval", ["--fold", "0", *SHORT, "--force"]), ("noise", ["--remove", "n20_s0"])):
+        err = stage(name, run.root, *args, ok=False).stderr.strip()
+        assert err == f"error: {run.root}: the run directory is not writable", err

@@ -17,17 +17,17 @@ def test_crossval_and_coteach_on_gpu(tmp_path):
     stage("data", run.root, "--source", "digits")
     stage("noise", run.root, "--conditions", "0.2:0.0")
     stage("crossval", run.root, "--fold", "all", "--folds", "3", "--epochs", "8", "--batch-size", "64", "--gpu", GPU)
-    stage("combine", run.root, "--folds", "3")
+    stage("combine", run.root)
     stage("masks", run.root)
     stage("coteach", run.root, "--epochs", "10", "--batch-size", "64", "--epoch-decay-start", "5",
           "--num-gradual", "3", "--gpu", GPU, "--methods", "prune_by_noise_rate,plain")
 
     cond = "n20_s0"
-    assert store.read_manifest(run.shard(cond, 0))["device"] == torch.cuda.get_device_name(0)
-    psx, noisy = store.load_npy(run.psx(cond)), store.load_npy(run.labels(cond))
+    assert store.verify(run.shard(cond, 0))["device"] == torch.cuda.get_device_name(0)
+    psx, noisy = store.load(run.psx(cond)), store.load(run.labels(cond))
     assert psx.dtype == np.float32 and np.allclose(psx.sum(1), 1, atol=1e-5)
     assert (psx.argmax(1) == noisy).mean() > 0.6  # learned something in bf16 (digits: ~0.8 at 17% noise)
     for method in ("prune_by_noise_rate", "plain"):
-        metrics = store.load_json(run.coteach(cond, method, 0))
-        assert store.read_manifest(run.coteach(cond, method, 0))["device"] == torch.cuda.get_device_name(0)
+        metrics = store.load(run.coteach(cond, method, 0))
+        assert store.verify(run.coteach(cond, method, 0))["device"] == torch.cuda.get_device_name(0)
         assert metrics["final_acc"] > 0.5

@@ -73,15 +73,15 @@ def test_stages_on_cifar10_with_the_paper_labels_and_psx(tmp_path, cifar_index):
     run = RunDir(tmp_path / "run")
     stage("data", run.root, "--source", str(SHARED / "data" / "cifar10-jpeg.tar.gz"))
     stage("noise", run.root, "--conditions", "paper")
-    assert len(run.conditions()) == 13
+    assert len(conditions.names(run)) == 13
     ids, true = cifar_index
     from_json = conditions.import_paper_json(
         JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.4__noise_amount__0.6.json.gz", ids, 10)
-    assert np.array_equal(store.load_npy(run.labels("n70_s40")), from_json)
-    info = store.read_manifest(run.labels("n70_s40"))["info"]
+    assert np.array_equal(store.load(run.labels("n70_s40")), from_json)
+    info = store.verify(run.labels("n70_s40"))["info"]
     assert info["paper_column"] == "4_6" and abs(info["actual_noise_rate"] - 0.6995) < 1e-3
     out = stage("masks", run.root, "--cond", "n20_s0,n70_s40", "--psx", str(PSX_DIR)).stdout
     assert "prune_by_noise_rate" in out
-    masks = store.read_manifest(run.masks("n20_s0"))["info"]
+    masks = store.verify(run.masks("n20_s0"))["info"]
     assert masks["psx_acc_true"] > 0.75  # the paper's ResNet-50 at 20% noise: 80%; rows out of order would give 10%
     assert masks["detection"]["confident_learning"]["recall"] > 0.8

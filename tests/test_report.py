@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import FAST_COTEACH, SHARED, needs_shared, stage
-from pipeline import datasets, folds, masks, report, store
+from pipeline import conditions, datasets, folds, masks, report, store
 from pipeline.layout import RunDir
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -33,17 +33,16 @@ def assert_png(path):
 
 def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
     run = RunDir(run_copy)
-    ds = datasets.cached(run.dataset)
-    for cond in run.conditions():  # combine and masks in-process: only coteach and report are under test here
-        folds.combine(run, cond, 3, 0, 10)
-        masks.run_masks(run, cond, ds.train_y, 10, run.psx(cond))
+    for cond in conditions.names(run):  # combine and masks in-process: only coteach and report are under test here
+        folds.combine(run, cond)
+        masks.run_masks(run, cond)
     stage("coteach", run.root, "--cond", "n20_s0", "--methods", "both,none", "--seeds", "0,1", *FAST_COTEACH, "--epochs", "1")
     out = stage("report", run.root).stdout
 
     md = (run.report_dir / "table.md").read_text()
     assert md in out and "seeds [0, 1], mean ± std" in md
-    final = np.array([store.load_json(run.coteach("n20_s0", "both", s))["final_acc"] for s in (0, 1)])
-    best = np.array([store.load_json(run.coteach("n20_s0", "both", s))["best_acc"] for s in (0, 1)])
+    final = np.array([store.load(run.coteach("n20_s0", "both", s))["final_acc"] for s in (0, 1)])
+    best = np.array([store.load(run.coteach("n20_s0", "both", s))["best_acc"] for s in (0, 1)])
     cell = lambda v: f"{100 * v.mean():.1f} ± {100 * v.std(ddof=1):.1f}"
     assert row_of(md, "| C+NR | ") == f"| C+NR | {cell(final)} | – |"  # final-epoch table first; n40_s40 not trained
     assert row_of(md.split("best epoch of either network")[1], "| C+NR | ") == f"| C+NR | {cell(best)} | – |"
@@ -57,7 +56,7 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
     assert float(r["final_acc_mean"]) == pytest.approx(final.mean()) and float(r["final_acc_std"]) == pytest.approx(final.std(ddof=1))
     det = rows(run.report_dir / "detection.csv")
     assert len(det) == 10 and not any("paper_f1" in r for r in det)
-    ours = store.read_manifest(run.masks("n40_s40"))["info"]["detection"]["prune_by_noise_rate"]
+    ours = store.verify(run.masks("n40_s40"))["info"]["detection"]["prune_by_noise_rate"]
     assert float(next(r for r in det if r["condition"] == "n40_s40" and r["method"] == "prune_by_noise_rate")["run_f1"]) == pytest.approx(ours["f1"])
     assert len([r for r in rows(run.report_dir / "table.csv") if r["kind"] == "accuracy"]) == 4
     for name in ("accuracy_vs_noise.png", "noise_matrices.png"):
@@ -65,12 +64,18 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
 
     # --seeds narrows the aggregation; a cell with fewer seeds than the others says so.
     (run.coteach("n20_s0", "none", 1)).unlink()
-    _, md = report.write(run, run.conditions(), seeds=None, paper_psx=tmp_path / "absent")
-    assert f"| Co-Teaching alone | {100 * store.load_json(run.coteach('n20_s0', 'none', 0))['final_acc']:.1f} (n=1) | – |" in md
+    _, md = report.write(run, conditions.names(run), seeds=None, paper_psx=tmp_path / "absent")
+    assert f"| Co-Teaching alone | {100 * store.load(run.coteach('n20_s0', 'none', 0))['final_acc']:.1f} (n=1) | – |" in md
     assert f"{tmp_path / 'absent'} is absent; detection on them skipped" in md
-    _, md = report.write(run, run.conditions(), seeds=[1])
+    _, md = report.write(run, conditions.names(run), seeds=[1])
     assert "seeds [1]" in md and row_of(md, "| C+NR | ") == f"| C+NR | {100 * final[1]:.1f} | – |"
     assert "| Co-Teaching alone |" not in md
+
+    # A seed trained with other options is not averaged in: the report names it.
+    stage("coteach", run.root, "--cond", "n20_s0", "--methods", "both", "--seeds", "2", *FAST_COTEACH, "--epochs", "1", "--lr", "0.002")
+    err = stage("report", run.root, ok=False).stderr.strip()
+    assert err == (f"error: n20_s0 both: its seeds were trained differently: {run.coteach('n20_s0', 'both', 2)} was made with "
+                   "lr=0.002 (others: 0.001); 2 other(s) agree: redo the odd one(s) with the same options, or remove them")
 
 
 @needs_shared
@@ -86,10 +91,10 @@ def test_detection_on_the_paper_psx_is_computed_and_cached(tmp_path):
         train_source_index=np.array([datasets.source_index(s) for s in stems]),
         test_x=np.zeros((10, 8, 8, 3), np.uint8), test_y=np.arange(10), classes=np.array(classes))
     run = RunDir(tmp_path / "run")
-    store.save_npz(run.dataset, **ds.arrays())
-    store.write_manifest(run.dataset, {}, {"source": "blank CIFAR-10"}, wall_s=0)
+    store.produce(run.dataset, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
+                  make=lambda: (ds.arrays(), {"classes": classes}))
     stage("noise", run.root, "--conditions", "paper")
-    masks.run_masks(run, "n20_s0", ds.train_y, 10, masks.resolve_psx(report.PAPER_PSX, run, "n20_s0", "frac_zero_noise_rates__0.0__noise_amount__0.2"))
+    masks.run_masks(run, "n20_s0", masks.resolve_psx(report.PAPER_PSX, run, "n20_s0"))
     out = stage("report", run.root, "--cond", "n20_s0,n40_s60").stdout
 
     assert f"The paper's psx: {report.PAPER_PSX} (4-fold" in out
@@ -102,7 +107,7 @@ def test_detection_on_the_paper_psx_is_computed_and_cached(tmp_path):
         assert r["run_f1"] == "" and float(r["paper_precision"]) > 0.45 and float(r["paper_recall"]) > 0.45
     assert "| n40_s60 | PBNR | – | 0.7" in out
     cached = run.report_dir / "paper_psx" / "n40_s60.json"
-    assert store.read_manifest(cached)["info"]["psx"].endswith("0_6__noise_amount__0_4__resnet50_psx.npy")
+    assert store.verify(cached)["info"]["psx"].endswith("0_6__noise_amount__0_4__resnet50_psx.npy")
     before = cached.stat().st_mtime_ns
     report.write(run, ["n40_s60"])
     assert cached.stat().st_mtime_ns == before  # re-running the report reads the cache

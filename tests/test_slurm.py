@@ -32,7 +32,7 @@ def slurm_env():
     if missing:
         pytest.skip(f"SLURM is not installed (no {', '.join(missing)}): apt-get install slurmctld slurmd slurm-client munge")
     was_up = subprocess.run([CLUSTER, "status"], capture_output=True).returncode == 0
-    proc = subprocess.run([CLUSTER, "start"], capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([CLUSTER, "start"], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         reason = " | ".join((proc.stderr + proc.stdout).strip().splitlines()[-3:])
         print(f"SLURM tests skipped: {reason}", file=sys.stderr)
@@ -56,7 +56,7 @@ def submit_cmd(stage_name: str, run: RunDir, *args: str) -> list[str]:
 
 
 def submit(env, stage_name: str, run: RunDir, *args: str) -> str:
-    proc = subprocess.run(submit_cmd(stage_name, run, *args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(submit_cmd(stage_name, run, *args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"slurm.submit exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -67,15 +67,15 @@ def test_crossval_array_then_combine(slurm_env, noisy_run):
     job = re.search(r"submitted array job (\d+) \(cl-crossval\): 3 task\(s\)", out)
     assert job, out
     assert "all 3 task(s) done" in out
-    listing = store.load_json(run.root / "slurm" / "cl-crossval-tasks.json")
+    listing = store.load(run.root / "slurm" / "cl-crossval-tasks.json")
     assert listing["tasks"] == [[cond, 0], [cond, 1], [cond, 2]]
     for k in range(3):  # array index k ran task k, and logged it
         log = (run.root / "slurm" / "logs" / f"{job[1]}_{k}" / f"{job[1]}_{k}_0_log.out").read_text()
         assert f"wrote {run.shard(cond, k)}" in log
 
-    stage("combine", run.root, "--folds", "3", "--cond", cond)
-    noisy = store.load_npy(run.labels(cond))
-    psx = store.load_npy(run.psx(cond))
+    stage("combine", run.root, "--cond", cond)
+    noisy = store.load(run.labels(cond))
+    psx = store.load(run.psx(cond))
     assert psx.shape == (len(noisy), 10) and np.allclose(psx.sum(1), 1, atol=1e-5)
 
     again = submit(slurm_env, "crossval", run, "--cond", cond, *FAST, *ON_CPU, "--wait")
@@ -93,13 +93,13 @@ def test_signalled_task_is_requeued_and_resumes_from_its_checkpoint(slurm_env, n
             head += line
             job = re.search(r"submitted array job (\d+)", line)
         assert job, head + proc.stderr.read()
-        deadline = time.time() + 180
+        deadline = time.time() + 600
         while not ckpt.exists() and time.time() < deadline:  # fold 0 finished an epoch
             time.sleep(0.2)
-        assert ckpt.exists(), "no checkpoint after 180 s"
+        assert ckpt.exists(), "no checkpoint after 600 s"
         element = f"{job[1]}_0"
         subprocess.run(["scancel", "--signal=USR1", element], env=slurm_env, check=True)
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -117,5 +117,5 @@ def test_signalled_task_is_requeued_and_resumes_from_its_checkpoint(slurm_env, n
     assert "resuming" not in other and f"wrote {run.shard(cond, 1)}" in other
 
     config = crossval.CrossvalConfig(folds=3, epochs=8, batch_size=128)
-    assert crossval.pending(run, [cond], [0, 1], config) == []  # both shards current
+    assert crossval.STAGE.pending(run, [(cond, 0), (cond, 1)], config) == []  # both shards current
     assert not ckpt.exists()

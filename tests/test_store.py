@@ -1,45 +1,165 @@
-"""Atomic writes and the currency rule."""
+"""The artifact store's rules on small files: the chain, currency, mixing configs, atomic writes, locks."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline import store
+from pipeline import lock, store
+from pipeline.store import PipelineError
 
 
-def test_is_current_tracks_artifact_inputs_and_config(tmp_path):
-    src, out = tmp_path / "in.npy", tmp_path / "out.npy"
-    store.save_npy(src, np.arange(5))
-    store.save_npy(out, np.arange(5) * 2)
-    store.write_manifest(out, {"src": src}, {"k": 1}, wall_s=0.1)
-    assert store.is_current(out, {"src": src}, {"k": 1})
-    assert not store.is_current(out, {"src": src}, {"k": 2})
-    store.save_npy(src, np.arange(6))
-    assert not store.is_current(out, {"src": src}, {"k": 1})
-    store.save_npy(src, np.arange(5))
-    assert store.is_current(out, {"src": src}, {"k": 1})
-    out.write_bytes(out.read_bytes()[:-8] + b"\0" * 8)
-    assert not store.is_current(out, {"src": src}, {"k": 1})
-    with pytest.raises(store.PipelineError, match="checksum"):
-        store.read_manifest(out)
+def chain(tmp_path, n=4):
+    """a0 <- a1 <- ... <- a{n-1}: each made from the one before, with config {"k": i}."""
+    paths = [tmp_path / f"a{i}.npy" for i in range(n)]
+    for i, p in enumerate(paths):
+        inputs = {"prev": paths[i - 1]} if i else {}
+        assert store.produce(p, stage=f"s{i}", inputs=inputs, config={"k": i}, make=lambda i=i: (np.arange(3) + i, {}))
+    return paths
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 3), st.sampled_from(["remade", "overwritten", "truncate", "delete manifest", "garble manifest"]))
+def test_a_change_anywhere_up_the_chain_makes_everything_below_stale(tmp_path_factory, where, how):
+    paths = chain(tmp_path_factory.mktemp("chain"))
+    target = paths[where]
+    if how == "remade":  # its stage ran again and made something else: it verifies, what was made from it does not
+        inputs = {"prev": paths[where - 1]} if where else {}
+        store.produce(target, stage=f"s{where}", inputs=inputs, config={"k": where}, make=lambda: (np.arange(4), {}), force=True)
+    elif how == "overwritten":
+        store.save(target, np.arange(4))  # a valid file, not the one its manifest describes
+    elif how == "truncate":
+        target.write_bytes(target.read_bytes()[:-5])
+    elif how == "delete manifest":
+        store.manifest_path(target).unlink()
+    else:
+        store.manifest_path(target).write_text("{not json")
+    first_stale = where + (how == "remade")
+    for i, p in enumerate(paths):
+        inputs, config = ({"prev": paths[i - 1]} if i else {}), {"k": i}
+        if i < first_stale:
+            assert store.is_current(p, inputs, config)
+            store.verify(p)
+        else:
+            assert not store.is_current(p, inputs, config)
+            with pytest.raises(PipelineError) as e:
+                store.read(p)
+            assert str(target) in str(e.value) or store.manifest_path(target).name in str(e.value)
+    if where < 3 and how == "remade":  # the message names the deepest broken link and what redoes it
+        with pytest.raises(PipelineError, match=rf"a{where + 1}\.npy is stale: \S*a{where}\.npy changed after it was made; rerun make s{where + 1}"):
+            store.verify(paths[3])
+    if how == "overwritten":
+        with pytest.raises(PipelineError, match=rf"a{where}\.npy: changed since it was made .*; rerun make s{where} "):
+            store.verify(paths[3])
+
+
+def test_current_means_same_config_and_same_inputs(tmp_path):
+    a, b, c = chain(tmp_path, 3)
+    assert store.is_current(b, {"prev": a}, {"k": 1})
+    assert not store.is_current(b, {"prev": a}, {"k": 2})
+    assert not store.is_current(b, {"prev": c}, {"k": 1})  # another input
+    assert not store.is_current(b, {"prev": a, "more": c}, {"k": 1})
+    calls = []
+    make = lambda: calls.append(1) or (np.arange(3) + 1, {})
+    assert store.produce(b, stage="s1", inputs={"prev": a}, config={"k": 1}, make=make) is False and not calls
+    assert store.produce(b, stage="s1", inputs={"prev": a}, config={"k": 1}, make=make, force=True) is True and calls
+
+
+def test_a_stale_input_is_refused_before_making(tmp_path):
+    a, b = chain(tmp_path, 2)
+    a.write_bytes(a.read_bytes()[:-1])
+    with pytest.raises(PipelineError, match=r"a0\.npy: changed since it was made .*rerun make s0"):
+        store.produce(tmp_path / "x.npy", stage="x", inputs={"b": b}, config={}, make=lambda: (np.zeros(1), {}))
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_the_chain_survives_moving_the_run(tmp_path):
+    chain(tmp_path / "here")
+    (tmp_path / "here").rename(tmp_path / "there")
+    store.verify(tmp_path / "there" / "a3.npy")
+
+
+def test_same_config_names_the_odd_one_out():
+    assert store.same_config({"a": {"e": 1}, "b": {"e": 1}}, "x") == {"e": 1}
+    with pytest.raises(PipelineError, match=r"shards: c was made with e=3 \(others: 1\); 2 other\(s\) agree"):
+        store.same_config({"a": {"e": 1}, "b": {"e": 1}, "c": {"e": 3}}, "shards")
 
 
 def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
     path = tmp_path / "a.npy"
-    store.save_npy(path, np.arange(3))
+    store.save(path, np.arange(3))
 
     def explode(f):
         f.write(b"partial")
-        raise RuntimeError("disk full")
+        raise OSError(28, "No space left on device")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(PipelineError, match=r"a\.npy: cannot write it \(No space left on device\)"):
         store.atomic_write(path, explode)
     assert np.array_equal(np.load(path), np.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
 
 
+def test_writing_under_a_file_is_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PipelineError, match="file/a.npy: cannot write it"):
+        store.save(tmp_path / "file" / "a.npy", np.arange(3))
+
+
 def test_truncated_npy_is_a_clear_error(tmp_path):
     path = tmp_path / "t.npy"
-    store.save_npy(path, np.ones((100, 10), np.float32))
+    store.save(path, np.ones((100, 10), np.float32))
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(store.PipelineError, match=str(path)):
-        store.load_npy(path)
+    with pytest.raises(PipelineError, match=str(path)):
+        store.load(path)
+
+
+def write_lock(path, **owner):
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": lock._started(os.getpid()),
+                                **owner}))
+    return path
+
+
+def test_lock_rules(tmp_path, monkeypatch):
+    art = tmp_path / "x.npy"
+    path = tmp_path / "x.npy.lock"
+    assert not lock.is_stale(write_lock(path))  # this very process: alive
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert lock.is_stale(write_lock(path, pid=dead.pid))  # owner gone
+    assert lock.is_stale(write_lock(path, started=12345))  # pid reused by a later process
+    write_lock(path)
+    os.utime(path, (time.time() - lock.STALE_S - 5,) * 2)
+    assert lock.is_stale(path)  # alive but silent: no heartbeat for too long
+    assert not lock.is_stale(write_lock(path, host="elsewhere", pid=1))  # another host, fresh heartbeat
+    assert lock.is_stale(write_lock(path, host="elsewhere", pid=1, slurm_job="42", slurm_restart="0")) is False
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    assert not lock.is_stale(path)  # another task of this same run of the job
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert lock.is_stale(path)  # an earlier run of this requeued SLURM job
+    monkeypatch.delenv("SLURM_JOB_ID")
+    path.write_text("garbage")
+    assert not lock.is_stale(path)  # maybe being written right now
+    os.utime(path, (time.time() - 60,) * 2)
+    assert lock.is_stale(path)
+    with lock.TaskLock(art) as held:
+        assert held.held and json.loads(path.read_text())["pid"] == os.getpid()
+        with lock.TaskLock(art) as second:
+            assert not second.held and second.owner == f"{socket.gethostname()}:{os.getpid()}"
+    assert not path.exists()
+
+
+def test_a_lock_heartbeat_runs_while_held(tmp_path, monkeypatch):
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 0.05)
+    with lock.TaskLock(tmp_path / "y.npy") as held:
+        os.utime(held.path, (0, 0))
+        deadline = time.time() + 30
+        while os.stat(held.path).st_mtime == 0 and time.time() < deadline:
+            time.sleep(0.05)
+        assert os.stat(held.path).st_mtime > 0

@@ -1,0 +1,117 @@
+"""One owner per task: ``<artifact>.lock``, with a heartbeat, taken over when its owner is gone."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from pipeline.store import PipelineError
+
+HEARTBEAT_S = 30  # a holder refreshes its lock's mtime this often, from a thread, whatever training is doing
+STALE_S = 600  # a lock whose heartbeat is older than this is stale, on any host
+
+
+def _started(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot, Linux), or None where unknown."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(owner: dict) -> bool:
+    """Whether the owner process (on this host) still runs: same pid, and not a later process that reused it."""
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, TypeError, ValueError, OverflowError):
+        return isinstance(owner.get("pid"), int)
+    started = _started(int(owner["pid"]))
+    return started is None or owner.get("started") in (None, started)
+
+
+def is_stale(path: Path) -> bool:
+    """A lock is stale when its owner is an earlier run of this SLURM job (requeued: another
+    SLURM_RESTART_COUNT; other tasks of the same run are not stale), its owner process
+    is gone or its pid reused (same host), its heartbeat is older than STALE_S, or it is unreadable
+    and more than a few seconds old (a crash while it was being created)."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    try:
+        owner = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError):
+        return age > 10
+    if not isinstance(owner, dict) or age > STALE_S:
+        return True
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and owner.get("slurm_job") == job and owner.get("slurm_restart") != os.environ.get("SLURM_RESTART_COUNT", "0"):
+        return True  # an earlier run of this very job, since requeued (maybe onto another node)
+    return owner.get("host") == socket.gethostname() and not _alive(owner)
+
+
+class TaskLock:
+    """An exclusive claim on making one artifact. ``held`` after entering says whether it is ours;
+    ``owner`` names the holder when it is not. While held, a thread refreshes the heartbeat."""
+
+    def __init__(self, artifact: Path):
+        self.path = Path(f"{artifact}.lock")
+        self.owner: str | None = None
+        self.held = False
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "TaskLock":
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid()),
+                         "since": time.time(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
+                         "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0")}).encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            for _ in range(3):
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    if not is_stale(self.path):
+                        owner = self._read()
+                        self.owner = f"{owner.get('host')}:{owner.get('pid')}" if owner else "an unknown process"
+                        return self
+                    aside = f"{self.path}.stale.{os.getpid()}"  # of several contenders one wins the rename
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(self.path, aside)
+                        os.unlink(aside)
+                    continue
+                with os.fdopen(fd, "wb") as f:
+                    f.write(me)
+                self.held = True
+                threading.Thread(target=self._beat, daemon=True).start()
+                return self
+        except OSError as e:
+            raise PipelineError(f"{self.path}: cannot create the task's lock ({e.strerror or e})") from None
+        return self
+
+    def _read(self) -> dict | None:
+        try:
+            owner = json.loads(self.path.read_text())
+            return owner if isinstance(owner, dict) else None
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+

@@ -1,0 +1,90 @@
+"""Options checked at the boundary: one range type for command-line flags and config dataclasses alike.
+
+A config dataclass declares each field with ``option(default, help, Range(...))`` and calls
+``validate(self)`` in ``__post_init__``, so a config is valid however it was made (flags, a SLURM task
+list); ``cli.add_config_args`` turns the same fields into flags with their help and default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from pipeline.store import PipelineError
+
+SEED_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """Numbers of ``kind`` in [lo, hi] (``lo_open``/``hi_open``: that end excluded); ``optional``: None too."""
+
+    kind: type
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    optional: bool = False
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is int else "a finite number"
+        if self.lo is not None and self.hi is not None:
+            return f"{what} in {'(' if self.lo_open else '['}{self.lo}, {self.hi}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{what} {'>' if self.lo_open else '>='} {self.lo}"
+        return what
+
+    def check(self, value):
+        """``value`` if it is in range, else a ValueError saying what was expected."""
+        if value is None and self.optional:
+            return None
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (self.kind is float or isinstance(value, int))
+        ok = ok and (self.lo is None or (value > self.lo if self.lo_open else value >= self.lo))
+        ok = ok and (self.hi is None or (value < self.hi if self.hi_open else value <= self.hi))
+        if not ok:
+            raise ValueError(f"expected {self.describe()}" + (" or none" if self.optional else ""))
+        return self.kind(value)
+
+    def __call__(self, text: str):
+        """Parse a flag's text (argparse ``type=``)."""
+        try:
+            value = None if self.optional and text.lower() in ("none", "") else self.kind(text)
+            return self.check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{text!r}: {e if 'expected' in str(e) else 'expected ' + self.describe()}") from None
+
+
+def option(default, help: str, range_: Range | None = None, choices: tuple[str, ...] | None = None):
+    """A config field: its default, its --help text, and its allowed values (a Range or choices)."""
+    return dataclasses.field(default=default, metadata={"help": help, "range": range_, "choices": choices})
+
+
+def flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def validate(config) -> None:
+    """Check every field of a config dataclass against its declared range or choices."""
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        if meta.get("choices") is not None and value not in meta["choices"]:
+            raise PipelineError(f"{flag(f.name)} {value!r}: choose from {', '.join(meta['choices'])}")
+        if meta.get("range") is not None:
+            try:
+                meta["range"].check(value)
+            except ValueError as e:
+                raise PipelineError(f"{flag(f.name)} {value!r}: {e}") from None
+
+
+def int_list(spec: str, range_: Range, what: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2] (order kept, repeats dropped), each in ``range_``."""
+    try:
+        values = [range_.check(int(v)) for v in spec.split(",") if v.strip()]
+    except ValueError as e:
+        raise PipelineError(f"{what} {spec!r}: {e if 'expected' in str(e) else 'expected comma-separated integers'}") from None
+    if not values:
+        raise PipelineError(f"{what} {spec!r}: expected comma-separated integers")
+    return list(dict.fromkeys(values))

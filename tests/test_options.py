@@ -1,0 +1,157 @@
+"""Every option at the boundary: an out-of-range or malformed value is one line on stderr, exit status 2,
+and nothing in the run changes. Entry points run in-process here (fast); test_faults runs them as programs."""
+
+import argparse
+import signal
+
+import pytest
+
+from pipeline import cli
+from pipeline.options import Range
+from slurm import submit
+from stages import coteach, combine, crossval, data, masks, noise, report
+
+ENTRY_POINTS = {"data": data, "noise": noise, "crossval": crossval, "combine": combine, "masks": masks,
+                "coteach": coteach, "report": report}
+
+
+@pytest.fixture(autouse=True)
+def keep_signal_handlers():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def call(module, argv: list[str], capsys) -> tuple[int, str]:
+    """Run an entry point in-process as its __main__ does: (exit status, stderr)."""
+    try:
+        cli.main(lambda: module.run(module.parser().parse_args(argv)))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def snapshot(root):
+    return {p: p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def refused(module, argv, capsys, root=None, expect=()):
+    before = snapshot(root) if root else None
+    code, err = call(module, argv, capsys)
+    assert code == 2, (argv, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+    for part in expect:
+        assert part in lines[0], (argv, lines[0])
+    if root:
+        assert snapshot(root) == before
+    return lines[0]
+
+
+def bad_values(rng: Range) -> list[str]:
+    step = 1 if rng.kind is int else 0.5
+    out = ["abc", "nan", "inf", "-inf", ""]
+    if rng.kind is int:
+        out.append("1.5")
+    if rng.lo is not None:
+        out.append(str(rng.lo if rng.lo_open else rng.kind(rng.lo - step)))
+    if rng.hi is not None:
+        out.append(str(rng.hi if rng.hi_open else rng.kind(rng.hi + step)))
+    return [v for v in out if not (rng.optional and v == "")]
+
+
+def parsers():
+    for name, module in ENTRY_POINTS.items():
+        yield name, module.parser(), module
+    subs = next(a for a in submit.parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in subs.choices.items():
+        yield f"slurm.submit {name}", p, None
+
+
+def typed_flags():
+    for where, p, module in parsers():
+        for a in p._actions:
+            if isinstance(a.type, Range):
+                for value in bad_values(a.type):
+                    yield pytest.param(where, p, a.option_strings[0], value, id=f"{where} {a.option_strings[0]} {value!r}")
+            elif a.choices and a.option_strings:
+                yield pytest.param(where, p, a.option_strings[0], "bogus", id=f"{where} {a.option_strings[0]} bogus")
+
+
+@pytest.mark.parametrize("where,p,flag,value", typed_flags())
+def test_every_typed_option_refuses_what_is_out_of_range(where, p, flag, value, capsys):
+    with pytest.raises(SystemExit) as e:
+        p.parse_args([flag, value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and flag in err[0], err
+
+
+def test_every_option_has_help_showing_its_default():
+    for where, p, _ in parsers():
+        formatter = p._get_formatter()
+        for a in p._actions:
+            if a.option_strings and a.dest != "help":
+                assert a.help, f"{where} {a.option_strings[0]} has no --help text"
+                assert "%(default)" in formatter._get_help_string(a) or a.required, f"{where} {a.option_strings[0]}"
+
+
+SEMANTIC = [
+    (crossval, ["--fold", "3", "--folds", "3"], ["--fold '3'", "[0, 2]"]),
+    (crossval, ["--fold", "-1"], ["--fold"]),
+    (crossval, ["--fold", "0,x"], ["--fold"]),
+    (crossval, ["--fold", ""], ["--fold"]),
+    (crossval, ["--gpu", "x"], ["--gpu 'x'"]),
+    (crossval, ["--gpus", "0,gpu1"], ["--gpus"]),
+    (crossval, ["--cond", "n99_s0"], ["no condition named n99_s0"]),
+    (coteach, ["--methods", "nope"], ["--methods 'nope'"]),
+    (coteach, ["--seeds", "-1"], ["--seeds '-1'"]),
+    (coteach, ["--seeds", "1.5"], ["--seeds"]),
+    (coteach, ["--seeds", ""], ["--seeds"]),
+    (coteach, ["--seeds", "99999999999"], ["--seeds"]),
+    (noise, ["--conditions", "1.5:0"], ["noise must lie in [0, 0.9)"]),
+    (noise, ["--conditions", "0.9:0"], ["noise must lie in"]),
+    (noise, ["--conditions", "0.4:0.95"], ["sparsity must lie in [0, 0.888]"]),
+    (noise, ["--conditions", "nan:0"], ["noise must lie in"]),
+    (noise, ["--conditions", "0.4"], ["expected NOISE:SPARSITY"]),
+    (noise, ["--conditions", "0.3:0,0.3:0.0"], ["n30_s0 is given twice"]),
+    (noise, ["--labels", "../escape=x.npy"], ["'../escape'"]),
+    (noise, ["--labels", "a/b=x.npy"], ["'a/b'"]),
+    (noise, ["--labels", "..=x.npy"], ["'..'"]),
+    (noise, ["--labels", ".hidden=x.npy"], ["'.hidden'"]),
+    (noise, ["--labels", "=x.npy"], ["''"]),
+    (noise, ["--labels", "ok"], ["expected NAME=FILE.npy"]),
+    (noise, ["--labels", "ok=/nonexistent.npy"], ["/nonexistent.npy: file not found"]),
+    (noise, ["--remove", "nope"], ["--remove nope: no such condition"]),
+    (noise, [], ["give --conditions"]),
+    (report, ["--seeds", "-1"], ["--seeds"]),
+    (report, ["--cond", "x,"], ["no condition named x"]),
+    (masks, ["--psx", "/nonexistent.npy", "--cond", "n20_s0"], ["/nonexistent.npy: file not found"]),
+    (masks, ["--psx", "/etc/passwd"], ["one file: name one condition"]),
+    (data, ["--source", "/nonexistent"], ["no such dataset", "Nothing is downloaded"]),
+]
+
+
+@pytest.mark.parametrize("module,argv,expect", SEMANTIC, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_semantic_checks_are_one_line_and_change_nothing(folds_run, module, argv, expect, capsys):
+    refused(module, ["--run-dir", str(folds_run), *argv], capsys, folds_run, expect)
+
+
+def test_run_dir_that_is_a_file_or_missing(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for module in ENTRY_POINTS.values():
+        args = ["--source", "digits"] if module is data else []
+        refused(module, ["--run-dir", str(tmp_path / "file"), *args], capsys, expect=["is not a directory"])
+    refused(combine, ["--run-dir", str(tmp_path / "nowhere")], capsys, expect=["no such run directory"])
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_range_agrees_with_itself():
+    r = Range(float, 0, 1, lo_open=True)
+    assert r("0.5") == 0.5 and r("1") == 1.0
+    for text in ("0", "1.01", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            r(text)
+    assert Range(int, 0, None)("7") == 7

@@ -1,0 +1,154 @@
+"""Provenance by construction, on a real digits run: change any artifact (or the config asked for) and
+exactly what depends on it is stale; stages refuse stale inputs in one line; the report leaves stale
+results out and lists them."""
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FAST_COTEACH, stage
+from pipeline import conditions, crossval, coteach, report, store
+from pipeline.layout import RunDir
+
+
+@pytest.fixture(scope="module")
+def full_run(folds_run, tmp_path_factory) -> Path:
+    """Every stage done: two conditions, psx, masks, coteach (two methods, n20_s0), report."""
+    root = shutil.copytree(folds_run, tmp_path_factory.mktemp("full") / "run")
+    stage("combine", root)
+    stage("masks", root)
+    stage("coteach", root, "--cond", "n20_s0", "--methods", "both,none", *FAST_COTEACH, "--epochs", "1")
+    return root
+
+
+@pytest.fixture
+def run(full_run, tmp_path) -> RunDir:
+    return RunDir(shutil.copytree(full_run, tmp_path / "run"))
+
+
+def artifacts(run: RunDir) -> dict[Path, set[Path]]:
+    """Every artifact of the run -> the artifacts it was made from (directly), from the manifests."""
+    out = {}
+    for m in run.root.rglob("*.manifest.json"):
+        art = m.with_name(m.name[: -len(".manifest.json")])
+        out[art] = {(art.parent / r["path"]).resolve() for r in json.loads(m.read_text())["inputs"].values()}
+    return out
+
+
+def downstream(graph: dict[Path, set[Path]], changed: Path) -> set[Path]:
+    found, grew = {changed.resolve()}, True
+    while grew:
+        more = {a.resolve() for a, ins in graph.items() if ins & found}
+        grew = not more <= found
+        found |= more
+    return found - {changed.resolve()}
+
+
+def remake(path: Path) -> None:
+    """Replace an artifact with other valid contents and a matching manifest, as re-running its stage would."""
+    value = store.load(path)
+    if isinstance(value, np.ndarray):
+        value = value.copy()
+        value.flat[0] = value.flat[1] if value.flat[0] != value.flat[1] else value.flat[0] + 1
+    elif isinstance(value, dict) and path.suffix == ".npz":
+        key = sorted(value)[-1]
+        value[key] = value[key].copy()
+        value[key].flat[0] = not value[key].flat[0] if value[key].dtype == bool else value[key].flat[0] + 1
+    else:
+        value = {**value, "edited": True}
+    store.save(path, value)
+    manifest = json.loads(store.manifest_path(path).read_text())
+    store.save(store.manifest_path(path), {**manifest, "checksum": store.checksum(path)})
+
+
+def accuracy_row(md: str, method: str) -> bool:
+    return any(line.startswith(f"| {method} |") for line in md.splitlines())
+
+
+KINDS = {
+    "dataset": lambda run: run.dataset,
+    "labels": lambda run: run.labels("n20_s0"),
+    "shard": lambda run: run.shard("n20_s0", 1),
+    "psx": lambda run: run.psx("n20_s0"),
+    "masks": lambda run: run.masks("n20_s0"),
+    "coteach result": lambda run: run.coteach("n20_s0", "both", 0),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_remaking_any_artifact_makes_exactly_its_dependants_stale(run, kind):
+    graph = artifacts(run)
+    assert len(graph) == 2 * (1 + 3 + 1 + 1) + 1 + 2  # labels, 3 shards, psx, masks per condition; dataset; 2 results
+    changed = KINDS[kind](run)
+    remake(changed)
+    stale = downstream(graph, changed)
+    assert stale or kind == "coteach result"
+    for art in graph:
+        if art.resolve() in stale:
+            with pytest.raises(store.PipelineError, match="is stale"):
+                store.verify(art)
+        else:
+            store.verify(art)
+    _, md = report.write(run, conditions.names(run), paper_psx=None)
+    shown = accuracy_row(md, "C+NR")
+    assert shown == (run.coteach("n20_s0", "both", 0).resolve() not in stale)
+    assert ("Not shown: stale" in md) == bool(stale)
+
+
+def test_a_hand_edited_result_is_not_reported(run):
+    path = run.coteach("n20_s0", "both", 0)
+    metrics = store.load(path)
+    path.write_text(json.dumps({**metrics, "final_acc": 0.99, "best_acc": 0.99}))
+    _, md = report.write(run, conditions.names(run), paper_psx=None)
+    assert "99.0" not in md and not accuracy_row(md, "C+NR")
+    assert f"{path}: changed since it was made" in md
+
+
+def test_new_noise_makes_downstream_stages_refuse_and_the_report_drop_old_results(run):
+    stage("noise", run.root, "--conditions", "0.2:0.0", "--seed", "5")  # same name, new labels
+    err = stage("masks", run.root, "--cond", "n20_s0", ok=False).stderr.strip()
+    assert len(err.splitlines()) == 1
+    assert "psx.npy is stale" in err and "labels.npy changed after it was made; rerun make crossval" in err
+    assert "3 of 3" in stage("crossval", run.root, "--cond", "n20_s0", "--fold", "all", "--folds", "3", "--gpu", "cpu",
+                             "--epochs", "1", "--lr", "0.01").stdout.splitlines()[0]
+    out = stage("report", run.root).stdout
+    assert not accuracy_row(out, "C+NR") and not accuracy_row(out, "Co-Teaching alone")
+    assert f"{run.coteach('n20_s0', 'both', 0)} is stale" in out
+    assert "n40_s40" in out.split("Label-error detection")[1]  # the untouched condition is still reported
+
+
+def test_another_dataset_makes_every_later_stage_stale(run):
+    ds = store.load(run.dataset)
+    ds["train_x"] = 255 - ds["train_x"]
+    store.produce(run.dataset, stage="data", inputs={}, config={"source": "inverted"}, make=lambda: (ds, {"classes": list(ds["classes"])}))
+    err = stage("combine", run.root, ok=False).stderr
+    assert "is stale" in err and "dataset.npz changed after it was made; rerun make noise" in err
+    out = stage("report", run.root).stdout
+    assert "labels.npy is stale" in out and not accuracy_row(out, "C+NR")
+
+
+def vary(value):
+    if isinstance(value, bool) or value is None:
+        return 0.25 if value is None else not value
+    if isinstance(value, str):
+        return "resnet18" if value != "resnet18" else "convnet"
+    return value * 2 if value else 1
+
+
+@pytest.mark.parametrize("stage_obj", [crossval.STAGE, coteach.STAGE], ids=lambda s: s.name)
+def test_every_config_option_is_part_of_currency(run, stage_obj):
+    if stage_obj is crossval.STAGE:
+        config, task = crossval.CrossvalConfig(folds=3, epochs=2, batch_size=128), ("n20_s0", 0)
+    else:
+        config = coteach.CoteachConfig(epochs=1, batch_size=128, epoch_decay_start=1, num_gradual=1)
+        task = ("n20_s0", "both", 0)
+    assert stage_obj.pending(run, [task], config) == []
+    for f in dataclasses.fields(config):
+        changed = dataclasses.replace(config, **{f.name: vary(getattr(config, f.name))})
+        if f.name == "folds":
+            continue  # another fold count is another assignment: every fold is a new task
+        assert stage_obj.pending(run, [task], changed) == [task], f.name
