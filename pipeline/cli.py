@@ -75,21 +75,17 @@ def log(message: str) -> None:
 
 
 class Stopped(BaseException):
-    """Raised in the main thread by SIGINT or SIGTERM (not KeyboardInterrupt, which Lightning turns into exit 1)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
+    """SIGINT or SIGTERM in the main thread (``args[0]``: the exit status, 130 or 143). Not a KeyboardInterrupt,
+    which Lightning turns into exit status 1; ``finally`` blocks clean up on the way out."""
 
 
-def _raise_stopped(signum, _frame):
-    raise Stopped(signum)
+def _stop(signum, _frame):
+    raise Stopped(130 if signum == signal.SIGINT else 143)
 
 
 def catch_signals() -> None:
-    """SIGINT and SIGTERM raise ``Stopped``, so ``finally`` blocks clean up and ``main`` reports them."""
-    signal.signal(signal.SIGINT, _raise_stopped)
-    signal.signal(signal.SIGTERM, _raise_stopped)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
 
 
 def main(stage: Callable[[], None]) -> None:
@@ -108,15 +104,12 @@ def main(stage: Callable[[], None]) -> None:
         _fail(f"error: {e}", 2)
     except OSError as e:
         _fail(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", 2)
-    except (Stopped, KeyboardInterrupt) as e:
-        sigint = isinstance(e, KeyboardInterrupt) or e.signum == signal.SIGINT
-        what = "interrupted" if sigint else "stopped by a signal"
-        _fail(f"{what}; finished artifacts and the last epoch's checkpoint are kept: rerun to resume", 130 if sigint else 143)
-    except SystemExit as e:
-        # Lightning's SIGTERMException is a SystemExit (status 0 if left alone).
-        if type(e).__name__ != "SIGTERMException":
+    except (Stopped, SystemExit) as e:  # Lightning's SIGTERMException is a SystemExit (status 0 if left alone)
+        if not isinstance(e, Stopped) and type(e).__name__ != "SIGTERMException":
             raise
-        _fail("stopped by a signal; finished artifacts and the last epoch's checkpoint are kept: rerun to resume", 143)
+        status = e.args[0] if isinstance(e, Stopped) else 143
+        what = "interrupted" if status == 130 else "stopped by a signal"
+        _fail(f"{what}; finished artifacts and the last epoch's checkpoint are kept: rerun to resume", status)
 
 
 def _fail(line: str, status: int) -> None:

@@ -273,7 +273,7 @@ def _pixels(data: bytes, name: str) -> np.ndarray:
                 raise PipelineError(f"{name}: {'32-bit integer' if im.mode == 'I' else 'floating-point'} pixels "
                                     f"(mode {im.mode}); convert it to 8 or 16 bits per channel")
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise PipelineError(f"{name}: unreadable image ({e})") from None
 
 

@@ -24,16 +24,15 @@ def _started(pid: int) -> int | None:
         return None
 
 
-def _alive(owner: dict) -> bool:
-    """Whether the owner process (on this host) still runs: same pid, and not a later process that reused it."""
+def _alive(pid: int, started: int | None) -> bool:
+    """Whether process ``pid`` (on this host) still runs and is the one that started at ``started``."""
     try:
-        os.kill(int(owner["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, KeyError, TypeError, ValueError, OverflowError):
-        return isinstance(owner.get("pid"), int)
-    started = _started(int(owner["pid"]))
-    return started is None or owner.get("started") in (None, started)
+    except PermissionError:
+        pass  # alive, another user's
+    return started is None or _started(pid) in (None, started)
 
 
 def is_stale(path: Path) -> bool:
@@ -49,12 +48,12 @@ def is_stale(path: Path) -> bool:
         owner = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError, OSError):
         return age > 10
-    if not isinstance(owner, dict) or age > STALE_S:
+    if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int) or owner["pid"] <= 0 or age > STALE_S:
         return True
     job = os.environ.get("SLURM_JOB_ID")
     if job and owner.get("slurm_job") == job and owner.get("slurm_restart") != os.environ.get("SLURM_RESTART_COUNT", "0"):
         return True  # an earlier run of this very job, since requeued (maybe onto another node)
-    return owner.get("host") == socket.gethostname() and not _alive(owner)
+    return owner.get("host") == socket.gethostname() and not _alive(owner["pid"], owner.get("started"))
 
 
 class TaskLock:
@@ -78,8 +77,7 @@ class TaskLock:
                     fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
                 except FileExistsError:
                     if not is_stale(self.path):
-                        owner = self._read()
-                        self.owner = f"{owner.get('host')}:{owner.get('pid')}" if owner else "an unknown process"
+                        self.owner = self._read()
                         return self
                     aside = f"{self.path}.stale.{os.getpid()}"  # of several contenders one wins the rename
                     with contextlib.suppress(FileNotFoundError):
@@ -95,12 +93,12 @@ class TaskLock:
             raise PipelineError(f"{self.path}: cannot create the task's lock ({e.strerror or e})") from None
         return self
 
-    def _read(self) -> dict | None:
+    def _read(self) -> str:
         try:
             owner = json.loads(self.path.read_text())
-            return owner if isinstance(owner, dict) else None
-        except (OSError, ValueError, UnicodeDecodeError):
-            return None
+            return f"{owner['host']}:{owner['pid']}"
+        except (OSError, ValueError, UnicodeDecodeError, TypeError, KeyError):
+            return "an unknown process"
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

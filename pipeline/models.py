@@ -34,8 +34,9 @@ def _convnet(in_channels: int, num_classes: int, widths: tuple[int, ...]):
         )
 
     stem = nn.Sequential(nn.Conv2d(in_channels, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.GELU())
+    blocks = [block(a, b) for a, b in zip((32,) + widths[:-1], widths)]  # built in this order: the seed's init
     head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(widths[-1], num_classes, bias=False))
-    return nn.Sequential(stem, *[block(a, b) for a, b in zip((32,) + widths[:-1], widths)], head)
+    return nn.Sequential(stem, *blocks, head)
 
 
 def build(arch: str, in_channels: int, image_size: int, num_classes: int):

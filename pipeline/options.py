@@ -28,13 +28,14 @@ class Range:
     hi_open: bool = False
     optional: bool = False
 
-    def describe(self) -> str:
+    @property
+    def expected(self) -> str:
         what = "an integer" if self.kind is int else "a finite number"
         if self.lo is not None and self.hi is not None:
-            return f"{what} in {'(' if self.lo_open else '['}{self.lo}, {self.hi}{')' if self.hi_open else ']'}"
-        if self.lo is not None:
-            return f"{what} {'>' if self.lo_open else '>='} {self.lo}"
-        return what
+            what += f" in {'(' if self.lo_open else '['}{self.lo}, {self.hi}{')' if self.hi_open else ']'}"
+        elif self.lo is not None:
+            what += f" {'>' if self.lo_open else '>='} {self.lo}"
+        return "expected " + what + (" or none" if self.optional else "")
 
     def check(self, value):
         """``value`` if it is in range, else a ValueError saying what was expected."""
@@ -45,16 +46,15 @@ class Range:
         ok = ok and (self.lo is None or (value > self.lo if self.lo_open else value >= self.lo))
         ok = ok and (self.hi is None or (value < self.hi if self.hi_open else value <= self.hi))
         if not ok:
-            raise ValueError(f"expected {self.describe()}" + (" or none" if self.optional else ""))
+            raise ValueError(self.expected)
         return self.kind(value)
 
     def __call__(self, text: str):
         """Parse a flag's text (argparse ``type=``)."""
         try:
-            value = None if self.optional and text.lower() in ("none", "") else self.kind(text)
-            return self.check(value)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(f"{text!r}: {e if 'expected' in str(e) else 'expected ' + self.describe()}") from None
+            return self.check(None if self.optional and text.lower() in ("none", "") else self.kind(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: {self.expected}") from None
 
 
 def option(default, help: str, range_: Range | None = None, choices: tuple[str, ...] | None = None):
@@ -75,16 +75,16 @@ def validate(config) -> None:
         if meta.get("range") is not None:
             try:
                 meta["range"].check(value)
-            except ValueError as e:
-                raise PipelineError(f"{flag(f.name)} {value!r}: {e}") from None
+            except ValueError:
+                raise PipelineError(f"{flag(f.name)} {value!r}: {meta['range'].expected}") from None
 
 
 def int_list(spec: str, range_: Range, what: str) -> list[int]:
     """'0,1,2' -> [0, 1, 2] (order kept, repeats dropped), each in ``range_``."""
     try:
         values = [range_.check(int(v)) for v in spec.split(",") if v.strip()]
-    except ValueError as e:
-        raise PipelineError(f"{what} {spec!r}: {e if 'expected' in str(e) else 'expected comma-separated integers'}") from None
+    except ValueError:
+        values = []
     if not values:
-        raise PipelineError(f"{what} {spec!r}: expected comma-separated integers")
+        raise PipelineError(f"{what} {spec!r}: comma-separated, each {range_.expected[len('expected '):]}")
     return list(dict.fromkeys(values))

@@ -68,8 +68,8 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper
     these; default all found), and per (condition, method) detection on this run's masks (psx "run") and on
     the paper's psx ("paper"). Only results whose whole chain verifies are records; the others are
     ``stale`` (one line each). The seeds of one (condition, method) must share a config. ``configs``: the
-    crossval and coteach configs behind the records, by condition or condition/method."""
-    records, stale, configs, found = [], [], {"crossval": {}, "coteach": {}}, {}
+    masks' psx source, crossval and coteach configs behind the records, by condition or condition/method."""
+    records, stale, configs, found = [], [], {"masks": {}, "crossval": {}, "coteach": {}}, {}
     for cond in conds:
         try:
             loaded = found[cond] = conditions.load(run, cond)
@@ -81,6 +81,7 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper
         if run.masks(cond).exists():
             try:
                 made = store.verify(run.masks(cond))
+                configs["masks"][cond] = {"psx": made["config"]["psx"]}
                 if made["config"]["psx"] == "combine":
                     configs["crossval"][cond] = store.verify(run.psx(cond))["config"]["crossval"]
                 for method, d in made["info"]["detection"].items():

@@ -150,13 +150,18 @@ class Resumable(pl.LightningModule):
         self.history = checkpoint["history"]
 
 
-def _resumable(ckpt: Path, tag: dict) -> int | None:
-    """The epoch to resume from if ``ckpt`` is a readable checkpoint of this task; otherwise it is deleted."""
+def _resumable(ckpt: Path, tag: dict, module: Resumable) -> int | None:
+    """The epoch to resume from if ``ckpt`` is a whole checkpoint of this task (its tag, and weights of
+    the module's shapes); otherwise it is deleted."""
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if isinstance(state, dict) and state.get("tag") == tag and isinstance(state.get("epoch"), int):
-            return state["epoch"] + 1
-    except Exception as e:  # noqa: BLE001 - truncated, garbage, or from another torch: start afresh
+        if isinstance(state, dict) and state.get("tag") == tag:
+            weights, ours = state["state_dict"], module.state_dict()
+            if not ({"epoch", "loops", "optimizer_states"} <= state.keys() and weights.keys() == ours.keys()
+                    and all(weights[k].shape == v.shape for k, v in ours.items())):
+                raise ValueError("incomplete")
+            return int(state["epoch"]) + 1
+    except Exception as e:  # noqa: BLE001 - truncated, garbage, incomplete, or from another torch: start afresh
         print(f"warning: discarding unreadable checkpoint {ckpt} ({type(e).__name__}); training starts at epoch 0",
               file=sys.stderr, flush=True)
     ckpt.unlink(missing_ok=True)
@@ -167,7 +172,7 @@ def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ck
     """``trainer.fit``, resuming from ``ckpt`` when it holds a checkpoint of the same task (``tag``)."""
     tag = json.loads(json.dumps(tag))
     resume = None
-    if ckpt is not None and ckpt.exists() and (epoch := _resumable(ckpt, tag)) is not None:
+    if ckpt is not None and ckpt.exists() and (epoch := _resumable(ckpt, tag, module)) is not None:
         resume, train.epoch = ckpt, epoch
         print(f"resuming {ckpt} from epoch {epoch}", flush=True)
     module.ckpt, module.tag, module.label = ckpt, tag, label

@@ -1,8 +1,12 @@
 """Every stage on a tiny dataset, then a re-run that must do no work."""
 
+import re
+import subprocess
+import sys
+
 import numpy as np
 
-from conftest import FAST_COTEACH, FAST_CROSSVAL, stage
+from conftest import FAST_COTEACH, FAST_CROSSVAL, ROOT, stage
 from pipeline import conditions, store
 from pipeline.coteach import METHODS
 from pipeline.layout import RunDir
@@ -17,7 +21,9 @@ def test_every_stage_then_rerun_does_nothing(run_copy):
     run = RunDir(run_copy)
     stage("combine", run.root)
     stage("masks", run.root)
-    stage("coteach", run.root, *FAST_COTEACH)
+    trained = stage("coteach", run.root, *FAST_COTEACH).stdout
+    assert re.search(r"^coteach n40_s40 plain seed 0: epoch 2/2 loss \d+\.\d{4} test acc 0\.\d{4}/0\.\d{4} \(\d+\.\d s\)$",
+                     trained, re.M)  # one line per epoch: stdout is not a terminal
     out = stage("report", run.root).stdout
 
     conds = conditions.names(run)
@@ -46,6 +52,9 @@ def test_every_stage_then_rerun_does_nothing(run_copy):
     assert "wrote" not in stage("masks", run.root).stdout
     assert "0 of 14" in stage("coteach", run.root, *FAST_COTEACH).stdout
     assert artifact_mtimes(run.root) == before
+    imported = subprocess.run([sys.executable, "-X", "importtime", "-m", "stages.coteach", "--run-dir", str(run.root),
+                               *FAST_COTEACH], cwd=ROOT, capture_output=True, text=True).stderr
+    assert "pipeline.coteach" in imported and not re.search(r"\|\s+(torch|pytorch_lightning|cleanlab)$", imported, re.M)
 
 
 def test_changed_config_redoes_only_what_depends_on_it(run_copy):

@@ -2,6 +2,7 @@
 and nothing in the run changes. Entry points run in-process here (fast); test_faults runs them as programs."""
 
 import argparse
+import json
 import signal
 
 import pytest
@@ -155,3 +156,29 @@ def test_range_agrees_with_itself():
         with pytest.raises(argparse.ArgumentTypeError):
             r(text)
     assert Range(int, 0, None)("7") == 7
+
+
+def test_a_tampered_task_list_is_one_line(folds_run, tmp_path, capsys):
+    from slurm import task as slurm_task
+
+    good = {"stage": "crossval", "run_dir": str(folds_run), "force": False, "gpu": "cpu",
+            "config": {"folds": 3, "fold_seed": 0, "arch": "convnet", "epochs": 2, "batch_size": 128, "lr": 0.1,
+                       "weight_decay": 5e-4, "seed": 0},
+            "tasks": [["n20_s0", 0]]}
+    cases = {
+        "missing": (None, "file not found"),
+        "not json": ("{", "not a readable .json"),
+        "another stage": ({**good, "stage": "train"}, "not a task list"),
+        "bad option": ({**good, "config": {**good["config"], "epochs": -1}}, "--epochs -1: expected an integer in [1, 10000]"),
+        "unknown option": ({**good, "config": {**good["config"], "momentum": 0.9}}, "config does not fit the crossval stage"),
+        "fold out of range": ({**good, "tasks": [["n20_s0", 7]]}, "not a (registered condition, fold < 3) crossval task"),
+        "unknown condition": ({**good, "tasks": [["../x", 0]]}, "not a (registered condition"),
+    }
+    for name, (content, expect) in cases.items():
+        path = tmp_path / f"{name}.json"
+        if content is not None:
+            path.write_text(content if isinstance(content, str) else json.dumps(content))
+        refused(slurm_task, [str(path), "0"], capsys, folds_run, [expect])
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps(good))
+    refused(slurm_task, [str(path), "1"], capsys, folds_run, ["task index 1: the list has tasks 0..0"])
