@@ -108,8 +108,8 @@ def main(stage: Callable[[], None]) -> None:
         if not isinstance(e, Stopped) and type(e).__name__ != "SIGTERMException":
             raise
         status = e.args[0] if isinstance(e, Stopped) else 143
-        what = "interrupted" if status == 130 else "stopped by a signal"
-        _fail(f"{what}; finished artifacts and the last epoch's checkpoint are kept: rerun to resume", status)
+        _fail("interrupted; finished artifacts and the last epoch's checkpoint are kept" if status == 130
+              else "stopped by a signal; the last epoch's checkpoint is kept: rerun to resume", status)
 
 
 def _fail(line: str, status: int) -> None:
