@@ -96,7 +96,7 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper
                 if not re.fullmatch(r"seed\d+\.json", path.name):
                     continue
                 try:
-                    config, m = store.verify(path)["config"], store.read(path)
+                    config, m = store.verify(path)["config"], store.load(path)
                 except PipelineError as e:
                     stale.append(str(e))
                     continue

@@ -11,6 +11,7 @@ SLURM array; ``execute`` runs entry ``index`` of one inside the job.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import dataclasses
 import os
@@ -22,36 +23,37 @@ from pipeline.layout import RunDir
 from pipeline.store import PipelineError
 
 
-class Stage:
-    """One training stage. Subclasses set ``name``, ``unit`` and ``Config`` and implement the methods
-    that raise NotImplementedError; tasks are tuples of JSON values, the condition first."""
+class Stage(abc.ABC):
+    """One training stage. Subclasses set ``name``, ``unit`` and ``Config`` and implement the abstract
+    methods; tasks are tuples of JSON values, the condition first."""
 
     name: str
     unit: str  # what a task is, e.g. "(condition, fold)"
     Config: type
 
+    @abc.abstractmethod
     def add_args(self, p: argparse.ArgumentParser) -> None:
         """Flags that select tasks (besides --cond)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def select(self, run: RunDir, conds: list[str], args: argparse.Namespace, config) -> list[tuple]:
         """Every task the parsed flags ask for."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def check(self, run: RunDir, task: list, config) -> tuple:
         """A task read from a task list, as a tuple, or a PipelineError when it is not one of this stage's."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def target(self, run: RunDir, task: tuple, config) -> tuple[Path, dict[str, Path], dict]:
         """(artifact, its inputs, its config) of a task."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def make(self, run: RunDir, task: tuple, config, device, ckpt: Path, tag: dict) -> tuple[object, dict]:
         """Train for a task: (the artifact's contents, facts for its manifest). Resumes from ``ckpt``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def describe(self, task: tuple) -> str:
-        raise NotImplementedError
+        """A task in words, e.g. 'n20_s0 fold 1'."""
 
     def summary(self, run: RunDir, task: tuple, config) -> str:
         """One line on a finished task."""
