@@ -26,6 +26,11 @@ PAPER_JSON ?= ../shared/data/cl-paper/noisy_labels
 CROSSVAL_ARGS ?=
 COTEACH_ARGS ?=
 SLURM_ARGS ?=
+STEP ?= all
+TINY ?=
+OUT ?=
+# The target every stage depends on; on a machine with its own torch, `SETUP= PY=python3` skips the venv.
+SETUP ?= setup
 
 # Values are quoted where they reach the shell, so paths with spaces work (RUN="my runs/a").
 run := --run-dir "$(RUN)"
@@ -33,7 +38,7 @@ cond := $(if $(COND),--cond "$(COND)")
 devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)")
 
 .PHONY: setup demo test data noise crossval crossval-all combine masks coteach report all paper-labels \
-        slurm-crossval slurm-coteach slurm-up slurm-down
+        slurm-crossval slurm-coteach slurm-up slurm-down gpu-evidence
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -45,6 +50,12 @@ demo: setup
 	$(MAKE) all DATA=digits CONDITIONS=0.2:0.0,0.4:0.4 FOLDS=3 GPU=cpu \
 	  CROSSVAL_ARGS="--epochs 15 --batch-size 64 --lr 0.05" \
 	  COTEACH_ARGS="--epochs 12 --batch-size 64 --epoch-decay-start 6 --num-gradual 4"
+
+# GPU evidence (bench/evidence.py): STEP=a|b|c, each a run of under 9.5 minutes resuming the previous
+# one's runs/evidence; TINY=1: every step on digits on this machine, into $(RUN)-tiny-evidence.
+gpu-evidence: $(SETUP)
+	$(PY) -m bench.evidence --step "$(if $(TINY),all,$(STEP))" \
+	  $(if $(TINY),--tiny --run-dir "$(RUN)-tiny-evidence" --out "$(if $(OUT),$(OUT),$(RUN)-tiny-evidence/out)",$(if $(OUT),--out "$(OUT)"))
 
 test: setup
 	$(PY) -m pytest -q

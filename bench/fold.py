@@ -1,18 +1,29 @@
-"""One crossval fold of the clean condition (0_0): our fast recipe against the paper's, side by side.
+"""One crossval fold of one condition: our recipe against the CL paper's, side by side.
 
-    python -m bench.fold                                  # CIFAR-10 JPEG copy from ../shared, GPU 0
-    python -m bench.fold --device cpu --subset 2000 --epochs 1 --paper-steps 3   # the harness, on a CPU
+    python -m bench.fold --cond n40_s0 --fold 0           # CIFAR-10 JPEG copy from ../shared, GPU 0
+    python -m bench.fold --device cpu --data digits --subset 600 --epochs 2 --paper-steps 2   # the harness, on a CPU
 
-Fast recipe: the pipeline's own crossval path (device-resident batches, on-device augmentation,
-bf16 autocast and channels_last on GPU). Paper recipe: torchvision ResNet-50, a torchvision
-DataLoader with PIL transforms (RandomCrop(pad 4), RandomHorizontalFlip, ToTensor, Normalize),
-SGD lr 0.1 momentum 0.9 weight decay 1e-4, batch 256, fp32, timed over --paper-steps steps after
-a warm-up. Prints a table; never asserts a time.
+Trains fold ``--fold`` of 4 (folds assigned on the condition's noisy labels, as ``crossval`` does)
+through the pipeline's own training path with the crossval defaults (``--recipe``, ``--epochs``, ...
+override them), then prints:
+
+1. speed: train / predict / total seconds, training images/s and peak GPU memory of our recipe,
+   beside the training throughput of the paper's recipe (torchvision ResNet-50, a DataLoader with PIL
+   transforms: RandomCrop(pad 4), RandomHorizontalFlip, ToTensor, Normalize; SGD lr 0.1, batch 256,
+   fp32; timed over ``--paper-steps`` steps after a warm-up), and their ratio;
+2. the held-out rows: accuracy against the true labels, and precision / recall / F1 of each of the
+   five CL methods run on those rows alone, for our probabilities and for the paper's cross-validated
+   ResNet-50 psx on the SAME rows (CIFAR-10 with ../shared only).
+
+Conditions are the paper's (``n0_s0`` = column ``0_0``, ``n40_s0`` = ``0_4``, ...): the paper's own
+labels on CIFAR-10; on other data (e.g. digits) the same noise is generated. ``--json`` writes every
+figure; ``--probs`` saves the held-out probabilities. Never asserts a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -20,48 +31,56 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import datasets, devices
+from pipeline import cli, conditions, datasets, devices, store
+from pipeline.crossval import CrossvalConfig
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
 from pipeline.loader import channel_stats
+from pipeline.masks import CL_METHODS, detection, find_masks
 from pipeline.train import Data, train_classifier
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SHARED_CIFAR = SHARED / "cifar10-jpeg.tar.gz"
-PAPER_PSX_0_0 = SHARED / "cl-paper" / "psx" / "cifar10_noisy_labels__frac_zero_noise_rates__0_0__noise_amount__0_0__resnet50_psx.npy"
+PAPER_PSX = SHARED / "cl-paper" / "psx"
 
 
-def paper_heldout_acc(ds: datasets.Dataset, held: np.ndarray) -> str:
-    """Accuracy of the paper's own cross-validated ResNet-50 psx (350 epochs) on our held-out rows."""
-    if not PAPER_PSX_0_0.exists() or len(ds.train_y) != 50_000:
-        return "n/a (needs CIFAR-10 and ../shared)"
-    psx = np.load(PAPER_PSX_0_0)
-    return f"{100 * np.mean(psx[held].argmax(1) == ds.train_y[held]):.2f}% (its psx, 350 epochs)"
+def paper_condition(name: str) -> conditions.Condition:
+    for cond in conditions.parse_conditions("paper-all"):
+        if name in (cond.name, cond.paper_column):
+            return cond
+    raise SystemExit(f"--cond {name!r}: not one of the paper's conditions (e.g. n0_s0, n40_s0, n70_s20 or 0_4)")
 
 
-def fold_rows(ds: datasets.Dataset, subset: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, held-out rows) of fold 0 of 4 on the clean labels, optionally of a stratified subset."""
-    rows = np.arange(len(ds.train_y))
+def noisy_labels(cond: conditions.Condition, ds: datasets.Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    """(noisy labels, the paper's psx or None): the paper's own on CIFAR-10, else generated with seed 0."""
+    if len(ds.train_y) == conditions.CIFAR10_TRAIN_SIZE and ds.num_classes == 10:
+        labels = conditions.paper_labels(cond, ds, None)
+        psx = PAPER_PSX / f"cifar10_noisy_labels__{cond.paper_key.replace('.', '_')}__resnet50_psx.npy"
+        return labels, np.load(psx) if psx.exists() else None
+    return conditions.generate(ds.train_y, ds.num_classes, cond.noise, cond.sparsity, seed=0)[0], None
+
+
+def fold_rows(noisy: np.ndarray, num_classes: int, fold: int, subset: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, held-out rows) of fold ``fold`` of 4, assigned on the noisy labels (of a random subset)."""
+    rows = np.arange(len(noisy))
     if subset and subset < len(rows):
         rows = np.sort(np.random.default_rng(seed).choice(rows, subset, replace=False))
-    fold_of = assign_folds(ds.train_y[rows], 4, seed, ds.num_classes)
-    return rows[fold_of != 0], rows[fold_of == 0]
+    fold_of = assign_folds(noisy[rows], 4, seed, num_classes)
+    return rows[fold_of != fold], rows[fold_of == fold]
 
 
-def fast_recipe(ds, train, held, device, args) -> dict:
-    timings = {}
-    data = Data(ds.train_x[train], ds.train_y[train], ds.train_x[held], ds.train_y[held], ds.num_classes)
-    probs = train_classifier(data, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             weight_decay=5e-4, seed=0, device=device, timings=timings)
+def heldout_quality(probs: np.ndarray, noisy: np.ndarray, true: np.ndarray) -> dict:
+    """Accuracy against the true labels and detection of each CL method run on these rows alone."""
+    masks = find_masks(noisy, probs)
     return {
-        **timings,
-        "images_per_s": args.epochs * len(train) / timings["train_s"],
-        "heldout_acc": float(np.mean(probs.argmax(1) == ds.train_y[held])),
+        "acc_true": float(np.mean(probs.argmax(1) == true)),
+        "acc_noisy": float(np.mean(probs.argmax(1) == noisy)),
+        "detection": {paper: detection(masks[ours], noisy, true) for paper, ours in CL_METHODS.items()},
     }
 
 
-def paper_recipe(ds, train, device, args) -> dict:
-    """Training throughput of the paper's recipe over ``args.paper_steps`` steps (after 3 warm-up steps)."""
+def paper_recipe(ds, train, device, steps: int, batch_size: int) -> dict:
+    """Training throughput of the paper's recipe over ``steps`` steps (after 3 warm-up steps)."""
     import torchvision
     from PIL import Image
     from torchvision import transforms
@@ -82,14 +101,14 @@ def paper_recipe(ds, train, device, args) -> dict:
             return tf(Image.fromarray(x.squeeze(-1) if x.shape[-1] == 1 else x)), int(ds.train_y[train[i]])
 
     workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
-    loader = torch.utils.data.DataLoader(Images(), batch_size=args.paper_batch_size, shuffle=True, drop_last=True,
+    loader = torch.utils.data.DataLoader(Images(), batch_size=batch_size, shuffle=True, drop_last=True,
                                          num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     net = torchvision.models.resnet50(weights=None, num_classes=ds.num_classes)
     if ds.train_x.shape[-1] != 3:
         net.conv1 = torch.nn.Conv2d(ds.train_x.shape[-1], 64, 7, 2, 3, bias=False)
     net = net.to(device).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    warmup, steps, seen, start = 3, args.paper_steps, 0, None
+    warmup, seen, start = 3, 0, None
     batches = iter(loader)
     for step in range(warmup + steps):
         try:
@@ -98,8 +117,7 @@ def paper_recipe(ds, train, device, args) -> dict:
             batches = iter(loader)
             x, y = next(batches)
         if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            _sync(device)
             start = time.perf_counter()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = torch.nn.functional.cross_entropy(net(x), y)
@@ -107,9 +125,37 @@ def paper_recipe(ds, train, device, args) -> dict:
         loss.backward()
         opt.step()
         seen += len(y) if step >= warmup else 0
+    _sync(device)
+    return {"images_per_s": seen / (time.perf_counter() - start), "steps": steps}
+
+
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return {"images_per_s": seen / (time.perf_counter() - start), "steps": steps}
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.2f}"
+
+
+def print_tables(r: dict) -> None:
+    ours, paper = r["ours"], r.get("paper_psx")
+    print(f"\n{r['cond']} fold {r['fold']} of 4: {r['n_train']} train / {r['n_heldout']} held out, {r['data']}, on {r['device']}\n")
+    print("| recipe | train s | predict s | total s (incl. start-up) | train images/s | peak GPU GiB |")
+    print("|---|---|---|---|---|---|")
+    print(f"| ours ({r['config']['recipe']}, {r['config']['arch']}, {r['config']['epochs']} epochs{', compiled' if r['compile'] else ''}) "
+          f"| {r['train_s']:.2f} | {r['predict_s']:.2f} | {r['total_s']:.2f} | {r['images_per_s']:,.0f} | {r['peak_gib']:.2f} |")
+    if r.get("paper_images_per_s"):
+        print(f"| paper (ResNet-50, DataLoader+PIL, {r['paper_steps']} steps) | – | – | – | {r['paper_images_per_s']:,.0f} | – |")
+        print(f"\nthroughput ratio ours / paper: {r['images_per_s'] / r['paper_images_per_s']:.1f}x")
+    print(f"\nheld-out rows ({r['noise_rate']:.1%} of their labels wrong): ours | the paper's psx on the same rows\n")
+    print("| | ours | paper's psx |")
+    print("|---|---|---|")
+    print(f"| accuracy vs true labels, % | {_pct(ours['acc_true'])} | {_pct(paper and paper['acc_true'])} |")
+    for method in CL_METHODS:
+        a, b = ours["detection"][method], (paper or {}).get("detection", {}).get(method, {})
+        cells = [f"{_pct(d.get('precision'))} / {_pct(d.get('recall'))} / {_pct(d.get('f1'))}" if d else "–" for d in (a, b)]
+        print(f"| {method}: precision / recall / F1, % | {cells[0]} | {cells[1]} |")
 
 
 def main() -> None:
@@ -117,35 +163,51 @@ def main() -> None:
     p.add_argument("--data", default=str(SHARED_CIFAR), help="a dataset source (see stages.data), e.g. digits")
     p.add_argument("--cache-dir", type=Path, default=Path("runs/bench"), help="run directory holding the decoded dataset cache")
     p.add_argument("--device", default="0", help="CUDA index or cpu")
-    p.add_argument("--subset", type=int, default=None, help="use N training images (stratified folds of those)")
-    p.add_argument("--arch", default="convnet")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--paper-steps", type=int, default=50)
+    p.add_argument("--cond", default="n0_s0", help="one of the paper's conditions: n0_s0 (clean), n40_s0, ... or its column (0_4)")
+    p.add_argument("--fold", type=int, choices=range(4), default=0, help="the held-out fold (of 4)")
+    p.add_argument("--subset", type=int, default=None, help="use N training images (folds of those)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--paper-steps", type=int, default=50, help="steps to time the paper's recipe over (0: skip)")
     p.add_argument("--paper-batch-size", type=int, default=256)
+    p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
+    p.add_argument("--probs", type=Path, default=None, help="save the held-out rows and probabilities to this .npz")
+    cli.add_config_args(p, CrossvalConfig)
     args = p.parse_args()
+    config = cli.config_from(args, CrossvalConfig)
     t0 = time.perf_counter()
     device = devices.pick(args.device)
     run = RunDir(args.cache_dir)
     datasets.prepare(run, args.data)
     ds = datasets.cached(run.dataset)
-    train, held = fold_rows(ds, args.subset)
+    cond = paper_condition(args.cond)
+    noisy, paper_psx = noisy_labels(cond, ds)
+    train, held = fold_rows(noisy, ds.num_classes, args.fold, args.subset)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    fast = fast_recipe(ds, train, held, device, args)
-    fast["total_s"] = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    paper = paper_recipe(ds, train, device, args)
-
-    print(f"\none fold: {len(train)} train / {len(held)} held out, {args.data}, on {devices.name(device)}\n")
-    print("| recipe | train s | predict s | total s (incl. start-up) | train images/s | held-out acc (true labels) | peak GPU GiB |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| fast ({args.arch}, {args.epochs} epochs) | {fast['train_s']:.2f} | {fast['predict_s']:.2f} | {fast['total_s']:.2f} "
-          f"| {fast['images_per_s']:,.0f} | {100 * fast['heldout_acc']:.2f}% | {peak:.2f} |")
-    print(f"| paper (ResNet-50, DataLoader+PIL, {paper['steps']} steps) | – | – | – | {paper['images_per_s']:,.0f} "
-          f"| {paper_heldout_acc(ds, held)} | – |")
-    print(f"\nthroughput ratio fast / paper: {fast['images_per_s'] / paper['images_per_s']:.1f}x")
+    timings = {}
+    data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
+    probs = train_classifier(data, recipe=config.recipe, arch=config.arch, epochs=config.epochs, batch_size=config.batch_size,
+                             lr=config.lr, weight_decay=config.weight_decay, label_smoothing=config.label_smoothing,
+                             seed=config.seed, device=device, timings=timings, compile=args.compile, label=f"bench {cond.name}")
+    total = time.perf_counter() - t0
+    if args.probs:
+        store.atomic_write(args.probs, lambda f: np.savez(f, rows=held, probs=probs))
+    r = {
+        "cond": cond.name, "fold": args.fold, "data": args.data, "device": devices.name(device), "compile": args.compile,
+        "config": vars(config), "n_train": len(train), "n_heldout": len(held),
+        "noise_rate": float(np.mean(noisy[held] != ds.train_y[held])),
+        **timings, "total_s": total, "images_per_s": config.epochs * len(train) / timings["train_s"],
+        "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
+        "ours": heldout_quality(probs, noisy[held], ds.train_y[held]),
+    }
+    if paper_psx is not None:
+        r["paper_psx"] = heldout_quality(paper_psx[held].astype(np.float64), noisy[held], ds.train_y[held])
+    if args.paper_steps > 0:
+        paper = paper_recipe(ds, train, device, args.paper_steps, args.paper_batch_size)
+        r.update(paper_images_per_s=paper["images_per_s"], paper_steps=paper["steps"])
+    print_tables(r)
+    if args.json:
+        store.atomic_write(args.json, lambda f: f.write(json.dumps(r, indent=1, default=float).encode()))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ independently with forget rate 0).
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -82,6 +83,7 @@ class Coteach(tasks.Stage):
         from pipeline.train import Data, train_coteaching
 
         cond, method, seed = task
+        start = time.perf_counter()
         ds = datasets.cached(run.dataset)
         noisy = store.read(run.labels(cond))
         keep = np.ones(len(noisy), bool)
@@ -110,7 +112,7 @@ class Coteach(tasks.Stage):
             "best_acc": float(np.max(acc)),  # best epoch of either network, as the paper reported
             "best_epoch": int(np.argmax(np.max(acc, axis=1))),
         }
-        return metrics, {}
+        return metrics, {"seconds": round(time.perf_counter() - start, 3)}  # this run's (after a resume: the rest's)
 
     def describe(self, task: tuple) -> str:
         return f"{task[0]} {task[1]} seed {task[2]}"

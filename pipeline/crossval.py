@@ -17,19 +17,35 @@ from pipeline.store import PipelineError
 MAX_FOLDS = 100
 
 
+# Each recipe's defaults for the options left at "none" (see train.Classifier for what a recipe does).
+RECIPES = {
+    "airbench": {"arch": "airbench", "epochs": 16, "batch_size": 1024, "lr": 1.5, "weight_decay": 0.002, "label_smoothing": 0.2},
+    "sgd": {"arch": "convnet", "epochs": 20, "batch_size": 256, "lr": 0.1, "weight_decay": 5e-4, "label_smoothing": 0.0},
+}
+
+
 @dataclass(frozen=True)
 class CrossvalConfig:
     folds: int = option(4, "number of cross-validation folds", Range(int, 2, MAX_FOLDS))
     fold_seed: int = option(0, "seed of the stratified fold assignment", Range(int, 0, SEED_MAX))
-    arch: str = option("convnet", "network (see pipeline/models.py)", choices=models.ARCHS)
-    epochs: int = option(20, "training epochs per fold", Range(int, 1, 10_000))
-    batch_size: int = option(256, "training batch size", Range(int, 2, 65_536))
-    lr: float = option(0.1, "peak learning rate of SGD (Nesterov), linear warm-up then decay", Range(float, 0, 10, lo_open=True))
-    weight_decay: float = option(5e-4, "SGD weight decay", Range(float, 0, 1))
+    recipe: str = option("airbench", "training recipe: airbench (fast, see pipeline/train.py) or sgd (plain SGD); "
+                         "it sets the defaults of the options below", choices=tuple(RECIPES))
+    arch: str | None = option(None, "network (see pipeline/models.py); none: the recipe's", choices=models.ARCHS)
+    epochs: int | None = option(None, "training epochs per fold; none: the recipe's", Range(int, 1, 10_000, optional=True))
+    batch_size: int | None = option(None, "training batch size; none: the recipe's", Range(int, 2, 65_536, optional=True))
+    lr: float | None = option(None, "peak learning rate of SGD (Nesterov) on the mean loss; none: the recipe's",
+                              Range(float, 0, 100, lo_open=True, optional=True))
+    weight_decay: float | None = option(None, "weight decay (airbench: decoupled, the fraction each weight shrinks per "
+                                        "step at the peak; sgd: torch's); none: the recipe's", Range(float, 0, 1, optional=True))
+    label_smoothing: float | None = option(None, "label smoothing of the cross-entropy; none: the recipe's",
+                                           Range(float, 0, 1, hi_open=True, optional=True))
     seed: int = option(0, "training seed (fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS))
 
     def __post_init__(self):
         options.validate(self)
+        for key, value in RECIPES[self.recipe].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
 
 
 class Crossval(tasks.Stage):
@@ -66,8 +82,8 @@ class Crossval(tasks.Stage):
         data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
         timings = {}
         probs = train_classifier(
-            data, arch=config.arch, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-            weight_decay=config.weight_decay, seed=config.seed + 1000 * fold, device=device,
+            data, recipe=config.recipe, arch=config.arch, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+            weight_decay=config.weight_decay, label_smoothing=config.label_smoothing, seed=config.seed + 1000 * fold, device=device,
             ckpt=ckpt, tag=tag, label=f"crossval {self.describe(task)}", timings=timings,
         )
         info = {

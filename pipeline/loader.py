@@ -1,8 +1,8 @@
 """Device-resident minibatches with on-device augmentation (the airbench pattern).
 
 The uint8 NHWC images go to the device once; every batch is gathered, normalised, randomly
-cropped (padding 1/8 of the size: 4 px on CIFAR-10) and flipped there as a few batched tensor ops. No per-image Python work, no
-worker processes. The randomness of epoch ``e`` is drawn from a generator seeded with
+translated (reflection padding) and flipped there as a few batched tensor ops. No per-image Python
+work, no worker processes. The randomness of epoch ``e`` is drawn from a generator seeded with
 ``(seed, e)``, so an epoch's batches do not depend on what ran before it (resume-friendly).
 """
 
@@ -22,18 +22,22 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Batches:
     """Iterable of ``(images float NCHW, labels int64)`` batches living on ``device``.
 
-    ``train=True``: a fresh permutation, random crop and flip every epoch; batches of exactly
-    ``batch_size`` (a short last batch is dropped, as a 1-example batch would derail BN/Co-Teaching).
-    ``train=False``: the rows in order, unaugmented, every row exactly once.
+    ``train=True``: a fresh permutation, a random translation of up to ``translate`` px (default 1/8 of
+    the size: 4 px on CIFAR-10) and flips every epoch; batches of exactly ``batch_size`` (a short last
+    batch is dropped, as a 1-example batch would derail BN/Co-Teaching). Flips are random per epoch, or
+    with ``alternate_flips`` random in epoch 0 and then each image's flip inverted every epoch, so
+    every pair of consecutive epochs shows both orientations of every image (airbench's trick: less
+    repetition than independent coin flips). ``train=False``: the rows in order, unaugmented, once each.
     """
 
-    def __init__(self, images, labels, *, batch_size, device, mean, std, train, seed=0):
+    def __init__(self, images, labels, *, batch_size, device, mean, std, train, seed=0, translate=None, alternate_flips=False):
         self.images = torch.as_tensor(np.ascontiguousarray(images)).to(device)  # N,H,W,C uint8
         self.labels = torch.as_tensor(np.asarray(labels, np.int64)).to(device)
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
         self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.pad = max(1, images.shape[1] // 8)  # 4 px for 32 px CIFAR-10, 1 px for 8 px digits
+        self.pad = max(1, images.shape[1] // 8) if translate is None else translate
+        self.alternate_flips = alternate_flips
         self.device = torch.device(device)
         self.epoch = 0
 
@@ -42,6 +46,10 @@ class Batches:
         if self.train and n >= self.batch_size:
             return n // self.batch_size
         return -(-n // self.batch_size)
+
+    def normalised(self, k: int) -> torch.Tensor:
+        """The first ``k`` rows, normalised and unaugmented (NCHW float)."""
+        return self._normalise(torch.arange(min(k, len(self.labels)), device=self.device))
 
     def _normalise(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.images[idx].permute(0, 3, 1, 2).float()
@@ -53,7 +61,7 @@ class Batches:
 
     def _augment(self, x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        x = F.pad(x, (self.pad,) * 4)  # zeros = the mean colour after normalisation
+        x = F.pad(x, (self.pad,) * 4, mode="reflect")  # reflected borders look like images; zeros would not
         rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
         x = x[torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
@@ -69,9 +77,13 @@ class Batches:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         perm = torch.randperm(n, generator=g).to(self.device)
         shifts = torch.randint(0, 2 * self.pad + 1, (2, n), generator=g).to(self.device)
-        flips = (torch.rand(n, generator=g) < 0.5).to(self.device)
+        if self.alternate_flips:
+            base = torch.rand(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 999_999)) < 0.5
+            flips = (base ^ bool(self.epoch % 2)).to(self.device)
+        else:
+            flips = (torch.rand(n, generator=g) < 0.5).to(self.device)
         self.epoch += 1
         for i in range(len(self)):
             idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
             j = slice(i * self.batch_size, i * self.batch_size + len(idx))
-            yield self._layout(self._augment(self._normalise(idx), shifts[0, j], shifts[1, j], flips[j])), self.labels[idx]
+            yield self._layout(self._augment(self._normalise(idx), shifts[0, j], shifts[1, j], flips[idx])), self.labels[idx]

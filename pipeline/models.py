@@ -1,7 +1,11 @@
 """Networks by name, each adapting to the input's channels, size and number of classes (torch is
 imported when one is built, so configs can name them without it).
 
-* ``convnet`` (default): a compact conv net in the style of airbench (three conv-pool-BN-GELU blocks,
+* ``airbench`` (default): the network of Keller Jordan's airbench94, written here from its published
+  ideas: a fixed 2x2 patch-whitening first layer (see ``init_whitening``), three conv-pool-BN-GELU
+  groups whose convs start as identities and whose batch norms have a frozen scale, global max pool
+  and a linear head scaled down by 9. Any square input of 4 px or more; below 32 px it is narrower.
+* ``convnet``: a compact conv net in the style of airbench (three conv-pool-BN-GELU blocks,
   global max pool, linear head). Any square input of 8 px or more; below 32 px it is narrower
   (channels 32/64/128 instead of 64/256/256), as small images carry less to learn.
 * ``cifar_cnn``: the 9-layer CNN of Co-Teaching (Han et al. 2018) as cleanlab ships it
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 from pipeline.store import PipelineError
 
-MIN_SIZE = {"convnet": 8, "cifar_cnn": 28, "resnet18": 1, "resnet50": 1}
+MIN_SIZE = {"airbench": 4, "convnet": 8, "cifar_cnn": 28, "resnet18": 1, "resnet50": 1}
 ARCHS = tuple(MIN_SIZE)
 
 
@@ -39,12 +43,75 @@ def _convnet(in_channels: int, num_classes: int, widths: tuple[int, ...]):
     return nn.Sequential(stem, *blocks, head)
 
 
+def _airbench(in_channels: int, num_classes: int, widths: tuple[int, ...], image_size: int):
+    import torch
+    from torch import nn
+
+    def norm(c: int) -> nn.BatchNorm2d:
+        # Frozen scale (weight fixed at 1): with a scale-free conv before it, a learnable scale only
+        # duplicates the weights' norm. Momentum 0.4 = running stats that follow the fast-moving
+        # weights within a few steps. eps 1e-5 (airbench: 1e-12) keeps constant channels (blank borders) finite.
+        bn = nn.BatchNorm2d(c, eps=1e-5, momentum=0.4)
+        bn.weight.requires_grad_(False)
+        return bn
+
+    def conv(c_in: int, c_out: int) -> nn.Conv2d:
+        c = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        with torch.no_grad():  # identity (dirac) init of the first c_in filters: the group starts as a pass-through
+            nn.init.dirac_(c.weight[: min(c_in, c_out)])
+        return c
+
+    # Below 16 px round pooled sizes up, so 8 px digits still reach 1x1 (on 32 px: 31 -> 15 -> 7 -> 3, as airbench).
+    ceil = image_size < 16
+
+    def group(c_in: int, c_out: int) -> nn.Sequential:
+        return nn.Sequential(conv(c_in, c_out), nn.MaxPool2d(2, ceil_mode=ceil), norm(c_out), nn.GELU(),
+                             conv(c_out, c_out), norm(c_out), nn.GELU())
+
+    class Scale(nn.Module):
+        """Logits x 1/9: small initial logits keep the first steps from saturating the softmax."""
+
+        def forward(self, x):
+            return x / 9
+
+    whiten = nn.Conv2d(in_channels, 2 * in_channels * 4, 2, bias=True)
+    whiten.weight.requires_grad_(False)  # fixed by init_whitening; only its bias trains
+    width = 2 * in_channels * 4
+    groups = [group(a, b) for a, b in zip((width,) + widths[:-1], widths)]
+    head = nn.Linear(widths[-1], num_classes, bias=False)
+    return nn.Sequential(whiten, nn.GELU(), *groups, nn.AdaptiveMaxPool2d(1), nn.Flatten(), head, Scale())
+
+
+def init_whitening(net, images, eps: float = 5e-4) -> None:
+    """Set an ``airbench`` net's first layer to whiten 2x2 patches of ``images`` (normalised float NCHW,
+    a few thousand suffice): the eigenvectors of the patch covariance, scaled by 1/sqrt(eigenvalue),
+    and their negations (so the GELU after it passes both signs). Decorrelated, unit-variance inputs
+    make the first steps well conditioned; no-op for other networks."""
+    import torch
+
+    whiten = net[0]
+    if not (isinstance(whiten, torch.nn.Conv2d) and whiten.kernel_size == (2, 2)):
+        return
+    c = images.shape[1]
+    patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # N, C, H-1, W-1, 2, 2
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4).double()
+    patches = patches - patches.mean(0)
+    cov = patches.T @ patches / len(patches)
+    values, vectors = torch.linalg.eigh(cov)
+    filters = (vectors / torch.sqrt(values + eps)).T.reshape(c * 4, c, 2, 2)
+    with torch.no_grad():
+        whiten.weight.copy_(torch.cat([filters, -filters]).to(whiten.weight))
+        whiten.bias.zero_()
+
+
 def build(arch: str, in_channels: int, image_size: int, num_classes: int):
     """A fresh, randomly initialised network (seed torch first for reproducibility)."""
     if arch not in MIN_SIZE:
         raise PipelineError(f"unknown architecture '{arch}' (choose from {', '.join(ARCHS)})")
     if image_size < MIN_SIZE[arch]:
         raise PipelineError(f"--arch {arch} needs images of at least {MIN_SIZE[arch]} px; these are {image_size} px")
+    if arch == "airbench":
+        return _airbench(in_channels, num_classes, (64, 256, 256) if image_size >= 32 else (32, 64, 128), image_size)
     if arch == "convnet":
         return _convnet(in_channels, num_classes, (64, 256, 256) if image_size >= 32 else (32, 64, 128))
     if arch == "cifar_cnn":

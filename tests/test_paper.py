@@ -64,6 +64,34 @@ def test_masks_on_the_paper_psx(cifar_index, sparsity, amount):
         assert abs(d["f1"] - 2 * d["precision"] * d["recall"] / (d["precision"] + d["recall"])) < 1e-12
 
 
+def paper_c_confident_joint(s: np.ndarray, psx: np.ndarray) -> np.ndarray:
+    """C_{y~,y*} as the CL paper's code (cleanlab 1.x ``compute_confident_joint``) defined it, in numpy:
+    a row counts in the confident joint if some class's probability reaches that class's threshold
+    (the mean self-confidence of the rows labelled with it); its guessed true class is the confident
+    class, or the argmax when several are confident; flagged = counted off the diagonal."""
+    k = psx.shape[1]
+    thresholds = np.array([psx[s == j, j].mean() for j in range(k)])
+    confident = psx >= thresholds - 1e-6
+    guess = np.where(confident.sum(1) > 1, psx.argmax(1), confident.argmax(1))
+    return confident.any(1) & (guess != s)
+
+
+@pytest.mark.parametrize("sparsity,amount", [(0.0, 0.4), (0.2, 0.6)])
+def test_c_confident_joint_is_the_papers_definition(cifar_index, sparsity, amount):
+    """Our C_{y~,y*} mask equals the paper's definition row for row on the paper's psx; cleanlab 2's
+    ``filter_by="confident_learning"`` (which we do not use for it) differs."""
+    from cleanlab.filter import find_label_issues
+
+    ids, _ = cifar_index
+    cond = conditions.paper_condition(sparsity, amount)
+    noisy = conditions.import_paper_json(JSON_DIR / f"cifar10_noisy_labels__{cond.paper_key}.json.gz", ids, 10)
+    psx = np.load(next(PSX_DIR.glob(f"*{cond.paper_key.replace('.', '_')}*.npy")))
+    flagged = ~find_masks(noisy, psx)["confident_joint"]
+    expected = paper_c_confident_joint(noisy, psx)
+    assert expected.sum() > 5000 and np.array_equal(flagged, expected)
+    assert (find_label_issues(noisy, psx, filter_by="confident_learning") != expected).sum() > 50
+
+
 def test_stages_on_cifar10_with_the_paper_labels_and_psx(tmp_path, cifar_index):
     """data (the JPEG tarball) -> noise (paper, from the shipped array) -> masks on the paper's psx."""
     from conftest import stage
@@ -84,4 +112,4 @@ def test_stages_on_cifar10_with_the_paper_labels_and_psx(tmp_path, cifar_index):
     assert "prune_by_noise_rate" in out
     masks = store.verify(run.masks("n20_s0"))["info"]
     assert masks["psx_acc_true"] > 0.75  # the paper's ResNet-50 at 20% noise: 80%; rows out of order would give 10%
-    assert masks["detection"]["confident_learning"]["recall"] > 0.8
+    assert masks["detection"]["confident_joint"]["recall"] > 0.8

@@ -100,7 +100,7 @@ def test_detection_on_the_paper_psx_is_computed_and_cached(tmp_path):
     assert f"The paper's psx: {report.PAPER_PSX} (4-fold" in out
     det = {(r["condition"], r["method"]): r for r in rows(run.report_dir / "detection.csv")}
     assert len(det) == 10
-    for method in ("predicted_neq_given", "prune_by_class", "confident_learning", "both", "prune_by_noise_rate"):
+    for method in ("predicted_neq_given", "prune_by_class", "confident_joint", "both", "prune_by_noise_rate"):
         same = det["n20_s0", method]  # the masks stage ran on the same psx: both sides agree
         assert all(same[f"run_{k}"] == same[f"paper_{k}"] != "" for k in ("precision", "recall", "f1", "keep_fraction"))
         r = det["n40_s60", method]
