@@ -29,6 +29,7 @@ SLURM_ARGS ?=
 STEP ?= all
 TINY ?=
 OUT ?=
+EVIDENCE_ARGS ?=
 # The target every stage depends on; on a machine with its own torch, `SETUP= PY=python3` skips the venv.
 SETUP ?= setup
 
@@ -46,16 +47,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
+# 8-px digits: the sgd recipe (the airbench recipe is made for 32-px images; on digits n40_s0 fold 0 it
+# reached 58% held-out accuracy against the sgd recipe's 86%).
 demo: setup
 	$(MAKE) all DATA=digits CONDITIONS=0.2:0.0,0.4:0.4 FOLDS=3 GPU=cpu \
-	  CROSSVAL_ARGS="--epochs 15 --batch-size 64 --lr 0.05" \
+	  CROSSVAL_ARGS="--recipe sgd --epochs 15 --batch-size 64 --lr 0.05" \
 	  COTEACH_ARGS="--epochs 12 --batch-size 64 --epoch-decay-start 6 --num-gradual 4"
 
 # GPU evidence (bench/evidence.py): STEP=a|b|c, each a run of under 9.5 minutes resuming the previous
 # one's runs/evidence; TINY=1: every step on digits on this machine, into $(RUN)-tiny-evidence.
 gpu-evidence: $(SETUP)
 	$(PY) -m bench.evidence --step "$(if $(TINY),all,$(STEP))" \
-	  $(if $(TINY),--tiny --run-dir "$(RUN)-tiny-evidence" --out "$(if $(OUT),$(OUT),$(RUN)-tiny-evidence/out)",$(if $(OUT),--out "$(OUT)"))
+	  $(if $(TINY),--tiny --run-dir "$(RUN)-tiny-evidence" --out "$(if $(OUT),$(OUT),$(RUN)-tiny-evidence/out)",$(if $(OUT),--out "$(OUT)")) \
+	  $(EVIDENCE_ARGS)
 
 test: setup
 	$(PY) -m pytest -q

@@ -9,8 +9,13 @@ Each step stops its stage with SIGTERM at ``--budget-s`` (the stage keeps its fi
 last epoch's checkpoint; the next run resumes) and then writes what it has into ``--out``: the report
 (table.md, CSVs, PNGs), ``timings.json`` (per-fold and per-task seconds from the artifacts' manifests,
 the bench.fold figures, each step's wall time) and ``commands.json`` (every command run and its exit
-status), with the GPU's name. Carry ``--run-dir`` (without ``dataset.npz``, which is rebuilt from the
-same source) and ``--out`` from one run to the next.
+status), with the GPU's name.
+
+Between runs on a machine that starts empty: ``--pack DIR`` ends a run by writing the run directory
+and ``--out`` as ``DIR/evidence.tar.gz.NN`` parts of at most 15 MiB (``dataset.npz``, ``psx.npy`` and
+the report stay behind: they are rebuilt), and ``--unpack DIR``
+starts the next from such parts. ``--shared`` is the folder holding ``data/cifar10-jpeg.tar.gz`` and
+the paper's psx (``data/cl-paper/psx``).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -29,7 +36,7 @@ from pipeline import conditions, store
 from pipeline.layout import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+PART_BYTES = 15 * 2**20
 # --tiny: the same steps on digits, small enough for a CPU test.
 TINY = {
     "data": "digits", "conditions": "0.2:0.0,0.4:0.4", "device": "cpu", "folds": "3",
@@ -39,7 +46,7 @@ TINY = {
     "coteach": ["--epochs", "2", "--batch-size", "64", "--epoch-decay-start", "1", "--num-gradual", "1"],
 }
 FULL = {
-    "data": str(SHARED_CIFAR), "conditions": "paper", "device": "0", "folds": "4", "bench": [], "crossval": [],
+    "data": "{shared}/data/cifar10-jpeg.tar.gz", "conditions": "paper", "device": "0", "folds": "4", "bench": [], "crossval": [],
     # Co-Teaching's own recipe (Adam, the paper's schedule) scaled from 250 to 50 epochs.
     "coteach": ["--epochs", "50", "--epoch-decay-start", "16", "--num-gradual", "2"],
 }
@@ -49,7 +56,8 @@ class Evidence:
     """Runs commands within a deadline and records them."""
 
     def __init__(self, args: argparse.Namespace):
-        self.args, self.plan = args, TINY if args.tiny else FULL
+        self.args = args
+        self.plan = {k: v.format(shared=args.shared) if isinstance(v, str) else v for k, v in (TINY if args.tiny else FULL).items()}
         self.run, self.out = RunDir(args.run_dir), Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.deadline = time.monotonic() + args.budget_s
@@ -93,7 +101,8 @@ class Evidence:
                 break
             name = f"bench-{cond}{''.join(e.strip('-').replace('-', '') for e in extra[:1])}"
             self.call("bench.fold", "--data", self.plan["data"], "--cache-dir", str(self.run.root), "--device", self.plan["device"],
-                      "--cond", cond, "--json", str(self.out / f"{name}.json"), *self.plan["bench"], *extra, step="a")
+                      "--cond", cond, "--json", str(self.out / f"{name}.json"), "--paper-psx", f"{self.args.shared}/data/cl-paper/psx",
+                      *self.plan["bench"], *extra, step="a")
 
     def step_b(self) -> None:
         self.prepare("b")
@@ -104,6 +113,8 @@ class Evidence:
 
     def step_c(self) -> None:
         self.prepare("c")
+        self.stage("combine", step="c")  # no-ops where current; rebuild psx.npy if it did not travel
+        self.stage("masks", step="c")
         self.stage("coteach", "--methods", "all", "--seeds", "0", "--gpu", self.plan["device"], *self.plan["coteach"],
                    step="c", stop_at=40)
 
@@ -124,6 +135,49 @@ class Evidence:
         _write_json(self.out / "timings.json", timings)
         _write_json(self.out / "commands.json", self.commands)
         print(f"[evidence] wrote {self.out}", flush=True)
+
+
+def pack(run_dir: Path, out: Path, into: Path) -> list[Path]:
+    """The run directory and ``out`` as ``into/evidence.tar.gz.NN`` parts (what a later run needs)."""
+    def keep(info: tarfile.TarInfo):
+        name = Path(info.name).name
+        skip = name.startswith(("dataset.npz", "psx.npy")) or "/report/" in f"/{info.name}/" or name.endswith(".tmp")
+        return None if skip else info
+
+    into.mkdir(parents=True, exist_ok=True)
+    blob = into / "evidence.tar.gz"
+    with tarfile.open(blob, "w:gz") as tar:
+        tar.add(run_dir, arcname="run", filter=keep)
+        tar.add(out, arcname="out")
+    data, parts = blob.read_bytes(), []
+    blob.unlink()
+    for old in into.glob("evidence.tar.gz.*"):
+        old.unlink()
+    for i in range(0, max(1, len(data)), PART_BYTES):
+        parts.append(into / f"evidence.tar.gz.{i // PART_BYTES:02d}")
+        store.atomic_write(parts[-1], lambda f, chunk=data[i:i + PART_BYTES]: f.write(chunk))
+    return parts
+
+
+def unpack(source: Path, run_dir: Path, out: Path) -> None:
+    """Restore what ``pack`` wrote into ``run_dir`` and ``out``."""
+    import io
+
+    parts = sorted(source.glob("evidence.tar.gz.*"))
+    if not parts:
+        raise SystemExit(f"{source}: no evidence.tar.gz.NN parts to resume from")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts)), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            top, _, rest = member.name.partition("/")
+            if top not in ("run", "out") or ".." in Path(member.name).parts or not (member.isfile() or member.isdir()):
+                raise SystemExit(f"{source}: unexpected entry {member.name!r} in the evidence archive")
+            target = (run_dir if top == "run" else out) / rest
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())
+                os.utime(target, (member.mtime, member.mtime))
 
 
 def _seconds(run: RunDir, kind: str) -> dict:
@@ -171,14 +225,21 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path(f"docs/results/gpu-{datetime.date.today().isoformat()}"),
                    help="where the report, timings.json and commands.json go")
     p.add_argument("--budget-s", type=float, default=540, help="wall seconds for this run, writing included (default 9 minutes)")
+    p.add_argument("--shared", default=str(ROOT.parent / "shared"), help="folder with data/cifar10-jpeg.tar.gz and data/cl-paper/psx")
+    p.add_argument("--unpack", type=Path, default=None, help="first restore the run directory and --out from a previous run's --pack")
+    p.add_argument("--pack", type=Path, default=None, help="finally write the run directory and --out as parts into this folder")
     p.add_argument("--tiny", action="store_true", help="digits on the CPU, a few epochs: the harness itself, in about a minute")
     args = p.parse_args()
     if args.budget_s <= 60:
         p.error("--budget-s: expected more than 60 seconds")
+    if args.unpack:
+        unpack(args.unpack, args.run_dir, args.out)
     ev = Evidence(args)
     for step in ("a", "b", "c") if args.step == "all" else (args.step,):
         getattr(ev, f"step_{step}")()
     ev.write()
+    if args.pack:
+        print("[evidence] packed: " + ", ".join(str(p) for p in pack(args.run_dir, args.out, args.pack)), flush=True)
 
 
 if __name__ == "__main__":

@@ -51,11 +51,11 @@ def paper_condition(name: str) -> conditions.Condition:
     raise SystemExit(f"--cond {name!r}: not one of the paper's conditions (e.g. n0_s0, n40_s0, n70_s20 or 0_4)")
 
 
-def noisy_labels(cond: conditions.Condition, ds: datasets.Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+def noisy_labels(cond: conditions.Condition, ds: datasets.Dataset, psx_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(noisy labels, the paper's psx or None): the paper's own on CIFAR-10, else generated with seed 0."""
     if len(ds.train_y) == conditions.CIFAR10_TRAIN_SIZE and ds.num_classes == 10:
         labels = conditions.paper_labels(cond, ds, None)
-        psx = PAPER_PSX / f"cifar10_noisy_labels__{cond.paper_key.replace('.', '_')}__resnet50_psx.npy"
+        psx = psx_dir / f"cifar10_noisy_labels__{cond.paper_key.replace('.', '_')}__resnet50_psx.npy"
         return labels, np.load(psx) if psx.exists() else None
     return conditions.generate(ds.train_y, ds.num_classes, cond.noise, cond.sparsity, seed=0)[0], None
 
@@ -166,6 +166,7 @@ def main() -> None:
     p.add_argument("--cond", default="n0_s0", help="one of the paper's conditions: n0_s0 (clean), n40_s0, ... or its column (0_4)")
     p.add_argument("--fold", type=int, choices=range(4), default=0, help="the held-out fold (of 4)")
     p.add_argument("--subset", type=int, default=None, help="use N training images (folds of those)")
+    p.add_argument("--paper-psx", type=Path, default=PAPER_PSX, help="folder of the paper's *_psx.npy (compared where present)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--paper-steps", type=int, default=50, help="steps to time the paper's recipe over (0: skip)")
     p.add_argument("--paper-batch-size", type=int, default=256)
@@ -180,7 +181,7 @@ def main() -> None:
     datasets.prepare(run, args.data)
     ds = datasets.cached(run.dataset)
     cond = paper_condition(args.cond)
-    noisy, paper_psx = noisy_labels(cond, ds)
+    noisy, paper_psx = noisy_labels(cond, ds, args.paper_psx)
     train, held = fold_rows(noisy, ds.num_classes, args.fold, args.subset)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -70,7 +70,7 @@ def validate(config) -> None:
     """Check every field of a config dataclass against its declared range or choices."""
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
-        if meta.get("choices") is not None and value not in meta["choices"] and not (value is None is f.default):
+        if meta.get("choices") is not None and value not in meta["choices"] and not (value is None and f.default is None):
             raise PipelineError(f"{flag(f.name)} {value!r}: choose from {', '.join(meta['choices'])}")
         if meta.get("range") is not None:
             try:

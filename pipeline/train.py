@@ -204,6 +204,8 @@ class Classifier(Resumable):
 
     ``recipe="sgd"``: momentum 0.9, torch's weight decay (scaled by the lr), schedule 0 -> 0.2 -> 0.
     ``recipe="airbench"`` (the tricks of Keller Jordan's airbench94, values chosen here):
+      * label smoothing (crossval default 0.2): soft targets stop the logits growing without bound on
+        examples already fit, which also makes a memorised wrong label cost less confidence elsewhere;
       * momentum 0.85 and schedule 0.2 -> 0.23 -> 0.07: a short warm-up (the whitened, identity-initialised
         net is stable from step 1) and a decay that leaves a little learning for the last steps;
       * decoupled weight decay: every step shrinks each weight by ``weight_decay`` x the schedule,

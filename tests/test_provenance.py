@@ -131,11 +131,12 @@ def test_another_dataset_makes_every_later_stage_stale(run):
     assert "labels.npy is stale" in out and not accuracy_row(out, "C+NR")
 
 
-def vary(value):
+def vary(value, field):
+    """Another valid value of a config field."""
+    if field.metadata.get("choices"):
+        return next(c for c in field.metadata["choices"] if c != value)
     if isinstance(value, bool) or value is None:
         return 0.25 if value is None else not value
-    if isinstance(value, str):
-        return "resnet18" if value != "resnet18" else "convnet"
     return value * 2 if value else 1
 
 
@@ -148,7 +149,7 @@ def test_every_config_option_is_part_of_currency(run, stage_obj):
         task = ("n20_s0", "both", 0)
     assert stage_obj.pending(run, [task], config) == []
     for f in dataclasses.fields(config):
-        changed = dataclasses.replace(config, **{f.name: vary(getattr(config, f.name))})
+        changed = dataclasses.replace(config, **{f.name: vary(getattr(config, f.name), f)})
         if f.name == "folds":
             continue  # another fold count is another assignment: every fold is a new task
         assert stage_obj.pending(run, [task], changed) == [task], f.name

@@ -1,0 +1,80 @@
+"""The airbench recipe's pieces: alternating flips, the whitening layer, lookahead, recipe defaults."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import models
+from pipeline.crossval import RECIPES, CrossvalConfig
+from pipeline.loader import Batches
+from pipeline.store import PipelineError
+
+
+def _flipped_per_epoch(epochs: int, alternate: bool) -> np.ndarray:
+    """(epochs, n) whether each image came out mirrored; images are ramps, so a flip is visible."""
+    n, size = 40, 8
+    images = np.broadcast_to(np.arange(size, dtype=np.uint8)[None, None, :, None] * 30, (n, size, size, 3)).copy()
+    b = Batches(images, np.arange(n), batch_size=8, device="cpu", mean=np.zeros(3), std=np.ones(3) / 255,
+                train=True, seed=3, translate=0, alternate_flips=alternate)
+    out = np.zeros((epochs, n), bool)
+    for e in range(epochs):
+        for x, y in b:
+            out[e, y.numpy()] = (x[:, 0, 0, 0] > x[:, 0, 0, -1]).numpy()
+    return out
+
+
+def test_alternating_flips_show_both_orientations_in_consecutive_epochs():
+    flips = _flipped_per_epoch(4, alternate=True)
+    assert 0 < flips[0].sum() < flips.shape[1]  # epoch 0: random
+    assert (flips[1] != flips[0]).all() and (flips[2] == flips[0]).all() and (flips[3] == flips[1]).all()
+    independent = _flipped_per_epoch(2, alternate=False)
+    assert (independent[1] == independent[0]).any()  # coin flips repeat some orientations
+
+
+def test_whitening_layer_decorrelates_patches():
+    g = torch.Generator().manual_seed(0)
+    mix = torch.tensor([[1.0, 0.8, 0.1], [0.0, 0.6, 0.5], [0.0, 0.0, 0.3]])
+    images = torch.einsum("nchw,cd->ndhw", torch.randn(500, 3, 16, 16, generator=g), mix)
+    images = images + 0.5 * torch.roll(images, 1, dims=3)  # neighbouring pixels correlated too
+    net = models.build("airbench", 3, 16, 10)
+    models.init_whitening(net, images)
+    with torch.no_grad():
+        out = net[0](images) - net[0].bias[None, :, None, None]
+    half = out[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = torch.cov(half.T)
+    assert torch.allclose(cov, torch.eye(12), atol=0.05)
+    assert torch.allclose(out[:, 12:], -out[:, :12])
+    assert not net[0].weight.requires_grad and net[0].bias.requires_grad
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_airbench_net_starts_small_and_keeps_batchnorm_scales_frozen(size):
+    net = models.build("airbench", 1 if size == 8 else 3, size, 7)
+    x = torch.randn(4, 1 if size == 8 else 3, size, size)
+    assert net(x).shape == (4, 7)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 6 and not any(m.weight.requires_grad for m in bns)
+
+
+def test_recipe_defaults_fill_only_what_is_left_open():
+    assert {k: getattr(CrossvalConfig(), k) for k in RECIPES["airbench"]} == RECIPES["airbench"]
+    sgd = CrossvalConfig(recipe="sgd", lr=0.3)
+    assert sgd.lr == 0.3 and sgd.arch == "convnet" and sgd.label_smoothing == 0.0
+    with pytest.raises(PipelineError, match="--label-smoothing"):
+        CrossvalConfig(label_smoothing=1.0)
+    with pytest.raises(PipelineError, match="--arch"):
+        CrossvalConfig(arch="vgg")
+
+
+def test_lookahead_leaves_the_averaged_weights_in_the_network():
+    from pipeline.train import Classifier
+
+    net = models.build("airbench", 3, 16, 4)
+    module = Classifier(net, recipe="airbench", lr=0.1, weight_decay=0.0, label_smoothing=0.0, total_steps=10)
+    with torch.no_grad():
+        for p in module.net.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in module.ema.parameters()]
+    module._lookahead(0.75)
+    for avg, old, now in zip(module.ema.parameters(), before, module.net.parameters()):
+        assert torch.equal(avg, now) and torch.allclose(avg, old + 0.25)
