@@ -27,10 +27,11 @@ def test_bench_fold_runs_on_cpu(tmp_path):
 
 
 def test_gpu_evidence_tiny_runs_every_step(tmp_path):
-    """``make gpu-evidence TINY=1``: the three steps on digits, then the report and timings in OUT."""
+    """``make gpu-evidence TINY=1``: the three steps on digits, then the report and timings in OUT (a generous
+    budget: a busy machine must not stop a step)."""
     out = tmp_path / "out"
     proc = subprocess.run(["make", "-s", "gpu-evidence", "TINY=1", f"RUN={tmp_path / 'run'}", f"OUT={out}",
-                           f"PY={sys.executable}", "SETUP="], cwd=ROOT, capture_output=True, text=True)
+                           f"PY={sys.executable}", "SETUP=", "EVIDENCE_ARGS=--budget-s 7200"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     timings = json.loads((out / "timings.json").read_text())
     assert timings["device"] == "cpu"
@@ -45,7 +46,7 @@ def test_gpu_evidence_tiny_runs_every_step(tmp_path):
     parts = pack(tmp_path / "run-tiny-evidence", out, tmp_path / "pack")
     assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
     again = subprocess.run([sys.executable, "-m", "bench.evidence", "--step", "b", "--tiny", "--unpack", str(tmp_path / "pack"),
-                            "--run-dir", str(tmp_path / "run2"), "--out", str(tmp_path / "out2")],
+                            "--run-dir", str(tmp_path / "run2"), "--out", str(tmp_path / "out2"), "--budget-s", "7200"],
                            cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "crossval: 0 of 6 (condition, fold) tasks to run" in again.stdout, again.stdout[-3000:]
