@@ -44,11 +44,8 @@ SHARED_CIFAR = SHARED / "cifar10-jpeg.tar.gz"
 PAPER_PSX = SHARED / "cl-paper" / "psx"
 
 
-def paper_condition(name: str) -> conditions.Condition:
-    for cond in conditions.parse_conditions("paper-all"):
-        if name in (cond.name, cond.paper_column):
-            return cond
-    raise SystemExit(f"--cond {name!r}: not one of the paper's conditions (e.g. n0_s0, n40_s0, n70_s20 or 0_4)")
+def paper_condition(name: str) -> conditions.Condition | None:
+    return next((c for c in conditions.parse_conditions("paper-all") if name in (c.name, c.paper_column)), None)
 
 
 def noisy_labels(cond: conditions.Condition, ds: datasets.Dataset, psx_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -175,12 +172,14 @@ def main() -> None:
     cli.add_config_args(p, CrossvalConfig)
     args = p.parse_args()
     config = cli.config_from(args, CrossvalConfig)
+    cond = paper_condition(args.cond)
+    if cond is None:
+        p.error(f"--cond {args.cond!r}: not one of the paper's conditions (e.g. n0_s0, n40_s0, n70_s20 or 0_4)")
     t0 = time.perf_counter()
     device = devices.pick(args.device)
     run = RunDir(args.cache_dir)
     datasets.prepare(run, args.data)
     ds = datasets.cached(run.dataset)
-    cond = paper_condition(args.cond)
     noisy, paper_psx = noisy_labels(cond, ds, args.paper_psx)
     train, held = fold_rows(noisy, ds.num_classes, args.fold, args.subset)
     if device.type == "cuda":
