@@ -233,9 +233,11 @@ class Classifier(Resumable):
         if self.ema is not None and self.global_step % 5 == 0:
             self._lookahead(0.95**5 * (self.global_step / self.total_steps) ** 3)
 
-    def on_train_end(self):
+    def finish(self) -> None:
+        """The trained network is the average. Called after ``fit``, never from a Lightning hook: a fit
+        resumed from the last epoch's checkpoint returns without running ``on_train_end``."""
         if self.ema is not None:
-            self._lookahead(1.0)  # the trained net is the average
+            self._lookahead(1.0)
 
     @torch.no_grad()
     def _lookahead(self, decay: float) -> None:
@@ -284,6 +286,7 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     if compile:
         module.net = torch.compile(module.net)
     fit(module, train, device, epochs, ckpt, tag or {}, label)
+    module.finish()
     _sync(device)
     trained = time.perf_counter()
     probs = predict_probs(module.net.to(device), evaluation, tta=fast)
