@@ -145,6 +145,9 @@ def print_tables(r: dict) -> None:
     if r.get("paper_images_per_s"):
         print(f"| paper (ResNet-50, DataLoader+PIL, {r['paper_steps']} steps) | – | – | – | {r['paper_images_per_s']:,.0f} | – |")
         print(f"\nthroughput ratio ours / paper: {r['images_per_s'] / r['paper_images_per_s']:.1f}x")
+    if r.get("curve_acc_true"):
+        print("\nheld-out accuracy vs true labels after each epoch (no TTA; --watch, its passes counted in train s): "
+              + " ".join(_pct(a) for a in r["curve_acc_true"]))
     print(f"\nheld-out rows ({r['noise_rate']:.1%} of their labels wrong): ours | the paper's psx on the same rows\n")
     print("| | ours | paper's psx |")
     print("|---|---|---|")
@@ -165,6 +168,8 @@ def main() -> None:
     p.add_argument("--subset", type=int, default=None, help="use N training images (folds of those)")
     p.add_argument("--paper-psx", type=Path, default=PAPER_PSX, help="folder of the paper's *_psx.npy (compared where present)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--watch", action="store_true",
+                   help="after every epoch, print the held-out accuracy against the true labels (no TTA; costs one pass)")
     p.add_argument("--paper-steps", type=int, default=50, help="steps to time the paper's recipe over (0: skip)")
     p.add_argument("--paper-batch-size", type=int, default=256)
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
@@ -184,11 +189,12 @@ def main() -> None:
     train, held = fold_rows(noisy, ds.num_classes, args.fold, args.subset)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    timings = {}
+    timings, curve = {}, []
     data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
     probs = train_classifier(data, recipe=config.recipe, arch=config.arch, epochs=config.epochs, batch_size=config.batch_size,
                              lr=config.lr, weight_decay=config.weight_decay, label_smoothing=config.label_smoothing,
-                             seed=config.seed, device=device, timings=timings, compile=args.compile, label=f"bench {cond.name}")
+                             seed=config.seed, device=device, timings=timings, compile=args.compile, label=f"bench {cond.name}",
+                             watch=ds.train_y[held] if args.watch else None, curve=curve)
     total = time.perf_counter() - t0
     if args.probs:
         store.atomic_write(args.probs, lambda f: np.savez(f, rows=held, probs=probs))
@@ -199,6 +205,7 @@ def main() -> None:
         **timings, "total_s": total, "images_per_s": config.epochs * len(train) / timings["train_s"],
         "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
         "ours": heldout_quality(probs, noisy[held], ds.train_y[held]),
+        "curve_acc_true": curve,
     }
     if paper_psx is not None:
         r["paper_psx"] = heldout_quality(paper_psx[held].astype(np.float64), noisy[held], ds.train_y[held])

@@ -82,6 +82,14 @@ def _airbench(in_channels: int, num_classes: int, widths: tuple[int, ...], image
     return nn.Sequential(whiten, nn.GELU(), *groups, nn.AdaptiveMaxPool2d(1), nn.Flatten(), head, Scale())
 
 
+def whitening_layer(net):
+    """An ``airbench`` net's fixed 2x2 first conv (through a ``torch.compile`` wrapper), else None."""
+    import torch
+
+    first = getattr(net, "_orig_mod", net)[0]
+    return first if isinstance(first, torch.nn.Conv2d) and first.kernel_size == (2, 2) else None
+
+
 def init_whitening(net, images, eps: float = 5e-4) -> None:
     """Set an ``airbench`` net's first layer to whiten 2x2 patches of ``images`` (normalised float NCHW,
     a few thousand suffice): the eigenvectors of the patch covariance, scaled by 1/sqrt(eigenvalue),
@@ -89,8 +97,8 @@ def init_whitening(net, images, eps: float = 5e-4) -> None:
     make the first steps well conditioned; no-op for other networks."""
     import torch
 
-    whiten = net[0]
-    if not (isinstance(whiten, torch.nn.Conv2d) and whiten.kernel_size == (2, 2)):
+    whiten = whitening_layer(net)
+    if whiten is None:
         return
     c = images.shape[1]
     patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # N, C, H-1, W-1, 2, 2

@@ -193,8 +193,7 @@ def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ck
         resume, train.epoch = ckpt, epoch
         print(f"resuming {ckpt} from epoch {epoch}", flush=True)
     module.ckpt, module.tag, module.label = ckpt, tag, label
-    if device.type == "cuda":
-        module.to(memory_format=torch.channels_last)  # NHWC convolutions: the tensor cores' native layout
+    module.to(memory_format=torch.channels_last)  # NHWC convolutions (see loader.Batches._layout)
     make_trainer(device, epochs).fit(module, train, ckpt_path=resume)
 
 
@@ -210,18 +209,34 @@ class Classifier(Resumable):
         net is stable from step 1) and a decay that leaves a little learning for the last steps;
       * decoupled weight decay: every step shrinks each weight by ``weight_decay`` x the schedule,
         whatever the lr, so lr and decay can be tuned apart;
-      * biases learn 64x faster than weights: with frozen batch-norm scales, a bias is a channel's only
+      * batch-norm biases learn 64x faster than weights: with frozen scales, a bias is a channel's only
         free parameter, and a scale-invariant weight's effective step is already large;
+      * the whitening layer's bias trains for the first 3 epochs only, then stays fixed: once the first
+        layers have adapted to it, moving the input of the whole network only undoes their work;
       * lookahead: every 5 steps the weights are pulled towards, then replaced by, an exponential moving
         average whose decay grows as (step / total)^3 (no averaging early, heavy averaging late): the
         averaged weights generalise better than the last iterate, for free.
     """
 
-    def __init__(self, net, *, recipe, lr, weight_decay, label_smoothing, total_steps):
+    def __init__(self, net, *, recipe, lr, weight_decay, label_smoothing, total_steps, watch=None):
         super().__init__()
         self.net, self.recipe, self.lr, self.weight_decay = net, recipe, lr, weight_decay
-        self.label_smoothing, self.total_steps = label_smoothing, total_steps
+        self.label_smoothing, self.total_steps, self.watch = label_smoothing, total_steps, watch
         self.ema = copy.deepcopy(net).requires_grad_(False) if recipe == "airbench" else None
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        whiten = models.whitening_layer(self.net) if self.recipe == "airbench" else None
+        if whiten is not None:
+            whiten.bias.requires_grad_(self.current_epoch < 3)  # no gradient, no step, no decay once frozen
+
+    def epoch_summary(self) -> str:
+        """With ``watch`` = (batches, their true labels): accuracy on them after every epoch (no TTA)."""
+        if self.watch is None:
+            return ""
+        batches, labels = self.watch
+        self.history.append(float(np.mean(predict_probs(self.net, batches).argmax(1) == labels)))
+        return f" held-out acc {self.history[-1]:.4f}"
 
     def training_step(self, batch, _):
         x, y = batch
@@ -252,7 +267,8 @@ class Classifier(Resumable):
             opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
             start, peak, end = 0.0, 0.2, 0.0
         else:
-            groups = [[p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]]
+            bn = {id(m.bias) for m in self.net.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+            groups = [[p for p in params if id(p) not in bn], [p for p in params if id(p) in bn]]
             # torch multiplies weight_decay by the group's lr: divide it out (decoupled decay).
             opt = torch.optim.SGD([{"params": g, "lr": lr, "weight_decay": self.weight_decay / lr}
                                    for g, lr in zip(groups, (self.lr, 64 * self.lr))], momentum=0.85, nesterov=True)
@@ -267,10 +283,12 @@ class Classifier(Resumable):
 
 
 def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight_decay, label_smoothing, seed, device,
-                     ckpt=None, tag=None, label="crossval", timings: dict | None = None, compile=False) -> np.ndarray:
+                     ckpt=None, tag=None, label="crossval", timings: dict | None = None, compile=False,
+                     watch: np.ndarray | None = None, curve: list | None = None) -> np.ndarray:
     """Train on ``data.train_*``; return softmax probabilities for ``data.eval_x``. ``ckpt``: see ``fit``;
     ``timings`` (if given) receives ``train_s`` and ``predict_s``; ``compile``: ``torch.compile`` the
-    network. Non-finite probabilities are an error. ``recipe``: see ``Classifier``; ``airbench`` also
+    network; ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every
+    epoch is printed and appended to ``curve``. Non-finite probabilities are an error. ``recipe``: see ``Classifier``; ``airbench`` also
     translates by 1/16 of the size (2 px on CIFAR-10) with alternating flips, whitens the first layer
     from 5,000 training images, and predicts with test-time augmentation."""
     pl.seed_everything(seed, workers=False, verbose=False)
@@ -282,7 +300,7 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     net = data.build(arch)
     models.init_whitening(net, train.normalised(5000).cpu())
     module = Classifier(net, recipe=recipe, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                        total_steps=epochs * len(train))
+                        total_steps=epochs * len(train), watch=None if watch is None else (evaluation, watch))
     if compile:
         module.net = torch.compile(module.net)
     fit(module, train, device, epochs, ckpt, tag or {}, label)
@@ -294,6 +312,8 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
         raise PipelineError(f"{label}: the trained network predicts NaN or inf; nothing written (lower --lr?)")
     if timings is not None:
         timings.update(train_s=trained - start, predict_s=time.perf_counter() - trained)
+    if curve is not None:
+        curve.extend(module.history)
     return probs
 
 

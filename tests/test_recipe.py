@@ -78,3 +78,32 @@ def test_lookahead_leaves_the_averaged_weights_in_the_network():
     module._lookahead(0.75)
     for avg, old, now in zip(module.ema.parameters(), before, module.net.parameters()):
         assert torch.equal(avg, now) and torch.allclose(avg, old + 0.25)
+
+
+def test_batchnorm_biases_learn_64x_and_the_whitening_bias_freezes_after_3_epochs():
+    import pytorch_lightning as pl
+
+    from pipeline.train import Classifier, make_trainer
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8), rng.integers(0, 4, 64)
+    train = Batches(images, labels, batch_size=32, device="cpu", mean=np.full(3, 0.5), std=np.full(3, 0.3), train=True)
+    net = models.build("airbench", 3, 8, 4)
+    models.init_whitening(net, train.normalised(64))
+    module = Classifier(net, recipe="airbench", lr=0.5, weight_decay=0.0, label_smoothing=0.0, total_steps=5 * len(train))
+    (opt,), _ = module.configure_optimizers()
+    bn_biases = {id(m.bias) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert {id(p) for p in opt.param_groups[1]["params"]} == bn_biases and opt.param_groups[1]["lr"] == 64 * opt.param_groups[0]["lr"]
+    assert any(p is net[0].bias for p in opt.param_groups[0]["params"])
+
+    seen = []
+
+    class Record(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            bias = pl_module.net[0].bias
+            seen.append(bias.requires_grad and bias.grad is not None)
+
+    trainer = make_trainer(torch.device("cpu"), 5)
+    trainer.callbacks.append(Record())
+    trainer.fit(module, train)
+    assert seen == [True, True, True, False, False]  # gradient steps in epochs 1-3 only (the lookahead still averages it)
