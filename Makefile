@@ -4,6 +4,8 @@
 #   make all DATA=path/to/cifar10           the paper's 13 conditions, 4 folds, one GPU (GPU=0)
 #   make crossval FOLD=0 GPU=0              fold 0 of every condition not yet done, on GPU 0
 #   make combine && make masks && make coteach && make report
+#   make coteach LEARNERS=plain             every CL mask's rows (and all rows) x cross-entropy: "train on the cleaned rows"
+#   make noise CIFAR10N=CIFAR-10_human.pt CONDITIONS=    CIFAR-10N's five real human label sets (c10n_*)
 #   make crossval-all GPUS=0,1,2,3          every fold, one worker process per GPU (GPUS=cpu: one CPU worker)
 #   make slurm-crossval SLURM_ARGS="--partition gpu --time 4:00:00 --wait"   one SLURM array job (submitit)
 SHELL := /bin/bash
@@ -20,11 +22,15 @@ GPU ?= 0
 GPUS ?=
 COND ?=
 METHODS ?= all
+LEARNERS ?= paper
+CIFAR10N ?=
 SEEDS ?= 0
 PSX ?=
 PAPER_JSON ?= ../shared/data/cl-paper/noisy_labels
+DATA_ARGS ?=
 CROSSVAL_ARGS ?=
 COTEACH_ARGS ?=
+REVIEW_ARGS ?=
 SLURM_ARGS ?=
 STEP ?= all
 TINY ?=
@@ -38,7 +44,7 @@ run := --run-dir "$(RUN)"
 cond := $(if $(COND),--cond "$(COND)")
 devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)")
 
-.PHONY: setup demo test data noise crossval crossval-all combine masks coteach report all paper-labels \
+.PHONY: setup demo demo-own test data noise crossval crossval-all combine masks review coteach report all paper-labels \
         slurm-crossval slurm-coteach slurm-up slurm-down gpu-evidence
 
 setup: $(VENV)/.installed
@@ -54,6 +60,22 @@ demo: setup
 	  CROSSVAL_ARGS="--recipe sgd --epochs 15 --batch-size 64 --lr 0.05" \
 	  COTEACH_ARGS="--epochs 12 --batch-size 64 --epoch-decay-start 6 --num-gradual 4"
 
+# Your own dataset, for real: 1,797 digit PNGs of four sizes and a CSV with 10% of its labels wrong
+# (pipeline/demo_own.py), resized to 16 px; the labels as given (CONDITIONS=0:0); label issues and their
+# gallery; every mask's rows and all rows x cross-entropy over 5 paired seeds: does cleaning help?
+DEMO_OWN ?= runs/demo-own
+own = RUN="$(DEMO_OWN)/run"
+demo-own: setup
+	$(PY) -m pipeline.demo_own build "$(DEMO_OWN)/source"
+	$(MAKE) data $(own) DATA="$(DEMO_OWN)/source/labels.csv" DATA_ARGS="--image-size 16"
+	$(MAKE) noise $(own) CONDITIONS=0:0
+	$(MAKE) crossval-all $(own) GPUS=cpu FOLDS=3 CROSSVAL_ARGS="--recipe sgd --epochs 15 --batch-size 64 --lr 0.05"
+	$(MAKE) combine masks review $(own)
+	$(MAKE) coteach $(own) GPUS=cpu LEARNERS=plain SEEDS=0,1,2,3,4 \
+	  COTEACH_ARGS="--epochs 12 --batch-size 64 --epoch-decay-start 6"
+	$(MAKE) report $(own)
+	$(PY) -m pipeline.demo_own check "$(DEMO_OWN)/source" "$(DEMO_OWN)/run"
+
 # GPU evidence (bench/evidence.py): STEP=a|b|c, each a run of under 9.5 minutes resuming the previous
 # one's runs/evidence; TINY=1: every step on digits on this machine, into $(RUN)-tiny-evidence.
 gpu-evidence: $(SETUP)
@@ -65,11 +87,11 @@ test: setup
 	$(PY) -m pytest -q
 
 data: setup
-	@test -n "$(DATA)" || { echo "make data: pass DATA=<ImageFolder root or .tar.gz of one | cifar-10-batches-py folder | digits>" >&2; exit 2; }
-	$(PY) -m stages.data $(run) --source "$(DATA)"
+	@test -n "$(DATA)" || { echo "make data: pass DATA=<ImageFolder root or .tar.gz of one | a CSV of path,label | cifar-10-batches-py folder | digits>" >&2; exit 2; }
+	$(PY) -m stages.data $(run) --source "$(DATA)" $(DATA_ARGS)
 
 noise: setup
-	$(PY) -m stages.noise $(run) --conditions "$(CONDITIONS)"
+	$(PY) -m stages.noise $(run) --conditions "$(CONDITIONS)" $(if $(CIFAR10N),--cifar10n "$(CIFAR10N)")
 
 crossval: setup
 	$(PY) -m stages.crossval $(run) --fold "$(FOLD)" --gpu "$(GPU)" --folds "$(FOLDS)" $(cond) $(CROSSVAL_ARGS)
@@ -83,8 +105,12 @@ combine: setup
 masks: setup
 	$(PY) -m stages.masks $(run) $(cond) $(if $(PSX),--psx "$(PSX)")
 
+# Label issues to look at (label_issues.csv, label_issues.png); REVIEW_ARGS="--top 80 --by-class".
+review: setup
+	$(PY) -m stages.review $(run) $(cond) $(REVIEW_ARGS)
+
 coteach: setup
-	$(PY) -m stages.coteach $(run) $(devices) --methods "$(METHODS)" --seeds "$(SEEDS)" $(cond) $(COTEACH_ARGS)
+	$(PY) -m stages.coteach $(run) $(devices) --methods "$(METHODS)" --learners "$(LEARNERS)" --seeds "$(SEEDS)" $(cond) $(COTEACH_ARGS)
 
 report: setup
 	$(PY) -m stages.report $(run) $(cond)
@@ -95,6 +121,7 @@ all: setup
 	$(MAKE) crossval-all
 	$(MAKE) combine
 	$(MAKE) masks
+	$(MAKE) review
 	$(MAKE) coteach
 	$(MAKE) report
 
@@ -104,7 +131,7 @@ slurm-crossval: setup
 	$(PY) -m slurm.submit crossval $(run) --folds "$(FOLDS)" $(cond) $(CROSSVAL_ARGS) $(SLURM_ARGS)
 
 slurm-coteach: setup
-	$(PY) -m slurm.submit coteach $(run) --methods "$(METHODS)" --seeds "$(SEEDS)" $(cond) $(COTEACH_ARGS) $(SLURM_ARGS)
+	$(PY) -m slurm.submit coteach $(run) --methods "$(METHODS)" --learners "$(LEARNERS)" --seeds "$(SEEDS)" $(cond) $(COTEACH_ARGS) $(SLURM_ARGS)
 
 # A real one-node SLURM cluster on this machine (root; Debian packages slurmctld slurmd slurm-client munge).
 slurm-up:

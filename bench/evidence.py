@@ -2,7 +2,7 @@
 
     python -m bench.evidence --step a        # GPU test; bench.fold on n0_s0 and n40_s0 (compiled or not, smoothing or not)
     python -m bench.evidence --step b        # crossval + combine + masks for the paper's 13 conditions, time-boxed
-    python -m bench.evidence --step c        # coteach: 13 conditions x 7 methods, seed 0, time-boxed; then the report
+    python -m bench.evidence --step c        # coteach: 13 conditions x the paper's 9 (rows, learner), seed 0, time-boxed; then the report
     python -m bench.evidence --step all --tiny   # every step on digits on this machine, in about a minute
 
 Each step stops its stage with SIGTERM at ``--budget-s`` (the stage keeps its finished artifacts and the
@@ -43,7 +43,7 @@ TINY = {
     "bench": ["--subset", "600", "--epochs", "2", "--batch-size", "64", "--lr", "0.1", "--paper-steps", "1",
               "--paper-batch-size", "16"],
     "crossval": ["--epochs", "2", "--batch-size", "64", "--lr", "0.1"],
-    "coteach": ["--epochs", "2", "--batch-size", "64", "--epoch-decay-start", "1", "--num-gradual", "1"],
+    "coteach": ["--epochs", "1", "--batch-size", "64", "--epoch-decay-start", "1", "--num-gradual", "1"],
 }
 FULL = {
     "data": "{shared}/data/cifar10-jpeg.tar.gz", "conditions": "paper", "device": "0", "folds": "4", "bench": [], "crossval": [],
@@ -189,14 +189,14 @@ def _seconds(run: RunDir, kind: str) -> dict:
         if kind == "shard":
             paths = list(run.shards(cond).values())
         else:
-            paths = sorted(p for p in (run.condition_dir(cond) / "coteach").glob("*/seed*.json") if p.name.count(".") == 1)
+            paths = sorted(p for p in (run.condition_dir(cond) / "coteach").glob("*/*/seed*.json") if p.name.count(".") == 1)
         for path in paths:
             try:
                 manifest = store.verify(path)
             except store.PipelineError:
                 continue
             info = manifest["info"]
-            task = f"{cond}/{path.stem}" if kind == "shard" else f"{cond}/{path.parent.name}/{path.stem}"
+            task = f"{cond}/{path.stem}" if kind == "shard" else f"{cond}/{path.parent.parent.name}/{path.parent.name}/{path.stem}"
             out[task] = info.get("train_s", 0) + info.get("predict_s", 0) if kind == "shard" else info.get("seconds")
     return out
 

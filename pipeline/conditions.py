@@ -7,6 +7,10 @@ its noise-matrix trace was ``int(K * (1 - noise_amount))``, which truncates: for
 trace 3, i.e. 70% noise, and "0.8" gives trace 1, 90% noise. The labels bear this out (the "0.6"
 files flip 69.9-70.0% of labels). Conditions here are named by what they are: "0.6" -> ``n70_s*``.
 
+CIFAR-10N (Wei et al., ICLR 2022) gives real human labels for CIFAR-10's training set: ``--cifar10n
+FILE`` adds five conditions from its ``CIFAR-10_human.pt`` (``c10n_aggre``, ``c10n_random1..3``,
+``c10n_worse``), mapped to the dataset's rows by the original CIFAR-10 index, as the paper's labels are.
+
 The run's registry, ``conditions.json``, maps each name to its definition. The noise stage adds or
 updates entries; only ``--remove NAME`` drops one (its files stay on disk).
 """
@@ -31,6 +35,9 @@ PAPER_LABELS = Path(__file__).resolve().parent.parent / "data" / "cl_paper_cifar
 PAPER_SPARSITIES = (0.0, 0.2, 0.4, 0.6)
 CIFAR10_TRAIN_SIZE = 50_000
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# CIFAR-10N's label sets (keys of CIFAR-10_human.pt) by the condition name they get here.
+CIFAR10N = {"c10n_aggre": "aggre_label", "c10n_random1": "random_label1", "c10n_random2": "random_label2",
+            "c10n_random3": "random_label3", "c10n_worse": "worse_label"}
 
 
 @dataclass(frozen=True)
@@ -38,12 +45,15 @@ class Condition:
     name: str
     noise: float | None  # fraction of labels flipped, as generated (not the paper's nominal noise_amount)
     sparsity: float | None
-    source: str  # "paper", "generated" or the path of a .npy of noisy labels
+    source: str  # "paper", "generated", or the path of a .npy of noisy labels or of CIFAR-10N's file
     paper_noise_amount: float | None = None
     seed: int | None = None  # generated noise only
+    human_key: str | None = None  # CIFAR-10N only: which of its label sets, e.g. "worse_label"
 
     @property
     def kind(self) -> str:
+        if self.human_key is not None:
+            return "cifar10n"
         return self.source if self.source in ("paper", "generated") else "given"
 
     @property
@@ -130,6 +140,54 @@ def from_npy(spec: str) -> Condition:
     if not sep or not path:
         raise PipelineError(f"--labels {spec!r}: expected NAME=FILE.npy")
     return Condition(check_name(name), None, None, str(Path(path).resolve()))
+
+
+def from_cifar10n(path: str) -> list[Condition]:
+    """The five CIFAR-10N conditions of ``CIFAR-10_human.pt`` at ``path``."""
+    source = str(Path(path).resolve())
+    return [Condition(name, None, None, source, human_key=key) for name, key in CIFAR10N.items()]
+
+
+def _numpy_globals() -> list:
+    """What a pickled integer numpy array needs from ``torch.load(weights_only=True)`` (no code runs),
+    under numpy 2's module names and numpy 1's, which older files such as CIFAR-10N's carry."""
+    from numpy._core.multiarray import _reconstruct
+
+    ints = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+    return [np.ndarray, np.dtype, _reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"),
+            *(type(np.dtype(t)) for t in ints)]
+
+
+def cifar10n_labels(path: Path, key: str, ds: Dataset) -> np.ndarray:
+    """Label set ``key`` of CIFAR-10N's file in the dataset's row order, after checking that the file's
+    ``clean_label`` is the dataset's own labels row for row (it is in CIFAR-10's original order)."""
+    import torch
+
+    idx = ds.train_source_index
+    if ds.num_classes != 10 or len(idx) != CIFAR10_TRAIN_SIZE or sorted(idx) != list(range(CIFAR10_TRAIN_SIZE)):
+        raise PipelineError("CIFAR-10N conditions need CIFAR-10's 50,000 training images named <i>_<class> "
+                            "(ImageFolder) or cifar-10-batches-py")
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except Exception as e:  # noqa: BLE001 - not a torch file, or one holding more than label arrays
+        raise PipelineError(f"{path}: not a CIFAR-10N label file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    wanted = ("clean_label", *CIFAR10N.values())  # all checked, whichever is asked for: all five conditions or none
+    if not isinstance(data, dict) or any(k not in data for k in wanted):
+        have = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        raise PipelineError(f"{path}: expected a dict with keys clean_label and {', '.join(CIFAR10N.values())}; has {have}")
+    arrays = {}
+    for k in wanted:
+        value = data[k]
+        value = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        arrays[k] = validate_labels(value, CIFAR10_TRAIN_SIZE, 10, f"{path}: {k}")
+    if not np.array_equal(arrays["clean_label"][idx], ds.train_y):
+        wrong = int(np.sum(arrays["clean_label"][idx] != ds.train_y))
+        raise PipelineError(f"{path}: clean_label disagrees with the dataset's labels in {wrong} of {CIFAR10_TRAIN_SIZE} "
+                            "rows: not CIFAR-10N for this CIFAR-10 training set, or in another order")
+    return arrays[key][idx]
 
 
 def validate_labels(labels: np.ndarray, n: int, num_classes: int, where: str) -> np.ndarray:
@@ -323,6 +381,8 @@ def _save(run: RunDir, reg: dict[str, Condition]) -> None:
 def _what(cond: Condition) -> str:
     if cond.kind == "given":
         return f"labels given in {cond.source}"
+    if cond.kind == "cifar10n":
+        return f"CIFAR-10N's {cond.human_key} from {cond.source}"
     return f"{cond.kind} noise {cond.noise}, sparsity {cond.sparsity}" + (f", seed {cond.seed}" if cond.kind == "generated" else "")
 
 
@@ -342,10 +402,13 @@ def write_labels(run: RunDir, cond: Condition, json_dir: Path | None, force: boo
             noisy = paper_labels(cond, ds, json_dir)
         elif cond.kind == "generated":
             noisy, generating = generate(true, K, cond.noise, cond.sparsity, cond.seed)
+        elif cond.kind == "cifar10n":
+            noisy = cifar10n_labels(source, cond.human_key, ds)
         else:
             noisy = validate_labels(store.load(source), len(true), K, str(source))
         info = {
             "paper_column": cond.paper_column,
+            "real_human_noise": cond.kind == "cifar10n",
             "actual_noise_rate": float(np.mean(noisy != true)),
             "noise_matrix": np.round(noise_matrix(noisy, true, K), 4).tolist(),
             "generating_noise_matrix": None if generating is None else np.round(generating, 4).tolist(),

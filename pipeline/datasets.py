@@ -1,21 +1,31 @@
 """Dataset sources -> one decoded uint8 cache (``dataset.npz``), the root artifact of a run.
 
 Sources:
-  * an ImageFolder root (a directory, or a ``.tar.gz`` of one) with ``train/`` and ``test/``,
-    ordered exactly like ``torchvision.datasets.ImageFolder`` (class folder, then path as a string);
+  * an ImageFolder root (a directory, or a ``.tar.gz`` of one): with ``train/`` and ``test/`` of
+    class folders, or class folders alone (then a stratified ``test_fraction`` is held out), ordered
+    exactly like ``torchvision.datasets.ImageFolder`` (class folder, then path as a string);
     symlinks are followed inside the tree only; every class folder must hold an image;
-  * torchvision's ``cifar-10-batches-py`` folder, put in that same order (ids ``<class>/<i>_<class>``);
+  * a ``.csv`` with a header and the columns ``path`` (relative to the CSV) and ``label`` (class
+    names, or integers), and optionally ``split`` (``train`` / ``test``; without it a stratified
+    ``test_fraction`` is held out); classes are the training rows' labels (integers sort as numbers);
+  * torchvision's ``cifar-10-batches-py`` folder, put in ImageFolder order (ids ``<class>/<i>_<class>``);
   * ``digits``: scikit-learn's 8x8 digits, split into a fixed stratified train/test.
 
 The cache holds ``train_x``/``test_x`` (N, H, W, C) uint8, ``train_y``/``test_y`` (the dataset's
-own labels, taken as true), ``train_ids`` (stable string ids ``<class>/<file stem>``),
+own labels), ``train_ids`` (stable string ids: ``<class>/<file stem>``, or the CSV's path),
 ``train_source_index`` (the original CIFAR-10 index ``<i>`` where the file name carries one, else -1)
-and ``classes``. Pixels: 8-bit modes become RGB; 16-bit ones are scaled to 8 bits (not clipped);
-32-bit integer and float images are refused.
+and ``classes`` (2 to 1,000 of them). Pixels: C = 1 when every image is grayscale, else 3 (grayscale
+ones repeated); 16-bit images are scaled to 8 bits (not clipped); palette images take their colours;
+transparent pixels are composited onto white (as viewers show them); 32-bit integer and float images
+are refused. Images must share one size unless ``image_size`` resizes each (antialiased) to N x N.
+A row that cannot be used (unreadable image; in a CSV also a missing file, a duplicate path, an
+empty field, a class with no training rows) is an error naming the file and line, or with
+``skip_bad`` is left out and counted in the manifest.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
 import io
@@ -26,6 +36,7 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -36,6 +47,8 @@ from pipeline.store import PipelineError
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DIGITS = "digits"
 LOG_EVERY = 10_000  # images between progress lines while decoding
+MAX_CLASSES = 1000
+GRAY_MODES = ("1", "L", "LA", "La")
 
 
 @dataclass
@@ -71,15 +84,21 @@ def cached(path: Path) -> Dataset:
     return _cached(Path(path), (st.st_ino, st.st_size, st.st_mtime_ns))
 
 
-def prepare(run: RunDir, source: str, force: bool = False) -> bool:
-    """Decode ``source`` into the run's cache unless it is current (same source, unchanged); True if made."""
+def prepare(run: RunDir, source: str, force: bool = False, image_size: int | None = None, test_fraction: float = 0.2,
+            skip_bad: bool = False) -> bool:
+    """Decode ``source`` into the run's cache unless it is current (same source, unchanged, same options);
+    True if made. The manifest counts the rows ``skip_bad`` left out, with the first few reasons."""
     where = source if source == DIGITS else str(Path(source).resolve())
-    config = {"source": where, "fingerprint": fingerprint(source)}
+    config = {"source": where, "fingerprint": fingerprint(source), "image_size": image_size,
+              "test_fraction": test_fraction, "skip_bad": skip_bad}
 
     def make():
-        ds = read_source(source)
+        skipped: list[str] = []
+        ds = read_source(source, image_size, test_fraction, skipped if skip_bad else None)
+        counts = np.bincount(ds.train_y, minlength=ds.num_classes)
         info = {"n_train": len(ds.train_y), "n_test": len(ds.test_y), "image_shape": list(ds.train_x.shape[1:]),
-                "classes": ds.classes.tolist()}
+                "classes": ds.classes.tolist(), "train_per_class": {"min": int(counts.min()), "max": int(counts.max())},
+                "skipped": len(skipped), "skipped_first": skipped[:20]}
         return ds.arrays(), info
 
     return store.produce(run.dataset, stage="data", inputs={}, config=config, make=make, force=force)
@@ -90,11 +109,20 @@ def fingerprint(source: str) -> str:
     if source == DIGITS:
         return DIGITS
     path = _existing(source)
-    if path.is_file():
+    if path.is_file() and not _is_csv(path):
         return store.checksum(path)
     h = hashlib.sha256()
-    for name in sorted(_walk(path)[0]):
-        st = os.stat(path / name)
+    if path.is_file():  # a CSV and the files it lists
+        h.update(store.checksum(path).encode())
+        names = sorted({r.get("path", "") for r in _csv_rows(path)[1]})
+        folder = path.parent
+    else:
+        names, folder = sorted(_walk(path)[0]), path
+    for name in names:
+        try:
+            st = os.stat(folder / name)
+        except OSError:
+            continue
         h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return "listing:" + h.hexdigest()
 
@@ -109,8 +137,14 @@ def _existing(source: str) -> Path:
     return path
 
 
-def read_source(source: str) -> Dataset:
-    """Decode a source (see module docstring) into a Dataset. Never downloads."""
+def read_source(source: str, image_size: int | None = None, test_fraction: float = 0.2,
+                skipped: list[str] | None = None) -> Dataset:
+    """Decode a source (see module docstring) into a Dataset. Never downloads. ``skipped``: leave out
+    unusable rows, appending one line on each, instead of failing."""
+    if image_size is not None and not 1 <= image_size <= 4096:
+        raise PipelineError(f"--image-size {image_size}: expected an integer in [1, 4096]")
+    if not 0 < test_fraction < 1:
+        raise PipelineError(f"--test-fraction {test_fraction}: expected a number in (0, 1)")
     if source == DIGITS:
         return _digits()
     path = _existing(source)
@@ -118,7 +152,10 @@ def read_source(source: str) -> Dataset:
         return _cifar_batches(path)
     if path.is_dir() and (path / "cifar-10-batches-py").is_dir():
         return _cifar_batches(path / "cifar-10-batches-py")
-    return _imagefolder(path)
+    decoder = _Decoder(image_size, skipped)
+    if path.is_file() and _is_csv(path):
+        return _csv_source(path, decoder, test_fraction)
+    return _imagefolder(path, decoder, test_fraction)
 
 
 def _digits() -> Dataset:
@@ -227,10 +264,13 @@ class _Files:
                 dirs = {m.name.rstrip("/") for m in members if m.isdir()}
         except (tarfile.TarError, OSError, EOFError) as e:
             raise PipelineError(f"{path}: not a directory or a readable tar archive ({e})") from None
-        # The archive may wrap the layout in a folder (cifar10/train/...): strip up to train/.
+        # The archive may wrap the layout in a folder (cifar10/train/...): strip up to train/, or, without
+        # train/, one folder that holds everything (wrapped/<class>/<image>).
         roots = ["" if n.startswith("train/") else n[: n.index("/train/") + 1] for n in blobs
                  if n.startswith("train/") or "/train/" in n]
-        prefix = min(roots, key=len) if roots else ""
+        tops = {n.split("/")[0] for n in blobs}
+        wrapped = len(tops) == 1 and all(n.count("/") >= 2 for n in blobs)
+        prefix = min(roots, key=len) if roots else (f"{tops.pop()}/" if wrapped else "")
         self.blobs = {n[len(prefix):]: b for n, b in blobs.items() if n.startswith(prefix)}
         self.names = list(self.blobs)
         parents = {"/".join(n.split("/")[:i]) for n in self.names for i in range(1, n.count("/") + 1)}
@@ -243,66 +283,227 @@ class _Files:
 
 
 def imagefolder_index(files: _Files, split: str) -> tuple[list[str], list[tuple[int, str]]]:
-    """(classes, [(class index, path relative to the class folder)]) in torchvision ImageFolder order."""
-    classes = sorted(d.split("/")[1] for d in files.dirs if d.count("/") == 1 and d.startswith(f"{split}/"))
+    """(classes, [(class index, path relative to the class folder)]) in torchvision ImageFolder order;
+    ``split`` "" for class folders at the top."""
+    top = f"{split}/" if split else ""
+    depth = top.count("/")
+    classes = sorted(d.split("/")[depth] for d in files.dirs if d.count("/") == depth and d.startswith(top))
     if not classes:
-        raise PipelineError(f"{files.path}: no class folders under {split}/ (expected {split}/<class>/<image>)")
+        raise PipelineError(f"{files.path}: no class folders under {top or 'the top'} (expected {top}<class>/<image>)")
     entries: dict[str, list[str]] = {c: [] for c in classes}
     for name in files.names:
         parts = name.split("/")
-        if len(parts) >= 3 and parts[0] == split and parts[1] in entries and name.lower().endswith(IMG_EXTENSIONS):
-            entries[parts[1]].append("/".join(parts[2:]))
+        if len(parts) >= depth + 2 and name.startswith(top) and parts[depth] in entries and name.lower().endswith(IMG_EXTENSIONS):
+            entries[parts[depth]].append("/".join(parts[depth + 1:]))
     empty = [c for c in classes if not entries[c]]
     if empty:
-        raise PipelineError(f"{files.path}/{split}/{empty[0]}: class folder holds no images ({', '.join(IMG_EXTENSIONS)})")
+        raise PipelineError(f"{files.path}/{top}{empty[0]}: class folder holds no images ({', '.join(IMG_EXTENSIONS)})")
     # os.walk visits a folder's files before its subfolders, both sorted: sort by (folder, file name).
     key = lambda rel: (os.path.dirname(rel), os.path.basename(rel))
     return classes, [(c, rel) for c, cls in enumerate(classes) for rel in sorted(entries[cls], key=key)]
 
 
-def _pixels(data: bytes, name: str) -> np.ndarray:
-    """An image's pixels as uint8 HWC RGB: 16-bit modes scaled to 8 bits, 32-bit and float modes refused."""
-    from PIL import Image, UnidentifiedImageError
+class _Decoder:
+    """Decodes images to uint8 HWC (C = 1 for grayscale, else 3), resizing to ``image_size`` when set;
+    ``skipped`` (a list) collects the reasons for left-out rows instead of failing."""
 
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.mode.startswith("I;16"):
-                gray = (np.asarray(im).astype(np.uint32) * 255 + 32767) // 65535
-                return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=-1)
-            if im.mode in ("I", "F"):
-                raise PipelineError(f"{name}: {'32-bit integer' if im.mode == 'I' else 'floating-point'} pixels "
-                                    f"(mode {im.mode}); convert it to 8 or 16 bits per channel")
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-        raise PipelineError(f"{name}: unreadable image ({e})") from None
+    def __init__(self, image_size: int | None, skipped: list[str] | None):
+        self.image_size, self.skipped = image_size, skipped
+
+    def bad(self, message: str) -> None:
+        if self.skipped is None:
+            raise PipelineError(message)
+        self.skipped.append(message)
+
+    def image(self, data: bytes, name: str) -> np.ndarray | None:
+        """The image's pixels, or None when it is unusable and skipping."""
+        try:
+            return self._pixels(data, name)
+        except PipelineError as e:
+            self.bad(str(e))
+            return None
+
+    def _pixels(self, data: bytes, name: str) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                if im.mode in ("I", "F"):
+                    raise PipelineError(f"{name}: {'32-bit integer' if im.mode == 'I' else 'floating-point'} pixels "
+                                        f"(mode {im.mode}); convert it to 8 or 16 bits per channel")
+                if im.mode.startswith("I;16"):  # scaled to 8 bits, rounding, not clipped
+                    im = Image.fromarray(((np.asarray(im).astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8), "L")
+                elif im.mode == "P":
+                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                if im.mode in ("LA", "La", "RGBA", "RGBa", "PA"):
+                    gray = im.mode in ("LA", "La")
+                    rgba = im.convert("RGBA")
+                    im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+                    im = im.convert("L" if gray else "RGB")
+                im = im.convert("L" if im.mode in GRAY_MODES else "RGB")
+                if self.image_size:
+                    im = im.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS)  # antialiased
+                pixels = np.asarray(im)
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+            raise PipelineError(f"{name}: unreadable image ({e})") from None
+        return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
-def _imagefolder(path: Path) -> Dataset:
-    files = _Files(path)
+def _stack(splits: dict[str, list[np.ndarray]], names: dict[str, list[str]], where: Path) -> dict[str, np.ndarray]:
+    """Each split's images as one (N, H, W, C) array: one size for all, and 3 channels if any is in colour."""
+    every = [(im, n) for split in splits for im, n in zip(splits[split], names[split])]
+    sizes = {}
+    for im, n in every:
+        sizes.setdefault(im.shape[:2], n)
+    if len(sizes) > 1:
+        (a, na), (b, nb) = list(sizes.items())[:2]
+        raise PipelineError(f"{where}: images differ in size ({a[1]}x{a[0]} {na}, {b[1]}x{b[0]} {nb}, ...); "
+                            "pass --image-size N to resize them all to N x N")
+    colour = any(im.shape[-1] == 3 for im, _ in every)
     out = {}
+    for split, images in splits.items():
+        images = [np.repeat(im, 3, axis=-1) if colour and im.shape[-1] == 1 else im for im in images]
+        out[split] = np.stack(images) if images else np.zeros((0, 1, 1, 3 if colour else 1), np.uint8)
+    return out
+
+
+def _split(y: np.ndarray, test_fraction: float, where: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, test rows), stratified by class, seeded, each in source order."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y, minlength=len(classes))
+    if counts.min() < 2:
+        c = int(np.argmin(counts))
+        raise PipelineError(f"{where}: class {classes[c]!r} has {counts[c]} image(s); a stratified test split needs 2 "
+                            "or more per class (add images, or give the split yourself)")
+    try:
+        train, test = train_test_split(np.arange(len(y)), test_size=test_fraction, random_state=0, stratify=y)
+    except ValueError as e:
+        raise PipelineError(f"{where}: cannot hold out --test-fraction {test_fraction} stratified ({e})") from None
+    return np.sort(train), np.sort(test)
+
+
+def _check_classes(classes: list[str], where: Path) -> None:
+    if not 2 <= len(classes) <= MAX_CLASSES:
+        raise PipelineError(f"{where}: {len(classes)} class(es); expected 2 to {MAX_CLASSES}")
+
+
+def _dataset(x: dict[str, np.ndarray], y: dict[str, np.ndarray], ids: list[str], stems: list[str],
+             classes: list[str], where: Path) -> Dataset:
     for split in ("train", "test"):
-        classes, entries = imagefolder_index(files, split)
-        images, start = [], time.perf_counter()
-        for i, (c, rel) in enumerate(entries, 1):
-            name = f"{split}/{classes[c]}/{rel}"
-            images.append(_pixels(files.read(name), f"{path}/{name}"))
-            if i % LOG_EVERY == 0 or i == len(entries):
-                print(f"decode {split}: {i}/{len(entries)} images ({time.perf_counter() - start:.1f} s)", flush=True)
-        shapes = {im.shape for im in images}
-        if len(shapes) != 1:
-            raise PipelineError(f"{path}/{split}: images differ in size ({sorted(shapes)[:3]}...); resize them first")
-        out[split] = classes, entries, np.stack(images)
-    train_classes, train_entries, train_x = out["train"]
-    test_classes, test_entries, test_x = out["test"]
-    if train_classes != test_classes:
-        raise PipelineError(f"{path}: train/ and test/ have different class folders")
-    stems = [os.path.splitext(rel)[0] for _, rel in train_entries]
+        if not len(y[split]):
+            raise PipelineError(f"{where}: no usable {split} images")
     return Dataset(
-        train_x=train_x,
-        train_y=np.array([c for c, _ in train_entries], np.int64),
-        train_ids=np.array([f"{train_classes[c]}/{s}" for (c, _), s in zip(train_entries, stems)]),
+        train_x=x["train"], train_y=np.asarray(y["train"], np.int64), train_ids=np.array(ids, dtype=str),
         train_source_index=np.array([source_index(os.path.basename(s)) for s in stems], np.int64),
-        test_x=test_x,
-        test_y=np.array([c for c, _ in test_entries], np.int64),
-        classes=np.array(train_classes),
+        test_x=x["test"], test_y=np.asarray(y["test"], np.int64), classes=np.array(classes),
     )
+
+
+def _decode(items: list[tuple[str, Callable[[], bytes]]], decoder: _Decoder, what: str) -> list[np.ndarray | None]:
+    """Decode (name, read) pairs, logging a line per ``LOG_EVERY``; None for skipped ones."""
+    out, start = [], time.perf_counter()
+    for i, (name, read) in enumerate(items, 1):
+        out.append(decoder.image(read(), name))
+        if i % LOG_EVERY == 0 or i == len(items):
+            print(f"decode {what}: {i}/{len(items)} images ({time.perf_counter() - start:.1f} s)", flush=True)
+    return out
+
+
+def _imagefolder(path: Path, decoder: _Decoder, test_fraction: float) -> Dataset:
+    files = _Files(path)
+    has_splits = any(d == "train" for d in files.dirs)
+    found = {}
+    for split in ("train", "test") if has_splits else ("",):
+        classes, entries = imagefolder_index(files, split)
+        names = [f"{split}/{classes[c]}/{rel}" if split else f"{classes[c]}/{rel}" for c, rel in entries]
+        images = _decode([(f"{path}/{n}", lambda n=n: files.read(n)) for n in names], decoder, split or "all")
+        keep = [i for i, im in enumerate(images) if im is not None]
+        found[split] = classes, [entries[i] for i in keep], [images[i] for i in keep], [f"{path}/{names[i]}" for i in keep]
+    if not has_splits:
+        classes, entries, images, names = found[""]
+        y = np.array([c for c, _ in entries], np.int64)
+        train, test = _split(y, test_fraction, path, classes)
+        found = {split: (classes, [entries[i] for i in rows], [images[i] for i in rows], [names[i] for i in rows])
+                 for split, rows in (("train", train), ("test", test))}
+    train_classes, train_entries = found["train"][:2]
+    if found["test"][0] != train_classes:
+        raise PipelineError(f"{path}: train/ and test/ have different class folders")
+    _check_classes(train_classes, path)
+    x = _stack({s: found[s][2] for s in found}, {s: found[s][3] for s in found}, path)
+    y = {s: [c for c, _ in found[s][1]] for s in found}
+    stems = [os.path.splitext(rel)[0] for _, rel in train_entries]
+    return _dataset(x, y, [f"{train_classes[c]}/{s}" for (c, _), s in zip(train_entries, stems)], stems, train_classes, path)
+
+
+def _is_csv(path: Path) -> bool:
+    return path.suffix.lower() == ".csv"
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[dict]]:
+    """(header, rows) of a CSV source; a missing ``path`` or ``label`` column is an error."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = [h.strip() for h in reader.fieldnames or []]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise PipelineError(f"{path}: not a readable CSV ({e})") from None
+    missing = [c for c in ("path", "label") if c not in header]
+    if missing:
+        raise PipelineError(f"{path}: line 1: no {' or '.join(missing)} column (expected a header path,label[,split]; has "
+                            f"{','.join(header) or 'nothing'})")
+    return header, [{k.strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in rows]
+
+
+def _csv_source(path: Path, decoder: _Decoder, test_fraction: float) -> Dataset:
+    header, rows = _csv_rows(path)
+    has_split = "split" in header
+    usable, seen = [], {}
+    for line, r in enumerate(rows, 2):
+        where = f"{path}: line {line}"
+        if not r["path"] or not r["label"]:
+            decoder.bad(f"{where}: empty {'path' if not r['path'] else 'label'}")
+            continue
+        if has_split and r["split"].lower() not in ("train", "test"):
+            decoder.bad(f"{where}: split {r['split']!r}: expected train or test")
+            continue
+        file = (path.parent / r["path"]).resolve()
+        if file in seen:
+            decoder.bad(f"{where}: {r['path']}: the same image as line {seen[file]}")
+            continue
+        seen[file] = line
+        if not file.is_file():
+            decoder.bad(f"{where}: {r['path']}: file not found")
+            continue
+        usable.append((line, r, file))
+    labels = [r["label"] for _, r, _ in usable if not has_split or r["split"].lower() == "train"]
+    numeric = all(re.fullmatch(r"[+-]?\d+", v) for v in labels)
+    classes = sorted(set(labels), key=lambda v: int(v) if numeric else v)
+    if numeric:
+        classes = [str(int(v)) for v in classes]
+    known = {c: i for i, c in enumerate(classes)}
+    key = (lambda v: str(int(v)) if re.fullmatch(r"[+-]?\d+", v) else v) if numeric else (lambda v: v)
+    kept = []
+    for line, r, file in usable:
+        if key(r["label"]) not in known:
+            decoder.bad(f"{path}: line {line}: class {r['label']!r} has no training rows (classes: "
+                        f"{', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")
+            continue
+        kept.append((line, r, file))
+    images = _decode([(f"{path}: line {line}: {r['path']}", lambda f=file: f.read_bytes()) for line, r, file in kept],
+                     decoder, "csv")
+    kept = [(k, im) for k, im in zip(kept, images) if im is not None]
+    _check_classes(classes, path)
+    y = np.array([known[key(r["label"])] for (_, r, _), _ in kept], np.int64)
+    if has_split:
+        is_test = np.array([r["split"].lower() == "test" for (_, r, _), _ in kept], bool)
+        train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    else:
+        train, test = _split(y, test_fraction, path, classes)
+    ims, names = [im for _, im in kept], [str(file) for (_, _, file), _ in kept]
+    x = _stack({"train": [ims[i] for i in train], "test": [ims[i] for i in test]},
+               {"train": [names[i] for i in train], "test": [names[i] for i in test]}, path)
+    paths = [kept[i][0][1]["path"] for i in train]
+    return _dataset(x, {"train": y[train], "test": y[test]}, paths, [os.path.splitext(p)[0] for p in paths], classes, path)

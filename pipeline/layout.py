@@ -47,8 +47,11 @@ class RunDir:
     def masks(self, cond: str) -> Path:
         return self.condition_dir(cond) / "masks.npz"
 
-    def coteach(self, cond: str, method: str, seed: int) -> Path:
-        return self.condition_dir(cond) / "coteach" / method / f"seed{seed}.json"
+    def label_issues(self, cond: str) -> Path:
+        return self.condition_dir(cond) / "label_issues.csv"
+
+    def coteach(self, cond: str, rows: str, learner: str, seed: int) -> Path:
+        return self.condition_dir(cond) / "coteach" / rows / learner / f"seed{seed}.json"
 
     @property
     def report_dir(self) -> Path:

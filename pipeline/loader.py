@@ -3,7 +3,10 @@
 The uint8 NHWC images go to the device once; every batch is gathered, normalised, randomly
 translated (reflection padding) and flipped there as a few batched tensor ops. No per-image Python
 work, no worker processes. The randomness of epoch ``e`` is drawn from a generator seeded with
-``(seed, e)``, so an epoch's batches do not depend on what ran before it (resume-friendly).
+``(seed, e)``, so an epoch's batches do not depend on what ran before it (resume-friendly). Given the
+rows' indices in a larger set (``rows``, ``n_all``), it is drawn for the whole set and the rows follow
+it: two subsets of one set share, seed for seed, the order and augmentation of the rows they have in
+common (paired runs: the cleaned rows against all rows).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ class Batches:
     repetition than independent coin flips). ``train=False``: the rows in order, unaugmented, once each.
     """
 
-    def __init__(self, images, labels, *, batch_size, device, mean, std, train, seed=0, translate=None, alternate_flips=False):
+    def __init__(self, images, labels, *, batch_size, device, mean, std, train, seed=0, translate=None, alternate_flips=False,
+                 rows=None, n_all=None):
         self.images = torch.as_tensor(np.ascontiguousarray(images)).to(device)  # N,H,W,C uint8
         self.labels = torch.as_tensor(np.asarray(labels, np.int64)).to(device)
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
@@ -39,6 +43,8 @@ class Batches:
         self.pad = max(1, images.shape[1] // 8) if translate is None else translate
         self.alternate_flips = alternate_flips
         self.device = torch.device(device)
+        self.rows = None if rows is None else torch.as_tensor(np.asarray(rows, np.int64))
+        self.n_all = len(self.labels) if rows is None else int(n_all)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -47,9 +53,13 @@ class Batches:
             return n // self.batch_size
         return -(-n // self.batch_size)
 
-    def normalised(self, k: int) -> torch.Tensor:
-        """The first ``k`` rows, normalised and unaugmented (NCHW float)."""
-        return self._normalise(torch.arange(min(k, len(self.labels)), device=self.device))
+    def sample(self, k: int) -> torch.Tensor:
+        """``k`` rows drawn at random (seeded), normalised and unaugmented (NCHW float). Random, not the
+        first ``k``: rows are often sorted by class (ImageFolder order), and a sample of one class is not
+        the data's statistics."""
+        n = len(self.labels)
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 777_777))[: min(k, n)]
+        return self._normalise(idx.sort().values.to(self.device))
 
     def _normalise(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.images[idx].permute(0, 3, 1, 2).float()
@@ -75,16 +85,23 @@ class Batches:
                 idx = torch.arange(start, min(start + self.batch_size, n), device=self.device)
                 yield self._layout(self._normalise(idx)), self.labels[idx]
             return
+        # Drawn for all n_all rows of the set (this epoch's order, and each row's shift and flip).
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(n, generator=g).to(self.device)
-        shifts = torch.randint(0, 2 * self.pad + 1, (2, n), generator=g).to(self.device)
+        perm = torch.randperm(self.n_all, generator=g)
+        shifts = torch.randint(0, 2 * self.pad + 1, (2, self.n_all), generator=g)
         if self.alternate_flips:
-            base = torch.rand(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 999_999)) < 0.5
-            flips = (base ^ bool(self.epoch % 2)).to(self.device)
+            base = torch.rand(self.n_all, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 999_999)) < 0.5
+            flips = base ^ bool(self.epoch % 2)
         else:
-            flips = (torch.rand(n, generator=g) < 0.5).to(self.device)
+            flips = torch.rand(self.n_all, generator=g) < 0.5
+        if self.rows is not None:  # keep our rows, in the set's order; index their shifts and flips
+            local = torch.full((self.n_all,), -1, dtype=torch.int64)
+            local[self.rows] = torch.arange(n)
+            perm = local[perm]
+            perm = perm[perm >= 0]
+            shifts, flips = shifts[:, self.rows], flips[self.rows]
+        perm, shifts, flips = perm.to(self.device), shifts.to(self.device), flips.to(self.device)
         self.epoch += 1
         for i in range(len(self)):
             idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
-            j = slice(i * self.batch_size, i * self.batch_size + len(idx))
-            yield self._layout(self._augment(self._normalise(idx), shifts[0, j], shifts[1, j], flips[idx])), self.labels[idx]
+            yield self._layout(self._augment(self._normalise(idx), shifts[0, idx], shifts[1, idx], flips[idx])), self.labels[idx]

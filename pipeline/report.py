@@ -1,5 +1,6 @@
-"""The report: our test accuracy beside the CL paper's Table 2, the label-error detection of the CL
-methods on this run's psx and on the paper's, and two plots; Markdown, CSV and PNG in ``report/``.
+"""The report: our test accuracy per (rows, learner) beside the CL paper's Table 2, whether cleaning
+helps (paired by seed), the label-error detection of the CL methods on this run's psx and on the
+paper's, and three plots; Markdown, CSV and PNG in ``report/``.
 
 Accuracy is aggregated over whatever seeds (trials) exist: mean ± sample std (ddof=1). Accuracies
 are fractions in records and CSV, percentages in the Markdown. Detection on the paper's psx
@@ -16,29 +17,43 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import conditions, datasets, store
+from pipeline import conditions, datasets, paired, store
 from pipeline.conditions import parse_conditions
-from pipeline.coteach import METHODS
+from pipeline.coteach import LEARNERS, ROWS
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, detect, resolve_psx
 from pipeline.store import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
-PAPER_TABLE = ROOT / "data" / "cl_paper_table2.csv"
+# The paper's Table 2, two ways: as published (default), and trial 1 of 10 of its own Co-Teaching runs.
+PAPER_TABLES = {
+    "published": (ROOT / "data" / "cl_paper_table2_published.csv", "the CL paper's Table 2 as published"),
+    "trial1": (ROOT / "data" / "cl_paper_table2.csv", "trial 1 of 10 of the CL paper's Co-Teaching runs"),
+}
 PAPER_PSX = ROOT.parent / "shared" / "data" / "cl-paper" / "psx"
 PAPER_CONDITIONS = {c.paper_column: c for c in parse_conditions("paper")}  # "4_6" -> n70_s40
-ROW_NAMES = {**{v: k for k, v in CL_METHODS.items()}, "none": "Co-Teaching alone", "plain": "plain training"}
+ROWS_NAMES = {"none": "all rows", **{v: k for k, v in CL_METHODS.items()}}
+LEARNER_NAMES = {"coteaching": "Co-Teaching", "plain": "cross-entropy", "mixup": "Mixup", "sce": "SCE", "mae": "MAE"}
 
 
-def paper_table(path: Path = PAPER_TABLE) -> dict[tuple[str, str], tuple[float, str]]:
-    """``{(method, paper column): (published test accuracy as a fraction, what it measures)}``."""
-    out = {}
-    with open(path, newline="") as f:
+def cell_name(rows: str, learner: str) -> str:
+    """``C+NR × Co-Teaching``, ``all rows × cross-entropy``."""
+    return f"{ROWS_NAMES[rows]} × {LEARNER_NAMES[learner]}"
+
+
+def paper_table(which: str = "published") -> tuple[dict[tuple[str, str, str], tuple[float, str]], list[str]]:
+    """(``{(rows, learner, paper column): (test accuracy as a fraction, what it measures)}``, the table's
+    rows that have no learner here, e.g. INCV)."""
+    cells, unmatched = {}, []
+    with open(PAPER_TABLES[which][0], newline="") as f:
         for row in csv.DictReader(f):
+            if not row["rows"]:
+                unmatched.append(row["paper_row"])
+                continue
             for col in PAPER_CONDITIONS:
                 if row.get(col):
-                    out[row["method"], col] = (float(row[col]) / 100, row["measure"])
-    return out
+                    cells[row["rows"], row["learner"], col] = (float(row[col]) / 100, row["measure"])
+    return cells, unmatched
 
 
 def paper_psx_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = False) -> dict | None:
@@ -64,11 +79,11 @@ def paper_psx_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = Fal
 
 def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_psx: Path | None = None,
             force: bool = False) -> tuple[list[dict], list[str], dict[str, dict[str, dict]], dict[str, conditions.Loaded]]:
-    """(records, stale, configs, loaded conditions). Records: one per (condition, method, seed) metrics file (``seeds``: only
-    these; default all found), and per (condition, method) detection on this run's masks (psx "run") and on
-    the paper's psx ("paper"). Only results whose whole chain verifies are records; the others are
-    ``stale`` (one line each). The seeds of one (condition, method) must share a config. ``configs``: the
-    masks' psx source, crossval and coteach configs behind the records, by condition or condition/method."""
+    """(records, stale, configs, loaded conditions). Records: one per (condition, rows, learner, seed) metrics file
+    (``seeds``: only these; default all found), and per (condition, method) detection on this run's masks (psx
+    "run") and on the paper's psx ("paper"). Only results whose whole chain verifies are records; the others are
+    ``stale`` (one line each). The seeds of one (condition, rows, learner) must share a config. ``configs``: the
+    masks' psx source, crossval and coteach configs behind the records, by condition or condition/rows/learner."""
     records, stale, configs, found = [], [], {"masks": {}, "crossval": {}, "coteach": {}}, {}
     for cond in conds:
         try:
@@ -90,23 +105,26 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper
                 stale.append(str(e))
         for method, d in ((paper_psx and paper_psx_detection(run, cond, paper_psx, force)) or {}).items():
             records.append({**base, "kind": "detection", "psx": "paper", "method": method, **d})
-        for method in METHODS:
-            cell = {}
-            for path in sorted(run.coteach(cond, method, 0).parent.glob("seed*.json")):
-                if not re.fullmatch(r"seed\d+\.json", path.name):
-                    continue
-                try:
-                    config, m = store.verify(path)["config"], store.load(path)
-                except PipelineError as e:
-                    stale.append(str(e))
-                    continue
-                if seeds is None or m["seed"] in seeds:
-                    cell[str(path)] = {k: v for k, v in config.items() if k != "seed"}
-                    records.append({**base, "kind": "accuracy", "method": method, "seed": m["seed"],
-                                    "final_acc": m["final_acc"], "best_acc": m["best_acc"], "n_train": m["n_train"]})
-            if cell:
-                common = store.same_config(cell, f"{cond} {method}: its seeds were trained differently")
-                configs["coteach"][f"{cond}/{method}"] = {k: v for k, v in common.items() if k not in ("method", "forget_rate")}
+        for rows in ROWS:
+            for learner in LEARNERS:
+                cell = {}
+                for path in sorted(run.coteach(cond, rows, learner, 0).parent.glob("seed*.json")):
+                    if not re.fullmatch(r"seed\d+\.json", path.name):
+                        continue
+                    try:
+                        config, m = store.verify(path)["config"], store.load(path)
+                    except PipelineError as e:
+                        stale.append(str(e))
+                        continue
+                    if seeds is None or m["seed"] in seeds:
+                        cell[str(path)] = {k: v for k, v in config.items() if k != "seed"}
+                        records.append({**base, "kind": "accuracy", "rows": rows, "learner": learner, "seed": m["seed"],
+                                        "final_acc": m["final_acc"], "best_acc": m["best_acc"], "n_train": m["n_train"]})
+                if cell:
+                    what = f"{cond} {cell_name(rows, learner)}: its seeds were trained differently"
+                    common = store.same_config(cell, what)
+                    configs["coteach"][f"{cond}/{rows}/{learner}"] = {
+                        k: v for k, v in common.items() if k not in ("rows", "learner", "forget_rate")}
     return records, stale, configs, found
 
 
@@ -124,24 +142,42 @@ def config_notes(configs: dict[str, dict[str, dict]]) -> list[str]:
 
 
 def accuracy_summary(records: list[dict], paper: dict) -> list[dict]:
-    """One row per (condition, method) with results: mean and std over seeds of the final- and
+    """One row per (condition, rows, learner) with results: mean and std over seeds of the final- and
     best-epoch accuracy, the paper's cell for the condition's column, and our mean minus it."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         if r["kind"] == "accuracy":
-            groups.setdefault((r["condition"], r["method"]), []).append(r)
+            groups.setdefault((r["condition"], r["rows"], r["learner"]), []).append(r)
     rows = []
-    for (cond, method), rs in groups.items():
-        row = {k: rs[0][k] for k in ("condition", "paper_column", "noise_rate", "sparsity", "method")}
+    for (cond, rows_, learner), rs in groups.items():
+        row = {k: rs[0][k] for k in ("condition", "paper_column", "noise_rate", "sparsity", "rows", "learner")}
         row |= {"n_seeds": len(rs), "seeds": " ".join(str(r["seed"]) for r in rs)}
         for key in ("final_acc", "best_acc"):
             v = np.array([r[key] for r in rs])
             row |= {f"{key}_mean": float(v.mean()), f"{key}_std": float(v.std(ddof=1)) if len(v) > 1 else None}
-        acc, measure = paper.get((method, row["paper_column"]), (None, None))
+        acc, measure = paper.get((rows_, learner, row["paper_column"]), (None, None))
         row |= {"paper_acc": acc, "paper_measure": measure}
         row |= {f"{k}_delta": None if acc is None else row[f"{k}_mean"] - acc for k in ("final_acc", "best_acc")}
         rows.append(row)
     return rows
+
+
+def cleaning_summary(records: list[dict]) -> list[dict]:
+    """Does cleaning help? One row per (condition, mask, learner) whose learner also ran on all rows:
+    the paired difference over their common seeds at the final epoch (``paired.paired_difference``)."""
+    by_cell: dict[tuple, dict[int, float]] = {}
+    for r in records:
+        if r["kind"] == "accuracy":
+            by_cell.setdefault((r["condition"], r["rows"], r["learner"]), {})[r["seed"]] = r["final_acc"]
+    rows = []
+    for (cond, rows_, learner), cleaned in by_cell.items():
+        baseline = by_cell.get((cond, "none", learner))
+        if rows_ != "none" and baseline is not None:
+            rows.append({"condition": cond, "rows": rows_, "learner": learner, "name": cell_name(rows_, learner),
+                         "baseline": cell_name("none", learner), **paired.paired_difference(cleaned, baseline)})
+    order = {pair: i for i, pair in enumerate((r, lr) for r in ROWS for lr in LEARNERS)}
+    conds = list(dict.fromkeys(r["condition"] for r in records))
+    return sorted(rows, key=lambda r: (conds.index(r["condition"]), order[r["rows"], r["learner"]]))
 
 
 def detection_summary(records: list[dict]) -> list[dict]:
@@ -176,43 +212,60 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def markdown(acc: list[dict], det: list[dict], conds: list[str], noise: dict[str, float], notes: list[str],
-             stale: list[str]) -> str:
-    """The report's Markdown from ``accuracy_summary`` and ``detection_summary`` rows: accuracy per
-    method x condition (final, best epoch), beside the paper's cells, and detection on both psx, then
-    the results left out as stale. ``noise``: the actual noise rate of each condition."""
+def _pairs(acc: list[dict]) -> list[tuple[str, str]]:
+    """The (rows, learner) pairs with results, in ROWS x LEARNERS order."""
+    have = {(r["rows"], r["learner"]) for r in acc}
+    return [(rows, learner) for rows in ROWS for learner in LEARNERS if (rows, learner) in have]
+
+
+def markdown(acc: list[dict], det: list[dict], conds: list[str], headers: dict[str, str], notes: list[str],
+             stale: list[str], paper_title: str, unmatched: list[str], cleaning: list[dict] = ()) -> str:
+    """The report's Markdown from ``accuracy_summary``, ``cleaning_summary`` and ``detection_summary``
+    rows: accuracy per (rows, learner) x condition (final, best epoch), beside the paper's cells
+    (``paper_title``; its rows with no learner here: ``unmatched``), whether cleaning helps, and
+    detection on both psx, then the results left out as stale. ``headers``: each condition's column heading."""
     cols = {r["condition"]: r["paper_column"] for r in acc + det if r["paper_column"]}
-    header = ["method"] + [f"{c} ({100 * noise[c]:.0f}%{', paper ' + cols[c] if c in cols else ''})" for c in conds]
+    header = ["rows × learner"] + [headers[c] for c in conds]
     seeds = sorted({int(s) for r in acc for s in r["seeds"].split()})
     most = max((r["n_seeds"] for r in acc), default=0)
     out = []
-    for key, title in (("final_acc", "final epoch (mean of the two networks)"),
-                       ("best_acc", "best epoch of either network, as the paper reported")):
+    for key, title in (("final_acc", "final epoch (mean of the networks)"),
+                       ("best_acc", "best epoch of any network, as the CL paper reported")):
         rows = []
-        for m in (m for m in METHODS if any(r["method"] == m for r in acc)):
+        for pair in _pairs(acc):
             cells = {r["condition"]: _pct(r[f"{key}_mean"], r[f"{key}_std"]) + (f" (n={r['n_seeds']})" if r["n_seeds"] < most else "")
-                     for r in acc if r["method"] == m}
-            rows.append([ROW_NAMES[m]] + [cells.get(c, "–") for c in conds])
+                     for r in acc if (r["rows"], r["learner"]) == pair}
+            rows.append([cell_name(*pair)] + [cells.get(c, "–") for c in conds])
         out.append(f"## Test accuracy (%), {title}; seeds {seeds}, mean ± std over seeds\n\n"
                    + (_markdown(header, rows) if rows else "No coteach results for these conditions and seeds (make coteach)."))
     paired = [r for r in acc if r["paper_acc"] is not None]
     if paired:
-        rows = [[r["condition"], cols[r["condition"]], ROW_NAMES[r["method"]], _pct(r["paper_acc"]), r["paper_measure"],
+        rows = [[r["condition"], cols[r["condition"]], cell_name(r["rows"], r["learner"]), _pct(r["paper_acc"]), r["paper_measure"],
                  _pct(r["final_acc_mean"], r["final_acc_std"]), _pct(r["final_acc_delta"], sign=True),
                  _pct(r["best_acc_mean"], r["best_acc_std"]), _pct(r["best_acc_delta"], sign=True)] for r in paired]
-        header = ["condition", "paper column", "method", "paper", "paper measure", "ours, final", "Δ final", "ours, best", "Δ best"]
-        out.append("## Beside the paper's Table 2 (trial 1 of 10; data/cl_paper_table2.csv)\n\n"
-                   "Like with like: the CL rows against our best epoch; Co-Teaching alone and plain training "
-                   "against our final epoch (the paper's rows measure different things, see 'paper measure').\n\n"
+        header = ["condition", "paper column", "rows × learner", "paper", "paper measure", "ours, final", "Δ final",
+                  "ours, best", "Δ best"]
+        extra = f" Rows of that table with no learner here: {', '.join(unmatched)}." if unmatched else ""
+        out.append(f"## Beside {paper_title}\n\nOurs at the final epoch and, separately, at the best epoch; Δ = ours - paper. "
+                   f"(rows, learner) pairs without a published row are in the tables above only.{extra}\n\n"
                    + _markdown(header, rows))
+    if cleaning:
+        rows = [[r["condition"], r["name"], r["baseline"], " ".join(map(str, r["seeds"])), _pct(r["mean"], sign=True),
+                 "–" if r["ci_low"] is None else f"[{_pct(r['ci_low'], sign=True)}, {_pct(r['ci_high'], sign=True)}]",
+                 r["verdict"]] for r in cleaning]
+        out.append("## Does cleaning help? Cleaned rows against all rows, same learner, paired by seed\n\n"
+                   "Test accuracy at the final epoch; per seed, the cleaned run minus the all-rows run (both share the seed's "
+                   "initialisation and batch order); mean and 95% paired-t interval over the seeds, in points. "
+                   "`helps` / `hurts`: the interval excludes 0. Per-seed differences: `cleaning_helps.png`.\n\n"
+                   + _markdown(["condition", "cleaned", "against", "seeds", "mean Δ", "95% CI", "verdict"], rows))
     if det:
-        rows = [[r["condition"], ROW_NAMES[r["method"]], _prf(r, "run"), _prf(r, "paper")] for r in det]
+        rows = [[r["condition"], ROWS_NAMES[r["method"]], _prf(r, "run"), _prf(r, "paper")] for r in det]
         out.append("## Label-error detection: precision / recall / F1 (fraction kept)\n\n"
                    + _markdown(["condition", "method", "this run's masks", "the paper's psx (ResNet-50)"], rows))
     if stale:
         out.append("## Not shown: stale or changed results (rerun the stage each names)\n\n" + "\n".join(f"- {e}" for e in stale))
     body = "\n\n".join(out) + "\n\n" + "\n".join(f"- {n}" for n in notes)
-    return "# Confident Learning + Co-Teaching\n\n" + body + "\n"
+    return "# Confident Learning: which rows x which learner\n\n" + body + "\n"
 
 
 def _pyplot():
@@ -225,12 +278,12 @@ def _pyplot():
 
 
 def plot_accuracy(acc: list[dict], paper: dict, path: Path) -> None:
-    """``accuracy_vs_noise.png``: one panel per method, test accuracy against actual noise rate, a
-    line per sparsity: ours at the final epoch (± std) and best epoch, and the paper's published cells."""
+    """``accuracy_vs_noise.png``: one panel per (rows, learner), test accuracy against actual noise rate, a
+    line per sparsity: ours at the final epoch (± std) and best epoch, and the paper's cells."""
     plt = _pyplot()
-    methods = [m for m in METHODS if any(r["method"] == m for r in acc)]
+    methods = _pairs(acc)
     if not methods:
-        return _placeholder("No Co-Teaching results for these conditions and seeds yet (make coteach)", path)
+        return _placeholder("No coteach results for these conditions and seeds yet (make coteach)", path)
     sparsities = sorted({r["sparsity"] for r in acc}, key=lambda s: (s is None, s))
     colours = dict(zip(sparsities, plt.cm.viridis(np.linspace(0, 0.85, max(len(sparsities), 1)))))
     ncol = min(4, len(methods))
@@ -238,16 +291,16 @@ def plot_accuracy(acc: list[dict], paper: dict, path: Path) -> None:
                              squeeze=False, sharey=True)
     for ax, m in zip(axes.flat, methods):
         for s in sparsities:
-            rs = sorted((r for r in acc if r["method"] == m and r["sparsity"] == s), key=lambda r: r["noise_rate"])
+            rs = sorted((r for r in acc if (r["rows"], r["learner"]) == m and r["sparsity"] == s), key=lambda r: r["noise_rate"])
             x = [100 * r["noise_rate"] for r in rs]
             ax.errorbar(x, [100 * r["final_acc_mean"] for r in rs], [100 * (r["final_acc_std"] or 0) for r in rs],
                         color=colours[s], marker="o", capsize=3, label=f"sparsity {s}, ours final")
             ax.plot(x, [100 * r["best_acc_mean"] for r in rs], color=colours[s], ls=":", marker=".", label=f"sparsity {s}, ours best")
-            pub = sorted((100 * c.noise, 100 * paper[m, col][0]) for col, c in PAPER_CONDITIONS.items()
-                         if c.sparsity == s and (m, col) in paper)
+            pub = sorted((100 * c.noise, 100 * paper[(*m, col)][0]) for col, c in PAPER_CONDITIONS.items()
+                         if c.sparsity == s and (*m, col) in paper)
             if pub:
                 ax.plot(*zip(*pub), color=colours[s], ls="--", marker="s", mfc="none", label=f"sparsity {s}, paper")
-        ax.set_title(ROW_NAMES[m])
+        ax.set_title(cell_name(*m), fontsize=10)
         ax.set_xlim(0, 100)
         ax.grid(alpha=0.3)
     for i, ax in enumerate(axes.flat):
@@ -260,7 +313,7 @@ def plot_accuracy(acc: list[dict], paper: dict, path: Path) -> None:
     legend = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle("Test accuracy vs noise. Ours: final epoch (solid, ± std over seeds), best epoch (dotted);\n"
-                 "the paper's CIFAR-10 Table 2 (dashed)", fontsize=9)
+                 "the CL paper's CIFAR-10 Table 2 (dashed)", fontsize=9)
     fig.tight_layout(rect=(0, 0.04 + 0.02 * len(sparsities), 1, 0.95))
     _save(fig, path)
 
@@ -317,15 +370,23 @@ def _csv(path: Path, rows: list[dict]) -> None:
     store.save(path, buf.getvalue().encode())
 
 
+def column_heading(loaded: conditions.Loaded) -> str:
+    """``n40_s20 (40%, paper 2_4)``; CIFAR-10N conditions say they are real human noise."""
+    c = loaded.condition
+    what = f", paper {c.paper_column}" if c.paper_column else ", real human noise" if c.kind == "cifar10n" else ""
+    return f"{c.name} ({100 * loaded.noise_rate:.0f}%{what})"
+
+
 def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_psx: Path | None = PAPER_PSX,
-          force: bool = False) -> tuple[list[Path], str]:
-    """Write the report into ``report/``: ``table.md``, ``table.csv`` (every record), ``accuracy.csv``
-    and ``detection.csv`` (the summaries), ``accuracy_vs_noise.png``, ``noise_matrices.png``.
-    Returns (the files written, the Markdown)."""
+          force: bool = False, paper_which: str = "published") -> tuple[list[Path], str]:
+    """Write the report into ``report/``: ``table.md``, ``table.csv`` (every record), ``accuracy.csv``,
+    ``detection.csv`` and ``cleaning.csv`` (the summaries), ``noise_matrices.png``, ``accuracy_vs_noise.png``
+    and ``cleaning_helps.png``.
+    ``paper_which``: the paper's table to compare with (``PAPER_TABLES``). Returns (the files written, the Markdown)."""
     have_psx = paper_psx is not None and Path(paper_psx).is_dir()
     records, stale, configs, loaded = collect(run, conds, seeds, paper_psx if have_psx else None, force)
-    paper = paper_table()
-    acc, det = accuracy_summary(records, paper), detection_summary(records)
+    paper, unmatched = paper_table(paper_which)
+    acc, det, cleaning = accuracy_summary(records, paper), detection_summary(records), cleaning_summary(records)
     if not have_psx:
         note = f"The paper's psx: {paper_psx} is absent; detection on them skipped."
     elif not any(c.condition.paper_key for c in loaded.values()):
@@ -334,15 +395,18 @@ def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_p
         note = f"The paper's psx: {paper_psx} holds no psx file for these conditions; detection on them skipped."
     else:
         note = f"The paper's psx: {paper_psx} (4-fold cross-validated ResNet-50, from the paper's repository)."
-    notes = [note, "Paper measures: CL rows = best epoch of either network; Co-Teaching alone = final epoch; "
-             "plain training = mean of 10 (trial 1 of 10 of the paper's runs).", *config_notes(configs)]
-    text = markdown(acc, det, list(loaded), {c: l.noise_rate for c, l in loaded.items()}, notes, stale)
+    table, title = PAPER_TABLES[paper_which]
+    notes = [note, f"The paper's cells: {title} ({table.relative_to(ROOT)}; its 'measure' column says what each row "
+             "measured).", *config_notes(configs)]
+    text = markdown(acc, det, list(loaded), {c: column_heading(l) for c, l in loaded.items()}, notes, stale,
+                    title, unmatched, cleaning)
     d = run.report_dir
-    files = [d / "table.md", d / "table.csv", d / "accuracy.csv", d / "detection.csv", d / "noise_matrices.png",
-             d / "accuracy_vs_noise.png"]
+    files = [d / "table.md", d / "table.csv", d / "accuracy.csv", d / "detection.csv", d / "cleaning.csv",
+             d / "noise_matrices.png", d / "accuracy_vs_noise.png", d / "cleaning_helps.png"]
     store.save(files[0], text.encode())
-    for path, rows in zip(files[1:4], (records, acc, det)):
+    for path, rows in zip(files[1:5], (records, acc, det, cleaning)):
         _csv(path, rows)
-    plot_noise_matrices({c: (l.noise_matrix, l.noise_rate) for c, l in loaded.items()}, files[4])
-    plot_accuracy(acc, paper, files[5])
+    plot_noise_matrices({c: (l.noise_matrix, l.noise_rate) for c, l in loaded.items()}, files[5])
+    plot_accuracy(acc, paper, files[6])
+    paired.plot(cleaning, files[7])
     return files, text

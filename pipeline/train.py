@@ -1,9 +1,9 @@
-"""Training with pytorch-lightning: a plain classifier (crossval) and Co-Teaching (coteach).
+"""Training with pytorch-lightning: the resumable training loop every stage uses, and the crossval classifier.
 
-Both take their batches from ``loader.Batches`` (device-resident, augmented on the device) and
-share ``predict_probs`` for held-out and test predictions. Co-Teaching uses cleanlab's
-implementation of the paper's pieces: ``loss_coteaching``, ``forget_rate_scheduler`` and
-``initialize_lr_scheduler``.
+``Resumable`` (per-epoch checkpoints, divergence check, cluster log lines) and ``fit`` carry every
+training; ``Classifier`` / ``train_classifier`` are crossval's; the coteach stage's learners
+(``pipeline.learners``) build on the same pieces. All take their batches from ``loader.Batches``
+(device-resident, augmented on the device) and share ``predict_probs`` for held-out and test predictions.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pipeline.store import PipelineError
 
 for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*reduction.*")  # cleanlab's loss_coteaching uses reduce=False
+warnings.filterwarnings("ignore", message=".*reduction.*")  # cleanlab's loss_coteaching (pipeline.learners) uses reduce=False
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")  # we run under SLURM without srun
@@ -99,13 +99,16 @@ class Data:
     eval_x: np.ndarray
     eval_labels: np.ndarray
     num_classes: int
+    train_rows: np.ndarray | None = None  # the training rows' indices in a larger set of n_all (paired batch order)
+    n_all: int | None = None
 
     def batches(self, device, batch_size: int, seed: int, **augment) -> tuple[Batches, Batches]:
         """(training batches, evaluation batches); ``augment``: Batches' ``translate``/``alternate_flips``."""
         mean, std = channel_stats(self.train_x)
         kw = dict(batch_size=batch_size, device=device, mean=mean, std=std)
         return (
-            Batches(self.train_x, self.train_labels, train=True, seed=seed, **kw, **augment),
+            Batches(self.train_x, self.train_labels, train=True, seed=seed, rows=self.train_rows, n_all=self.n_all,
+                    **kw, **augment),
             Batches(self.eval_x, self.eval_labels, train=False, **kw),
         )
 
@@ -290,7 +293,7 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     network; ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every
     epoch is printed and appended to ``curve``. Non-finite probabilities are an error. ``recipe``: see ``Classifier``; ``airbench`` also
     translates by 1/16 of the size (2 px on CIFAR-10) with alternating flips, whitens the first layer
-    from 5,000 training images, and predicts with test-time augmentation."""
+    from 5,000 training images drawn at random, and predicts with test-time augmentation."""
     pl.seed_everything(seed, workers=False, verbose=False)
     start = time.perf_counter()
     fast = recipe == "airbench"
@@ -298,7 +301,7 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     augment = {"translate": max(1, size // 16), "alternate_flips": True} if fast else {}
     train, evaluation = data.batches(device, batch_size, seed, **augment)
     net = data.build(arch)
-    models.init_whitening(net, train.normalised(5000).cpu())
+    models.init_whitening(net, train.sample(5000).cpu())
     module = Classifier(net, recipe=recipe, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                         total_steps=epochs * len(train), watch=None if watch is None else (evaluation, watch))
     if compile:
@@ -320,64 +323,3 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-class CoTeaching(Resumable):
-    """Two networks; each picks the small-loss ``1 - forget_rate(epoch)`` fraction of every batch to
-    update the other (Han et al. 2018). Adam, with the learning rate decaying linearly to 0 and beta1
-    dropping to ``beta1_decayed`` from ``epoch_decay_start``. Test accuracy of both nets per epoch."""
-
-    def __init__(self, net1, net2, test: Batches, *, epochs, lr, forget_rate, num_gradual, epoch_decay_start, beta1_decayed=0.1):
-        from cleanlab.experimental.coteaching import forget_rate_scheduler, initialize_lr_scheduler
-
-        super().__init__()
-        self.automatic_optimization = False
-        self.nets = torch.nn.ModuleList([net1, net2])
-        self.test = test
-        self.lr = lr
-        self.forget_rates = forget_rate_scheduler(epochs, forget_rate, num_gradual, 1)
-        self.lr_plan, beta1_plan = initialize_lr_scheduler(lr, epochs, epoch_decay_start)
-        # cleanlab keeps beta1 at 0.9 throughout ("original author had this set to 0.1"): use the paper's drop.
-        self.beta1_plan = [b if e < epoch_decay_start else beta1_decayed for e, b in enumerate(beta1_plan)]
-
-    def configure_optimizers(self):
-        return [torch.optim.Adam(net.parameters(), lr=self.lr) for net in self.nets]
-
-    def on_train_epoch_start(self):
-        super().on_train_epoch_start()
-        for opt in self.optimizers():
-            for group in opt.optimizer.param_groups:
-                group["lr"] = self.lr_plan[self.current_epoch]
-                group["betas"] = (self.beta1_plan[self.current_epoch], 0.999)
-
-    def training_step(self, batch, _):
-        from cleanlab.experimental.coteaching import loss_coteaching
-
-        x, y = batch
-        losses = loss_coteaching(self.nets[0](x), self.nets[1](x), y, forget_rate=self.forget_rates[self.current_epoch])
-        self.track(sum(losses) / 2)
-        for opt, loss in zip(self.optimizers(), losses):
-            opt.zero_grad()
-            self.manual_backward(loss)
-            opt.step()
-
-    def epoch_summary(self) -> str:
-        labels = self.test.labels.cpu().numpy()
-        self.history.append([float(np.mean(predict_probs(net, self.test).argmax(1) == labels)) for net in self.nets])
-        return " test acc " + "/".join(f"{a:.4f}" for a in self.history[-1])
-
-
-def train_coteaching(data: Data, *, arch, epochs, batch_size, lr, forget_rate, num_gradual, epoch_decay_start, seed, device,
-                     ckpt=None, tag=None, label="coteach") -> list[list[float]]:
-    """Co-Teaching on ``data.train_*``; returns test accuracy ``[net1, net2]`` after every epoch. ``ckpt``: see ``fit``.
-
-    ``forget_rate=0`` trains two independent plain networks on all rows (the no-Co-Teaching baseline).
-    """
-    pl.seed_everything(seed, workers=False, verbose=False)
-    train, test = data.batches(device, batch_size, seed)
-    module = CoTeaching(
-        data.build(arch), data.build(arch), test,
-        epochs=epochs, lr=lr, forget_rate=forget_rate, num_gradual=num_gradual, epoch_decay_start=epoch_decay_start,
-    )
-    fit(module, train, device, epochs, ckpt, tag or {}, label)
-    return module.history

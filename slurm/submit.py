@@ -1,9 +1,9 @@
 """Submit a stage's pending tasks to SLURM as ONE array job, through submitit.
 
     python -m slurm.submit crossval --run-dir RUN [--cond ...] [--fold all] [training options] [SLURM options]
-    python -m slurm.submit coteach  --run-dir RUN [--methods all] [--seeds 0,1,2] [training options] [SLURM options]
+    python -m slurm.submit coteach  --run-dir RUN [--methods all] [--learners paper] [--seeds 0,1,2] [training options] [SLURM options]
 
-One array element per pending (condition, fold) or (condition, method, seed) task; tasks whose
+One array element per pending (condition, fold) or (condition, rows, learner, seed) task; tasks whose
 artifacts are current are not submitted (nothing pending: nothing submitted). The task list is
 written to RUN/slurm/<job name>-tasks.json first (array index = position in it); logs go to
 RUN/slurm/logs/<array id>_<index>/. Each element gets --gpus-per-task GPUs (0: it runs on the CPU).

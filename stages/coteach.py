@@ -1,6 +1,7 @@
-"""coteach: Co-Teaching on the rows each CL method keeps (plus no-pruning and plain baselines), tested per epoch.
+"""coteach: learners (Co-Teaching, cross-entropy, Mixup, SCE, MAE) on the rows each CL method keeps, or on
+all rows; test accuracy after every epoch. Default grid: the CL paper's Table 2 (see --learners).
 
-`--gpus 0,1,2,3` runs the (condition, method, seed) tasks on one worker process per GPU (`--gpus cpu`:
+`--gpus 0,1,2,3` runs the (condition, rows, learner, seed) tasks on one worker process per GPU (`--gpus cpu`:
 one CPU worker) instead of one after another on `--gpu`."""
 
 from pipeline import cli, workers

@@ -1,19 +1,31 @@
 """data: decode a dataset source into the run's uint8 cache (dataset.npz)."""
 
-from pipeline import cli, datasets
+from pipeline import cli, datasets, store
+from pipeline.options import Range
 
 
 def parser():
     p = cli.parser(__doc__)
     p.add_argument("--source", required=True,
-                   help="ImageFolder root (or .tar.gz of one) with train/ and test/, a cifar-10-batches-py folder, or 'digits'")
+                   help="an ImageFolder root (or .tar.gz of one): train/ and test/ of class folders, or class folders "
+                        "alone; a CSV of path,label[,split]; a cifar-10-batches-py folder; or 'digits'")
+    p.add_argument("--image-size", type=Range(int, 1, 4096, optional=True), default=None,
+                   help="resize every image (antialiased) to N x N; none: keep the size, which all images must share")
+    p.add_argument("--test-fraction", type=Range(float, 0, 1, lo_open=True, hi_open=True), default=0.2,
+                   help="held out as the test set, stratified by class, when the source has no train/test split")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out unusable rows (unreadable or missing image, duplicate path, unknown class, ...) and "
+                        "count them in the manifest, instead of stopping at the first")
     return p
 
 
 def run(args):
     run = cli.run_dir(args, create=True)
-    did = datasets.prepare(run, args.source, args.force)
-    cli.log(f"{'wrote' if did else 'current'}: {run.dataset}")
+    did = datasets.prepare(run, args.source, args.force, args.image_size, args.test_fraction, args.skip_bad)
+    info = store.verify(run.dataset)["info"]
+    skipped = f"; {info['skipped']} unusable row(s) left out (first: {info['skipped_first'][0]})" if info.get("skipped") else ""
+    cli.log(f"{'wrote' if did else 'current'}: {run.dataset}  {info['n_train']} train / {info['n_test']} test, "
+            f"{len(info['classes'])} classes, images {'x'.join(map(str, info['image_shape']))}{skipped}")
 
 
 if __name__ == "__main__":

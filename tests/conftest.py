@@ -41,3 +41,27 @@ def folds_run(tmp_path_factory) -> Path:
 def run_copy(folds_run, tmp_path) -> Path:
     """A private copy of ``folds_run`` to change."""
     return Path(shutil.copytree(folds_run, tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def blank_cifar(tmp_path_factory) -> Path:
+    """A run whose dataset is CIFAR-10's training set as far as labels go (the true labels shipped in
+    data/, rows in ImageFolder order, original indices known) with blank 8x8 images: the paper's
+    conditions and CIFAR-10N files apply to it without ../shared. Treat as read-only."""
+    import numpy as np
+
+    from pipeline import conditions, datasets, store
+    from pipeline.layout import RunDir
+
+    shipped = np.load(conditions.PAPER_LABELS)
+    true, classes = shipped["true_labels"].astype(np.int64), [str(c) for c in shipped["classes"]]
+    stems = [f"{i}_{classes[true[i]]}" for i in range(len(true))]
+    order = np.array(sorted(range(len(true)), key=lambda i: (true[i], stems[i])))  # class folder, then file name
+    ds = datasets.Dataset(
+        train_x=np.zeros((len(true), 8, 8, 3), np.uint8), train_y=true[order],
+        train_ids=np.array([f"{classes[true[i]]}/{stems[i]}" for i in order]), train_source_index=order,
+        test_x=np.zeros((20, 8, 8, 3), np.uint8), test_y=np.arange(20) % 10, classes=np.array(classes))
+    run = RunDir(tmp_path_factory.mktemp("blank_cifar") / "run")
+    store.produce(run.dataset, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
+                  make=lambda: (ds.arrays(), {"classes": classes}))
+    return run.root

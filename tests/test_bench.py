@@ -36,7 +36,7 @@ def test_gpu_evidence_tiny_runs_every_step(tmp_path):
     timings = json.loads((out / "timings.json").read_text())
     assert timings["device"] == "cpu"
     assert len(timings["crossval_s"]) == 6 and all(s > 0 for s in timings["crossval_s"].values())
-    assert len(timings["coteach_s"]) == 2 * 7 and all(s > 0 for s in timings["coteach_s"].values())
+    assert len(timings["coteach_s"]) == 2 * 9 and all(s > 0 for s in timings["coteach_s"].values())
     assert set(timings["bench"]) == {"bench-n0_s0", "bench-n40_s0", "bench-n0_s0compile", "bench-n40_s0labelsmoothing"}
     assert all(c["rc"] == 0 for c in timings["steps"]), timings["steps"]
     assert (out / "table.md").exists() and (out / "noise_matrices.png").exists()

@@ -120,7 +120,7 @@ def test_symlinks_inside_the_tree_are_followed(tmp_path):
 
 
 def test_decoding_logs_a_line_per_chunk(tmp_path, monkeypatch, capsys):
-    root = make_imagefolder(tmp_path / "folder", {"a": [f"{i}_a.png" for i in range(5)]})
+    root = make_imagefolder(tmp_path / "folder", {"a": [f"{i}_a.png" for i in range(3)], "b": ["3_b.png", "4_b.png"]})
     monkeypatch.setattr(datasets, "LOG_EVERY", 2)
     datasets.read_source(str(root))
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("decode train")]

@@ -8,7 +8,7 @@ import numpy as np
 
 from conftest import FAST_COTEACH, FAST_CROSSVAL, ROOT, stage
 from pipeline import conditions, store
-from pipeline.coteach import METHODS
+from pipeline.coteach import grid
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS
 
@@ -22,8 +22,10 @@ def test_every_stage_then_rerun_does_nothing(run_copy):
     stage("combine", run.root)
     stage("masks", run.root)
     trained = stage("coteach", run.root, *FAST_COTEACH).stdout
-    assert re.search(r"^coteach n40_s40 plain seed 0: epoch 2/2 loss \d+\.\d{4} test acc 0\.\d{4}/0\.\d{4} \(\d+\.\d s\)$",
-                     trained, re.M)  # one line per epoch: stdout is not a terminal
+    # One line per epoch (stdout is not a terminal), with the test accuracy of each network.
+    assert re.search(r"^coteach n40_s40 none x coteaching seed 0: epoch 2/2 loss \d+\.\d{4} test acc 0\.\d{4}/0\.\d{4} "
+                     r"\(\d+\.\d s\)$", trained, re.M)
+    assert re.search(r"^coteach n40_s40 none x sce seed 0: epoch 2/2 loss \d+\.\d{4} test acc 0\.\d{4} \(", trained, re.M)
     out = stage("report", run.root).stdout
 
     conds = conditions.names(run)
@@ -35,13 +37,16 @@ def test_every_stage_then_rerun_does_nothing(run_copy):
         masks = store.load(run.masks(cond))
         assert set(masks) == set(CL_METHODS.values())
         assert all(m.dtype == bool and m.shape == noisy.shape for m in masks.values())
-        for method in METHODS:
-            metrics = store.load(run.coteach(cond, method, 0))
-            assert len(metrics["test_acc"]) == 2 and 0 <= metrics["final_acc"] <= 1
-            expected = len(noisy) if method in ("none", "plain") else int(masks[method].sum())
-            assert metrics["n_train"] == expected
-        assert store.load(run.coteach(cond, "plain", 0))["forget_rate"] == 0
-    assert "PBNR" in out and "Co-Teaching alone" in out and "plain training" in out
+        assert len(grid("all", "paper")) == 9  # the paper's Table 2: 5 masks x coteaching, all rows x 4 learners
+        for rows, learner in grid("all", "paper"):
+            metrics = store.load(run.coteach(cond, rows, learner, 0))
+            nets = 2 if learner == "coteaching" else 1
+            assert [len(a) for a in metrics["test_acc"]] == [nets, nets] and 0 <= metrics["final_acc"] <= 1
+            assert metrics["n_train"] == (len(noisy) if rows == "none" else int(masks[rows].sum()))
+            assert ("forget_rate" in metrics) == (learner == "coteaching")
+    for name in ("PBNR × Co-Teaching", "all rows × Co-Teaching", "all rows × cross-entropy", "all rows × Mixup",
+                 "all rows × SCE"):
+        assert f"| {name} |" in out
     assert (run.report_dir / "table.csv").exists()
 
     before = artifact_mtimes(run.root)
@@ -50,7 +55,7 @@ def test_every_stage_then_rerun_does_nothing(run_copy):
     assert "0 of 6" in stage("crossval", run.root, "--fold", "all", *FAST_CROSSVAL).stdout
     assert "wrote" not in stage("combine", run.root).stdout
     assert "wrote" not in stage("masks", run.root).stdout
-    assert "0 of 14" in stage("coteach", run.root, *FAST_COTEACH).stdout
+    assert "0 of 18" in stage("coteach", run.root, *FAST_COTEACH).stdout
     assert artifact_mtimes(run.root) == before
     imported = subprocess.run([sys.executable, "-X", "importtime", "-m", "stages.coteach", "--run-dir", str(run.root),
                                *FAST_COTEACH], cwd=ROOT, capture_output=True, text=True).stderr

@@ -183,7 +183,8 @@ def test_a_diverging_training_fails_and_writes_nothing(run_copy, stage_obj):
         run.shard("n20_s0", 0).unlink()
     else:
         stage("combine", run.root)
-        config, task = coteach.CoteachConfig(epochs=2, batch_size=128, epoch_decay_start=1, num_gradual=1), ("n20_s0", "none", 0)
+        config = coteach.CoteachConfig(epochs=2, batch_size=128, epoch_decay_start=1, num_gradual=1)
+        task = ("n20_s0", "none", "coteaching", 0)
     object.__setattr__(config, "lr", 1e30)
     with pytest.raises(store.PipelineError, match=r"training diverged: mean loss (nan|inf) in epoch 1; nothing written"):
         stage_obj.run(run, task, config, torch.device("cpu"))
@@ -200,7 +201,8 @@ def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_same_result(run_c
         config, task = crossval.CrossvalConfig(folds=3, epochs=2, batch_size=128), ("n20_s0", 0)
     else:
         stage("combine", run.root)
-        config, task = coteach.CoteachConfig(epochs=2, batch_size=128, epoch_decay_start=1, num_gradual=1), ("n20_s0", "none", 0)
+        config = coteach.CoteachConfig(epochs=2, batch_size=128, epoch_decay_start=1, num_gradual=1)
+        task = ("n20_s0", "none", "coteaching", 0)
     out, inputs, task_config = stage_obj.target(run, task, config)
     tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
     ckpt = run.root / "task.ckpt"

@@ -20,14 +20,14 @@ def test_crossval_and_coteach_on_gpu(tmp_path):
     stage("combine", run.root)
     stage("masks", run.root)
     stage("coteach", run.root, "--epochs", "10", "--batch-size", "64", "--epoch-decay-start", "5",
-          "--num-gradual", "3", "--gpu", GPU, "--methods", "prune_by_noise_rate,plain")
+          "--num-gradual", "3", "--gpu", GPU, "--methods", "prune_by_noise_rate,none", "--learners", "coteaching,mixup")
 
     cond = "n20_s0"
     assert store.verify(run.shard(cond, 0))["device"] == torch.cuda.get_device_name(0)
     psx, noisy = store.load(run.psx(cond)), store.load(run.labels(cond))
     assert psx.dtype == np.float32 and np.allclose(psx.sum(1), 1, atol=1e-5)
     assert (psx.argmax(1) == noisy).mean() > 0.4  # learned something in bf16 (chance: 0.1)
-    for method in ("prune_by_noise_rate", "plain"):
-        metrics = store.load(run.coteach(cond, method, 0))
-        assert store.verify(run.coteach(cond, method, 0))["device"] == torch.cuda.get_device_name(0)
+    for rows, learner in (("prune_by_noise_rate", "coteaching"), ("none", "mixup")):
+        metrics = store.load(run.coteach(cond, rows, learner, 0))
+        assert store.verify(run.coteach(cond, rows, learner, 0))["device"] == torch.cuda.get_device_name(0)
         assert metrics["final_acc"] > 0.5

@@ -13,15 +13,18 @@ import pytest
 from conftest import FAST_COTEACH, stage
 from pipeline import conditions, crossval, coteach, report, store
 from pipeline.layout import RunDir
+from pipeline.coteach import OWN_OPTIONS
 
 
 @pytest.fixture(scope="module")
 def full_run(folds_run, tmp_path_factory) -> Path:
-    """Every stage done: two conditions, psx, masks, coteach (two methods, n20_s0), report."""
+    """Every stage done: two conditions, psx, masks, coteach (n20_s0: C+NR and all rows x coteaching, all rows
+    x mixup and x sce), report."""
     root = shutil.copytree(folds_run, tmp_path_factory.mktemp("full") / "run")
     stage("combine", root)
     stage("masks", root)
-    stage("coteach", root, "--cond", "n20_s0", "--methods", "both,none", *FAST_COTEACH, "--epochs", "1")
+    stage("coteach", root, "--cond", "n20_s0", "--methods", "both,none", "--learners", "coteaching", *FAST_COTEACH, "--epochs", "1")
+    stage("coteach", root, "--cond", "n20_s0", "--methods", "none", "--learners", "mixup,sce", *FAST_COTEACH, "--epochs", "1")
     return root
 
 
@@ -75,14 +78,14 @@ KINDS = {
     "shard": lambda run: run.shard("n20_s0", 1),
     "psx": lambda run: run.psx("n20_s0"),
     "masks": lambda run: run.masks("n20_s0"),
-    "coteach result": lambda run: run.coteach("n20_s0", "both", 0),
+    "coteach result": lambda run: run.coteach("n20_s0", "both", "coteaching", 0),
 }
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_remaking_any_artifact_makes_exactly_its_dependants_stale(run, kind):
     graph = artifacts(run)
-    assert len(graph) == 2 * (1 + 3 + 1 + 1) + 1 + 2  # labels, 3 shards, psx, masks per condition; dataset; 2 results
+    assert len(graph) == 2 * (1 + 3 + 1 + 1) + 1 + 4  # labels, 3 shards, psx, masks per condition; dataset; 4 results
     changed = KINDS[kind](run)
     remake(changed)
     stale = downstream(graph, changed)
@@ -94,17 +97,17 @@ def test_remaking_any_artifact_makes_exactly_its_dependants_stale(run, kind):
         else:
             store.verify(art)
     _, md = report.write(run, conditions.names(run), paper_psx=None)
-    shown = accuracy_row(md, "C+NR")
-    assert shown == (run.coteach("n20_s0", "both", 0).resolve() not in stale)
+    shown = accuracy_row(md, "C+NR × Co-Teaching")
+    assert shown == (run.coteach("n20_s0", "both", "coteaching", 0).resolve() not in stale)
     assert ("Not shown: stale" in md) == bool(stale)
 
 
 def test_a_hand_edited_result_is_not_reported(run):
-    path = run.coteach("n20_s0", "both", 0)
+    path = run.coteach("n20_s0", "both", "coteaching", 0)
     metrics = store.load(path)
     path.write_text(json.dumps({**metrics, "final_acc": 0.99, "best_acc": 0.99}))
     _, md = report.write(run, conditions.names(run), paper_psx=None)
-    assert "99.0" not in md and not accuracy_row(md, "C+NR")
+    assert "99.0" not in md and not accuracy_row(md, "C+NR × Co-Teaching")
     assert f"{path}: changed since it was made" in md
 
 
@@ -116,8 +119,8 @@ def test_new_noise_makes_downstream_stages_refuse_and_the_report_drop_old_result
     assert "3 of 3" in stage("crossval", run.root, "--cond", "n20_s0", "--fold", "all", "--folds", "3", "--gpu", "cpu",
                              "--epochs", "1", "--lr", "0.01").stdout.splitlines()[0]
     out = stage("report", run.root).stdout
-    assert not accuracy_row(out, "C+NR") and not accuracy_row(out, "Co-Teaching alone")
-    assert f"{run.coteach('n20_s0', 'both', 0)} is stale" in out
+    assert not accuracy_row(out, "C+NR × Co-Teaching") and not accuracy_row(out, "all rows × Co-Teaching")
+    assert f"{run.coteach('n20_s0', 'both', 'coteaching', 0)} is stale" in out
     assert "n40_s40" in out.split("Label-error detection")[1]  # the untouched condition is still reported
 
 
@@ -128,7 +131,7 @@ def test_another_dataset_makes_every_later_stage_stale(run):
     err = stage("combine", run.root, ok=False).stderr
     assert "is stale" in err and "dataset.npz changed after it was made; rerun make noise" in err
     out = stage("report", run.root).stdout
-    assert "labels.npy is stale" in out and not accuracy_row(out, "C+NR")
+    assert "labels.npy is stale" in out and not accuracy_row(out, "C+NR × Co-Teaching")
 
 
 def vary(value, field):
@@ -146,10 +149,22 @@ def test_every_config_option_is_part_of_currency(run, stage_obj):
         config, task = crossval.CrossvalConfig(folds=3, epochs=2, batch_size=128), ("n20_s0", 0)
     else:
         config = coteach.CoteachConfig(epochs=1, batch_size=128, epoch_decay_start=1, num_gradual=1)
-        task = ("n20_s0", "both", 0)
+        task = ("n20_s0", "both", "coteaching", 0)
     assert stage_obj.pending(run, [task], config) == []
     for f in dataclasses.fields(config):
         changed = dataclasses.replace(config, **{f.name: vary(getattr(config, f.name), f)})
         if f.name == "folds":
             continue  # another fold count is another assignment: every fold is a new task
+        if f.name in {o for own in OWN_OPTIONS.values() for o in own}:
+            continue  # a learner's own option: see the next test
         assert stage_obj.pending(run, [task], changed) == [task], f.name
+
+
+def test_a_learners_own_option_makes_only_that_learners_results_stale(run):
+    config = coteach.CoteachConfig(epochs=1, batch_size=128, epoch_decay_start=1, num_gradual=1)
+    done = [("n20_s0", "both", "coteaching", 0), ("n20_s0", "none", "mixup", 0), ("n20_s0", "none", "sce", 0)]
+    assert coteach.STAGE.pending(run, done, config) == []
+    for name in sorted({o for own in OWN_OPTIONS.values() for o in own}):
+        f = next(f for f in dataclasses.fields(config) if f.name == name)
+        changed = dataclasses.replace(config, **{name: vary(getattr(config, name), f)})
+        assert coteach.STAGE.pending(run, done, changed) == [t for t in done if name in OWN_OPTIONS[t[2]]], name

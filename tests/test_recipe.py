@@ -89,7 +89,7 @@ def test_batchnorm_biases_learn_64x_and_the_whitening_bias_freezes_after_3_epoch
     images, labels = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8), rng.integers(0, 4, 64)
     train = Batches(images, labels, batch_size=32, device="cpu", mean=np.full(3, 0.5), std=np.full(3, 0.3), train=True)
     net = models.build("airbench", 3, 8, 4)
-    models.init_whitening(net, train.normalised(64))
+    models.init_whitening(net, train.sample(64))
     module = Classifier(net, recipe="airbench", lr=0.5, weight_decay=0.0, label_smoothing=0.0, total_steps=5 * len(train))
     (opt,), _ = module.configure_optimizers()
     bn_biases = {id(m.bias) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)}

@@ -36,22 +36,24 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
     for cond in conditions.names(run):  # combine and masks in-process: only coteach and report are under test here
         folds.combine(run, cond)
         masks.run_masks(run, cond)
-    stage("coteach", run.root, "--cond", "n20_s0", "--methods", "both,none", "--seeds", "0,1", *FAST_COTEACH, "--epochs", "1")
+    stage("coteach", run.root, "--cond", "n20_s0", "--methods", "both,none", "--learners", "coteaching", "--seeds", "0,1",
+          *FAST_COTEACH, "--epochs", "1")
     out = stage("report", run.root).stdout
 
     md = (run.report_dir / "table.md").read_text()
     assert md in out and "seeds [0, 1], mean ± std" in md
-    final = np.array([store.load(run.coteach("n20_s0", "both", s))["final_acc"] for s in (0, 1)])
-    best = np.array([store.load(run.coteach("n20_s0", "both", s))["best_acc"] for s in (0, 1)])
+    final = np.array([store.load(run.coteach("n20_s0", "both", "coteaching", s))["final_acc"] for s in (0, 1)])
+    best = np.array([store.load(run.coteach("n20_s0", "both", "coteaching", s))["best_acc"] for s in (0, 1)])
     cell = lambda v: f"{100 * v.mean():.1f} ± {100 * v.std(ddof=1):.1f}"
-    assert row_of(md, "| C+NR | ") == f"| C+NR | {cell(final)} | – |"  # final-epoch table first; n40_s40 not trained
-    assert row_of(md.split("best epoch of either network")[1], "| C+NR | ") == f"| C+NR | {cell(best)} | – |"
+    cnr = "| C+NR × Co-Teaching | "
+    assert row_of(md, cnr) == f"{cnr}{cell(final)} | – |"  # final-epoch table first; n40_s40 not trained
+    assert row_of(md.split("best epoch of any network")[1], cnr) == f"{cnr}{cell(best)} | – |"
     # Generated digits conditions are not the paper's: no cell is put beside the paper's table.
     assert "Beside the paper" not in md and "no condition here has the paper's labels" in md
 
-    acc = {(r["condition"], r["method"]): r for r in rows(run.report_dir / "accuracy.csv")}
-    assert set(acc) == {("n20_s0", "both"), ("n20_s0", "none")}
-    r = acc["n20_s0", "both"]
+    acc = {(r["condition"], r["rows"], r["learner"]): r for r in rows(run.report_dir / "accuracy.csv")}
+    assert set(acc) == {("n20_s0", "both", "coteaching"), ("n20_s0", "none", "coteaching")}
+    r = acc["n20_s0", "both", "coteaching"]
     assert r["n_seeds"] == "2" and r["seeds"] == "0 1" and r["paper_acc"] == "" and r["best_acc_delta"] == ""
     assert float(r["final_acc_mean"]) == pytest.approx(final.mean()) and float(r["final_acc_std"]) == pytest.approx(final.std(ddof=1))
     det = rows(run.report_dir / "detection.csv")
@@ -63,18 +65,20 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
         assert_png(run.report_dir / name)
 
     # --seeds narrows the aggregation; a cell with fewer seeds than the others says so.
-    (run.coteach("n20_s0", "none", 1)).unlink()
+    (run.coteach("n20_s0", "none", "coteaching", 1)).unlink()
     _, md = report.write(run, conditions.names(run), seeds=None, paper_psx=tmp_path / "absent")
-    assert f"| Co-Teaching alone | {100 * store.load(run.coteach('n20_s0', 'none', 0))['final_acc']:.1f} (n=1) | – |" in md
+    alone = store.load(run.coteach("n20_s0", "none", "coteaching", 0))["final_acc"]
+    assert f"| all rows × Co-Teaching | {100 * alone:.1f} (n=1) | – |" in md
     assert f"{tmp_path / 'absent'} is absent; detection on them skipped" in md
     _, md = report.write(run, conditions.names(run), seeds=[1])
-    assert "seeds [1]" in md and row_of(md, "| C+NR | ") == f"| C+NR | {100 * final[1]:.1f} | – |"
-    assert "| Co-Teaching alone |" not in md
+    assert "seeds [1]" in md and row_of(md, cnr) == f"{cnr}{100 * final[1]:.1f} | – |"
+    assert "| all rows × Co-Teaching |" not in md
 
     # A seed trained with other options is not averaged in: the report names it.
     stage("coteach", run.root, "--cond", "n20_s0", "--methods", "both", "--seeds", "2", *FAST_COTEACH, "--epochs", "1", "--lr", "0.002")
     err = stage("report", run.root, ok=False).stderr.strip()
-    assert err == (f"error: n20_s0 both: its seeds were trained differently: {run.coteach('n20_s0', 'both', 2)} was made with "
+    odd = run.coteach("n20_s0", "both", "coteaching", 2)
+    assert err == (f"error: n20_s0 C+NR × Co-Teaching: its seeds were trained differently: {odd} was made with "
                    "lr=0.002 (others: 0.001); 2 other(s) agree: redo the odd one(s) with the same options, or remove them")
 
 
@@ -112,3 +116,38 @@ def test_detection_on_the_paper_psx_is_computed_and_cached(tmp_path):
     report.write(run, ["n40_s60"])
     assert cached.stat().st_mtime_ns == before  # re-running the report reads the cache
     assert_png(run.report_dir / "noise_matrices.png")
+
+
+def test_the_published_table_sits_beside_ours_for_the_papers_conditions(blank_cifar, tmp_path):
+    """The paper's labels on a CIFAR-10-shaped run: each (rows, learner) with a published Table 2 row is
+    shown beside it; others (C+NR x cross-entropy) only in our tables. Trial 1 stays available."""
+    import shutil
+
+    run = RunDir(shutil.copytree(blank_cifar, tmp_path / "run"))
+    stage("noise", run.root, "--conditions", "paper")
+    true, noisy = store.load(run.dataset)["train_y"], store.load(run.labels("n20_s0"))
+    psx = np.full((len(true), 10), 0.02)
+    psx[np.arange(len(true)), true] = 0.82  # probabilities that know the truth: the masks drop exactly the flipped rows
+    np.save(tmp_path / "psx.npy", psx)
+    stage("masks", run.root, "--cond", "n20_s0", "--psx", str(tmp_path / "psx.npy"))
+    assert np.array_equal(~store.load(run.masks("n20_s0"))["both"], noisy != true)
+    for methods, learners in (("both", "coteaching,plain"), ("none", "plain")):
+        stage("coteach", run.root, "--cond", "n20_s0", "--methods", methods, "--learners", learners,
+              *FAST_COTEACH, "--epochs", "1", "--batch-size", "4096")
+    md = stage("report", run.root, "--cond", "n20_s0", "--paper-psx", str(tmp_path / "absent")).stdout
+    beside = md.split("## Beside the CL paper's Table 2 as published")[1].split("## ")[0]
+
+    acc = {(r["rows"], r["learner"]): r for r in rows(run.report_dir / "accuracy.csv")}
+    for (rows_, learner), name, published in ((("both", "coteaching"), "C+NR × Co-Teaching", 90.8),
+                                              (("none", "plain"), "all rows × cross-entropy", 78.4)):
+        m = store.load(run.coteach("n20_s0", rows_, learner, 0))
+        final, best = 100 * m["final_acc"], 100 * m["best_acc"]
+        assert (f"| n20_s0 | 0_2 | {name} | {published:.1f} | as published | {final:.1f} | {final - published:+.1f} | "
+                f"{best:.1f} | {best - published:+.1f} |") in beside
+        assert float(acc[rows_, learner]["paper_acc"]) == pytest.approx(published / 100)
+    assert "C+NR × cross-entropy" not in beside and "| C+NR × cross-entropy | " in md
+    assert "Rows of that table with no learner here: INCV, MentorNet, S-Model, Reed." in beside
+    assert "| n20_s0 (20%, paper 0_2) |" in md
+
+    trial = stage("report", run.root, "--cond", "n20_s0", "--paper-table", "trial1", "--paper-psx", str(tmp_path / "absent")).stdout
+    assert "| n20_s0 | 0_2 | C+NR × Co-Teaching | 89.2 | best epoch of either network |" in trial

@@ -1,0 +1,130 @@
+"""Label issues to look at: a ranked CSV and a gallery of the flagged images, per condition.
+
+``label_issues.csv`` has one row per example that any of the five CL methods flags, lowest label
+quality first (``cleanlab.rank.get_label_quality_scores``, self-confidence: the probability the
+out-of-sample model gives the given label): rank, row (in the dataset's training order), id (the
+source's path or id), the given label, the suggested label (argmax of psx), the score, which methods
+flag it, and the true label where the run knows it (conditions whose labels differ from the
+dataset's own, e.g. the paper's noisy CIFAR-10 labels; empty for your own labels as given).
+``label_issues.png`` shows the first ``top`` of them as a grid of tiles, "given -> suggested" under
+each (and the true label where known); ``by_class`` adds ``label_issues/<given class>.png``, one gallery per given class.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import conditions, datasets, store
+from pipeline.layout import RunDir
+from pipeline.masks import CL_METHODS
+from pipeline.store import PipelineError
+
+COLUMNS = 8  # tiles per gallery row
+TILE_IN, CAPTION_IN, HEADER_IN, DPI = 1.3, 0.42, 0.45, 100  # inches: a tile's image, its caption, the title
+
+
+def issues(noisy: np.ndarray, psx: np.ndarray, masks: dict[str, np.ndarray]) -> list[dict]:
+    """The flagged rows (by any method), lowest label quality first: row, given, suggested, score, flagged_by."""
+    from cleanlab.rank import get_label_quality_scores
+
+    scores = get_label_quality_scores(noisy, psx)
+    flagged_by = {paper: ~masks[ours] for paper, ours in CL_METHODS.items()}
+    rows = np.flatnonzero(np.any(list(flagged_by.values()), axis=0))
+    rows = rows[np.lexsort((rows, scores[rows]))]  # ascending score; ties by row
+    return [{"row": int(i), "given": int(noisy[i]), "suggested": int(psx[i].argmax()), "score": float(scores[i]),
+             "flagged_by": [m for m, f in flagged_by.items() if f[i]]} for i in rows]
+
+
+def gallery_size(tiles: int) -> tuple[int, int]:
+    """The gallery PNG's (width, height) in pixels for ``tiles`` tiles."""
+    rows = max(1, -(-tiles // COLUMNS))
+    return round(COLUMNS * TILE_IN * DPI), round((HEADER_IN + rows * (TILE_IN + CAPTION_IN)) * DPI)
+
+
+def gallery(images: np.ndarray, captions: list[str], title: str) -> bytes:
+    """A PNG grid of ``images`` (N, H, W, C uint8) with a caption under each; size: ``gallery_size``."""
+    from pipeline.report import _pyplot
+
+    plt = _pyplot()
+    width, height = gallery_size(len(images))
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    fig.text(0.5, 1 - HEADER_IN / 2 / (height / DPI), title, ha="center", va="center", fontsize=10)
+    cell_w, cell_h = 1 / COLUMNS, (TILE_IN + CAPTION_IN) * DPI / height
+    for k, (image, caption) in enumerate(zip(images, captions)):
+        r, c = divmod(k, COLUMNS)
+        top = 1 - HEADER_IN * DPI / height - r * cell_h
+        ax = fig.add_axes((c * cell_w + 0.06 * cell_w, top - TILE_IN * DPI / height * 0.94, 0.88 * cell_w,
+                           TILE_IN * DPI / height * 0.88))
+        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255,
+                  interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.text(c * cell_w + cell_w / 2, top - (TILE_IN + CAPTION_IN / 2) * DPI / height, caption,
+                 ha="center", va="center", fontsize=7.5)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _csv_bytes(found: list[dict], ids: np.ndarray, classes: np.ndarray, true: np.ndarray | None) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["rank", "row", "id", "given_label", "suggested_label", "label_quality", "flagged_by", "true_label"])
+    for rank, f in enumerate(found, 1):
+        w.writerow([rank, f["row"], ids[f["row"]], classes[f["given"]], classes[f["suggested"]], f"{f['score']:.6f}",
+                    " ".join(f["flagged_by"]), "" if true is None else classes[true[f["row"]]]])
+    return buf.getvalue().encode()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "class"
+
+
+def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False, force: bool = False) -> list[Path]:
+    """Write ``label_issues.csv`` and ``label_issues.png`` (and per-class galleries) for ``cond``; the files."""
+    if top < 1:
+        raise PipelineError(f"--top {top}: expected an integer >= 1")
+    loaded = conditions.load(run, cond)
+    inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels,
+              "psx": run.require(run.psx(cond), "combine"), "masks": run.require(run.masks(cond), "masks")}
+    csv_path, png_path = run.label_issues(cond), run.label_issues(cond).with_suffix(".png")
+
+    def make_csv():
+        ds, noisy = datasets.cached(inputs["dataset"]), store.read(loaded.labels)
+        rows = issues(noisy, store.read(inputs["psx"]).astype(np.float64), store.read(inputs["masks"]))
+        true = ds.train_y if np.any(noisy != ds.train_y) else None  # the dataset's labels are the truth only then
+        info = {"flagged": len(rows), "true_labels_known": true is not None}
+        return _csv_bytes(rows, ds.train_ids, ds.classes, true), info
+
+    store.produce(csv_path, stage="review", inputs=inputs, config={}, make=make_csv, force=force)
+    written = [csv_path]
+    listed = list(csv.DictReader(io.StringIO(store.read(csv_path).decode())))
+
+    def make_png(rows: list[dict], title: str):
+        ds = datasets.cached(inputs["dataset"])
+        shown = rows[:top]
+        images = ds.train_x[[int(r["row"]) for r in shown]] if shown else ds.train_x[:0]
+        captions = [f"{r['given_label']} -> {r['suggested_label']}" + (f"\n(true: {r['true_label']})" if r["true_label"] else "")
+                    for r in shown]
+        return gallery(images, captions, title), {"tiles": len(shown)}
+
+    what = f"{cond}: {len(listed)} flagged by a CL method; the {min(top, len(listed))} lowest label quality (given -> suggested)"
+    store.produce(png_path, stage="review", inputs={**inputs, "label_issues": csv_path}, config={"top": top},
+                  make=lambda: make_png(listed, what), force=force)
+    written.append(png_path)
+    if by_class:
+        classes = list(datasets.cached(inputs["dataset"]).classes)
+        for name in dict.fromkeys(r["given_label"] for r in listed):
+            path = run.label_issues(cond).parent / "label_issues" / f"{classes.index(name)}_{_safe(name)}.png"
+            mine = [r for r in listed if r["given_label"] == name]
+            title = f"{cond}, given class {name}: {len(mine)} flagged; the {min(top, len(mine))} lowest label quality"
+            store.produce(path, stage="review", inputs={**inputs, "label_issues": csv_path},
+                          config={"top": top, "class": name}, make=lambda m=mine, t=title: make_png(m, t), force=force)
+            written.append(path)
+    return written

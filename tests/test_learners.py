@@ -1,0 +1,95 @@
+"""The coteach stage's two axes (rows x learner) and each learner's loss."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline import coteach, datasets, learners
+from pipeline.layout import RunDir
+from pipeline.store import PipelineError
+from pipeline.train import Data
+
+SCHEDULE = dict(epochs=2, lr=0.001, epoch_decay_start=1)
+
+
+def test_the_default_grid_is_the_papers_table_2():
+    assert coteach.grid("all", "paper") == [
+        ("none", "coteaching"), ("none", "plain"), ("none", "mixup"), ("none", "sce"),
+        *((m, "coteaching") for m in ("predicted_neq_given", "prune_by_class", "confident_joint", "both", "prune_by_noise_rate")),
+    ]
+    assert coteach.grid("both", "paper") == [("both", "coteaching")]
+    assert coteach.grid("all", "plain") == [(r, "plain") for r in coteach.ROWS]  # train on the cleaned rows
+    assert coteach.grid("none,both", "all") == [(r, lr) for r in ("none", "both") for lr in coteach.LEARNERS]
+    assert set(learners.CLASSES) == set(coteach.LEARNERS) == set(coteach.OWN_OPTIONS)
+    with pytest.raises(PipelineError, match="--learners 'cot': choose from coteaching, plain, mixup, sce, mae"):
+        coteach.grid("all", "cot")
+
+
+def losses(name, logits, y, **options):
+    """A learner's loss on given logits (its network is the identity)."""
+    learner = learners.CLASSES[name]([torch.nn.Identity()], None, **SCHEDULE, **options)
+    return learner.losses(logits, y)
+
+
+def test_sce_and_mae_match_their_definitions():
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(16, 5, generator=g) * 3, torch.randint(0, 5, (16,), generator=g)
+    p, onehot = F.softmax(logits, 1), F.one_hot(y, 5).float()
+    ce = -(onehot * p.log()).sum(1).mean()
+    rce = -(p * onehot.clamp(min=1e-4).log()).sum(1).mean()  # Wang et al.: log 0 of the one-hot clipped to log 1e-4
+    (sce,) = losses("sce", logits, y, sce_alpha=0.1, sce_beta=1.0)
+    assert sce.item() == pytest.approx((0.1 * ce + 1.0 * rce).item(), rel=1e-5)
+    (mae,) = losses("mae", logits, y)
+    assert mae.item() == pytest.approx((p - onehot).abs().sum(1).mean().item(), rel=1e-5)
+    (plain,) = losses("plain", logits, y)
+    assert plain.item() == pytest.approx(ce.item(), rel=1e-5)
+    assert 0 <= mae.item() <= 2 and rce.item() <= -math.log(1e-4)  # both bounded: the robust losses
+
+
+def test_mixup_mixes_images_and_labels_with_a_beta_weight():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 4, generator=g), torch.randint(0, 4, (8,), generator=g)
+    torch.manual_seed(3)
+    (loss,) = losses("mixup", x, y, mixup_alpha=0.4)
+    torch.manual_seed(3)
+    lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+    pair = torch.randperm(8)
+    mixed = lam * x + (1 - lam) * x[pair]
+    assert 0 < lam < 1
+    assert loss.item() == pytest.approx((lam * F.cross_entropy(mixed, y) + (1 - lam) * F.cross_entropy(mixed, y[pair])).item())
+
+
+@pytest.mark.parametrize("name", ["plain", "mixup", "sce", "mae"])
+def test_every_single_network_learner_trains_and_reports_one_accuracy_per_epoch(folds_run, name):
+    ds = datasets.cached(RunDir(folds_run).dataset)
+    data = Data(ds.train_x[:256], ds.train_y[:256], ds.test_x, ds.test_y, ds.num_classes)
+    options = {k: getattr(coteach.CoteachConfig(), k) for k in coteach.OWN_OPTIONS[name]}
+    history = learners.train_learner(data, name, arch="convnet", batch_size=64, seed=0, device=torch.device("cpu"),
+                                     **SCHEDULE, **options)
+    assert len(history) == 2 and all(len(h) == 1 and 0 <= h[0] <= 1 for h in history)
+    assert np.isfinite(history).all()
+
+
+def test_paired_seeds_share_the_batch_order_and_augmentation_of_common_rows():
+    """Seed s on the cleaned rows and on all rows: the kept rows come in the same order, shifted and
+    flipped alike, so per-seed differences compare like with like."""
+    from pipeline.loader import Batches
+
+    rng = np.random.default_rng(0)
+    n = 60
+    images, keep = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8), rng.random(n) < 0.6
+    kw = dict(batch_size=1, device="cpu", mean=np.full(1, 0.5), std=np.full(1, 0.25), train=True, seed=5, translate=1,
+              alternate_flips=True, n_all=n)
+    full = Batches(images, np.arange(n), rows=np.arange(n), **kw)
+    cleaned = Batches(images[keep], np.flatnonzero(keep), rows=np.flatnonzero(keep), **kw)
+    plain = Batches(images, np.arange(n), **{k: v for k, v in kw.items() if k != "n_all"})
+    for _ in range(3):
+        a = [(int(y), x) for x, y in full]
+        b = [(int(y), x) for x, y in cleaned]
+        assert [y for y, _ in a] == [int(y) for _, y in plain]  # rows = all of them: the same as no rows given
+        common = [(y, x) for y, x in a if keep[y]]
+        assert [y for y, _ in common] == [y for y, _ in b] and len(b) == keep.sum()
+        assert all(torch.equal(xa, xb) for (_, xa), (_, xb) in zip(common, b))
