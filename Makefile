@@ -60,7 +60,7 @@ demo: setup
 	  CROSSVAL_ARGS="--recipe sgd --epochs 15 --batch-size 64 --lr 0.05" \
 	  COTEACH_ARGS="--epochs 12 --batch-size 64 --epoch-decay-start 6 --num-gradual 4"
 
-# Your own dataset, for real: 1,797 digit PNGs of four sizes and a CSV with 10% of its labels wrong
+# Your own dataset, for real: 1,797 digit PNGs of four sizes and a CSV with 10% of its training labels wrong
 # (pipeline/demo_own.py), resized to 16 px; the labels as given (CONDITIONS=0:0); label issues and their
 # gallery; every mask's rows and all rows x cross-entropy over 5 paired seeds: does cleaning help?
 DEMO_OWN ?= runs/demo-own

@@ -4,10 +4,11 @@
     python -m pipeline.demo_own check DIR RUN   # after the pipeline ran on it: the verdicts, and the flagged vs the flips
 
 ``build`` writes scikit-learn's 1,797 handwritten digits as grayscale PNGs of four sizes (8, 12, 16
-and 24 px, as if from different scanners) with a CSV of ``path,label`` in which ``--flip`` of the
-labels (default 10%) were changed to another digit, the way a dataset with label errors looks. The
-true labels are kept apart in ``DIR/truth.csv``, which the pipeline never reads: ``check`` uses it
-only to say how many of the flagged images really were mislabelled.
+and 24 px, as if from different scanners) with a CSV of ``path,label,split``: a stratified fifth is
+the test split, labelled correctly (a carefully checked test set), and in the rest ``--flip`` of the
+labels (default 10%) were changed to another digit, the way a training set with label errors looks.
+The true labels are kept apart in ``DIR/truth.csv``, which the pipeline never reads: ``check`` uses
+it only to say how many of the flagged images really were mislabelled.
 """
 
 from __future__ import annotations
@@ -29,11 +30,16 @@ def build(out: Path, flip: float = 0.1, seed: int = 0) -> Path:
     from PIL import Image
     from sklearn.datasets import load_digits
 
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     rng = np.random.default_rng(seed)
     true = digits.target.astype(int)
+    _, test = train_test_split(np.arange(len(true)), test_size=0.2, random_state=seed, stratify=true)
+    split = np.array(["train"] * len(true), dtype=object)
+    split[test] = "test"
     given = true.copy()
-    flipped = rng.random(len(true)) < flip
+    flipped = (rng.random(len(true)) < flip) & (split == "train")
     given[flipped] = (true[flipped] + rng.integers(1, 10, flipped.sum())) % 10
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows, truth = [], []
@@ -42,16 +48,17 @@ def build(out: Path, flip: float = 0.1, seed: int = 0) -> Path:
         pixels = Image.fromarray(np.round(image * 255 / 16).astype(np.uint8), "L")
         name = f"images/digit_{i:04d}.png"
         pixels.resize((size, size), Image.Resampling.BICUBIC).save(out / name)
-        rows.append([name, given[i]])
-        truth.append([name, true[i]])
+        rows.append([name, given[i], split[i]])
+        truth.append([name, true[i], split[i]])
     for file, body in (("labels.csv", rows), ("truth.csv", truth)):
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "label"])
+        w.writerow(["path", "label", "split"])
         w.writerows(body)
         store.save(out / file, buf.getvalue().encode())
-    print(f"wrote {len(rows)} images of {', '.join(map(str, SIZES))} px and {out / 'labels.csv'} "
-          f"({int(flipped.sum())} labels wrong, {flipped.mean():.1%})")
+    train = split == "train"
+    print(f"wrote {len(rows)} images of {', '.join(map(str, SIZES))} px and {out / 'labels.csv'}: {int(train.sum())} train "
+          f"({int(flipped.sum())} labels wrong, {flipped.sum() / train.sum():.1%}), {int((~train).sum())} test (all correct)")
     return out / "labels.csv"
 
 
@@ -70,7 +77,7 @@ def check(source: Path, run_dir: Path) -> None:
         print(f"{cond}: {len(issues)} images flagged by a CL method, {hits} of them mislabelled in the CSV "
               f"({hits / max(1, len(issues)):.0%}); {hits} of the {len(wrong)} wrong labels found ({hits / max(1, len(wrong)):.0%}). "
               f"The gallery's {len(top)}: {sum(r['id'] in wrong for r in top)} mislabelled.")
-    table = store.read(run.report_dir / "table.md").decode()
+    table = (run.report_dir / "table.md").read_text()
     start = table.find("## Does cleaning help?")
     print(table[start:].split("\n## ")[0] if start >= 0 else "no 'Does cleaning help?' table in the report (make coteach SEEDS=...)")
 

@@ -129,15 +129,20 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper
 
 
 def config_notes(configs: dict[str, dict[str, dict]]) -> list[str]:
-    """One line per distinct crossval and coteach config, naming the cells that used it when there are several."""
+    """One line per distinct config of a stage (coteach: of each learner, whose options differ by design),
+    naming the cells that used it when there are several."""
     notes = []
     for stage, by_cell in configs.items():
-        groups: dict[str, list[str]] = {}
+        kinds: dict[str, dict[str, dict]] = {}
         for cell, config in by_cell.items():
-            groups.setdefault(json.dumps(config, sort_keys=True), []).append(cell)
-        for text, cells in groups.items():
-            where = f" (used by {', '.join(cells)})" if len(groups) > 1 else ""
-            notes.append(f"{stage} config{where}: `{text}`")
+            kinds.setdefault(cell.rsplit("/", 1)[1] if stage == "coteach" else "", {})[cell] = config
+        for kind, cells_of_kind in kinds.items():
+            groups: dict[str, list[str]] = {}
+            for cell, config in cells_of_kind.items():
+                groups.setdefault(json.dumps(config, sort_keys=True), []).append(cell)
+            for text, cells in groups.items():
+                where = f" (used by {', '.join(cells)})" if len(groups) > 1 else ""
+                notes.append(f"{stage}{' ' + kind if kind else ''} config{where}: `{text}`")
     return notes
 
 
