@@ -186,3 +186,19 @@ def test_the_gallery_has_one_tile_per_shown_issue(reviewed):
         assert per_class and all(store.verify(p)["info"]["tiles"] <= 12 for p in per_class)
     assert review.gallery_size(17) == (review.gallery_size(1)[0], review.gallery_size(8)[1] + 2 * round(
         (review.TILE_IN + review.CAPTION_IN) * review.DPI))
+
+
+def test_the_demo_own_source_flips_only_training_labels_and_reads_back(tmp_path):
+    from pipeline import demo_own
+
+    labels = demo_own.build(tmp_path / "src", flip=0.1)
+    read = lambda f: list(csv.DictReader(open(tmp_path / "src" / f, newline="")))
+    given, truth = read("labels.csv"), read("truth.csv")
+    assert [r["path"] for r in given] == [r["path"] for r in truth] and len(given) == 1797
+    test = [g for g in given if g["split"] == "test"]
+    wrong = [g for g, t in zip(given, truth) if g["label"] != t["label"]]
+    assert all(g["split"] == "train" for g in wrong) and 0.07 < len(wrong) / (1797 - len(test)) < 0.13
+    counts = np.bincount([int(g["label"]) for g in test])
+    assert abs(len(test) - 360) <= 1 and counts.min() >= 34 and counts.max() <= 38  # stratified fifth
+    ds = datasets.read_source(str(labels), image_size=8)
+    assert len(ds.test_y) == len(test) and ds.train_x.shape[1:] == (8, 8, 1)

@@ -151,3 +151,14 @@ def test_the_published_table_sits_beside_ours_for_the_papers_conditions(blank_ci
 
     trial = stage("report", run.root, "--cond", "n20_s0", "--paper-table", "trial1", "--paper-psx", str(tmp_path / "absent")).stdout
     assert "| n20_s0 | 0_2 | C+NR × Co-Teaching | 89.2 | best epoch of either network |" in trial
+
+
+def test_config_notes_one_line_per_config_and_coteach_per_learner():
+    cv = {"epochs": 10}
+    configs = {"crossval": {"n20_s0": cv, "n40_s0": cv},
+               "coteach": {"n20_s0/none/plain": {"lr": 1}, "n20_s0/pbc/coteaching": {"lr": 1, "forget": 0.2},
+                           "n40_s0/pbc/coteaching": {"lr": 2, "forget": 0.2}}}
+    notes = report.config_notes(configs)
+    assert notes[0] == 'crossval config: `{"epochs": 10}`' and len(notes) == 4
+    assert notes[1] == 'coteach plain config: `{"lr": 1}`'  # a learner's own options differ by design: not "mixed"
+    assert notes[2].startswith("coteach coteaching config (used by n20_s0/pbc/coteaching): ")
