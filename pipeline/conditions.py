@@ -181,7 +181,10 @@ def cifar10n_labels(path: Path, key: str, ds: Dataset) -> np.ndarray:
     arrays = {}
     for k in wanted:
         value = data[k]
-        value = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        try:
+            value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        except (TypeError, ValueError, RuntimeError) as e:  # ragged lists, exotic tensors
+            raise PipelineError(f"{path}: {k}: not an array of labels ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
         arrays[k] = validate_labels(value, CIFAR10_TRAIN_SIZE, 10, f"{path}: {k}")
     if not np.array_equal(arrays["clean_label"][idx], ds.train_y):
         wrong = int(np.sum(arrays["clean_label"][idx] != ds.train_y))

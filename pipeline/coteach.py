@@ -50,6 +50,11 @@ class CoteachConfig:
 
     def __post_init__(self):
         options.validate(self)
+        if self.forget_rate is not None and int((1 - self.forget_rate) * self.batch_size) < 1:
+            raise PipelineError(f"--forget-rate {self.forget_rate}: keeps no example of a batch of {self.batch_size} "
+                                f"(Co-Teaching keeps int((1 - rate) x batch)); expected below {1 - 1 / self.batch_size:g}")
+        if self.sce_alpha == 0 and self.sce_beta == 0:
+            raise PipelineError("--sce-alpha 0 --sce-beta 0: the loss would be 0 and sce would learn nothing; make one positive")
 
     def for_task(self, rows: str, learner: str, seed: int, noise_rate: float) -> dict:
         """A task's config: the shared options and its learner's own (another learner's do not make it stale)."""

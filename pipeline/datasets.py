@@ -121,7 +121,7 @@ def fingerprint(source: str) -> str:
     for name in names:
         try:
             st = os.stat(folder / name)
-        except OSError:
+        except (OSError, ValueError):  # missing, or a NUL in the name: the source's reader names the row
             continue
         h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return "listing:" + h.hexdigest()
@@ -186,22 +186,36 @@ def _cifar_batches(folder: Path) -> Dataset:
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
             raise PipelineError(f"{folder / name}: cannot read CIFAR-10 batch ({e})") from None
 
-    classes = np.array(unpickle("batches.meta")["label_names"])
-    batches = [unpickle(f"data_batch_{i}") for i in range(1, 6)]
-    test = unpickle("test_batch")
-    to_nhwc = lambda data: np.asarray(data, np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    x = np.concatenate([to_nhwc(b["data"]) for b in batches])
-    y = np.concatenate([b["labels"] for b in batches]).astype(np.int64)
+    def batch(name):
+        """(images NHWC uint8, labels) of one batch file, checked: a dict of N x 3072 bytes and N labels in range."""
+        b = unpickle(name)
+        try:
+            data, labels = np.asarray(b["data"]), np.asarray(b["labels"])
+            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
+                raise ValueError(f"data {data.dtype} {data.shape} and labels {labels.shape}: expected N x 3072 uint8 and N")
+            if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= len(classes):
+                raise ValueError(f"labels must be integers in [0, {len(classes)})")
+        except (TypeError, KeyError, IndexError, ValueError) as e:
+            raise PipelineError(f"{folder / name}: not a CIFAR-10 batch ({type(e).__name__}: {e})") from None
+        return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
+
+    meta = unpickle("batches.meta")
+    classes = np.array(meta.get("label_names", []) if isinstance(meta, dict) else [], dtype=str)
+    if len(classes) < 2:
+        raise PipelineError(f"{folder / 'batches.meta'}: no list of label_names")
+    batches = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    test_x, test_y = batch("test_batch")
+    x = np.concatenate([b[0] for b in batches])
+    y = np.concatenate([b[1] for b in batches])
     stems = np.array([f"{i}_{classes[c]}" for i, c in enumerate(y)])
     order = np.lexsort((stems, y))  # ImageFolder order: class, then file name as a string
-    test_y = np.asarray(test["labels"], np.int64)
     test_order = np.lexsort((np.array([f"{i}_{classes[c]}" for i, c in enumerate(test_y)]), test_y))
     return Dataset(
         train_x=x[order],
         train_y=y[order],
         train_ids=np.array([f"{classes[y[i]]}/{stems[i]}" for i in order]),
         train_source_index=order.astype(np.int64),
-        test_x=to_nhwc(test["data"])[test_order],
+        test_x=test_x[test_order],
         test_y=test_y[test_order],
         classes=classes,
     )
@@ -394,6 +408,10 @@ def _dataset(x: dict[str, np.ndarray], y: dict[str, np.ndarray], ids: list[str],
     for split in ("train", "test"):
         if not len(y[split]):
             raise PipelineError(f"{where}: no usable {split} images")
+    empty = [classes[k] for k in np.flatnonzero(np.bincount(y["train"], minlength=len(classes)) == 0)]
+    if empty:  # e.g. every training image of a class was unreadable and skipped
+        raise PipelineError(f"{where}: class(es) {', '.join(map(repr, empty[:5]))}{', ...' if len(empty) > 5 else ''} "
+                            "have no usable training images")
     return Dataset(
         train_x=x["train"], train_y=np.asarray(y["train"], np.int64), train_ids=np.array(ids, dtype=str),
         train_source_index=np.array([source_index(os.path.basename(s)) for s in stems], np.int64),
@@ -465,6 +483,9 @@ def _csv_source(path: Path, decoder: _Decoder, test_fraction: float) -> Dataset:
         where = f"{path}: line {line}"
         if not r["path"] or not r["label"]:
             decoder.bad(f"{where}: empty {'path' if not r['path'] else 'label'}")
+            continue
+        if "\0" in r["path"]:
+            decoder.bad(f"{where}: the path contains a NUL byte")
             continue
         if has_split and r["split"].lower() not in ("train", "test"):
             decoder.bad(f"{where}: split {r['split']!r}: expected train or test")

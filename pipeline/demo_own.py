@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import store
+from pipeline.options import Range
 
 SIZES = (8, 12, 16, 24)
 
@@ -47,7 +48,9 @@ def build(out: Path, flip: float = 0.1, seed: int = 0) -> Path:
         size = SIZES[rng.integers(len(SIZES))]
         pixels = Image.fromarray(np.round(image * 255 / 16).astype(np.uint8), "L")
         name = f"images/digit_{i:04d}.png"
-        pixels.resize((size, size), Image.Resampling.BICUBIC).save(out / name)
+        png = io.BytesIO()
+        pixels.resize((size, size), Image.Resampling.BICUBIC).save(png, "PNG")
+        store.save(out / name, png.getvalue())
         rows.append([name, given[i], split[i]])
         truth.append([name, true[i], split[i]])
     for file, body in (("labels.csv", rows), ("truth.csv", truth)):
@@ -66,9 +69,18 @@ def check(source: Path, run_dir: Path) -> None:
     """Print the report's "Does cleaning help?" table and how the flagged images compare with the flips."""
     from pipeline.layout import RunDir
 
+    from pipeline import datasets
+
     run = RunDir(run_dir)
-    read = lambda f: {r["path"]: r["label"] for r in csv.DictReader(open(source / f, newline=""))}
+    made = store.verify(run.dataset)["config"]
+    labels = str((source / "labels.csv").resolve())
+    if made["source"] != labels or made["fingerprint"] != datasets.fingerprint(labels):
+        raise store.PipelineError(f"{run.dataset}: made from {made['source']} as it was then, not from {labels} as it is "
+                                  "now: rerun make demo-own")
+    read = lambda f: {r["path"]: r["label"] for r in csv.DictReader(open(source / f, newline="", encoding="utf-8"))}
     given, truth = read("labels.csv"), read("truth.csv")
+    if given.keys() != truth.keys():
+        raise store.PipelineError(f"{source / 'truth.csv'}: not the same images as {source / 'labels.csv'}: rerun make demo-own")
     wrong = {p for p in given if given[p] != truth[p]}
     for cond in sorted(p.name for p in (run.root / "conditions").iterdir() if p.is_dir()):
         issues = list(csv.DictReader(io.StringIO(store.read(run.label_issues(cond)).decode())))
@@ -87,7 +99,7 @@ def main() -> None:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="write the demo dataset")
     b.add_argument("dir", type=Path)
-    b.add_argument("--flip", type=float, default=0.1, help="fraction of labels made wrong")
+    b.add_argument("--flip", type=Range(float, 0, 1, hi_open=True), default=0.1, help="fraction of the training labels made wrong (default: 0.1)")
     c = sub.add_parser("check", help="after the pipeline: verdicts, and the flagged images against the flips")
     c.add_argument("dir", type=Path)
     c.add_argument("run", type=Path)

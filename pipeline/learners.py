@@ -28,6 +28,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from pipeline.store import PipelineError
 from pipeline.train import Data, Resumable, fit, predict_probs
 
 LOG_CLIP = -math.log(1e-4)  # SCE's reverse cross-entropy: -log of the clipped zero of a one-hot label
@@ -75,8 +76,14 @@ class Learner(Resumable):
             opt.step()
 
     def epoch_summary(self) -> str:
-        labels = self.test.labels.cpu().numpy()
-        self.history.append([float(np.mean(predict_probs(net, self.test).argmax(1) == labels)) for net in self.nets])
+        labels, accs = self.test.labels.cpu().numpy(), []
+        for net in self.nets:
+            probs = predict_probs(net, self.test)
+            if not np.isfinite(probs).all():  # argmax of NaN rows is class 0: a number that means nothing
+                raise PipelineError(f"{self.label}: training diverged: the network predicts NaN or inf in epoch "
+                                    f"{self.current_epoch + 1}; nothing written (lower --lr?)")
+            accs.append(float(np.mean(probs.argmax(1) == labels)))
+        self.history.append(accs)
         return " test acc " + "/".join(f"{a:.4f}" for a in self.history[-1])
 
 

@@ -58,10 +58,11 @@ def find_masks(noisy_labels: np.ndarray, psx: np.ndarray) -> dict[str, np.ndarra
 
 
 def detection(keep: np.ndarray, noisy_labels: np.ndarray, true_labels: np.ndarray) -> dict:
-    """Precision, recall and F1 of the flagged rows as label errors (None where undefined)."""
+    """Precision, recall and F1 of the flagged rows as label errors (None where undefined: also precision
+    when no label is known to be wrong, e.g. your labels as given, whose truth the run does not know)."""
     flagged, errors = ~keep, noisy_labels != true_labels
     hits = int((flagged & errors).sum())
-    precision = hits / flagged.sum() if flagged.any() else None
+    precision = hits / flagged.sum() if flagged.any() and errors.any() else None
     recall = hits / errors.sum() if errors.any() else None
     f1 = None if precision is None or recall is None else (2 * precision * recall / (precision + recall) if hits else 0.0)
     return {

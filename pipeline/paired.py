@@ -18,7 +18,7 @@ LEVEL = 0.95
 
 def paired_difference(cleaned: dict[int, float], baseline: dict[int, float]) -> dict:
     """``cleaned`` - ``baseline`` over the seeds both have (accuracies by seed): seeds, differences, mean,
-    sd, the 95% paired-t interval (None below 2 seeds) and the verdict."""
+    sd, the 95% paired-t interval (None below 2 seeds or with sd 0) and the verdict."""
     from scipy import stats
 
     seeds = sorted(set(cleaned) & set(baseline))
@@ -26,7 +26,7 @@ def paired_difference(cleaned: dict[int, float], baseline: dict[int, float]) -> 
     n = len(d)
     mean = float(d.mean()) if n else None
     sd = float(d.std(ddof=1)) if n > 1 else None
-    if n > 1:
+    if n > 1 and sd > 1e-12:
         half = float(stats.t.ppf((1 + LEVEL) / 2, n - 1)) * sd / math.sqrt(n)
         lo, hi = mean - half, mean + half
     else:
@@ -36,10 +36,14 @@ def paired_difference(cleaned: dict[int, float], baseline: dict[int, float]) -> 
 
 
 def verdict(n: int, lo: float | None, hi: float | None) -> str:
+    """Plain words for the interval; none below 2 seeds, or when every seed gave the same difference (a
+    zero-width t interval is no evidence: on a small test set accuracy moves in coarse steps)."""
     if n == 0:
         return "no paired seeds"
-    if n == 1 or lo is None:
+    if n == 1:
         return "one seed: no interval (train SEEDS=0,1,2,3,4)"
+    if lo is None:
+        return f"all {n} seeds gave the same difference: no interval (train more seeds)"
     if lo > 0:
         return "helps"
     if hi < 0:

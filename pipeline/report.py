@@ -123,18 +123,22 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper
                 if cell:
                     what = f"{cond} {cell_name(rows, learner)}: its seeds were trained differently"
                     common = store.same_config(cell, what)
-                    configs["coteach"][f"{cond}/{rows}/{learner}"] = {
-                        k: v for k, v in common.items() if k not in ("rows", "learner", "forget_rate")}
+                    configs["coteach"][f"{cond}/{rows}/{learner}"] = {k: v for k, v in common.items() if k not in ("rows", "learner")}
     return records, stale, configs, found
 
 
 def config_notes(configs: dict[str, dict[str, dict]]) -> list[str]:
     """One line per distinct config of a stage (coteach: of each learner, whose options differ by design),
-    naming the cells that used it when there are several."""
-    notes = []
+    naming the cells that used it when there are several; Co-Teaching's forget rate, which follows each
+    condition's noise rate by default, on a line of its own, by condition."""
+    notes, rates = [], {}
     for stage, by_cell in configs.items():
         kinds: dict[str, dict[str, dict]] = {}
         for cell, config in by_cell.items():
+            if stage == "coteach" and "forget_rate" in config:
+                cond, rows = cell.split("/")[:2]
+                rates.setdefault(cond, {}).setdefault(config["forget_rate"], []).append(ROWS_NAMES[rows])
+                config = {k: v for k, v in config.items() if k != "forget_rate"}
             kinds.setdefault(cell.rsplit("/", 1)[1] if stage == "coteach" else "", {})[cell] = config
         for kind, cells_of_kind in kinds.items():
             groups: dict[str, list[str]] = {}
@@ -143,6 +147,10 @@ def config_notes(configs: dict[str, dict[str, dict]]) -> list[str]:
             for text, cells in groups.items():
                 where = f" (used by {', '.join(cells)})" if len(groups) > 1 else ""
                 notes.append(f"{stage}{' ' + kind if kind else ''} config{where}: `{text}`")
+    if rates:
+        per = [f"{cond} {next(iter(r))}" if len(r) == 1 else
+               f"{cond} " + ", ".join(f"{v} ({', '.join(rows)})" for v, rows in r.items()) for cond, r in rates.items()]
+        notes.append("coteach coteaching forget rate (rows in brackets where a condition has several): " + "; ".join(per))
     return notes
 
 
@@ -167,22 +175,34 @@ def accuracy_summary(records: list[dict], paper: dict) -> list[dict]:
     return rows
 
 
-def cleaning_summary(records: list[dict]) -> list[dict]:
-    """Does cleaning help? One row per (condition, mask, learner) whose learner also ran on all rows:
-    the paired difference over their common seeds at the final epoch (``paired.paired_difference``)."""
+def cleaning_summary(records: list[dict], coteach_configs: dict[str, dict]) -> tuple[list[dict], list[str]]:
+    """Does cleaning help? (rows, not compared). One row per (condition, mask, learner) whose learner also
+    ran on all rows with the same options for seeds they share: the paired difference at the final epoch
+    (``paired.paired_difference``). A pair trained with other options, or with no seed in common, is
+    not compared: one line each, naming why. ``coteach_configs``: ``collect``'s, by condition/rows/learner."""
     by_cell: dict[tuple, dict[int, float]] = {}
     for r in records:
         if r["kind"] == "accuracy":
             by_cell.setdefault((r["condition"], r["rows"], r["learner"]), {})[r["seed"]] = r["final_acc"]
-    rows = []
+    rows, skipped = [], []
     for (cond, rows_, learner), cleaned in by_cell.items():
         baseline = by_cell.get((cond, "none", learner))
-        if rows_ != "none" and baseline is not None:
+        if rows_ == "none" or baseline is None:
+            continue
+        what = f"{cond} {cell_name(rows_, learner)} against {cell_name('none', learner)}"
+        mine, theirs = coteach_configs[f"{cond}/{rows_}/{learner}"], coteach_configs[f"{cond}/none/{learner}"]
+        diff = ", ".join(f"{k}={mine.get(k)!r} (all rows: {theirs.get(k)!r})"
+                         for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k))
+        if diff:
+            skipped.append(f"{what}: not compared, trained with other options: {diff}; rerun one with the other's options")
+        elif not set(cleaned) & set(baseline):
+            skipped.append(f"{what}: not compared, no seed in common (seeds {sorted(cleaned)} and {sorted(baseline)})")
+        else:
             rows.append({"condition": cond, "rows": rows_, "learner": learner, "name": cell_name(rows_, learner),
                          "baseline": cell_name("none", learner), **paired.paired_difference(cleaned, baseline)})
     order = {pair: i for i, pair in enumerate((r, lr) for r in ROWS for lr in LEARNERS)}
     conds = list(dict.fromkeys(r["condition"] for r in records))
-    return sorted(rows, key=lambda r: (conds.index(r["condition"]), order[r["rows"], r["learner"]]))
+    return sorted(rows, key=lambda r: (conds.index(r["condition"]), order[r["rows"], r["learner"]])), skipped
 
 
 def detection_summary(records: list[dict]) -> list[dict]:
@@ -265,7 +285,8 @@ def markdown(acc: list[dict], det: list[dict], conds: list[str], headers: dict[s
                    + _markdown(["condition", "cleaned", "against", "seeds", "mean Δ", "95% CI", "verdict"], rows))
     if det:
         rows = [[r["condition"], ROWS_NAMES[r["method"]], _prf(r, "run"), _prf(r, "paper")] for r in det]
-        out.append("## Label-error detection: precision / recall / F1 (fraction kept)\n\n"
+        out.append("## Label-error detection: precision / recall / F1 (fraction kept)\n\nAgainst the labels the run knows "
+                   "to be true; – where undefined (a condition with the dataset's own labels has no known errors).\n\n"
                    + _markdown(["condition", "method", "this run's masks", "the paper's psx (ResNet-50)"], rows))
     if stale:
         out.append("## Not shown: stale or changed results (rerun the stage each names)\n\n" + "\n".join(f"- {e}" for e in stale))
@@ -376,10 +397,12 @@ def _csv(path: Path, rows: list[dict]) -> None:
 
 
 def column_heading(loaded: conditions.Loaded) -> str:
-    """``n40_s20 (40%, paper 2_4)``; CIFAR-10N conditions say they are real human noise."""
+    """``n40_s20 (40%, paper 2_4)``; CIFAR-10N conditions say they are real human noise; labels that are
+    the dataset's own say so, not 0% (on your own data their noise is what the run tries to find)."""
     c = loaded.condition
     what = f", paper {c.paper_column}" if c.paper_column else ", real human noise" if c.kind == "cifar10n" else ""
-    return f"{c.name} ({100 * loaded.noise_rate:.0f}%{what})"
+    rate = "labels as given" if loaded.noise_rate == 0 else f"{100 * loaded.noise_rate:.0f}%"
+    return f"{c.name} ({rate}{what})"
 
 
 def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_psx: Path | None = PAPER_PSX,
@@ -391,7 +414,8 @@ def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_p
     have_psx = paper_psx is not None and Path(paper_psx).is_dir()
     records, stale, configs, loaded = collect(run, conds, seeds, paper_psx if have_psx else None, force)
     paper, unmatched = paper_table(paper_which)
-    acc, det, cleaning = accuracy_summary(records, paper), detection_summary(records), cleaning_summary(records)
+    acc, det = accuracy_summary(records, paper), detection_summary(records)
+    cleaning, not_compared = cleaning_summary(records, configs["coteach"])
     if not have_psx:
         note = f"The paper's psx: {paper_psx} is absent; detection on them skipped."
     elif not any(c.condition.paper_key for c in loaded.values()):
@@ -403,7 +427,7 @@ def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_p
     table, title = PAPER_TABLES[paper_which]
     notes = [note, f"The paper's cells: {title} ({table.relative_to(ROOT)}; its 'measure' column says what each row "
              "measured).", *config_notes(configs)]
-    text = markdown(acc, det, list(loaded), {c: column_heading(l) for c, l in loaded.items()}, notes, stale,
+    text = markdown(acc, det, list(loaded), {c: column_heading(l) for c, l in loaded.items()}, notes, stale + not_compared,
                     title, unmatched, cleaning)
     d = run.report_dir
     files = [d / "table.md", d / "table.csv", d / "accuracy.csv", d / "detection.csv", d / "cleaning.csv",

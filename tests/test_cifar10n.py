@@ -13,7 +13,7 @@ from pipeline.layout import RunDir
 RATES = {"aggre_label": 0.09, "random_label1": 0.17, "random_label2": 0.18, "random_label3": 0.18, "worse_label": 0.40}
 
 
-def human_file(path, *, tensors=False, drop=None, clean_shift=0):
+def human_file(path, *, tensors=False, drop=None, clean_shift=0, worse=None):
     """Like the official file: a dict of 50,000 labels each, in CIFAR-10's original training order."""
     clean = np.load(conditions.PAPER_LABELS)["true_labels"].astype(np.int64)
     rng = np.random.default_rng(0)
@@ -25,6 +25,8 @@ def human_file(path, *, tensors=False, drop=None, clean_shift=0):
         del data[drop]
     if tensors:
         data = {k: torch.from_numpy(v) for k, v in data.items()}
+    if worse is not None:
+        data["worse_label"] = worse(data["worse_label"])
     torch.save(data, path)
     return data
 
@@ -55,6 +57,9 @@ def test_cifar10n_labels_become_five_conditions_in_dataset_order(run, tmp_path, 
 @pytest.mark.parametrize("bad,expect", [
     (dict(clean_shift=1), "clean_label disagrees with the dataset's labels in 50000 of 50000 rows"),
     (dict(drop="worse_label"), "expected a dict with keys clean_label and aggre_label"),
+    (dict(worse=lambda v: [[int(x) for x in v[:3]], [1]]), "worse_label: not an array of labels (ValueError"),
+    (dict(worse=lambda v: torch.from_numpy(v).bfloat16()), "worse_label: not an array of labels (TypeError"),
+    (dict(worse=lambda v: torch.from_numpy(v).float() + 0.5), "worse_label: labels must be a 1-D integer array, got float32"),
 ])
 def test_a_cifar10n_file_that_does_not_fit_is_refused_in_one_line(run, tmp_path, bad, expect):
     path = tmp_path / "CIFAR-10_human.pt"

@@ -60,6 +60,16 @@ def test_cifar_batches_are_put_in_imagefolder_order(tmp_path):
     assert list(ds.train_ids) == [f"{classes[labels[i]]}/{i}_{classes[labels[i]]}" for i in expected]
     assert np.array_equal(ds.train_x[0], data[expected[0]].reshape(3, 32, 32).transpose(1, 2, 0))
 
+    bad = {"data": data[:10, :3000], "labels": list(labels[:10])}, {"data": data[:10], "labels": [10] * 10}, \
+        {"data": data[:10], "labels": [-1] * 10}, {"data": data[:10]}, ["not", "a", "dict"]
+    for value in bad:
+        pickle.dump(value, open(folder / "data_batch_3", "wb"))
+        with pytest.raises(PipelineError, match=f"^{folder / 'data_batch_3'}: not a CIFAR-10 batch"):
+            datasets.read_source(str(tmp_path))
+    pickle.dump(["label_names"], open(folder / "batches.meta", "wb"))
+    with pytest.raises(PipelineError, match="batches.meta: no list of label_names"):
+        datasets.read_source(str(tmp_path))
+
 
 def test_missing_data_says_what_to_pass(tmp_path):
     with pytest.raises(PipelineError, match="Nothing is downloaded"):

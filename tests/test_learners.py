@@ -93,3 +93,18 @@ def test_paired_seeds_share_the_batch_order_and_augmentation_of_common_rows():
         common = [(y, x) for y, x in a if keep[y]]
         assert [y for y, _ in common] == [y for y, _ in b] and len(b) == keep.sum()
         assert all(torch.equal(xa, xb) for (_, xa), (_, xb) in zip(common, b))
+
+
+def test_a_network_gone_nan_fails_rather_than_scoring_the_share_of_class_0(folds_run):
+    """The last step of an epoch can turn the weights NaN after a finite loss: the test accuracy must not
+    be argmax(NaN) = class 0 for every image."""
+    ds = datasets.cached(RunDir(folds_run).dataset)
+    data = Data(ds.train_x[:64], ds.train_y[:64], ds.test_x, ds.test_y, ds.num_classes)
+    _, test = data.batches(torch.device("cpu"), 64, 0)
+    net = data.build("convnet")
+    module = learners.CrossEntropy([net], test, **SCHEDULE)
+    assert len(module.epoch_summary()) > 0 and len(module.history) == 1
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    with pytest.raises(PipelineError, match=r"training diverged: the network predicts NaN or inf in epoch 1; nothing written"):
+        module.epoch_summary()

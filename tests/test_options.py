@@ -115,6 +115,8 @@ SEMANTIC = [
     (coteach, ["--seeds", "1.5"], ["--seeds"]),
     (coteach, ["--seeds", ""], ["--seeds"]),
     (coteach, ["--seeds", "99999999999"], ["--seeds"]),
+    (coteach, ["--forget-rate", "0.995", "--batch-size", "128"], ["--forget-rate 0.995: keeps no example of a batch of 128"]),
+    (coteach, ["--sce-alpha", "0", "--sce-beta", "0"], ["sce would learn nothing"]),
     (noise, ["--conditions", "1.5:0"], ["noise must lie in [0, 0.9)"]),
     (noise, ["--conditions", "0.9:0"], ["noise must lie in"]),
     (noise, ["--conditions", "0.4:0.95"], ["sparsity must lie in [0, 0.888]"]),

@@ -119,6 +119,7 @@ def test_a_csv_of_paths_and_labels_relative_to_it(tmp_path):
     (lambda rows: [r + ["train"] for r in rows[:-1]] + [rows[-1] + ["test"]] + [["img/0.png", "bird", "test"]],
      r"line 10: class 'bird' has no training rows"),
     (lambda rows: rows + [["", "cat"]], r"line 10: empty path"),
+    (lambda rows: rows + [["img/a\0b.png", "cat"]], r"line 10: the path contains a NUL byte"),
 ])
 def test_a_bad_csv_row_names_the_file_and_line_or_is_skipped_and_counted(tmp_path, edit, message):
     rows = edit(csv_source(tmp_path))
@@ -132,6 +133,16 @@ def test_a_bad_csv_row_names_the_file_and_line_or_is_skipped_and_counted(tmp_pat
     skipped = []
     ds = datasets.read_source(str(path), test_fraction=0.25, skipped=skipped)
     assert len(skipped) == 1 and len(ds.train_y) + len(ds.test_y) == 8
+
+
+def test_a_class_whose_training_images_were_all_skipped_is_an_error(tmp_path):
+    rows = [r + ["test" if i < 2 else "train"] for i, r in enumerate(csv_source(tmp_path))]
+    for p, c, split in rows:
+        if c == "dog" and split == "train":
+            (tmp_path / p).write_bytes(b"not an image")
+    path = write_csv(tmp_path / "labels.csv", rows, ("path", "label", "split"))
+    with pytest.raises(PipelineError, match=f"{path}: class\\(es\\) 'dog' have no usable training images"):
+        datasets.read_source(str(path), skipped=[])
 
 
 def test_skip_bad_is_counted_in_the_data_manifest(tmp_path):
@@ -200,5 +211,9 @@ def test_the_demo_own_source_flips_only_training_labels_and_reads_back(tmp_path)
     assert all(g["split"] == "train" for g in wrong) and 0.07 < len(wrong) / (1797 - len(test)) < 0.13
     counts = np.bincount([int(g["label"]) for g in test])
     assert abs(len(test) - 360) <= 1 and counts.min() >= 34 and counts.max() <= 38  # stratified fifth
-    ds = datasets.read_source(str(labels), image_size=8)
+    stage("data", tmp_path / "run", "--source", str(labels), "--image-size", "8")
+    ds = datasets.cached(RunDir(tmp_path / "run").dataset)
     assert len(ds.test_y) == len(test) and ds.train_x.shape[1:] == (8, 8, 1)
+    demo_own.build(tmp_path / "src", flip=0.2)  # check must not score the run against other flips
+    with pytest.raises(PipelineError, match="made from .* as it was then, not from .* as it is now: rerun make demo-own"):
+        demo_own.check(tmp_path / "src", tmp_path / "run")

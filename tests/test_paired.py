@@ -33,3 +33,10 @@ def test_only_seeds_both_runs_have_are_paired():
     assert r["seeds"] == [1, 2] and r["differences"] == [pytest.approx(0.05), pytest.approx(-0.01)]
     one = paired_difference({0: 0.9}, {0: 0.8})
     assert one["ci_low"] is None and one["verdict"].startswith("one seed: no interval")
+
+
+def test_the_same_difference_on_every_seed_gives_no_interval_not_a_verdict():
+    # 2/360 on each of 3 seeds (a small test set moves in steps): the t interval would have zero width.
+    r = paired_difference({0: 300 / 360, 1: 310 / 360, 2: 320 / 360}, {0: 298 / 360, 1: 308 / 360, 2: 318 / 360})
+    assert r["mean"] == pytest.approx(2 / 360) and r["ci_low"] is None and r["ci_high"] is None
+    assert r["verdict"] == "all 3 seeds gave the same difference: no interval (train more seeds)"

@@ -156,9 +156,27 @@ def test_the_published_table_sits_beside_ours_for_the_papers_conditions(blank_ci
 def test_config_notes_one_line_per_config_and_coteach_per_learner():
     cv = {"epochs": 10}
     configs = {"crossval": {"n20_s0": cv, "n40_s0": cv},
-               "coteach": {"n20_s0/none/plain": {"lr": 1}, "n20_s0/pbc/coteaching": {"lr": 1, "forget": 0.2},
-                           "n40_s0/pbc/coteaching": {"lr": 2, "forget": 0.2}}}
+               "coteach": {"n20_s0/none/plain": {"lr": 1}, "n20_s0/prune_by_class/coteaching": {"lr": 1, "forget_rate": 0.1},
+                           "n20_s0/both/coteaching": {"lr": 1, "forget_rate": 0.2},
+                           "n40_s0/prune_by_class/coteaching": {"lr": 2, "forget_rate": 0.2}}}
     notes = report.config_notes(configs)
-    assert notes[0] == 'crossval config: `{"epochs": 10}`' and len(notes) == 4
+    assert notes[0] == 'crossval config: `{"epochs": 10}`' and len(notes) == 5
     assert notes[1] == 'coteach plain config: `{"lr": 1}`'  # a learner's own options differ by design: not "mixed"
-    assert notes[2].startswith("coteach coteaching config (used by n20_s0/pbc/coteaching): ")
+    assert notes[2] == 'coteach coteaching config (used by n20_s0/prune_by_class/coteaching, n20_s0/both/coteaching): `{"lr": 1}`'
+    assert notes[4] == ("coteach coteaching forget rate (rows in brackets where a condition has several): "
+                        "n20_s0 0.1 (PBC), 0.2 (C+NR); n40_s0 0.2")
+
+
+def test_cleaning_is_compared_only_with_all_rows_trained_alike_on_shared_seeds():
+    rec = lambda rows, seed, acc: {"kind": "accuracy", "condition": "n20_s0", "rows": rows, "learner": "plain",
+                                   "seed": seed, "final_acc": acc}
+    records = [rec("none", 0, 0.80), rec("none", 1, 0.82), rec("both", 0, 0.83), rec("both", 1, 0.84),
+               rec("prune_by_class", 0, 0.9), rec("prune_by_noise_rate", 5, 0.9)]
+    configs = {"n20_s0/none/plain": {"epochs": 12}, "n20_s0/both/plain": {"epochs": 12},
+               "n20_s0/prune_by_class/plain": {"epochs": 250}, "n20_s0/prune_by_noise_rate/plain": {"epochs": 12}}
+    rows, skipped = report.cleaning_summary(records, configs)
+    assert [(r["rows"], r["n"]) for r in rows] == [("both", 2)] and rows[0]["mean"] == pytest.approx(0.025)
+    assert skipped == [
+        "n20_s0 PBC × cross-entropy against all rows × cross-entropy: not compared, trained with other options: "
+        "epochs=250 (all rows: 12); rerun one with the other's options",
+        "n20_s0 PBNR × cross-entropy against all rows × cross-entropy: not compared, no seed in common (seeds [5] and [0, 1])"]
