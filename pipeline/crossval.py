@@ -19,7 +19,7 @@ MAX_FOLDS = 100
 
 # Each recipe's defaults for the options left at "none" (see train.Classifier for what a recipe does).
 RECIPES = {
-    "airbench": {"arch": "airbench", "epochs": 16, "batch_size": 1024, "lr": 1.5, "weight_decay": 0.002, "label_smoothing": 0.2},
+    "airbench": {"arch": "airbench", "epochs": 10, "batch_size": 1024, "lr": 1.5, "weight_decay": 0.002, "label_smoothing": 0.2},
     "sgd": {"arch": "convnet", "epochs": 20, "batch_size": 256, "lr": 0.1, "weight_decay": 5e-4, "label_smoothing": 0.0},
 }
 
