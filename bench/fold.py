@@ -148,6 +148,10 @@ def print_tables(r: dict) -> None:
     if r.get("curve_acc_true"):
         print("\nheld-out accuracy vs true labels after each epoch (no TTA; --watch, its passes counted in train s): "
               + " ".join(_pct(a) for a in r["curve_acc_true"]))
+    if r.get("pruned"):
+        d = r["pruned"]
+        print(f"\npruned after epoch {d['epoch']}: {d['flagged']} of {r['n_train']} training rows; as label errors: "
+              f"precision {_pct(d['precision'])}%, recall {_pct(d['recall'])}%, F1 {_pct(d['f1'])}%")
     print(f"\nheld-out rows ({r['noise_rate']:.1%} of their labels wrong): ours | the paper's psx on the same rows\n")
     print("| | ours | paper's psx |")
     print("|---|---|---|")
@@ -189,12 +193,10 @@ def main() -> None:
     train, held = fold_rows(noisy, ds.num_classes, args.fold, args.subset)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    timings, curve = {}, []
+    timings, curve, pruned = {}, [], []
     data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
-    probs = train_classifier(data, recipe=config.recipe, arch=config.arch, epochs=config.epochs, batch_size=config.batch_size,
-                             lr=config.lr, weight_decay=config.weight_decay, label_smoothing=config.label_smoothing,
-                             seed=config.seed, device=device, timings=timings, compile=args.compile, label=f"bench {cond.name}",
-                             watch=ds.train_y[held] if args.watch else None, curve=curve)
+    probs = train_classifier(data, **config.training(), seed=config.seed, device=device, timings=timings, compile=args.compile, label=f"bench {cond.name}",
+                             watch=ds.train_y[held] if args.watch else None, curve=curve, pruned=pruned)
     total = time.perf_counter() - t0
     if args.probs:
         store.atomic_write(args.probs, lambda f: np.savez(f, rows=held, probs=probs))
@@ -207,6 +209,11 @@ def main() -> None:
         "ours": heldout_quality(probs, noisy[held], ds.train_y[held]),
         "curve_acc_true": curve,
     }
+    if config.prune_epoch is not None:
+        keep = np.ones(len(train), bool)
+        keep[pruned] = False
+        r["pruned"] = {"epoch": config.prune_epoch,
+                       **detection(keep, noisy[train], ds.train_y[train])}
     if paper_psx is not None:
         r["paper_psx"] = heldout_quality(paper_psx[held].astype(np.float64), noisy[held], ds.train_y[held])
     if args.paper_steps > 0:

@@ -39,6 +39,9 @@ class CrossvalConfig:
                                         "step at the peak; sgd: torch's); none: the recipe's", Range(float, 0, 1, optional=True))
     label_smoothing: float | None = option(None, "label smoothing of the cross-entropy; none: the recipe's",
                                            Range(float, 0, 1, hi_open=True, optional=True))
+    prune_epoch: int | None = option(None, "after this many epochs, drop the training rows that confident learning "
+                                     "(prune_by_noise_rate) flags on the network's own predictions, and train the "
+                                     "remaining epochs on the rest; none: never", Range(int, 1, 10_000, optional=True))
     seed: int = option(0, "training seed (fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS))
 
     def __post_init__(self):
@@ -46,6 +49,14 @@ class CrossvalConfig:
         for key, value in RECIPES[self.recipe].items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
+        if self.prune_epoch is not None and self.prune_epoch >= self.epochs:
+            raise PipelineError(f"--prune-epoch {self.prune_epoch}: leaves no epoch to train on the kept rows "
+                                f"(expected below --epochs {self.epochs})")
+
+    def training(self) -> dict:
+        """The keyword arguments of ``train.train_classifier`` this config sets."""
+        return {k: getattr(self, k) for k in ("recipe", "arch", "epochs", "batch_size", "lr", "weight_decay",
+                                              "label_smoothing", "prune_epoch")}
 
 
 class Crossval(tasks.Stage):
@@ -81,11 +92,8 @@ class Crossval(tasks.Stage):
         held, train = np.flatnonzero(fold_of == fold), fold_of != fold
         data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
         timings = {}
-        probs = train_classifier(
-            data, recipe=config.recipe, arch=config.arch, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-            weight_decay=config.weight_decay, label_smoothing=config.label_smoothing, seed=config.seed + 1000 * fold, device=device,
-            ckpt=ckpt, tag=tag, label=f"crossval {self.describe(task)}", timings=timings,
-        )
+        probs = train_classifier(data, **config.training(), seed=config.seed + 1000 * fold, device=device,
+                                 ckpt=ckpt, tag=tag, label=f"crossval {self.describe(task)}", timings=timings)
         info = {
             "n_train": int(train.sum()),
             "n_heldout": len(held),

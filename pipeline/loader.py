@@ -11,6 +11,8 @@ common (paired runs: the cleaned rows against all rows).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -46,6 +48,21 @@ class Batches:
         self.rows = None if rows is None else torch.as_tensor(np.asarray(rows, np.int64))
         self.n_all = len(self.labels) if rows is None else int(n_all)
         self.epoch = 0
+        self.kept: torch.Tensor | None = None  # see keep()
+
+    def keep(self, mask) -> None:
+        """Train on the rows where ``mask`` (bool, one per row) is True from the next epoch on. An epoch
+        keeps its number of batches (the schedule is per step): the kept rows' order is cycled to fill it."""
+        mask = torch.as_tensor(np.asarray(mask, bool))
+        if len(mask) != len(self.labels) or not mask.any():
+            raise ValueError(f"keep(): expected a mask of {len(self.labels)} rows keeping at least one")
+        self.kept = mask.to(self.device)
+
+    def in_order(self) -> "Batches":
+        """The same rows, in order, unaugmented and all of them (as ``train=False``), sharing the images."""
+        view = copy.copy(self)
+        view.train, view.kept = False, None
+        return view
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -102,6 +119,9 @@ class Batches:
             shifts, flips = shifts[:, self.rows], flips[self.rows]
         perm, shifts, flips = perm.to(self.device), shifts.to(self.device), flips.to(self.device)
         self.epoch += 1
+        if self.kept is not None:
+            perm = perm[self.kept[perm]]
+            perm = perm.repeat(-(-len(self) * self.batch_size // len(perm)))
         for i in range(len(self)):
             idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
             yield self._layout(self._augment(self._normalise(idx), shifts[0, idx], shifts[1, idx], flips[idx])), self.labels[idx]

@@ -219,16 +219,26 @@ class Classifier(Resumable):
       * lookahead: every 5 steps the weights are pulled towards, then replaced by, an exponential moving
         average whose decay grows as (step / total)^3 (no averaging early, heavy averaging late): the
         averaged weights generalise better than the last iterate, for free.
+
+    ``prune_epoch`` (either recipe; crossval default: never): at the start of that epoch the network
+    predicts its own training rows (unaugmented), and the rows confident learning flags on those
+    predictions (``prune_by_noise_rate``) are dropped from ``train`` for the remaining epochs. Networks
+    fit the clean labels before they memorise the wrong ones (early learning), so the late, low-lr
+    epochs then fit mostly right labels. The held-out rows are never seen: their probabilities stay out of sample.
     """
 
-    def __init__(self, net, *, recipe, lr, weight_decay, label_smoothing, total_steps, watch=None):
+    def __init__(self, net, *, recipe, lr, weight_decay, label_smoothing, total_steps, watch=None, train=None, prune_epoch=None):
         super().__init__()
         self.net, self.recipe, self.lr, self.weight_decay = net, recipe, lr, weight_decay
         self.label_smoothing, self.total_steps, self.watch = label_smoothing, total_steps, watch
         self.ema = copy.deepcopy(net).requires_grad_(False) if recipe == "airbench" else None
+        self.train_batches, self.prune_epoch = train, prune_epoch
+        self.pruned: np.ndarray | None = None  # the training rows dropped at prune_epoch
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
+        if self.prune_epoch is not None and self.current_epoch >= self.prune_epoch and self.pruned is None:
+            self._prune()
         whiten = models.whitening_layer(self.net) if self.recipe == "airbench" else None
         if whiten is not None:
             whiten.bias.requires_grad_(self.current_epoch < 3)  # no gradient, no step, no decay once frozen
@@ -240,6 +250,31 @@ class Classifier(Resumable):
         batches, labels = self.watch
         self.history.append(float(np.mean(predict_probs(self.net, batches).argmax(1) == labels)))
         return f" held-out acc {self.history[-1]:.4f}"
+
+    def _prune(self) -> None:
+        from cleanlab.filter import find_label_issues
+
+        rows = self.train_batches.in_order()
+        probs = predict_probs(self.net, rows)
+        flagged = find_label_issues(rows.labels.cpu().numpy(), probs, filter_by="prune_by_noise_rate", n_jobs=1)
+        if flagged.all():
+            raise PipelineError(f"{self.label}: confident learning flags every training row at epoch {self.current_epoch}; "
+                                "nothing to train on (a later --prune-epoch?)")
+        self.pruned = np.flatnonzero(flagged)
+        self.train_batches.keep(~flagged)
+
+    def on_save_checkpoint(self, checkpoint):
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["pruned"] = None if self.pruned is None else torch.from_numpy(self.pruned)  # Lightning loads weights only
+
+    def on_load_checkpoint(self, checkpoint):
+        super().on_load_checkpoint(checkpoint)
+        pruned = checkpoint.get("pruned")
+        self.pruned = None if pruned is None else pruned.numpy()
+        if self.pruned is not None:
+            keep = np.ones(len(self.train_batches.labels), bool)
+            keep[self.pruned] = False
+            self.train_batches.keep(keep)
 
     def training_step(self, batch, _):
         x, y = batch
@@ -286,12 +321,13 @@ class Classifier(Resumable):
 
 
 def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight_decay, label_smoothing, seed, device,
-                     ckpt=None, tag=None, label="crossval", timings: dict | None = None, compile=False,
-                     watch: np.ndarray | None = None, curve: list | None = None) -> np.ndarray:
+                     prune_epoch=None, ckpt=None, tag=None, label="crossval", timings: dict | None = None, compile=False,
+                     watch: np.ndarray | None = None, curve: list | None = None, pruned: list | None = None) -> np.ndarray:
     """Train on ``data.train_*``; return softmax probabilities for ``data.eval_x``. ``ckpt``: see ``fit``;
     ``timings`` (if given) receives ``train_s`` and ``predict_s``; ``compile``: ``torch.compile`` the
     network; ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every
-    epoch is printed and appended to ``curve``. Non-finite probabilities are an error. ``recipe``: see ``Classifier``; ``airbench`` also
+    epoch is printed and appended to ``curve``; ``prune_epoch``: see ``Classifier``, the dropped training
+    rows (indices into ``data.train_*``) are appended to ``pruned``. Non-finite probabilities are an error. ``recipe``: see ``Classifier``; ``airbench`` also
     translates by 1/16 of the size (2 px on CIFAR-10) with alternating flips, whitens the first layer
     from 5,000 training images drawn at random, and predicts with test-time augmentation."""
     pl.seed_everything(seed, workers=False, verbose=False)
@@ -303,7 +339,8 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     net = data.build(arch)
     models.init_whitening(net, train.sample(5000).cpu())
     module = Classifier(net, recipe=recipe, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                        total_steps=epochs * len(train), watch=None if watch is None else (evaluation, watch))
+                        total_steps=epochs * len(train), watch=None if watch is None else (evaluation, watch),
+                        train=train, prune_epoch=prune_epoch)
     if compile:
         module.net = torch.compile(module.net)
     fit(module, train, device, epochs, ckpt, tag or {}, label)
@@ -317,6 +354,8 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
         timings.update(train_s=trained - start, predict_s=time.perf_counter() - trained)
     if curve is not None:
         curve.extend(module.history)
+    if pruned is not None and module.pruned is not None:
+        pruned.extend(module.pruned.tolist())
     return probs
 
 

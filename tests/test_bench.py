@@ -26,6 +26,19 @@ def test_bench_fold_runs_on_cpu(tmp_path):
     assert set(figures["ours"]["detection"]) == {"C_confusion", "PBC", "C_{y~,y*}", "C+NR", "PBNR"}
 
 
+def test_bench_testset_trains_on_every_training_row_and_scores_the_test_set(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.testset", "--data", "digits", "--cache-dir", str(tmp_path), "--device", "cpu",
+         "--epochs", "3", "--batch-size", "64", "--lr", "0.2", "--watch", "--json", str(tmp_path / "t.json")],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads((tmp_path / "t.json").read_text())
+    assert (figures["n_train"], figures["n_test"], figures["noise_rate"]) == (1347, 450, 0.0)
+    assert len(figures["curve_test_acc"]) == 3 and figures["test_acc"] > 0.3  # 10 classes: chance is 0.1
+    assert f"test accuracy {100 * figures['test_acc']:.2f}% (TTA)" in proc.stdout
+
+
 def test_gpu_evidence_tiny_runs_every_step(tmp_path):
     """``make gpu-evidence TINY=1``: the three steps on digits, then the report and timings in OUT (a generous
     budget: a busy machine must not stop a step)."""

@@ -107,3 +107,47 @@ def test_batchnorm_biases_learn_64x_and_the_whitening_bias_freezes_after_3_epoch
     trainer.callbacks.append(Record())
     trainer.fit(module, train)
     assert seen == [True, True, True, False, False]  # gradient steps in epochs 1-3 only (the lookahead still averages it)
+
+
+def test_kept_rows_fill_every_batch_of_an_epoch_and_only_they_appear():
+    n = 40
+    b = Batches(np.zeros((n, 8, 8, 3), np.uint8), np.arange(n), batch_size=8, device="cpu", mean=np.zeros(3),
+                std=np.ones(3), train=True, seed=1)
+    keep = np.arange(n) % 3 == 0  # 14 rows
+    b.keep(keep)
+    seen = np.concatenate([y.numpy() for _, y in b])
+    assert len(seen) == len(b) * 8 == 40 and set(seen) == set(np.flatnonzero(keep))
+    assert [len(y) for _, y in b.in_order()] == [8] * 5 and b.kept is not None  # a view of all rows, in order
+    with pytest.raises(ValueError):
+        b.keep(np.zeros(n, bool))
+
+
+def _noisy_digits(n=600, noise=0.4):
+    from pipeline import conditions, datasets
+    from pipeline.train import Data
+
+    ds = datasets.read_source(datasets.DIGITS)
+    noisy = conditions.generate(ds.train_y[:n], ds.num_classes, noise, 0.0, seed=0)[0]
+    return Data(ds.train_x[:n], noisy, ds.test_x, ds.test_y, ds.num_classes), ds.train_y[:n]
+
+
+def test_pruning_drops_mostly_wrong_labels_and_a_resumed_run_restores_the_same_rows(tmp_path, capsys):
+    from pipeline.train import train_classifier
+
+    data, true = _noisy_digits()
+    kw = dict(recipe="airbench", arch="airbench", epochs=4, batch_size=64, lr=0.2, weight_decay=0.002, label_smoothing=0.2,
+              seed=0, device=torch.device("cpu"), prune_epoch=2, ckpt=tmp_path / "fold.ckpt", tag={"t": 1})
+    first, pruned = [], []
+    probs = train_classifier(data, **kw, pruned=first)
+    wrong = data.train_labels != true
+    assert 0 < len(first) < len(true) and wrong[first].mean() > 1.5 * wrong.mean()
+    assert torch.load(kw["ckpt"], weights_only=False)["pruned"].tolist() == first
+    again = train_classifier(data, **kw, pruned=pruned)  # resumes from the last epoch: nothing recomputed
+    assert "from epoch 4" in capsys.readouterr().out
+    assert pruned == first and np.array_equal(again, probs)
+
+
+def test_prune_epoch_must_leave_an_epoch_to_train():
+    assert CrossvalConfig(prune_epoch=9).prune_epoch == 9
+    with pytest.raises(PipelineError, match="--prune-epoch 10"):
+        CrossvalConfig(prune_epoch=10)
