@@ -262,6 +262,8 @@ class Classifier(Resumable):
                                 "nothing to train on (a later --prune-epoch?)")
         self.pruned = np.flatnonzero(flagged)
         self.train_batches.keep(~flagged)
+        print(f"{self.label}: after epoch {self.current_epoch} confident learning drops {len(self.pruned)} of "
+              f"{len(flagged)} training rows", flush=True)
 
     def on_save_checkpoint(self, checkpoint):
         super().on_save_checkpoint(checkpoint)
