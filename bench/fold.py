@@ -162,12 +162,33 @@ def print_tables(r: dict) -> None:
         print(f"| {method}: precision / recall / F1, % | {cells[0]} | {cells[1]} |")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The options every bench harness shares: data, cache, device, condition (then its own, then ``setup``)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(SHARED_CIFAR), help="a dataset source (see stages.data), e.g. digits")
     p.add_argument("--cache-dir", type=Path, default=Path("runs/bench"), help="run directory holding the decoded dataset cache")
     p.add_argument("--device", default="0", help="CUDA index or cpu")
     p.add_argument("--cond", default="n0_s0", help="one of the paper's conditions: n0_s0 (clean), n40_s0, ... or its column (0_4)")
+    return p
+
+
+def setup(p: argparse.ArgumentParser):
+    """(args, crossval config, condition, device, dataset) from ``p`` plus the crossval flags."""
+    cli.add_config_args(p, CrossvalConfig)
+    args = p.parse_args()
+    config = cli.config_from(args, CrossvalConfig)
+    cond = paper_condition(args.cond)
+    if cond is None:
+        p.error(f"--cond {args.cond!r}: not one of the paper's conditions (e.g. n0_s0, n40_s0, n70_s20 or 0_4)")
+    device = devices.pick(args.device)
+    run = RunDir(args.cache_dir)
+    datasets.prepare(run, args.data)
+    return args, config, cond, device, datasets.cached(run.dataset)
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    p = parser(__doc__)
     p.add_argument("--fold", type=int, choices=range(4), default=0, help="the held-out fold (of 4)")
     p.add_argument("--subset", type=int, default=None, help="use N training images (folds of those)")
     p.add_argument("--paper-psx", type=Path, default=PAPER_PSX, help="folder of the paper's *_psx.npy (compared where present)")
@@ -178,17 +199,7 @@ def main() -> None:
     p.add_argument("--paper-batch-size", type=int, default=256)
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     p.add_argument("--probs", type=Path, default=None, help="save the held-out rows and probabilities to this .npz")
-    cli.add_config_args(p, CrossvalConfig)
-    args = p.parse_args()
-    config = cli.config_from(args, CrossvalConfig)
-    cond = paper_condition(args.cond)
-    if cond is None:
-        p.error(f"--cond {args.cond!r}: not one of the paper's conditions (e.g. n0_s0, n40_s0, n70_s20 or 0_4)")
-    t0 = time.perf_counter()
-    device = devices.pick(args.device)
-    run = RunDir(args.cache_dir)
-    datasets.prepare(run, args.data)
-    ds = datasets.cached(run.dataset)
+    args, config, cond, device, ds = setup(p)
     noisy, paper_psx = noisy_labels(cond, ds, args.paper_psx)
     train, held = fold_rows(noisy, ds.num_classes, args.fold, args.subset)
     if device.type == "cuda":

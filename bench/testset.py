@@ -13,38 +13,22 @@ per-epoch curve without it. ``--json`` writes every figure. Never asserts a time
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.fold import SHARED_CIFAR, PAPER_PSX, noisy_labels, paper_condition
-from pipeline import cli, datasets, devices, store
-from pipeline.crossval import CrossvalConfig
-from pipeline.layout import RunDir
+from bench.fold import PAPER_PSX, noisy_labels, parser, setup
+from pipeline import devices, store
 from pipeline.train import Data, train_classifier
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(SHARED_CIFAR), help="a dataset source (see stages.data), e.g. digits")
-    p.add_argument("--cache-dir", type=Path, default=Path("runs/bench"), help="run directory holding the decoded dataset cache")
-    p.add_argument("--device", default="0", help="CUDA index or cpu")
-    p.add_argument("--cond", default="n0_s0", help="the training labels: one of the paper's conditions (n0_s0 = clean)")
+    p = parser(__doc__)
     p.add_argument("--watch", action="store_true", help="after every epoch, print the test accuracy (no TTA; costs one pass)")
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
-    cli.add_config_args(p, CrossvalConfig)
-    args = p.parse_args()
-    config = cli.config_from(args, CrossvalConfig)
-    cond = paper_condition(args.cond)
-    if cond is None:
-        p.error(f"--cond {args.cond!r}: not one of the paper's conditions (e.g. n0_s0, n40_s0 or 0_4)")
-    device = devices.pick(args.device)
-    run = RunDir(args.cache_dir)
-    datasets.prepare(run, args.data)
-    ds = datasets.cached(run.dataset)
+    args, config, cond, device, ds = setup(p)
     labels, _ = noisy_labels(cond, ds, PAPER_PSX)
     timings, curve = {}, []
     data = Data(ds.train_x, labels, ds.test_x, ds.test_y, ds.num_classes)
