@@ -138,8 +138,10 @@ def vary(value, field):
     """Another valid value of a config field."""
     if field.metadata.get("choices"):
         return next(c for c in field.metadata["choices"] if c != value)
-    if isinstance(value, bool) or value is None:
-        return 0.25 if value is None else not value
+    if value is None:
+        return 1 if field.metadata["range"].kind is int else 0.25
+    if isinstance(value, bool):
+        return not value
     return value * 2 if value else 1
 
 
