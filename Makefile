@@ -7,6 +7,7 @@
 #   make coteach LEARNERS=plain             every CL mask's rows (and all rows) x cross-entropy: "train on the cleaned rows"
 #   make noise CIFAR10N=CIFAR-10_human.pt CONDITIONS=    CIFAR-10N's five real human label sets (c10n_*)
 #   make crossval-all GPUS=0,1,2,3          every fold, one worker process per GPU (GPUS=cpu: one CPU worker)
+#   make crossval-all GPU=0 WORKERS_PER_GPU=4   four tasks at once on GPU 0 (a small network leaves a big GPU idle)
 #   make slurm-crossval SLURM_ARGS="--partition gpu --time 4:00:00 --wait"   one SLURM array job (submitit)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -20,6 +21,7 @@ FOLDS ?= 4
 FOLD ?= 0
 GPU ?= 0
 GPUS ?=
+WORKERS_PER_GPU ?= 1
 COND ?=
 METHODS ?= all
 LEARNERS ?= paper
@@ -42,7 +44,7 @@ SETUP ?= setup
 # Values are quoted where they reach the shell, so paths with spaces work (RUN="my runs/a").
 run := --run-dir "$(RUN)"
 cond := $(if $(COND),--cond "$(COND)")
-devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)")
+devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)") --workers-per-gpu "$(WORKERS_PER_GPU)"
 
 .PHONY: setup demo demo-own test data noise crossval crossval-all combine masks review coteach report all paper-labels \
         slurm-crossval slurm-coteach slurm-up slurm-down gpu-evidence

@@ -37,7 +37,7 @@ from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
 from pipeline.loader import channel_stats
 from pipeline.masks import CL_METHODS, detection, find_masks
-from pipeline.train import Data, train_classifier
+from pipeline.train import Data, effective_precision, train_classifier
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SHARED_CIFAR = SHARED / "cifar10-jpeg.tar.gz"
@@ -140,7 +140,7 @@ def print_tables(r: dict) -> None:
     print(f"\n{r['cond']} fold {r['fold']} of 4: {r['n_train']} train / {r['n_heldout']} held out, {r['data']}, on {r['device']}\n")
     print("| recipe | train s | predict s | total s (incl. start-up) | train images/s | peak GPU GiB |")
     print("|---|---|---|---|---|---|")
-    print(f"| ours ({r['config']['recipe']}, {r['config']['arch']}, {r['config']['epochs']} epochs{', compiled' if r['compile'] else ''}) "
+    print(f"| ours ({r['config']['recipe']}, {r['config']['arch']}, {r['config']['epochs']} epochs, {r['precision']}{', compiled' if r['compile'] else ''}) "
           f"| {r['train_s']:.2f} | {r['predict_s']:.2f} | {r['total_s']:.2f} | {r['images_per_s']:,.0f} | {r['peak_gib']:.2f} |")
     if r.get("paper_images_per_s"):
         print(f"| paper (ResNet-50, DataLoader+PIL, {r['paper_steps']} steps) | – | – | – | {r['paper_images_per_s']:,.0f} | – |")
@@ -192,7 +192,6 @@ def main() -> None:
     p.add_argument("--fold", type=int, choices=range(4), default=0, help="the held-out fold (of 4)")
     p.add_argument("--subset", type=int, default=None, help="use N training images (folds of those)")
     p.add_argument("--paper-psx", type=Path, default=PAPER_PSX, help="folder of the paper's *_psx.npy (compared where present)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--watch", action="store_true",
                    help="after every epoch, print the held-out accuracy against the true labels (no TTA; costs one pass)")
     p.add_argument("--paper-steps", type=int, default=50, help="steps to time the paper's recipe over (0: skip)")
@@ -206,13 +205,14 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats(device)
     timings, curve, pruned = {}, [], []
     data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
-    probs = train_classifier(data, **config.training(), seed=config.seed, device=device, timings=timings, compile=args.compile, label=f"bench {cond.name}",
+    probs = train_classifier(data, **config.training(), seed=config.seed, device=device, timings=timings, label=f"bench {cond.name}",
                              watch=ds.train_y[held] if args.watch else None, curve=curve, pruned=pruned)
     total = time.perf_counter() - t0
     if args.probs:
         store.atomic_write(args.probs, lambda f: np.savez(f, rows=held, probs=probs))
     r = {
-        "cond": cond.name, "fold": args.fold, "data": args.data, "device": devices.name(device), "compile": args.compile,
+        "cond": cond.name, "fold": args.fold, "data": args.data, "device": devices.name(device), "compile": config.compile,
+        "precision": effective_precision(config.precision, device),
         "config": vars(config), "n_train": len(train), "n_heldout": len(held),
         "noise_rate": float(np.mean(noisy[held] != ds.train_y[held])),
         **timings, "total_s": total, "images_per_s": config.epochs * len(train) / timings["train_s"],

@@ -47,6 +47,9 @@ def add_config_args(p: argparse.ArgumentParser, config_cls) -> None:
     group = p.add_argument_group(f"{config_cls.__name__} (recorded in each artifact's manifest)")
     for f in dataclasses.fields(config_cls):
         rng, choices = f.metadata.get("range"), f.metadata.get("choices")
+        if isinstance(f.default, bool):
+            group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+            continue
         group.add_argument(flag(f.name), type=rng or str, choices=choices, default=f.default, help=f.metadata["help"])
 
 

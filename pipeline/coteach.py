@@ -47,6 +47,8 @@ class CoteachConfig:
     mixup_alpha: float = option(1.0, "mixup: the mixing weight is drawn from Beta(alpha, alpha)", Range(float, 0, 100, lo_open=True))
     sce_alpha: float = option(0.1, "sce: weight of the cross-entropy term (Wang et al.: 0.1 on CIFAR-10)", Range(float, 0, 100))
     sce_beta: float = option(1.0, "sce: weight of the reverse cross-entropy term (Wang et al.: 1.0 on CIFAR-10)", Range(float, 0, 100))
+    precision: str = options.precision()
+    compile: bool = options.compile_()
 
     def __post_init__(self):
         options.validate(self)
@@ -115,7 +117,7 @@ class Coteach(tasks.Stage):
     def make(self, run: RunDir, task: tuple, config: CoteachConfig, device, ckpt: Path, tag: dict):
         """Train one learner on one condition's kept rows: per-epoch test accuracy of its networks."""
         from pipeline.learners import train_learner
-        from pipeline.train import Data
+        from pipeline.train import Data, effective_precision
 
         cond, rows, learner, seed = task
         start = time.perf_counter()
@@ -132,7 +134,8 @@ class Coteach(tasks.Stage):
         acc = train_learner(
             Data(ds.train_x[keep], noisy[keep], ds.test_x, ds.test_y, ds.num_classes, np.flatnonzero(keep), len(keep)), learner,
             arch=c["arch"], epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], epoch_decay_start=c["epoch_decay_start"],
-            seed=seed, device=device, ckpt=ckpt, tag=tag, label=f"coteach {self.describe(task)}",
+            seed=seed, device=device, precision=c["precision"], compile=c["compile"], ckpt=ckpt, tag=tag,
+            label=f"coteach {self.describe(task)}",
             **{k: min(c[k], c["epochs"]) if k == "num_gradual" else c[k] for k in OWN_OPTIONS[learner]},
         )
         metrics = {
@@ -143,7 +146,9 @@ class Coteach(tasks.Stage):
             "best_acc": float(np.max(acc)),  # the best epoch of any network, as the CL paper reported
             "best_epoch": int(np.argmax(np.max(acc, axis=1))),
         }
-        return metrics, {"seconds": round(time.perf_counter() - start, 3)}  # this run's (after a resume: the rest's)
+        info = {"seconds": round(time.perf_counter() - start, 3),  # this run's (after a resume: the rest's)
+                "precision": effective_precision(config.precision, device)}
+        return metrics, info
 
     def describe(self, task: tuple) -> str:
         return f"{task[0]} {task[1]} x {task[2]} seed {task[3]}"

@@ -43,6 +43,8 @@ class CrossvalConfig:
                                      "(prune_by_noise_rate) flags on the network's own predictions, and train the "
                                      "remaining epochs on the rest; none: never", Range(int, 1, 10_000, optional=True))
     seed: int = option(0, "training seed (fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS))
+    precision: str = options.precision()
+    compile: bool = options.compile_()
 
     def __post_init__(self):
         options.validate(self)
@@ -56,7 +58,7 @@ class CrossvalConfig:
     def training(self) -> dict:
         """The keyword arguments of ``train.train_classifier`` this config sets."""
         return {k: getattr(self, k) for k in ("recipe", "arch", "epochs", "batch_size", "lr", "weight_decay",
-                                              "label_smoothing", "prune_epoch")}
+                                              "label_smoothing", "prune_epoch", "precision", "compile")}
 
 
 class Crossval(tasks.Stage):
@@ -83,7 +85,7 @@ class Crossval(tasks.Stage):
 
     def make(self, run: RunDir, task: tuple, config: CrossvalConfig, device, ckpt: Path, tag: dict):
         """Train on the other folds' rows (noisy labels), predict fold ``fold``'s rows: the shard."""
-        from pipeline.train import Data, train_classifier
+        from pipeline.train import Data, effective_precision, train_classifier
 
         cond, fold = task
         ds = datasets.cached(run.dataset)
@@ -100,6 +102,7 @@ class Crossval(tasks.Stage):
             "heldout_acc_noisy": float(np.mean(probs.argmax(1) == noisy[held])),
             "heldout_acc_true": float(np.mean(probs.argmax(1) == ds.train_y[held])),
             **{k: round(v, 3) for k, v in timings.items()},
+            "precision": effective_precision(config.precision, device),  # what ran; combine refuses a mix
         }
         return {"indices": held, "probs": probs.astype(np.float32)}, info
 

@@ -84,9 +84,12 @@ def combine(run: RunDir, cond: str, force: bool = False) -> bool:
         raise PipelineError(f"{cond}: no fold shards in {run.condition_dir(cond) / 'folds'}; run make crossval")
     configs = {}
     for k, path in shards.items():
-        config = dict(store.verify(path)["config"])
+        manifest = store.verify(path)
+        config = dict(manifest["config"])
         if config.pop("fold", None) != k:
             raise PipelineError(f"{path}: its manifest says it is not fold {k}")
+        # The precision that ran (auto means bf16 on a GPU, fp32 on the CPU): folds of both do not mix.
+        config["precision"] = manifest["info"].get("precision", config.get("precision"))
         configs[str(path)] = config
     common = store.same_config(configs, f"{cond}: the fold shards disagree")
     missing = [k for k in range(common["folds"]) if k not in shards]

@@ -53,6 +53,9 @@ class Learner(Resumable):
         """One scalar loss per network for the batch ``(x, y)``."""
         raise NotImplementedError
 
+    def networks(self):
+        return list(self.nets)
+
     def configure_optimizers(self):
         return [torch.optim.Adam(net.parameters(), lr=self.lr) for net in self.nets]
 
@@ -78,7 +81,7 @@ class Learner(Resumable):
     def epoch_summary(self) -> str:
         labels, accs = self.test.labels.cpu().numpy(), []
         for net in self.nets:
-            probs = predict_probs(net, self.test)
+            probs = predict_probs(net, self.test, self.precision)
             if not np.isfinite(probs).all():  # argmax of NaN rows is class 0: a number that means nothing
                 raise PipelineError(f"{self.label}: training diverged: the network predicts NaN or inf in epoch "
                                     f"{self.current_epoch + 1}; nothing written (lower --lr?)")
@@ -97,7 +100,9 @@ class CoTeaching(Learner):
     def losses(self, x, y):
         from cleanlab.experimental.coteaching import loss_coteaching
 
-        return list(loss_coteaching(self.nets[0](x), self.nets[1](x), y, forget_rate=self.forget_rates[self.current_epoch]))
+        # float32 logits: cleanlab ranks the losses with numpy, which has no bfloat16.
+        return list(loss_coteaching(self.nets[0](x).float(), self.nets[1](x).float(), y,
+                                    forget_rate=self.forget_rates[self.current_epoch]))
 
 
 class CrossEntropy(Learner):
@@ -139,13 +144,13 @@ CLASSES = {"coteaching": CoTeaching, "plain": CrossEntropy, "mixup": Mixup, "sce
 
 
 def train_learner(data: Data, learner: str, *, arch, epochs, batch_size, lr, epoch_decay_start, seed, device,
-                  ckpt=None, tag=None, label="coteach", **options) -> list[list[float]]:
+                  precision="auto", compile=False, ckpt=None, tag=None, label="coteach", **options) -> list[list[float]]:
     """Train ``learner`` on ``data.train_*``; test accuracy of each of its networks after every epoch.
-    ``options``: the learner's own (``coteach.OWN_OPTIONS``); ``ckpt``: see ``train.fit``. The seed fixes the
+    ``options``: the learner's own (``coteach.OWN_OPTIONS``); ``ckpt``, ``precision``, ``compile``: see ``train.fit``. The seed fixes the
     first network's initialisation and the batch order, whatever the learner (paired seeds)."""
     pl.seed_everything(seed, workers=False, verbose=False)
     train, test = data.batches(device, batch_size, seed)
     nets = [data.build(arch) for _ in range(2 if learner == "coteaching" else 1)]
     module = CLASSES[learner](nets, test, epochs=epochs, lr=lr, epoch_decay_start=epoch_decay_start, **options)
-    fit(module, train, device, epochs, ckpt, tag or {}, label)
+    fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
     return module.history

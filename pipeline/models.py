@@ -83,10 +83,10 @@ def _airbench(in_channels: int, num_classes: int, widths: tuple[int, ...], image
 
 
 def whitening_layer(net):
-    """An ``airbench`` net's fixed 2x2 first conv (through a ``torch.compile`` wrapper), else None."""
+    """An ``airbench`` net's fixed 2x2 first conv, else None."""
     import torch
 
-    first = getattr(net, "_orig_mod", net)[0]
+    first = net[0]
     return first if isinstance(first, torch.nn.Conv2d) and first.kernel_size == (2, 2) else None
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pipeline.store import PipelineError
 
 SEED_MAX = 2**31 - 1
+PRECISIONS = ("auto", "bf16-mixed", "32-true")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,18 @@ def option(default, help: str, range_: Range | None = None, choices: tuple[str, 
     return dataclasses.field(default=default, metadata={"help": help, "range": range_, "choices": choices})
 
 
+def precision():
+    """The ``precision`` field of every training config (resolved per device by ``train.effective_precision``)."""
+    return option("auto", "numeric precision of training and prediction: bf16-mixed (bfloat16 autocast, float32 "
+                  "weights), 32-true, or auto (bf16-mixed on CUDA, 32-true on the CPU)", choices=PRECISIONS)
+
+
+def compile_():
+    """The ``compile`` field of every training config."""
+    return option(False, "torch.compile every network (a one-off compile per process, then faster steps; "
+                  "on the CPU it needs a C++ compiler)")
+
+
 def flag(name: str) -> str:
     return f"--{name.replace('_', '-')}"
 
@@ -70,6 +83,8 @@ def validate(config) -> None:
     """Check every field of a config dataclass against its declared range or choices."""
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
+        if isinstance(f.default, bool) and not isinstance(value, bool):
+            raise PipelineError(f"{flag(f.name)} {value!r}: expected true or false")
         if meta.get("choices") is not None and value not in meta["choices"] and not (value is None and f.default is None):
             raise PipelineError(f"{flag(f.name)} {value!r}: choose from {', '.join(meta['choices'])}")
         if meta.get("range") is not None:

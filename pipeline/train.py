@@ -44,7 +44,15 @@ def _stop_on_sigusr1() -> None:
         signal.signal(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
 
 
-def make_trainer(device: torch.device, epochs: int) -> pl.Trainer:
+def effective_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16-mixed on CUDA (tensor cores), 32-true on the CPU; the other values as given."""
+    if precision == "auto":
+        return "bf16-mixed" if device.type == "cuda" else "32-true"
+    return precision
+
+
+def make_trainer(device: torch.device, epochs: int, precision: str) -> pl.Trainer:
+    """``precision``: an effective one (see ``effective_precision``)."""
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
     _stop_on_sigusr1()
@@ -53,20 +61,21 @@ def make_trainer(device: torch.device, epochs: int) -> pl.Trainer:
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index] if device.type == "cuda" else 1,
         max_epochs=epochs,
-        precision="bf16-mixed" if device.type == "cuda" else "32-true",  # bf16 autocast on GPU, fp32 on CPU
+        precision=precision,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=sys.stderr.isatty(),
-        deterministic=device.type == "cpu",
+        deterministic=device.type == "cpu",  # bit-for-bit reruns where it is free; on CUDA it would cost speed
         benchmark=device.type == "cuda",  # cuDNN picks the fastest kernels for our fixed batch shapes
         num_sanity_val_steps=0,
     )
 
 
 @torch.no_grad()
-def predict_probs(net: torch.nn.Module, batches: Batches, tta: bool = False) -> np.ndarray:
-    """Softmax probabilities (n, classes) for every row of ``batches``, in order (bf16 autocast on GPU).
+def predict_probs(net: torch.nn.Module, batches: Batches, precision: str, tta: bool = False) -> np.ndarray:
+    """Softmax probabilities (n, classes) for every row of ``batches``, in order, as float32 whatever the
+    ``precision`` (an effective one: bf16-mixed runs the network under bfloat16 autocast).
 
     ``tta``: test-time augmentation as airbench does it: logits averaged over each image and its mirror,
     and (half weight) over the same pair translated 1 px up-left and 1 px down-right (reflected borders),
@@ -84,8 +93,8 @@ def predict_probs(net: torch.nn.Module, batches: Batches, tta: bool = False) -> 
         padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
         return 0.5 * mirrored(x) + 0.25 * mirrored(padded[:, :, :h, :w]) + 0.25 * mirrored(padded[:, :, 2:, 2:])
 
-    with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=batches.device.type == "cuda"):
-        out = torch.cat([F.softmax(logits(x), dim=1) for x, _ in batches])
+    with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+        out = torch.cat([F.softmax(logits(x), dim=1) for x, _ in batches])  # float32: logits() casts
     net.train(was_training)
     return out.cpu().numpy()
 
@@ -127,6 +136,7 @@ class Resumable(pl.LightningModule):
     ckpt: Path | None = None
     tag: dict | None = None
     label = "training"
+    precision = "32-true"  # the effective one, set by ``fit``
 
     def __init__(self):
         super().__init__()
@@ -140,6 +150,10 @@ class Resumable(pl.LightningModule):
 
     def epoch_summary(self) -> str:
         return ""
+
+    def networks(self) -> list[torch.nn.Module]:
+        """The networks this module trains (what ``fit`` compiles)."""
+        raise NotImplementedError
 
     def on_train_epoch_end(self):
         loss = self._loss.item() / max(1, self._steps)  # the one host sync of the epoch
@@ -188,16 +202,23 @@ def _resumable(ckpt: Path, tag: dict, module: Resumable) -> int | None:
     return None
 
 
-def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ckpt: Path | None, tag: dict, label: str) -> None:
-    """``trainer.fit``, resuming from ``ckpt`` when it holds a checkpoint of the same task (``tag``)."""
+def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ckpt: Path | None, tag: dict, label: str,
+        precision: str = "auto", compile: bool = False) -> None:
+    """``trainer.fit``, resuming from ``ckpt`` when it holds a checkpoint of the same task (``tag``).
+    ``precision``: see ``effective_precision``; ``compile``: ``torch.compile`` the module's networks in place
+    (their state_dict keys stay the same, so checkpoints of either kind resume the other)."""
     tag = json.loads(json.dumps(tag))
     resume = None
     if ckpt is not None and ckpt.exists() and (epoch := _resumable(ckpt, tag, module)) is not None:
         resume, train.epoch = ckpt, epoch
         print(f"resuming {ckpt} from epoch {epoch}", flush=True)
     module.ckpt, module.tag, module.label = ckpt, tag, label
+    module.precision = effective_precision(precision, device)
     module.to(memory_format=torch.channels_last)  # NHWC convolutions (see loader.Batches._layout)
-    make_trainer(device, epochs).fit(module, train, ckpt_path=resume)
+    if compile:
+        for net in module.networks():
+            net.compile()
+    make_trainer(device, epochs, module.precision).fit(module, train, ckpt_path=resume)
 
 
 class Classifier(Resumable):
@@ -248,14 +269,14 @@ class Classifier(Resumable):
         if self.watch is None:
             return ""
         batches, labels = self.watch
-        self.history.append(float(np.mean(predict_probs(self.net, batches).argmax(1) == labels)))
+        self.history.append(float(np.mean(predict_probs(self.net, batches, self.precision).argmax(1) == labels)))
         return f" held-out acc {self.history[-1]:.4f}"
 
     def _prune(self) -> None:
         from cleanlab.filter import find_label_issues
 
         rows = self.train_batches.in_order()
-        probs = predict_probs(self.net, rows)
+        probs = predict_probs(self.net, rows, self.precision)
         flagged = find_label_issues(rows.labels.cpu().numpy(), probs, filter_by="prune_by_noise_rate", n_jobs=1)
         if flagged.all():
             raise PipelineError(f"{self.label}: confident learning flags every training row at epoch {self.current_epoch}; "
@@ -277,6 +298,9 @@ class Classifier(Resumable):
             keep = np.ones(len(self.train_batches.labels), bool)
             keep[self.pruned] = False
             self.train_batches.keep(keep)
+
+    def networks(self):
+        return [self.net]
 
     def training_step(self, batch, _):
         x, y = batch
@@ -323,11 +347,11 @@ class Classifier(Resumable):
 
 
 def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight_decay, label_smoothing, seed, device,
-                     prune_epoch=None, ckpt=None, tag=None, label="crossval", timings: dict | None = None, compile=False,
-                     watch: np.ndarray | None = None, curve: list | None = None, pruned: list | None = None) -> np.ndarray:
-    """Train on ``data.train_*``; return softmax probabilities for ``data.eval_x``. ``ckpt``: see ``fit``;
-    ``timings`` (if given) receives ``train_s`` and ``predict_s``; ``compile``: ``torch.compile`` the
-    network; ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every
+                     precision="auto", compile=False, prune_epoch=None, ckpt=None, tag=None, label="crossval",
+                     timings: dict | None = None, watch: np.ndarray | None = None, curve: list | None = None,
+                     pruned: list | None = None) -> np.ndarray:
+    """Train on ``data.train_*``; return softmax probabilities (float32) for ``data.eval_x``. ``ckpt``,
+    ``precision``, ``compile``: see ``fit``; ``timings`` (if given) receives ``train_s`` and ``predict_s``; ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every
     epoch is printed and appended to ``curve``; ``prune_epoch``: see ``Classifier``, the dropped training
     rows (indices into ``data.train_*``) are appended to ``pruned``. Non-finite probabilities are an error. ``recipe``: see ``Classifier``; ``airbench`` also
     translates by 1/16 of the size (2 px on CIFAR-10) with alternating flips, whitens the first layer
@@ -343,13 +367,11 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     module = Classifier(net, recipe=recipe, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                         total_steps=epochs * len(train), watch=None if watch is None else (evaluation, watch),
                         train=train, prune_epoch=prune_epoch)
-    if compile:
-        module.net = torch.compile(module.net)
-    fit(module, train, device, epochs, ckpt, tag or {}, label)
+    fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
     module.finish()
     _sync(device)
     trained = time.perf_counter()
-    probs = predict_probs(module.net.to(device), evaluation, tta=fast)
+    probs = predict_probs(module.net.to(device), evaluation, module.precision, tta=fast)
     if not np.isfinite(probs).all():
         raise PipelineError(f"{label}: the trained network predicts NaN or inf; nothing written (lower --lr?)")
     if timings is not None:

@@ -17,7 +17,10 @@ from collections import deque
 from multiprocessing.connection import wait
 
 from pipeline import cli, devices, tasks
+from pipeline.options import Range
 from pipeline.store import PipelineError
+
+MAX_WORKERS_PER_GPU = 64
 
 
 def parser(doc: str, stage: tasks.Stage) -> cli.Parser:
@@ -27,25 +30,39 @@ def parser(doc: str, stage: tasks.Stage) -> cli.Parser:
     p.add_argument("--gpu", default="0", help="CUDA device index, or 'cpu' (without CUDA: the CPU); tasks run one after another")
     p.add_argument("--gpus", default="", help="run the tasks on one worker process per listed CUDA index, e.g. 0,1,2,3 "
                                               "('cpu': one CPU worker, 'cpu,cpu': two; 'all': every visible GPU)")
+    p.add_argument("--workers-per-gpu", type=Range(int, 1, MAX_WORKERS_PER_GPU), default=1,
+                   help="worker processes per listed device, each running its own tasks: a small network leaves most of "
+                        "a large GPU idle, so several tasks at once finish the grid sooner (with --gpu: that one device)")
     return p
+
+
+def worker_devices(args) -> list[str] | None:
+    """One entry per worker process (``--gpus`` x ``--workers-per-gpu``, round robin), or None: run here on ``--gpu``."""
+    devices.check_gpu(args.gpu)
+    gpus = devices.parse_gpus(args.gpus) if args.gpus else [args.gpu] if args.workers_per_gpu > 1 else None
+    return None if gpus is None else [g for _ in range(args.workers_per_gpu) for g in gpus]
 
 
 def run(args, stage: tasks.Stage) -> None:
     """A training stage: its pending tasks one after another on ``--gpu``, or on one worker process per
     entry of ``--gpus``."""
-    devices.check_gpu(args.gpu)
-    gpus = devices.parse_gpus(args.gpus) if args.gpus else None
+    gpus = worker_devices(args)
     plan = tasks.plan(args, stage)
     if gpus is None:
         tasks.run_here(plan, args.gpu)
         return
     gpus = gpus[: len(plan.tasks)]  # no idle workers
-    where = f" on {len(gpus)} worker(s) ({','.join(gpus)})" if gpus else ""
+    where = f" on {len(gpus)} worker(s) ({','.join(gpus)}), {host_threads(len(gpus))} host thread(s) each" if gpus else ""
     cli.log(f"{stage.name}: {len(plan.tasks)} of {plan.total} {stage.unit} tasks to run{where}")
     failed = run_pool(plan, gpus)
     if failed:
         raise PipelineError(f"{len(failed)} of {len(plan.tasks)} {stage.name} task(s) failed:\n  " + "\n  ".join(failed)
                             + "\nthe others are done: re-running does only what is still pending")
+
+
+def host_threads(workers: int) -> int:
+    """torch threads per worker: the host's cores shared out, so no worker oversubscribes them."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:
@@ -54,11 +71,10 @@ def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:
     cli.catch_signals()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us with SIGTERM
     try:
+        torch.set_num_threads(threads)  # host threads: a CPU worker's compute, a GPU worker's data and launches
         device = devices.pick(gpu)
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        else:
-            torch.set_num_threads(threads)
         conn.send(("ready", None, ""))
         while (i := conn.recv()) is not None:
             task = plan.tasks[i]
@@ -80,10 +96,7 @@ def run_pool(plan: tasks.Plan, gpus: list[str]) -> list[str]:
     when it is ready, so a worker killed at any moment cannot wedge a lock the others need."""
     if not plan.tasks:
         return []
-    import torch
-
-    on_cpu = sum(g == "cpu" or not torch.cuda.is_available() for g in gpus)
-    threads = max(1, (os.cpu_count() or 1) // max(1, on_cpu))
+    threads = host_threads(len(gpus))
     ctx = mp.get_context("spawn")
     todo = deque(range(len(plan.tasks)))
     procs, conns = [], []

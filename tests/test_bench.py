@@ -16,7 +16,7 @@ def test_bench_fold_runs_on_cpu(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(line.startswith("| ours (airbench, airbench, 1 epochs)") for line in lines)
+    assert any(line.startswith("| ours (airbench, airbench, 1 epochs, 32-true)") for line in lines)
     assert any(line.startswith("| paper (ResNet-50") for line in lines)
     assert "throughput ratio ours / paper" in proc.stdout
     assert "n40_s0 fold 0 of 4: 300 train / 100 held out" in proc.stdout

@@ -103,7 +103,7 @@ def test_batchnorm_biases_learn_64x_and_the_whitening_bias_freezes_after_3_epoch
             bias = pl_module.net[0].bias
             seen.append(bias.requires_grad and bias.grad is not None)
 
-    trainer = make_trainer(torch.device("cpu"), 5)
+    trainer = make_trainer(torch.device("cpu"), 5, "32-true")
     trainer.callbacks.append(Record())
     trainer.fit(module, train)
     assert seen == [True, True, True, False, False]  # gradient steps in epochs 1-3 only (the lookahead still averages it)

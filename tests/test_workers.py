@@ -29,13 +29,33 @@ def written(stdout: str) -> list[str]:
     return re.findall(r"wrote (\S+)", stdout)
 
 
-def test_two_cpu_workers_run_every_task_exactly_once(run_dir):
-    out = stage("crossval", run_dir.root, "--fold", "all", *FAST_CROSSVAL, "--gpus", "cpu,cpu").stdout
-    assert "6 of 6 (condition, fold) tasks to run on 2 worker(s) (cpu,cpu)" in out
+@pytest.mark.parametrize("workers", [["--gpus", "cpu,cpu"], ["--workers-per-gpu", "2"]], ids=["gpus", "per-gpu"])
+def test_two_cpu_workers_run_every_task_exactly_once(run_dir, workers):
+    out = stage("crossval", run_dir.root, "--fold", "all", *FAST_CROSSVAL, *workers).stdout
+    threads = max(1, os.cpu_count() // 2)
+    assert f"6 of 6 (condition, fold) tasks to run on 2 worker(s) (cpu,cpu), {threads} host thread(s) each" in out
     expected = {str(run_dir.shard(c, k)) for c in conditions.names(run_dir) for k in range(3)}
     assert sorted(written(out)) == sorted(expected)  # each shard once
     assert {"worker0[cpu]", "worker1[cpu]"} <= set(re.findall(r"worker\d\[cpu\]", out))
-    assert "0 of 6" in stage("crossval", run_dir.root, "--fold", "all", *FAST_CROSSVAL, "--gpus", "cpu,cpu").stdout
+    assert "0 of 6" in stage("crossval", run_dir.root, "--fold", "all", *FAST_CROSSVAL, *workers).stdout
+
+
+def test_workers_per_gpu_repeats_each_device_and_refuses_nonsense(capsys):
+    from pipeline import workers
+    from stages import crossval
+
+    def devices(*flags):
+        return workers.worker_devices(crossval.parser().parse_args(list(flags)))
+
+    assert devices("--gpus", "0,1", "--workers-per-gpu", "3") == ["0", "1"] * 3
+    assert devices("--gpu", "2", "--workers-per-gpu", "4") == ["2"] * 4
+    assert devices("--gpu", "2") is None and devices("--gpus", "cpu") == ["cpu"]
+    for bad in ("0", "-1", "x", "1.5", "65"):
+        with pytest.raises(SystemExit) as stop:
+            crossval.parser().parse_args(["--workers-per-gpu", bad])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1
+        assert f"--workers-per-gpu: {bad!r}: expected an integer in [1, {workers.MAX_WORKERS_PER_GPU}]" in err
 
 
 def test_failing_task_does_not_stop_the_others_and_rerun_does_only_it(run_dir):

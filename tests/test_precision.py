@@ -1,0 +1,155 @@
+"""The GPU code paths on the CPU: bf16-mixed precision and torch.compile for every training stage.
+
+CUDA picks bf16-mixed by default (``--precision auto``); the same Lightning plugin and autocast run
+here on the CPU, so every numeric path a GPU takes is exercised without one."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import FAST_CROSSVAL
+from pipeline import coteach, datasets, folds, store, train
+from pipeline.learners import CLASSES, train_learner
+from pipeline.layout import RunDir
+from pipeline.store import PipelineError
+from stages import crossval as crossval_cli
+
+CPU = torch.device("cpu")
+COND = "n20_s0"
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    """dtypes of what reaches cleanlab (its Co-Teaching loss, find_label_issues) and of the networks' outputs."""
+    import cleanlab.experimental.coteaching as ct
+    import cleanlab.filter as cf
+
+    seen = {"coteaching": set(), "find_label_issues": set(), "net": set()}
+    loss, find = ct.loss_coteaching, cf.find_label_issues
+
+    def spy_loss(y_1, y_2, t, **kw):
+        seen["coteaching"] |= {y_1.dtype, y_2.dtype}
+        return loss(y_1, y_2, t, **kw)
+
+    def spy_find(labels, pred_probs, **kw):
+        seen["find_label_issues"].add(pred_probs.dtype)
+        return find(labels, pred_probs, **kw)
+
+    monkeypatch.setattr(ct, "loss_coteaching", spy_loss)
+    monkeypatch.setattr(cf, "find_label_issues", spy_find)
+    build = train.Data.build
+
+    def hooked(self, arch):
+        net = build(self, arch)
+        net.register_forward_hook(lambda m, i, out: seen["net"].add(out.dtype) if m.training else None)
+        return net
+
+    monkeypatch.setattr(train.Data, "build", hooked)
+    return seen
+
+
+def crossval(run: RunDir, *flags: str) -> None:
+    """``stages.crossval`` in this process: its flags, plan and runner, without a subprocess."""
+    crossval_cli.run(crossval_cli.parser().parse_args(["--run-dir", str(run.root), "--cond", COND, "--fold", "all",
+                                                       *FAST_CROSSVAL, *flags]))
+
+
+def test_bf16_crossval_shards_are_float32_probabilities_and_cleanlab_sees_float32(run_copy, spies):
+    run = RunDir(run_copy)
+    crossval(run, "--precision", "bf16-mixed", "--prune-epoch", "1")
+    assert spies["net"] == {torch.bfloat16}  # the network ran under bf16 autocast
+    assert spies["find_label_issues"] == {np.dtype(np.float32)}  # the pruning's cleanlab call
+    for k, path in run.shards(COND).items():
+        manifest, shard = store.verify(path), store.read(path)
+        assert manifest["config"]["precision"] == manifest["info"]["precision"] == "bf16-mixed"
+        assert shard["probs"].dtype == np.float32 and np.isfinite(shard["probs"]).all()
+        assert np.allclose(shard["probs"].sum(1), 1, atol=1e-5)
+    assert folds.combine(run, COND)
+    assert store.verify(run.psx(COND))["config"]["crossval"]["precision"] == "bf16-mixed"
+
+
+def test_combine_refuses_folds_that_ran_at_different_precisions(run_copy, monkeypatch):
+    """``auto`` is bf16 on a GPU and fp32 on the CPU: folds made on both do not make one psx."""
+    run = RunDir(run_copy)
+    crossval(run, "--precision", "auto")
+    assert folds.combine(run, COND, force=True)
+    gpu_like = train.effective_precision  # fold 0 again, as a GPU would run it (auto -> bf16-mixed)
+    monkeypatch.setattr(train, "effective_precision", lambda p, d: "bf16-mixed" if p == "auto" else gpu_like(p, d))
+    crossval(run, "--precision", "auto", "--fold", "0", "--force")
+    assert store.verify(run.shard(COND, 0))["info"]["precision"] == "bf16-mixed"
+    with pytest.raises(PipelineError, match="fold shards disagree.*precision"):
+        folds.combine(run, COND)
+
+
+def _digits(run_dir, n=256):
+    ds = datasets.cached(RunDir(run_dir).dataset)
+    return train.Data(ds.train_x[:n], ds.train_y[:n], ds.test_x, ds.test_y, ds.num_classes)
+
+
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_every_learner_trains_an_epoch_in_bf16(folds_run, spies, name):
+    options = {k: getattr(coteach.CoteachConfig(), k) for k in coteach.OWN_OPTIONS[name]}
+    if name == "coteaching":
+        options.update(forget_rate=0.2, num_gradual=1)
+    history = train_learner(_digits(folds_run), name, arch="convnet", epochs=1, batch_size=64, lr=0.001, epoch_decay_start=1,
+                            seed=0, device=CPU, precision="bf16-mixed", **options)
+    assert len(history) == 1 and all(0 <= a <= 1 for a in history[0]) and len(history[0]) == (2 if name == "coteaching" else 1)
+    assert spies["net"] == {torch.bfloat16}
+    assert spies["coteaching"] == ({torch.float32} if name == "coteaching" else set())
+
+
+def _stop_after_epoch(monkeypatch, epoch: int):
+    """The next fit raises once epoch ``epoch`` is checkpointed, as a killed job would stop."""
+    end = train.Resumable.on_train_epoch_end
+
+    def stopping(self):
+        end(self)
+        if self.current_epoch + 1 == epoch:
+            monkeypatch.setattr(train.Resumable, "on_train_epoch_end", end)
+            raise RuntimeError("stopped")
+
+    monkeypatch.setattr(train.Resumable, "on_train_epoch_end", stopping)
+
+
+def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does(folds_run, tmp_path, monkeypatch, capsys):
+    data = _digits(folds_run, 300)
+    kw = dict(recipe="airbench", arch="airbench", epochs=3, batch_size=64, lr=0.2, weight_decay=0.002, label_smoothing=0.2,
+              seed=0, device=CPU, precision="bf16-mixed", prune_epoch=1, tag={"t": 1})
+    whole = train.train_classifier(data, **kw)
+    _stop_after_epoch(monkeypatch, 2)
+    with pytest.raises(RuntimeError, match="stopped"):
+        train.train_classifier(data, **kw, ckpt=tmp_path / "fold.ckpt")
+    resumed = train.train_classifier(data, **kw, ckpt=tmp_path / "fold.ckpt")
+    assert "from epoch 2" in capsys.readouterr().out
+    assert resumed.dtype == np.float32 and np.array_equal(resumed, whole)
+
+    history = dict(arch="convnet", epochs=2, batch_size=64, lr=0.001, epoch_decay_start=1, seed=0, device=CPU,
+                   precision="bf16-mixed", forget_rate=0.2, num_gradual=1, tag={"t": 2})
+    whole = train_learner(data, "coteaching", **history)
+    _stop_after_epoch(monkeypatch, 1)
+    with pytest.raises(RuntimeError, match="stopped"):
+        train_learner(data, "coteaching", **history, ckpt=tmp_path / "coteach.ckpt")
+    assert train_learner(data, "coteaching", **history, ckpt=tmp_path / "coteach.ckpt") == whole
+    assert "from epoch 1" in capsys.readouterr().out
+
+
+def test_compiled_crossval_writes_the_shards_and_compiles_each_network(run_copy, monkeypatch):
+    run = RunDir(run_copy)
+    compiled = []
+    module_compile = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: (compiled.append(type(self).__name__),
+                                                                             module_compile(self, *a, **k))[1])
+    crossval(run, "--compile", "--fold", "0")
+    shard = store.read(run.shard(COND, 0))
+    assert compiled == ["Sequential"] and store.verify(run.shard(COND, 0))["config"]["compile"] is True
+    assert np.isfinite(shard["probs"]).all() and np.allclose(shard["probs"].sum(1), 1, atol=1e-5)
+
+
+def test_precision_and_compile_are_checked_at_the_boundary():
+    with pytest.raises(PipelineError, match="--precision 'fp16': choose from auto, bf16-mixed, 32-true"):
+        coteach.CoteachConfig(precision="fp16")
+    with pytest.raises(PipelineError, match="--compile 'yes': expected true or false"):
+        coteach.CoteachConfig(compile="yes")
+    assert train.effective_precision("auto", CPU) == "32-true"
+    assert train.effective_precision("auto", torch.device("cuda", 0)) == "bf16-mixed"
+    assert train.effective_precision("32-true", torch.device("cuda", 0)) == "32-true"
