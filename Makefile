@@ -34,7 +34,6 @@ CROSSVAL_ARGS ?=
 COTEACH_ARGS ?=
 REVIEW_ARGS ?=
 SLURM_ARGS ?=
-STEP ?= all
 TINY ?=
 OUT ?=
 EVIDENCE_ARGS ?=
@@ -78,11 +77,10 @@ demo-own: setup
 	$(MAKE) report $(own)
 	$(PY) -m pipeline.demo_own check "$(DEMO_OWN)/source" "$(DEMO_OWN)/run"
 
-# GPU evidence (bench/evidence.py): STEP=a|b|c, each a run of under 9.5 minutes resuming the previous
-# one's runs/evidence; TINY=1: every step on digits on this machine, into $(RUN)-tiny-evidence.
+# GPU evidence (bench/evidence.py): ONE call within 480 s, figures into OUT after every step (docs/results/gpu-<date>);
+# TINY=1: the same steps on digits on this machine, into $(RUN)-tiny-evidence. On the GPU machine: see make gpu-kit.
 gpu-evidence: $(SETUP)
-	$(PY) -m bench.evidence --step "$(if $(TINY),all,$(STEP))" \
-	  $(if $(TINY),--tiny --run-dir "$(RUN)-tiny-evidence" --out "$(if $(OUT),$(OUT),$(RUN)-tiny-evidence/out)",$(if $(OUT),--out "$(OUT)")) \
+	$(PY) -m bench.evidence $(if $(TINY),--tiny --run-dir "$(RUN)-tiny-evidence" --out "$(if $(OUT),$(OUT),$(RUN)-tiny-evidence/out)",$(if $(OUT),--out "$(OUT)")) \
 	  $(EVIDENCE_ARGS)
 
 test: setup

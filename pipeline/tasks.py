@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pipeline import cli, conditions, devices, store
 from pipeline.layout import RunDir
+from pipeline.options import Range
 from pipeline.store import PipelineError
 
 
@@ -88,6 +89,9 @@ def add_args(p: argparse.ArgumentParser, stage: Stage) -> None:
     """The flags that choose a stage's tasks (conditions, and the stage's own) and its config."""
     cli.add_condition_arg(p)
     stage.add_args(p)
+    p.add_argument("--max-tasks", type=Range(int, 1, 10**9, optional=True), default=None,
+                   help="run at most this many of the pending tasks, in order (the rest stay pending for a later run); "
+                        "none: all")
     cli.add_config_args(p, stage.Config)
 
 
@@ -108,7 +112,8 @@ def plan(args: argparse.Namespace, stage: Stage) -> Plan:
     run = cli.run_dir(args)
     config = cli.config_from(args, stage.Config)
     every = stage.select(run, conditions.names(run, args.cond), args, config)
-    return Plan(stage, run, config, stage.pending(run, every, config, args.force), len(every), args.force)
+    todo = stage.pending(run, every, config, args.force)[: args.max_tasks]
+    return Plan(stage, run, config, todo, len(every), args.force)
 
 
 def run_here(p: Plan, gpu: str) -> None:

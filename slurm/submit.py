@@ -229,7 +229,7 @@ def run(args):
     except (KeyboardInterrupt, cli.Stopped):
         cli.log(f"stopped waiting; {kind} {array_id} goes on (squeue -j {array_id})")
         sys.exit(130)
-    still = tasks.plan(args, stage).tasks
+    still = stage.pending(plan.run, plan.tasks, plan.config)  # of the submitted ones (--max-tasks leaves others)
     if failed or still:
         raise PipelineError(f"{kind} {array_id}: {len(failed)} of {len(jobs)} task(s) failed, {len(still)} still pending:\n  "
                             + "\n  ".join(failed) + "\nre-submit to run only what is still pending")

@@ -39,30 +39,43 @@ def test_bench_testset_trains_on_every_training_row_and_scores_the_test_set(tmp_
     assert f"test accuracy {100 * figures['test_acc']:.2f}% (TTA)" in proc.stdout
 
 
-def test_gpu_evidence_tiny_runs_every_step(tmp_path):
-    """``make gpu-evidence TINY=1``: the three steps on digits, then the report and timings in OUT (a generous
-    budget: a busy machine must not stop a step)."""
+def test_gpu_evidence_tiny_runs_every_step_in_one_call(tmp_path):
+    """``make gpu-evidence TINY=1``: steps (a)-(e) on digits in one call (a generous budget: a busy machine must
+    not stop a step); what comes back is at most 8 files of at most 16 MiB in one folder."""
+    import tarfile
+
     out = tmp_path / "out"
     proc = subprocess.run(["make", "-s", "gpu-evidence", "TINY=1", f"RUN={tmp_path / 'run'}", f"OUT={out}",
                            f"PY={sys.executable}", "SETUP=", "EVIDENCE_ARGS=--budget-s 7200"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    timings = json.loads((out / "timings.json").read_text())
-    assert timings["device"] == "cpu"
-    assert len(timings["crossval_s"]) == 6 and all(s > 0 for s in timings["crossval_s"].values())
-    assert len(timings["coteach_s"]) == 2 * 9 and all(s > 0 for s in timings["coteach_s"].values())
-    assert set(timings["bench"]) == {"bench-n0_s0", "bench-n40_s0", "bench-n0_s0compile", "bench-n40_s0labelsmoothing"}
-    assert all(c["rc"] == 0 for c in timings["steps"]), timings["steps"]
-    assert (out / "table.md").exists() and (out / "noise_matrices.png").exists()
-    # A machine that starts empty: pack, unpack elsewhere, and step b finds every fold current.
-    from bench.evidence import pack
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["log.txt", "report.tar.gz", "summary.md", "table.md", "timings.json"]
+    assert all((out / f).is_file() and (out / f).stat().st_size <= 16 * 2**20 for f in files)
+    fig = json.loads((out / "timings.json").read_text())
+    assert fig["device"] == "cpu" and "errors" not in fig
+    assert fig["commands"] and all(c["rc"] == 0 for c in fig["commands"]), fig["commands"]
+    assert set(fig["bench"]) == {"plain", "compiled"} and fig["bench"]["compiled"]["compile"] is True
+    cv = fig["crossval"]
+    assert [(r["workers"], r["tasks"]) for r in cv["rounds"]] == [(1, 1), (2, 2)] and cv["rest"]["tasks"] == 3
+    assert len(cv["fold_s"]) == 6 and all(s > 0 for s in cv["fold_s"].values()) and len(cv["complete_conditions"]) == 2
+    ct = fig["coteach"]
+    assert (ct["epochs"], ct["tasks"], len(ct["task_s"])) == (2, 18, 18) and set(ct["probe"]["epoch_s"]) == {"coteaching", "plain"}
+    ex = fig["extrapolation"]
+    assert ex["crossval_52_folds_s"] > 0 and ex["grid_250_epochs_s"] > ex["grid_2_epochs_s"] > 0
+    summary = (out / "summary.md").read_text()
+    assert "(c) crossval calibration" in summary and "grid_250_epochs_s" in summary
+    with tarfile.open(out / "report.tar.gz") as tar:
+        names = tar.getnames()
+    assert "report/table.md" in names and {"bench/bench-plain.json", "bench/bench-compiled.json"} <= set(names)
 
-    parts = pack(tmp_path / "run-tiny-evidence", out, tmp_path / "pack")
-    assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
-    again = subprocess.run([sys.executable, "-m", "bench.evidence", "--step", "b", "--tiny", "--unpack", str(tmp_path / "pack"),
-                            "--run-dir", str(tmp_path / "run2"), "--out", str(tmp_path / "out2"), "--budget-s", "7200"],
-                           cwd=ROOT, capture_output=True, text=True)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "crossval: 0 of 6 (condition, fold) tasks to run" in again.stdout, again.stdout[-3000:]
-    assert (tmp_path / "out2" / "table.md").exists()
-    resumed = json.loads((tmp_path / "out2" / "timings.json").read_text())
-    assert resumed["crossval_s"] == timings["crossval_s"] and len(resumed["steps"]) > len(timings["steps"])
+
+def test_the_coteach_epochs_chosen_fit_the_time_left():
+    from bench.evidence import PAPER_COTEACH, _epochs_that_fit, _schedule
+
+    assert _schedule(250) == PAPER_COTEACH and _schedule(25) == {"epochs": 25, "epoch_decay_start": 8, "num_gradual": 1}
+    probe = {"epoch_s": {"coteaching": 2.0, "plain": 1.0}, "task_overhead_s": 3.0}
+    # 9 tasks per condition: 6 coteaching (2 s/epoch) + 3 single (1 s/epoch) = 15 s per epoch, 27 s fixed.
+    assert _epochs_that_fit(15 * 10 + 27, 1, 1, probe, 1.0) == 10
+    assert _epochs_that_fit((15 * 10 + 27) / 4, 1, 4, probe, 1.0) == 10  # four workers at once
+    assert _epochs_that_fit(20, 1, 1, probe, 1.0) == 0
+    assert _epochs_that_fit(2 * (15 * 10 + 27), 2, 1, {**probe, "epoch_s": {"coteaching": 2.0}}, 1.0) == 10  # plain = half
