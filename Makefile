@@ -46,7 +46,7 @@ cond := $(if $(COND),--cond "$(COND)")
 devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)") --workers-per-gpu "$(WORKERS_PER_GPU)"
 
 .PHONY: setup demo demo-own test data noise crossval crossval-all combine masks review coteach report all paper-labels \
-        slurm-crossval slurm-coteach slurm-up slurm-down gpu-evidence
+        slurm-crossval slurm-coteach slurm-up slurm-down gpu-evidence gpu-kit gpu-rehearsal
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -82,6 +82,14 @@ demo-own: setup
 gpu-evidence: $(SETUP)
 	$(PY) -m bench.evidence $(if $(TINY),--tiny --run-dir "$(RUN)-tiny-evidence" --out "$(if $(OUT),$(OUT),$(RUN)-tiny-evidence/out)",$(if $(OUT),--out "$(OUT)")) \
 	  $(EVIDENCE_ARGS)
+
+# The kit for that call on a machine without cleanlab, submitit or network (bench/gpu_kit.py): wheels into .whl/,
+# the data into .cache/shared/; prints the folders to carry and the command. gpu-rehearsal runs that command here.
+gpu-kit: $(SETUP)
+	$(PY) -m bench.gpu_kit kit
+
+gpu-rehearsal: gpu-kit
+	$(PY) -m bench.gpu_kit rehearse
 
 test: setup
 	$(PY) -m pytest -q

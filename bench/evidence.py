@@ -36,6 +36,9 @@ from pipeline import conditions, store
 from pipeline.layout import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
+# What the full run reads from --shared: the tarball, and the paper's psx of bench.fold's condition (n40_s0).
+SHARED_FILES = ("data/cifar10-jpeg.tar.gz",
+                "data/cl-paper/psx/cifar10_noisy_labels__frac_zero_noise_rates__0_0__noise_amount__0_4__resnet50_psx.npy")
 PAPER_COTEACH = {"epochs": 250, "epoch_decay_start": 80, "num_gradual": 10}  # Han et al., as the CL paper ran it
 TASKS_PER_CONDITION = {"coteaching": 6, "plain": 1, "mixup": 1, "sce": 1}  # the paper's 9: Table 2's columns
 TARGETS = {"fold_s": 10, "speedup": 20, "crossval_52_s": 180, "grid_s": 900}
@@ -228,7 +231,7 @@ class Evidence:
     # (e) ------------------------------------------------------------------------------------------------
     def step_e(self) -> None:
         if self.run.registry.exists():
-            self.stage("e", "report", "--seeds", "0", stop_left=0)
+            self.stage("e", "report", "--seeds", "0", "--paper-psx", f"{self.args.shared}/data/cl-paper/psx", stop_left=0)
         report = self.run.report_dir
         if (report / "table.md").exists():
             shutil.copy2(report / "table.md", self.out / "table.md")
@@ -410,9 +413,15 @@ def main() -> None:
     p.add_argument("--budget-s", type=float, default=480, help="wall seconds for the whole call, writing included")
     p.add_argument("--shared", default=str(ROOT.parent / "shared"), help="folder with data/cifar10-jpeg.tar.gz and data/cl-paper/psx")
     p.add_argument("--tiny", action="store_true", help="digits on the CPU, a few epochs: the harness itself, in minutes")
+    p.add_argument("--require-shared", action="store_true",
+                   help="first check that --shared holds what the full run reads (the kit's command: a missing file fails at once)")
     args = p.parse_args()
     if args.budget_s < 120:
         p.error("--budget-s: expected at least 120 seconds")
+    if args.require_shared:
+        for f in SHARED_FILES:
+            if not (Path(args.shared) / f).is_file():
+                p.error(f"{Path(args.shared) / f}: missing (make gpu-kit copies it into .cache/shared)")
     ev = Evidence(args)
     for step in "abcde":
         try:

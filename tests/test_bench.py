@@ -79,3 +79,23 @@ def test_the_coteach_epochs_chosen_fit_the_time_left():
     assert _epochs_that_fit((15 * 10 + 27) / 4, 1, 4, probe, 1.0) == 10  # four workers at once
     assert _epochs_that_fit(20, 1, 1, probe, 1.0) == 0
     assert _epochs_that_fit(2 * (15 * 10 + 27), 2, 1, {**probe, "epoch_s": {"coteaching": 2.0}}, 1.0) == 10  # plain = half
+
+
+def test_the_gpu_kit_carries_what_the_gpu_machine_lacks_and_its_command_fits(tmp_path):
+    from bench import gpu_kit
+
+    need = gpu_kit.missing()
+    assert {"cleanlab", "submitit", "termcolor"} <= set(need) and not set(need) & gpu_kit.gpu_machine()
+    assert {"torch", "pytorch-lightning", "scikit-learn", "pandas", "scipy"} <= gpu_kit.gpu_machine()
+    assert len(gpu_kit.COMMAND) <= gpu_kit.COMMAND_CHARS and "--no-index" in gpu_kit.COMMAND
+    out = tmp_path / "out"
+    (out / "a" / "b" / "c").mkdir(parents=True)
+    (out / "summary.md").write_text("ok")
+    assert gpu_kit.check_out(out) == []
+    (out / "a" / "b" / "c" / "deep.txt").write_text("x")
+    (out / "odd name.txt").write_text("x")
+    for i in range(8):
+        (out / f"f{i}.txt").write_text("x")
+    problems = gpu_kit.check_out(out)
+    assert problems[0] == "11 files (at most 8)" and any("folders down" in p for p in problems)
+    assert any(p.startswith("odd name.txt: a name") for p in problems)
