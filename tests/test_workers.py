@@ -104,3 +104,13 @@ def test_killed_worker_loses_only_its_task_which_resumes_on_rerun(run_dir):
     m = re.search(r"resuming \S+fold0\.npz\.ckpt from epoch (\d+)", again)
     assert m and int(m.group(1)) >= 1, again
     assert not ckpt.exists() and not lock.exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the CPU fallback: a machine without CUDA")
+def test_without_cuda_every_device_spec_falls_back_to_the_cpu():
+    import torch
+
+    from pipeline import devices
+
+    assert devices.pick("0") == devices.pick("cpu") == torch.device("cpu")
+    assert devices.parse_gpus("all") == ["cpu"] and devices.name(torch.device("cpu")) == "cpu"
