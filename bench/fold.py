@@ -53,7 +53,7 @@ def noisy_labels(cond: conditions.Condition, ds: datasets.Dataset, psx_dir: Path
     if len(ds.train_y) == conditions.CIFAR10_TRAIN_SIZE and ds.num_classes == 10:
         labels = conditions.paper_labels(cond, ds, None)
         psx = psx_dir / f"cifar10_noisy_labels__{cond.paper_key.replace('.', '_')}__resnet50_psx.npy"
-        return labels, np.load(psx) if psx.exists() else None
+        return labels, np.load(psx, allow_pickle=False) if psx.exists() else None
     return conditions.generate(ds.train_y, ds.num_classes, cond.noise, cond.sparsity, seed=0)[0], None
 
 

@@ -25,6 +25,7 @@ empty field, a class with no training rows) is an error naming the file and line
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import hashlib
@@ -178,13 +179,40 @@ def _digits() -> Dataset:
     )
 
 
+def _plain_dtype(*args):
+    """``numpy.dtype`` for the unpickler: numbers, bytes and strings only (an object dtype could hold anything)."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"dtype {dtype} holds Python objects")
+    return dtype
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 python batch holds (dicts, lists, bytes, str, numbers, numpy arrays of plain
+    dtypes) and refuses every other global, so a crafted file cannot run code while it is read."""
+
+    def find_class(self, module, name):
+        from numpy._core import multiarray
+
+        allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _plain_dtype,
+                   ("_codecs", "encode"): codecs.encode}  # protocol 2 writes bytes as encode(str, 'latin1')
+        for core in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1's and 2's module names
+            allowed |= {(core, "_reconstruct"): multiarray._reconstruct, (core, "scalar"): multiarray.scalar}
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR-10 batch holds no code")
+        return allowed[module, name]
+
+
 def _cifar_batches(folder: Path) -> Dataset:
     def unpickle(name):
         try:
             with open(folder / name, "rb") as f:
-                return pickle.load(f, encoding="latin1")
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
-            raise PipelineError(f"{folder / name}: cannot read CIFAR-10 batch ({e})") from None
+                return _BatchUnpickler(f, encoding="latin1").load()
+        except IsADirectoryError:
+            raise PipelineError(f"{folder / name}: a directory, not a CIFAR-10 batch file") from None
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, KeyError, IndexError) as e:
+            text = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise PipelineError(f"{folder / name}: cannot read CIFAR-10 batch ({text})") from None
 
     def batch(name):
         """(images NHWC uint8, labels) of one batch file, checked: a dict of N x 3072 bytes and N labels in range."""

@@ -80,9 +80,10 @@ def load(path: Path) -> Any:
     """Load a file by its suffix (see ``save``), eagerly; a missing or unreadable file is a PipelineError."""
     path, kind = Path(path), Path(path).suffix
     try:
-        if kind == ".npy":
-            return np.load(path, allow_pickle=False)
-        if kind == ".npz":
+        if kind in (".npy", ".npz"):
+            _check_format(path, kind)
+            if kind == ".npy":
+                return np.load(path, allow_pickle=False)
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         if kind == ".json":
@@ -92,6 +93,22 @@ def load(path: Path) -> Any:
         raise PipelineError(f"{path}: file not found") from None
     except (ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path}: not a readable {kind or 'file'} ({e})") from None
+
+
+MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04"}  # numpy's header; a zip archive's
+
+
+def _check_format(path: Path, kind: str) -> None:
+    """A PipelineError naming what ``path`` is when it is not the ``kind`` (.npy or .npz) its name says
+    (numpy reads either whatever the suffix, and calls any other file 'pickled data')."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(MAGIC[kind]):
+        return
+    found = next((f"an {k} file" for k, magic in MAGIC.items() if head.startswith(magic)), None)
+    if found is None:
+        found = "a text file" if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head) else "not a NumPy file"
+    raise PipelineError(f"{path}: {found}, not the {kind} file expected here")
 
 
 _checksums: dict[tuple, str] = {}

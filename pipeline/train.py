@@ -188,7 +188,7 @@ def _resumable(ckpt: Path, tag: dict, module: Resumable) -> int | None:
     """The epoch to resume from if ``ckpt`` is a whole checkpoint of this task (its tag, and weights of
     the module's shapes); otherwise it is deleted."""
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)  # tensors and plain values: no code runs
         if isinstance(state, dict) and state.get("tag") == tag:
             weights, ours = state["state_dict"], module.state_dict()
             if not ({"epoch", "loops", "optimizer_states"} <= state.keys() and weights.keys() == ours.keys()
@@ -218,7 +218,7 @@ def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ck
     if compile:
         for net in module.networks():
             net.compile()
-    make_trainer(device, epochs, module.precision).fit(module, train, ckpt_path=resume)
+    make_trainer(device, epochs, module.precision).fit(module, train, ckpt_path=resume, weights_only=True)
 
 
 class Classifier(Resumable):

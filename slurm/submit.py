@@ -16,6 +16,7 @@ array and fails if any task failed; otherwise run the next stage once `squeue` s
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
 import shlex
 import shutil
@@ -136,7 +137,8 @@ def submit(plan: tasks.Plan, listing: Path, args, name: str):
         **{f"slurm_{k.replace('-', '_')}": flags[k] for k in named if k in flags},
     )
     try:
-        return executor.map_array(Task(), [tasks.entry(spec, i) for i in range(len(plan.tasks))])
+        entries = [tasks.entry(spec, i) for i in range(len(plan.tasks))]
+        return executor.map_array(Task(), entries), entries
     except Exception as e:  # sbatch refused: say why in one message
         raise PipelineError(f"sbatch failed: {getattr(e, 'stderr', None) or e}") from None
 
@@ -158,23 +160,46 @@ def states(array_id: str) -> dict[str, str] | None:
     return dict(line.split(None, 1) for line in out.stdout.splitlines() if len(line.split()) == 2)
 
 
-def wait(jobs, array_id: str, poll: float) -> list[str]:
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain values only (tuples, strings, None ...): any global, hence any code, is refused."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: a result holds plain values only")
+
+
+def read_result(path: Path) -> tuple[bool, str | None]:
+    """(succeeded, value or the error's text) of an element's submitit result file (``("success", value)``
+    or ``("error", traceback)``), read without running code: a run directory on shared scratch space may
+    hold a planted one."""
+    try:
+        with open(path, "rb") as f:
+            outcome = _PlainUnpickler(f).load()
+    except Exception as e:  # noqa: BLE001 - truncated, garbage or a crafted file: a failure, said in one line
+        return False, f"unreadable result file {path} ({type(e).__name__}: {str(e)[:120]})"
+    if not (isinstance(outcome, tuple) and len(outcome) == 2 and outcome[0] in ("success", "error")):
+        return False, f"unexpected result file {path}"
+    if outcome[0] == "error":
+        raised = [ln for ln in str(outcome[1]).splitlines() if re.match(r"[\w.]+(Error|Exception)\b", ln)]
+        return False, raised[-1] if raised else "failed"
+    return True, outcome[1]
+
+
+def wait(jobs, entries: list[dict], array_id: str, poll: float) -> list[str]:
     """Wait until every element has a result, or has ended (or left SLURM's memory) without one for
     SETTLE_S; one line per failed element. Reads submitit's result files and ``squeue``, not ``sacct``,
     so it works without SLURM accounting; a requeued element is pending again, not ended."""
-    left, failed, ended_since = {j.job_id: j for j in jobs}, [], {}
+    left, failed, ended_since = {j.job_id: (j, e) for j, e in zip(jobs, entries)}, [], {}
     while left:
         known = states(array_id)
-        for jid, job in list(left.items()):
-            what = tasks.describe(job.submission().args[0])
+        for jid, (job, entry) in list(left.items()):
+            what = tasks.describe(entry)  # from our own task list, not submitit's pickles
             if job.paths.result_pickle.exists():
                 del left[jid]
-                try:
-                    out = job.result()
+                ok, out = read_result(job.paths.result_pickle)
+                if ok:
                     cli.log(f"{jid}: {what}: {'done' if out else 'skipped (another process held it)'}")
-                except Exception as e:  # noqa: BLE001 - the task's traceback, reported per element
-                    raised = [ln for ln in str(e).splitlines() if re.match(r"[\w.]+(Error|Exception)\b", ln)]
-                    failed.append(f"{jid} ({what}): {raised[-1] if raised else type(e).__name__}; log {job.paths.stderr}")
+                else:
+                    failed.append(f"{jid} ({what}): {out}; log {job.paths.stderr}")
                     cli.log(f"{jid}: {what}: FAILED")
             elif known is not None and known.get(jid, "GONE") in ENDED | {"GONE"}:
                 ended_since.setdefault(jid, time.monotonic())
@@ -214,7 +239,7 @@ def run(args):
         return
     if shutil.which("sbatch") is None:
         raise PipelineError("sbatch not found: run this on a SLURM login node (or start one here: slurm/local-cluster.sh start)")
-    jobs = submit(plan, listing, args, name)
+    jobs, entries = submit(plan, listing, args, name)
     array_id = jobs[0].job_id.split("_")[0]
     kind = "array job" if len(jobs) > 1 else "job"  # submitit submits a single task as a plain job
     log = str(jobs[0].paths.stdout).replace(jobs[0].job_id, f"{array_id}_<index>" if len(jobs) > 1 else array_id)
@@ -225,7 +250,7 @@ def run(args):
         return
     cli.log(f"waiting for {kind} {array_id} ...")
     try:
-        failed = wait(jobs, array_id, args.poll)
+        failed = wait(jobs, entries, array_id, args.poll)
     except (KeyboardInterrupt, cli.Stopped):
         cli.log(f"stopped waiting; {kind} {array_id} goes on (squeue -j {array_id})")
         sys.exit(130)

@@ -141,7 +141,7 @@ def test_pruning_drops_mostly_wrong_labels_and_a_resumed_run_restores_the_same_r
     probs = train_classifier(data, **kw, pruned=first)
     wrong = data.train_labels != true
     assert 0 < len(first) < len(true) and wrong[first].mean() > 1.5 * wrong.mean()
-    assert torch.load(kw["ckpt"], weights_only=False)["pruned"].tolist() == first
+    assert torch.load(kw["ckpt"], weights_only=True)["pruned"].tolist() == first
     again = train_classifier(data, **kw, pruned=pruned)  # resumes from the last epoch: nothing recomputed
     assert "from epoch 4" in capsys.readouterr().out
     assert pruned == first and np.array_equal(again, probs)
