@@ -28,6 +28,7 @@ import numpy as np
 
 from pipeline import datasets, store
 from pipeline.datasets import Dataset, source_index
+from pipeline.lock import waiting
 from pipeline.layout import RunDir
 from pipeline.store import PipelineError
 
@@ -349,7 +350,13 @@ def load(run: RunDir, cond: str) -> Loaded:
 def update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path | None = None,
            force: bool = False) -> list[tuple[Condition, bool]]:
     """Remove ``remove`` from the registry, then write and register each of ``add``: (condition, made?).
-    A name given twice, or reused for a condition of another kind, is an error before anything is written."""
+    A name given twice, or reused for a condition of another kind, is an error before anything is written.
+    The whole update holds the registry's lock: noise stages started together each add theirs, none is lost."""
+    with waiting(run.registry):
+        return _update(run, add, remove, json_dir, force)
+
+
+def _update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path | None, force: bool) -> list[tuple[Condition, bool]]:
     reg = registry(run)
     for name in remove:
         if name not in reg:

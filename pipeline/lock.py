@@ -56,6 +56,24 @@ def is_stale(path: Path) -> bool:
     return owner.get("host") == socket.gethostname() and not _alive(owner["pid"], owner.get("started"))
 
 
+@contextlib.contextmanager
+def waiting(artifact: Path, timeout_s: float = 600, poll_s: float = 0.1):
+    """Hold ``artifact``'s lock, waiting while another live process holds it: for a read-modify-write of a
+    file that every process shares (the condition registry), where skipping would lose the other's update."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lock = TaskLock(artifact).__enter__()
+        if lock.held:
+            break
+        if time.monotonic() > deadline:
+            raise PipelineError(f"{artifact}: still being changed by {lock.owner} after {timeout_s:.0f} s; try again")
+        time.sleep(poll_s)
+    try:
+        yield lock
+    finally:
+        lock.__exit__()
+
+
 class TaskLock:
     """An exclusive claim on making one artifact. ``held`` after entering says whether it is ours;
     ``owner`` names the holder when it is not. While held, a thread refreshes the heartbeat."""

@@ -116,3 +116,24 @@ def test_what_the_parser_accepts_cleanlab_can_generate(noise, sparsity):
     true = np.repeat(np.arange(10), 100)
     noisy, _ = conditions.generate(true, 10, cond.noise, cond.sparsity, seed=1)
     assert abs(np.mean(noisy != true) - noise) < 0.08
+
+
+def test_noise_stages_started_together_each_register_their_conditions(run_copy):
+    """The registry is shared by every noise process on a run directory: none of their additions is lost."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from pipeline import conditions
+    from pipeline.layout import RunDir
+
+    before = conditions.names(RunDir(run_copy))
+    specs = ["0.1:0.0", "0.3:0.0", "0.5:0.0", "0.3:0.2"]
+    procs = [subprocess.Popen([sys.executable, "-m", "stages.noise", "--run-dir", str(run_copy), "--conditions", spec],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for spec in specs]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(specs), outs
+    names = conditions.names(RunDir(run_copy))
+    added = {c.name for spec in specs for c in conditions.parse_conditions(spec)}
+    assert set(names) == set(before) | added and len(names) == len(before) + len(specs)
+    assert not (RunDir(run_copy).registry.parent / "conditions.json.lock").exists()
