@@ -37,6 +37,7 @@ from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
 from pipeline.loader import channel_stats
 from pipeline.masks import CL_METHODS, detection, find_masks
+from pipeline.options import Range
 from pipeline.train import Data, effective_precision, train_classifier
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -162,9 +163,9 @@ def print_tables(r: dict) -> None:
         print(f"| {method}: precision / recall / F1, % | {cells[0]} | {cells[1]} |")
 
 
-def parser(doc: str) -> argparse.ArgumentParser:
+def parser(doc: str) -> cli.Parser:
     """The options every bench harness shares: data, cache, device, condition (then its own, then ``setup``)."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)  # bad flags: one line, exit 2
     p.add_argument("--data", default=str(SHARED_CIFAR), help="a dataset source (see stages.data), e.g. digits")
     p.add_argument("--cache-dir", type=Path, default=Path("runs/bench"), help="run directory holding the decoded dataset cache")
     p.add_argument("--device", default="0", help="CUDA index or cpu")
@@ -180,7 +181,10 @@ def setup(p: argparse.ArgumentParser):
     cond = paper_condition(args.cond)
     if cond is None:
         p.error(f"--cond {args.cond!r}: not one of the paper's conditions (e.g. n0_s0, n40_s0, n70_s20 or 0_4)")
-    device = devices.pick(args.device)
+    try:
+        device = devices.pick(args.device)
+    except store.PipelineError as e:
+        p.error(str(e).replace("--gpu", "--device"))
     run = RunDir(args.cache_dir)
     datasets.prepare(run, args.data)
     return args, config, cond, device, datasets.cached(run.dataset)
@@ -190,12 +194,12 @@ def main() -> None:
     t0 = time.perf_counter()
     p = parser(__doc__)
     p.add_argument("--fold", type=int, choices=range(4), default=0, help="the held-out fold (of 4)")
-    p.add_argument("--subset", type=int, default=None, help="use N training images (folds of those)")
+    p.add_argument("--subset", type=Range(int, 1, 10**9, optional=True), default=None, help="use N training images (folds of those)")
     p.add_argument("--paper-psx", type=Path, default=PAPER_PSX, help="folder of the paper's *_psx.npy (compared where present)")
     p.add_argument("--watch", action="store_true",
                    help="after every epoch, print the held-out accuracy against the true labels (no TTA; costs one pass)")
-    p.add_argument("--paper-steps", type=int, default=50, help="steps to time the paper's recipe over (0: skip)")
-    p.add_argument("--paper-batch-size", type=int, default=256)
+    p.add_argument("--paper-steps", type=Range(int, 0, 10**6), default=50, help="steps to time the paper's recipe over (0: skip)")
+    p.add_argument("--paper-batch-size", type=Range(int, 1, 65_536), default=256)
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     p.add_argument("--probs", type=Path, default=None, help="save the held-out rows and probabilities to this .npz")
     args, config, cond, device, ds = setup(p)
@@ -236,4 +240,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)  # bad input (a missing --data, a bad --subset): one line, exit 2

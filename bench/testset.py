@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.fold import PAPER_PSX, noisy_labels, parser, setup
-from pipeline import devices, store
+from pipeline import cli, devices, store
 from pipeline.train import Data, train_classifier
 
 
@@ -49,4 +49,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)  # bad input: one line, exit 2

@@ -99,3 +99,19 @@ def test_the_gpu_kit_carries_what_the_gpu_machine_lacks_and_its_command_fits(tmp
     problems = gpu_kit.check_out(out)
     assert problems[0] == "11 files (at most 8)" and any("folders down" in p for p in problems)
     assert any(p.startswith("odd name.txt: a name") for p in problems)
+
+
+def test_bad_input_to_a_bench_harness_is_one_line_and_exit_status_2(tmp_path):
+    cases = [("bench.fold", ["--data", str(tmp_path / "absent")], "no such dataset"),
+             ("bench.fold", ["--subset", "x"], "--subset: 'x': expected an integer"),
+             ("bench.fold", ["--subset", "-5"], "--subset: '-5': expected an integer"),
+             ("bench.fold", ["--device", "gpu7"], "--device 'gpu7': expected a CUDA device index"),
+             ("bench.fold", ["--cond", "n99"], "--cond 'n99': not one of the paper's conditions"),
+             ("bench.fold", ["--paper-steps", "-1"], "--paper-steps: '-1'"),
+             ("bench.testset", ["--data", str(tmp_path / "absent")], "no such dataset"),
+             ("bench.testset", ["--epochs", "0"], "--epochs: '0'")]
+    for module, flags, message in cases:
+        proc = subprocess.run([sys.executable, "-m", module, "--data", "digits", "--device", "cpu", "--cache-dir", str(tmp_path),
+                               *flags], cwd=ROOT, capture_output=True, text=True)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], (flags, proc.stderr)
