@@ -94,6 +94,24 @@ def resolve_psx(psx: Path | None, run: RunDir, cond: str) -> Path | None:
     return psx
 
 
+def masks_psx(run: RunDir, cond: str) -> tuple[Path, str | None]:
+    """The psx ``cond``'s masks were made from, and its checksum then (None: the run's own psx, an artifact
+    whose manifest says the rest): what a reader of the masks must read beside them."""
+    config = store.verify(run.require(run.masks(cond), "masks"))["config"]
+    if config["psx"] == "combine":
+        return run.require(run.psx(cond), "combine"), None
+    return Path(config["psx"]), config["psx_checksum"]
+
+
+def read_masks_psx(path: Path, checksum: str | None) -> np.ndarray:
+    """The contents of ``masks_psx``'s file, refused if it changed since the masks were made from it."""
+    if checksum is None:
+        return store.read(path)
+    if not path.is_file() or store.checksum(path) != checksum:
+        raise PipelineError(f"{path}: changed or gone since the masks were made from it; run make masks PSX={path} again")
+    return store.load(path)
+
+
 def detect(noisy: np.ndarray, true: np.ndarray, psx: np.ndarray, where: str, num_classes: int) -> tuple[dict, dict]:
     """(keep masks, detection per method) of the five methods on ``psx`` after checking it against the labels."""
     if len(psx) != len(noisy):

@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline import conditions, datasets, store
 from pipeline.layout import RunDir
-from pipeline.masks import CL_METHODS
+from pipeline.masks import CL_METHODS, masks_psx, read_masks_psx
 from pipeline.store import PipelineError
 
 COLUMNS = 8  # tiles per gallery row
@@ -91,18 +91,22 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False, fo
     if top < 1:
         raise PipelineError(f"--top {top}: expected an integer >= 1")
     loaded = conditions.load(run, cond)
-    inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels,
-              "psx": run.require(run.psx(cond), "combine"), "masks": run.require(run.masks(cond), "masks")}
+    # The ranking and suggestions come from the psx the masks were made from (the run's, or masks --psx FILE's).
+    psx, psx_checksum = masks_psx(run, cond)
+    inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels, "masks": run.require(run.masks(cond), "masks")}
+    config = {"psx": str(psx.resolve()), "psx_checksum": psx_checksum} if psx_checksum else {}
+    if psx_checksum is None:
+        inputs["psx"] = psx
     csv_path, png_path = run.label_issues(cond), run.label_issues(cond).with_suffix(".png")
 
     def make_csv():
         ds, noisy = datasets.cached(inputs["dataset"]), store.read(loaded.labels)
-        rows = issues(noisy, store.read(inputs["psx"]).astype(np.float64), store.read(inputs["masks"]))
+        rows = issues(noisy, read_masks_psx(psx, psx_checksum).astype(np.float64), store.read(inputs["masks"]))
         true = ds.train_y if np.any(noisy != ds.train_y) else None  # the dataset's labels are the truth only then
         info = {"flagged": len(rows), "true_labels_known": true is not None}
         return _csv_bytes(rows, ds.train_ids, ds.classes, true), info
 
-    store.produce(csv_path, stage="review", inputs=inputs, config={}, make=make_csv, force=force)
+    store.produce(csv_path, stage="review", inputs=inputs, config=config, make=make_csv, force=force)
     written = [csv_path]
     listed = list(csv.DictReader(io.StringIO(store.read(csv_path).decode())))
 
