@@ -352,6 +352,12 @@ class _Decoder:
     def __init__(self, image_size: int | None, skipped: list[str] | None):
         self.image_size, self.skipped = image_size, skipped
 
+    def none_left(self, where) -> None:
+        """With nothing usable left, say so (and why the first row was skipped) instead of the error it would cause later."""
+        if self.skipped:
+            raise PipelineError(f"{where}: --skip-bad left no usable image ({len(self.skipped)} skipped; the first: "
+                                f"{self.skipped[0]})")
+
     def bad(self, message: str) -> None:
         if self.skipped is None:
             raise PipelineError(message)
@@ -466,6 +472,8 @@ def _imagefolder(path: Path, decoder: _Decoder, test_fraction: float) -> Dataset
         names = [f"{split}/{classes[c]}/{rel}" if split else f"{classes[c]}/{rel}" for c, rel in entries]
         images = _decode([(f"{path}/{n}", lambda n=n: files.read(n)) for n in names], decoder, split or "all")
         keep = [i for i, im in enumerate(images) if im is not None]
+        if not keep:
+            decoder.none_left(f"{path}/{split}" if split else path)
         found[split] = classes, [entries[i] for i in keep], [images[i] for i in keep], [f"{path}/{names[i]}" for i in keep]
     if not has_splits:
         classes, entries, images, names = found[""]
@@ -496,6 +504,9 @@ def _csv_rows(path: Path) -> tuple[list[str], list[dict]]:
             header = [h.strip() for h in reader.fieldnames or []]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise PipelineError(f"{path}: not a readable CSV ({e})") from None
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise PipelineError(f"{path}: line 1: the header names {', '.join(map(repr, twice))} more than once; which is meant is ambiguous")
     missing = [c for c in ("path", "label") if c not in header]
     if missing:
         raise PipelineError(f"{path}: line 1: no {' or '.join(missing)} column (expected a header path,label[,split]; has "
@@ -524,9 +535,10 @@ def _csv_source(path: Path, decoder: _Decoder, test_fraction: float) -> Dataset:
             continue
         seen[file] = line
         if not file.is_file():
-            decoder.bad(f"{where}: {r['path']}: file not found")
+            decoder.bad(f"{where}: {r['path']}: " + ("a directory, not an image file" if file.is_dir() else "file not found"))
             continue
         usable.append((line, r, file))
+
     labels = [r["label"] for _, r, _ in usable if not has_split or r["split"].lower() == "train"]
     numeric = all(re.fullmatch(r"[+-]?\d+", v) for v in labels)
     classes = sorted(set(labels), key=lambda v: int(v) if numeric else v)
@@ -544,6 +556,8 @@ def _csv_source(path: Path, decoder: _Decoder, test_fraction: float) -> Dataset:
     images = _decode([(f"{path}: line {line}: {r['path']}", lambda f=file: f.read_bytes()) for line, r, file in kept],
                      decoder, "csv")
     kept = [(k, im) for k, im in zip(kept, images) if im is not None]
+    if not kept:
+        decoder.none_left(path)
     _check_classes(classes, path)
     y = np.array([known[key(r["label"])] for (_, r, _), _ in kept], np.int64)
     if has_split:

@@ -217,3 +217,49 @@ def test_the_demo_own_source_flips_only_training_labels_and_reads_back(tmp_path)
     demo_own.build(tmp_path / "src", flip=0.2)  # check must not score the run against other flips
     with pytest.raises(PipelineError, match="made from .* as it was then, not from .* as it is now: rerun make demo-own"):
         demo_own.check(tmp_path / "src", tmp_path / "run")
+
+
+@pytest.mark.parametrize("header", [("path", "label", "label"), ("path", "path", "label"), ("path", "label", "split", "split"),
+                                    (" path", "label", "path "), ("label", "path", "note", "note")])
+def test_a_header_naming_a_column_twice_is_refused(tmp_path, header):
+    rows = [r + ["train"] * (len(header) - 2) for r in csv_source(tmp_path)]
+    path = write_csv(tmp_path / "labels.csv", rows, header)
+    with pytest.raises(PipelineError) as e:
+        datasets.read_source(str(path), skipped=[])
+    assert str(e.value).startswith(f"{path}: line 1: the header names ") and "more than once" in str(e.value)
+
+
+def _all_bad(tmp_path, kind):
+    """A source whose every row is unusable, in one way per ``kind``."""
+    rows = csv_source(tmp_path)
+    if kind == "csv: every file missing":
+        rows = [[f"gone/{p}", label] for p, label in rows]
+    elif kind == "csv: every image garbage":
+        for p, _ in rows:
+            (tmp_path / p).write_bytes(b"not an image")
+    elif kind == "csv: every path a directory":
+        for p, _ in rows:
+            (tmp_path / p).unlink()
+            (tmp_path / p).mkdir()
+    elif kind == "imagefolder: every image garbage":
+        root = flat_folder(tmp_path / "folder")
+        for f in root.rglob("*.png"):
+            f.write_bytes(b"\x89PNG broken")
+        return root
+    return write_csv(tmp_path / "labels.csv", rows)
+
+
+KINDS = ["csv: every file missing", "csv: every image garbage", "csv: every path a directory", "imagefolder: every image garbage"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_skip_bad_that_leaves_nothing_says_so_and_why(tmp_path, kind):
+    source = _all_bad(tmp_path, kind)
+    with pytest.raises(PipelineError) as e:
+        datasets.read_source(str(source), skipped=[])
+    text = str(e.value)
+    assert "\n" not in text and "--skip-bad left no usable image (" in text and "skipped; the first: " in text, text
+    if kind == "csv: every path a directory":
+        assert text.endswith("img/0.png: a directory, not an image file)")
+        with pytest.raises(PipelineError, match=r"line 2: img/0.png: a directory, not an image file$"):
+            datasets.read_source(str(source))  # without --skip-bad: the first bad row, named as what it is
