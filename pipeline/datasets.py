@@ -85,13 +85,14 @@ def cached(path: Path) -> Dataset:
     return _cached(Path(path), (st.st_ino, st.st_size, st.st_mtime_ns))
 
 
-def prepare(run: RunDir, source: str, force: bool = False, image_size: int | None = None, test_fraction: float = 0.2,
+def prepare(run: RunDir, source: str, force: bool = False, image_size: int | None = None, test_fraction: float | None = None,
             skip_bad: bool = False) -> bool:
     """Decode ``source`` into the run's cache unless it is current (same source, unchanged, same options);
-    True if made. The manifest counts the rows ``skip_bad`` left out, with the first few reasons."""
+    True if made. The manifest counts the rows ``skip_bad`` left out, with the first few reasons. An option
+    the source cannot apply is refused (see ``read_source``), so the manifest records only options that acted."""
     where = source if source == DIGITS else str(Path(source).resolve())
     config = {"source": where, "fingerprint": fingerprint(source), "image_size": image_size,
-              "test_fraction": test_fraction, "skip_bad": skip_bad}
+              "test_fraction": TEST_FRACTION if test_fraction is None else test_fraction, "skip_bad": skip_bad}
 
     def make():
         skipped: list[str] = []
@@ -138,25 +139,40 @@ def _existing(source: str) -> Path:
     return path
 
 
-def read_source(source: str, image_size: int | None = None, test_fraction: float = 0.2,
+def read_source(source: str, image_size: int | None = None, test_fraction: float | None = None,
                 skipped: list[str] | None = None) -> Dataset:
     """Decode a source (see module docstring) into a Dataset. Never downloads. ``skipped``: leave out
-    unusable rows, appending one line on each, instead of failing."""
+    unusable rows, appending one line on each, instead of failing. ``test_fraction`` (None: TEST_FRACTION)
+    applies only to a source without a train/test split; an option given to a source that cannot apply it
+    (``--image-size`` to digits, ``--test-fraction`` to a split source, ...) is refused, not recorded."""
     if image_size is not None and not 1 <= image_size <= 4096:
         raise PipelineError(f"--image-size {image_size}: expected an integer in [1, 4096]")
-    if not 0 < test_fraction < 1:
+    if test_fraction is not None and not 0 < test_fraction < 1:
         raise PipelineError(f"--test-fraction {test_fraction}: expected a number in (0, 1)")
+    given = {"--image-size": image_size is not None, "--test-fraction": test_fraction is not None, "--skip-bad": skipped is not None}
     if source == DIGITS:
+        _applies(given, set(), "digits", "8x8 images with their own 25% test split, all readable")
         return _digits()
     path = _existing(source)
-    if path.is_dir() and (path / "data_batch_1").exists():
-        return _cifar_batches(path)
-    if path.is_dir() and (path / "cifar-10-batches-py").is_dir():
-        return _cifar_batches(path / "cifar-10-batches-py")
+    if path.is_dir() and ((path / "data_batch_1").exists() or (path / "cifar-10-batches-py").is_dir()):
+        folder = path if (path / "data_batch_1").exists() else path / "cifar-10-batches-py"
+        _applies(given, set(), folder, "a cifar-10-batches-py folder: 32x32 images with their own test_batch")
+        return _cifar_batches(folder)
     decoder = _Decoder(image_size, skipped)
     if path.is_file() and _is_csv(path):
         return _csv_source(path, decoder, test_fraction)
     return _imagefolder(path, decoder, test_fraction)
+
+
+TEST_FRACTION = 0.2  # held out (stratified) from a source without a train/test split, unless --test-fraction says
+
+
+def _applies(given: dict[str, bool], applies: set[str], where, why: str) -> None:
+    """Refuse the options given that ``where`` cannot apply (a manifest must not record an option that did nothing)."""
+    bad = [flag for flag, on in given.items() if on and flag not in applies]
+    if bad:
+        raise PipelineError(f"{where}: {' and '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply to this source ({why}); "
+                            "leave it out")
 
 
 def _digits() -> Dataset:
@@ -416,7 +432,7 @@ def _stack(splits: dict[str, list[np.ndarray]], names: dict[str, list[str]], whe
     return out
 
 
-def _split(y: np.ndarray, test_fraction: float, where: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _split(y: np.ndarray, test_fraction: float | None, where: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, test rows), stratified by class, seeded, each in source order."""
     from sklearn.model_selection import train_test_split
 
@@ -426,9 +442,9 @@ def _split(y: np.ndarray, test_fraction: float, where: Path, classes: list[str])
         raise PipelineError(f"{where}: class {classes[c]!r} has {counts[c]} image(s); a stratified test split needs 2 "
                             "or more per class (add images, or give the split yourself)")
     try:
-        train, test = train_test_split(np.arange(len(y)), test_size=test_fraction, random_state=0, stratify=y)
+        train, test = train_test_split(np.arange(len(y)), test_size=test_fraction or TEST_FRACTION, random_state=0, stratify=y)
     except ValueError as e:
-        raise PipelineError(f"{where}: cannot hold out --test-fraction {test_fraction} stratified ({e})") from None
+        raise PipelineError(f"{where}: cannot hold out --test-fraction {test_fraction or TEST_FRACTION} stratified ({e})") from None
     return np.sort(train), np.sort(test)
 
 
@@ -463,9 +479,11 @@ def _decode(items: list[tuple[str, Callable[[], bytes]]], decoder: _Decoder, wha
     return out
 
 
-def _imagefolder(path: Path, decoder: _Decoder, test_fraction: float) -> Dataset:
+def _imagefolder(path: Path, decoder: _Decoder, test_fraction: float | None) -> Dataset:
     files = _Files(path)
     has_splits = any(d == "train" for d in files.dirs)
+    if has_splits and test_fraction is not None:
+        _applies({"--test-fraction": True}, set(), path, "it has train/ and test/ folders")
     found = {}
     for split in ("train", "test") if has_splits else ("",):
         classes, entries = imagefolder_index(files, split)
@@ -514,9 +532,11 @@ def _csv_rows(path: Path) -> tuple[list[str], list[dict]]:
     return header, [{k.strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in rows]
 
 
-def _csv_source(path: Path, decoder: _Decoder, test_fraction: float) -> Dataset:
+def _csv_source(path: Path, decoder: _Decoder, test_fraction: float | None) -> Dataset:
     header, rows = _csv_rows(path)
     has_split = "split" in header
+    if has_split and test_fraction is not None:
+        _applies({"--test-fraction": True}, set(), path, "its split column says which rows are test rows")
     usable, seen = [], {}
     for line, r in enumerate(rows, 2):
         where = f"{path}: line {line}"

@@ -10,9 +10,11 @@ def parser():
                    help="an ImageFolder root (or .tar.gz of one): train/ and test/ of class folders, or class folders "
                         "alone; a CSV of path,label[,split]; a cifar-10-batches-py folder; or 'digits'")
     p.add_argument("--image-size", type=Range(int, 1, 4096, optional=True), default=None,
-                   help="resize every image (antialiased) to N x N; none: keep the size, which all images must share")
-    p.add_argument("--test-fraction", type=Range(float, 0, 1, lo_open=True, hi_open=True), default=0.2,
-                   help="held out as the test set, stratified by class, when the source has no train/test split")
+                   help="resize every image (antialiased) to N x N; none: keep the size, which all images must share "
+                        "(refused for digits and cifar-10-batches-py, which have one size)")
+    p.add_argument("--test-fraction", type=Range(float, 0, 1, lo_open=True, hi_open=True, optional=True), default=None,
+                   help="held out as the test set, stratified by class, for a source without a train/test split "
+                        f"(none: {datasets.TEST_FRACTION}); refused for a source with one")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out unusable rows (unreadable or missing image, duplicate path, unknown class, ...) and "
                         "count them in the manifest, instead of stopping at the first")

@@ -263,3 +263,45 @@ def test_skip_bad_that_leaves_nothing_says_so_and_why(tmp_path, kind):
         assert text.endswith("img/0.png: a directory, not an image file)")
         with pytest.raises(PipelineError, match=r"line 2: img/0.png: a directory, not an image file$"):
             datasets.read_source(str(source))  # without --skip-bad: the first bad row, named as what it is
+
+
+def _source(tmp_path, kind):
+    """A source of each kind, and the options it can apply."""
+    every = {"image_size", "skip_bad", "test_fraction"}
+    if kind == "digits":
+        return "digits", set()
+    if kind == "cifar-10-batches-py":
+        from test_no_code_on_load import _cifar_folder
+
+        return str(_cifar_folder(tmp_path / "cifar-10-batches-py")), set()
+    if kind == "imagefolder train/test":
+        for split in ("train", "test"):
+            flat_folder(tmp_path / "split" / split)
+        return str(tmp_path / "split"), every - {"test_fraction"}
+    if kind == "csv with a split column":
+        rows = [r + [("train", "train", "train", "test")[i % 4]] for i, r in enumerate(csv_source(tmp_path))]
+        return str(write_csv(tmp_path / "labels.csv", rows, ("path", "label", "split"))), every - {"test_fraction"}
+    if kind == "csv":
+        return str(write_csv(tmp_path / "labels.csv", csv_source(tmp_path))), every
+    return str(flat_folder(tmp_path / "flat")), every
+
+
+OPTIONS = {"image_size": 6, "skip_bad": True, "test_fraction": 0.25}
+
+
+@pytest.mark.parametrize("kind", ["digits", "cifar-10-batches-py", "imagefolder train/test", "csv with a split column", "csv",
+                                  "class folders"])
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_an_option_the_source_cannot_apply_is_refused_and_nothing_is_recorded(tmp_path, kind, option):
+    source, applies = _source(tmp_path, kind)
+    run = RunDir(tmp_path / "run")
+    datasets.prepare(run, source)
+    before = run.dataset.read_bytes()
+    if option in applies:
+        assert datasets.prepare(run, source, **{option: OPTIONS[option]})
+        assert store.verify(run.dataset)["config"][option] == OPTIONS[option]
+        return
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(PipelineError, match=f"{flag} does not apply to this source"):
+        datasets.prepare(run, source, **{option: OPTIONS[option]})
+    assert run.dataset.read_bytes() == before and store.verify(run.dataset)["config"][option] in (None, False, 0.2)
