@@ -52,9 +52,8 @@ class CoteachConfig:
 
     def __post_init__(self):
         options.validate(self)
-        if self.forget_rate is not None and int((1 - self.forget_rate) * self.batch_size) < 1:
-            raise PipelineError(f"--forget-rate {self.forget_rate}: keeps no example of a batch of {self.batch_size} "
-                                f"(Co-Teaching keeps int((1 - rate) x batch)); expected below {1 - 1 / self.batch_size:g}")
+        if self.forget_rate is not None:
+            check_forget_rate(self.forget_rate, self.batch_size, "")
         if self.sce_alpha == 0 and self.sce_beta == 0:
             raise PipelineError("--sce-alpha 0 --sce-beta 0: the loss would be 0 and sce would learn nothing; make one positive")
 
@@ -65,6 +64,14 @@ class CoteachConfig:
             own["forget_rate"] = round(noise_rate / 2 if self.forget_rate is None else self.forget_rate, 6)
         shared = {k: v for k, v in asdict(self).items() if k not in {o for opts in OWN_OPTIONS.values() for o in opts}}
         return {**shared, **own, "rows": rows, "learner": learner, "seed": seed}
+
+
+def check_forget_rate(rate: float, batch: int, where: str) -> None:
+    """Co-Teaching keeps int((1 - rate) x batch) examples of a batch: at least one, or it learns nothing.
+    ``batch``: the batch that really trains (a mask keeping fewer rows than --batch-size trains on them all)."""
+    if int((1 - rate) * batch) < 1:
+        raise PipelineError(f"{where}--forget-rate {rate}: keeps no example of a batch of {batch} "
+                            f"(Co-Teaching keeps int((1 - rate) x batch)); expected below {1 - 1 / batch:g}")
 
 
 def _names(spec: str, allowed: tuple[str, ...], flag: str, extra: str = "") -> list[str]:
@@ -131,6 +138,9 @@ class Coteach(tasks.Stage):
         if keep.sum() < 2:
             raise PipelineError(f"{run.masks(cond)}: '{rows}' keeps {int(keep.sum())} of {len(noisy)} rows; too few to train on")
         c = tag["config"]
+        if learner == "coteaching":  # checked again against the batch that trains: the kept rows may be fewer
+            check_forget_rate(c["forget_rate"], min(c["batch_size"], int(keep.sum())),
+                              f"{run.masks(cond)}: '{rows}' keeps {int(keep.sum())} rows: ")
         acc = train_learner(
             Data(ds.train_x[keep], noisy[keep], ds.test_x, ds.test_y, ds.num_classes, np.flatnonzero(keep), len(keep)), learner,
             arch=c["arch"], epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], epoch_decay_start=c["epoch_decay_start"],

@@ -108,3 +108,36 @@ def test_a_network_gone_nan_fails_rather_than_scoring_the_share_of_class_0(folds
         next(net.parameters()).fill_(float("nan"))
     with pytest.raises(PipelineError, match=r"training diverged: the network predicts NaN or inf in epoch 1; nothing written"):
         module.epoch_summary()
+
+
+@pytest.mark.parametrize("kept", [1, 2, 3, 5, 9, 64, 200])
+@pytest.mark.parametrize("rate", [0.2, 0.5, 0.7, 0.9])
+def test_the_forget_rate_is_checked_against_the_batch_that_trains(kept, rate):
+    """A mask keeping fewer rows than --batch-size trains one short batch: the nominal batch passes, the real one decides."""
+    coteach.CoteachConfig(forget_rate=rate, batch_size=128)  # nominal: fine
+    batch = min(128, kept)
+    if int((1 - rate) * batch) >= 1:
+        coteach.check_forget_rate(rate, batch, "")
+        return
+    with pytest.raises(PipelineError, match=f"^m.npz: 'both' keeps {kept} rows: --forget-rate {rate}: keeps no example of a "
+                                            f"batch of {batch} "):
+        coteach.check_forget_rate(rate, batch, f"m.npz: 'both' keeps {kept} rows: ")
+
+
+def test_a_mask_keeping_fewer_rows_than_a_batch_is_refused_by_the_forget_rate_not_trained_to_nan(run_copy, monkeypatch):
+    from pipeline import folds, masks, store
+
+    run = RunDir(run_copy)
+    folds.combine(run, "n20_s0")
+    masks.run_masks(run, "n20_s0")
+    read = store.read
+    few = np.zeros(len(store.read(run.labels("n20_s0"))), bool)
+    few[:3] = True  # three kept rows: one batch of 3, of which int(0.3 x 3) = 0 would be kept
+
+    def reading(path):
+        return {"both": few} if path == run.masks("n20_s0") else read(path)
+
+    monkeypatch.setattr(coteach.store, "read", reading)
+    config = coteach.CoteachConfig(epochs=1, batch_size=128, epoch_decay_start=1, num_gradual=1, forget_rate=0.7)
+    with pytest.raises(PipelineError, match=r"masks.npz: 'both' keeps 3 rows: --forget-rate 0.7: keeps no example of a batch of 3"):
+        coteach.STAGE.run(run, ("n20_s0", "both", "coteaching", 0), config, torch.device("cpu"))
