@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -91,11 +92,17 @@ def catch_signals() -> None:
     signal.signal(signal.SIGTERM, _stop)
 
 
+def _warning_to_log(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning as one line of the log (stdout): stderr stays the one line that says why a run failed."""
+    log(f"warning: {category.__name__}: {str(message).strip().splitlines()[0] if str(message).strip() else ''}")
+
+
 def main(stage: Callable[[], None]) -> None:
     """Run an entry point. A PipelineError or an OS error is one line and exit status 2; SIGINT exit
-    130, SIGTERM (or SIGUSR1, SLURM's warning) 143, each with one line. Finished artifacts and the last
-    epoch's checkpoint are kept."""
+    130, SIGTERM (or SIGUSR1, SLURM's warning) 143, each with one line (warnings go to stdout, one line
+    each). Finished artifacts and the last epoch's checkpoint are kept."""
     start = time.perf_counter()
+    warnings.showwarning = _warning_to_log
     catch_signals()
     try:
         stage()

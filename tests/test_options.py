@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.options import Range
+from pipeline.store import PipelineError
 from slurm import submit
 from stages import coteach, combine, crossval, data, masks, noise, report
 
@@ -188,3 +189,26 @@ def test_a_tampered_task_list_is_one_line(folds_run, tmp_path, capsys):
     path = tmp_path / "good.json"
     path.write_text(json.dumps(good))
     refused(slurm_task, [str(path), "1"], capsys, folds_run, ["task index 1: the list has tasks 0..0"])
+
+
+@pytest.mark.parametrize("warning", [UserWarning("a library's\nmultiline warning"), DeprecationWarning("old"),
+                                     RuntimeWarning("overflow encountered")])
+def test_a_warning_before_an_error_leaves_stderr_one_line(capsys, warning):
+    import warnings
+
+    from pipeline import cli
+
+    def failing():
+        warnings.simplefilter("always")
+        warnings.warn(warning)
+        raise PipelineError("data.csv: the real cause")
+
+    saved = warnings.showwarning
+    try:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(failing)
+    finally:
+        warnings.showwarning = saved
+    out = capsys.readouterr()
+    assert stop.value.code == 2 and out.err == "error: data.csv: the real cause\n"
+    assert f"warning: {type(warning).__name__}: {str(warning).splitlines()[0]}" in out.out
