@@ -321,7 +321,7 @@ class _Files:
                 blobs = {m.name: tar.extractfile(m).read() for m in members if m.isfile()}
                 dirs = {m.name.rstrip("/") for m in members if m.isdir()}
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise PipelineError(f"{path}: not a directory or a readable tar archive ({e})") from None
+            raise PipelineError(f"{path}: {_what_file(path, e)}") from None
         # The archive may wrap the layout in a folder (cifar10/train/...): strip up to train/, or, without
         # train/, one folder that holds everything (wrapped/<class>/<image>).
         roots = ["" if n.startswith("train/") else n[: n.index("/train/") + 1] for n in blobs
@@ -509,6 +509,23 @@ def _imagefolder(path: Path, decoder: _Decoder, test_fraction: float | None) -> 
     return _dataset(x, y, [f"{train_classes[c]}/{s}" for (c, _), s in zip(train_entries, stems)], stems, train_classes, path)
 
 
+def _what_file(path: Path, error: Exception) -> str:
+    """Why ``path`` is no dataset source, by what its first bytes say it is (one line)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    kinds = [(b"PK\x03\x04", "a zip archive, not a source: pass a .tar.gz of an ImageFolder, or unpack it and pass the folder"),
+             (store.MAGIC[".npy"], "a NumPy .npy file, not a dataset source (a labels or psx file belongs to noise or masks)"),
+             (b"\x89PNG", "a single image, not a dataset source: pass the folder of class folders"),
+             (b"\xff\xd8\xff", "a single image, not a dataset source: pass the folder of class folders"),
+             (b"\x1f\x8b", f"a gzip file that is not a readable tar archive ({str(error).splitlines()[0]})")]
+    for magic, what in kinds:
+        if head.startswith(magic):
+            return what
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "a text file, not a source: a CSV source's name ends in .csv and its header names path and label"
+    return "not a directory, a .csv or a readable tar archive of an ImageFolder"
+
+
 def _is_csv(path: Path) -> bool:
     return path.suffix.lower() == ".csv"
 
@@ -534,6 +551,8 @@ def _csv_rows(path: Path) -> tuple[list[str], list[dict]]:
 
 def _csv_source(path: Path, decoder: _Decoder, test_fraction: float | None) -> Dataset:
     header, rows = _csv_rows(path)
+    if not rows:
+        raise PipelineError(f"{path}: no rows under the header")
     has_split = "split" in header
     if has_split and test_fraction is not None:
         _applies({"--test-fraction": True}, set(), path, "its split column says which rows are test rows")

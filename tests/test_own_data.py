@@ -305,3 +305,25 @@ def test_an_option_the_source_cannot_apply_is_refused_and_nothing_is_recorded(tm
     with pytest.raises(PipelineError, match=f"{flag} does not apply to this source"):
         datasets.prepare(run, source, **{option: OPTIONS[option]})
     assert run.dataset.read_bytes() == before and store.verify(run.dataset)["config"][option] in (None, False, 0.2)
+
+
+@pytest.mark.parametrize("name,content,named", [
+    ("labels.txt", b"path,label\na.png,0\n", "a text file, not a source"),
+    ("labels.npy", b"\x93NUMPY\x01\x00", "a NumPy .npy file, not a dataset source"),
+    ("images.zip", b"PK\x03\x04....", "a zip archive, not a source"),
+    ("one.png", b"\x89PNG\r\n\x1a\n....", "a single image, not a dataset source"),
+    ("broken.tar.gz", b"\x1f\x8b\x08\x00junk", "a gzip file that is not a readable tar archive"),
+    ("blob.bin", bytes(range(0, 40)), "not a directory, a .csv or a readable tar archive"),
+])
+def test_a_file_of_the_wrong_format_as_a_source_is_named_in_one_line(tmp_path, name, content, named):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(PipelineError) as e:
+        datasets.read_source(str(path))
+    assert str(e.value).startswith(f"{path}: {named}") and "\n" not in str(e.value)
+
+
+def test_a_csv_with_a_header_and_no_rows_says_so(tmp_path):
+    path = write_csv(tmp_path / "labels.csv", [])
+    with pytest.raises(PipelineError, match=f"^{path}: no rows under the header$"):
+        datasets.read_source(str(path))
