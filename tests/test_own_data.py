@@ -128,10 +128,11 @@ def test_a_bad_csv_row_names_the_file_and_line_or_is_skipped_and_counted(tmp_pat
         save(tmp_path / "img" / "8.png", np.zeros((6, 6, 3), np.uint8))
         rows[-1][0] = "img/8.png"
     path = write_csv(tmp_path / "labels.csv", rows, header)
+    fraction = None if "split" in header else 0.25  # a split column says which rows are test rows
     with pytest.raises(PipelineError, match=f"{path}: {message}"):
-        datasets.read_source(str(path), test_fraction=0.25)
+        datasets.read_source(str(path), test_fraction=fraction)
     skipped = []
-    ds = datasets.read_source(str(path), test_fraction=0.25, skipped=skipped)
+    ds = datasets.read_source(str(path), test_fraction=fraction, skipped=skipped)
     assert len(skipped) == 1 and len(ds.train_y) + len(ds.test_y) == 8
 
 
