@@ -15,7 +15,7 @@ from typing import Callable
 
 from pipeline.layout import RunDir
 from pipeline.options import flag
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 DEFAULT_RUN_DIR = "runs/main"
 

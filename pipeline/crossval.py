@@ -12,7 +12,7 @@ from pipeline import conditions, datasets, models, options, store, tasks
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
 from pipeline.options import SEED_MAX, Range, option
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 MAX_FOLDS = 100
 

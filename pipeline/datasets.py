@@ -43,7 +43,7 @@ import numpy as np
 
 from pipeline import store
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DIGITS = "digits"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 
 def check_gpu(spec: str) -> str:

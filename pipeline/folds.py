@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline import store
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 # How far a row may sum from 1: float16 rows (the paper's psx) are off by up to 0.014.
 PROB_ATOL = {np.dtype(np.float16): 2e-2}

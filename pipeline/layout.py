@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 
 @dataclass(frozen=True)

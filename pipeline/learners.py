@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 from pipeline.train import Data, Resumable, fit, predict_probs
 
 LOG_CLIP = -math.log(1e-4)  # SCE's reverse cross-entropy: -log of the clipped zero of a one-hot label

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 HEARTBEAT_S = 30  # a holder refreshes its lock's mtime this often, from a thread, whatever training is doing
 STALE_S = 600  # a lock whose heartbeat is older than this is stale, on any host

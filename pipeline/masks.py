@@ -23,7 +23,7 @@ import numpy as np
 from pipeline import conditions, datasets, store
 from pipeline.folds import check_probs
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 # The paper's name -> our id (a cleanlab ``filter_by`` where one matches); in the order of the paper's Table 2.
 CL_METHODS = {

@@ -17,7 +17,7 @@ imported when one is built, so configs can name them without it).
 
 from __future__ import annotations
 
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 MIN_SIZE = {"airbench": 4, "convnet": 8, "cifar_cnn": 28, "resnet18": 1, "resnet50": 1}
 ARCHS = tuple(MIN_SIZE)

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 SEED_MAX = 2**31 - 1
 PRECISIONS = ("auto", "bf16-mixed", "32-true")

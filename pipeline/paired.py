@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import plots
+
 LEVEL = 0.95
 
 
@@ -53,12 +55,11 @@ def verdict(n: int, lo: float | None, hi: float | None) -> str:
 
 def plot(rows: list[dict], path: Path) -> None:
     """``cleaning_helps.png``: per comparison, each seed's difference (dots), the mean and its 95% interval."""
-    from pipeline.report import _placeholder, _pyplot, _save
 
     if not rows:
-        return _placeholder("No (mask, learner) with the same learner on all rows for the same seeds yet "
+        return plots.placeholder("No (mask, learner) with the same learner on all rows for the same seeds yet "
                             "(make coteach LEARNERS=plain SEEDS=0,1,2,3,4)", path)
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4))
     for y, r in enumerate(rows):
         d = 100 * np.array(r["differences"])
@@ -74,4 +75,4 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_title("Does cleaning help? Per-seed paired differences; diamond = mean, bar = 95% paired-t interval", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    plots.save(fig, path)

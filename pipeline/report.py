@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import conditions, datasets, paired, store
+from pipeline import conditions, datasets, paired, plots, store
 from pipeline.conditions import parse_conditions
 from pipeline.coteach import LEARNERS, ROWS
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, detect, resolve_psx
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
 # The paper's Table 2, two ways: as published (default), and trial 1 of 10 of its own Co-Teaching runs.
@@ -294,22 +294,15 @@ def markdown(acc: list[dict], det: list[dict], conds: list[str], headers: dict[s
     return "# Confident Learning: which rows x which learner\n\n" + body + "\n"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_accuracy(acc: list[dict], paper: dict, path: Path) -> None:
     """``accuracy_vs_noise.png``: one panel per (rows, learner), test accuracy against actual noise rate, a
     line per sparsity: ours at the final epoch (± std) and best epoch, and the paper's cells."""
-    plt = _pyplot()
+    plt = plots.pyplot()
     methods = _pairs(acc)
     if not methods:
-        return _placeholder("No coteach results for these conditions and seeds yet (make coteach)", path)
+        return plots.placeholder("No coteach results for these conditions and seeds yet (make coteach)", path)
     sparsities = sorted({r["sparsity"] for r in acc}, key=lambda s: (s is None, s))
     colours = dict(zip(sparsities, plt.cm.viridis(np.linspace(0, 0.85, max(len(sparsities), 1)))))
     ncol = min(4, len(methods))
@@ -341,15 +334,15 @@ def plot_accuracy(acc: list[dict], paper: dict, path: Path) -> None:
     fig.suptitle("Test accuracy vs noise. Ours: final epoch (solid, ± std over seeds), best epoch (dotted);\n"
                  "the CL paper's CIFAR-10 Table 2 (dashed)", fontsize=9)
     fig.tight_layout(rect=(0, 0.04 + 0.02 * len(sparsities), 1, 0.95))
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def plot_noise_matrices(matrices: dict[str, tuple[np.ndarray, float]], path: Path) -> None:
     """``noise_matrices.png``: a heat map per condition of its (K, K) noise matrix P(noisy=i | true=j),
     ``matrices``: ``{condition: (matrix, actual noise rate)}``."""
-    plt = _pyplot()
+    plt = plots.pyplot()
     if not matrices:
-        return _placeholder("No condition with current labels (make noise)", path)
+        return plots.placeholder("No condition with current labels (make noise)", path)
     ncol = min(4, len(matrices))
     nrow = -(-len(matrices) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol + 1, 3.4 * nrow + 0.5), squeeze=False)
@@ -370,22 +363,11 @@ def plot_noise_matrices(matrices: dict[str, tuple[np.ndarray, float]], path: Pat
                         top=1 - 0.7 / fig.get_figheight(), wspace=0.35, hspace=0.45)
     fig.colorbar(im, cax=fig.add_axes((0.91, 0.25, 0.015, 0.5)), label="P(noisy = i | true = j)")
     fig.suptitle("Noise matrices (%, as realised in the labels)")
-    _save(fig, path)
+    plots.save(fig, path)
 
 
-def _placeholder(text: str, path: Path) -> None:
-    """A plot that says why it is empty: still written, so no plot of earlier results is left beside the table."""
-    fig, ax = _pyplot().subplots(figsize=(6, 2.5))
-    ax.text(0.5, 0.5, text, ha="center", va="center")
-    ax.axis("off")
-    _save(fig, path)
 
 
-def _save(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    _pyplot().close(fig)
-    store.save(path, buf.getvalue())
 
 
 def _csv(path: Path, rows: list[dict]) -> None:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import conditions, datasets, store
+from pipeline import conditions, datasets, plots, store
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, masks_psx, read_masks_psx
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 COLUMNS = 8  # tiles per gallery row
 TILE_IN, CAPTION_IN, HEADER_IN, DPI = 1.3, 0.42, 0.45, 100  # inches: a tile's image, its caption, the title
@@ -48,9 +48,8 @@ def gallery_size(tiles: int) -> tuple[int, int]:
 
 def gallery(images: np.ndarray, captions: list[str], title: str) -> bytes:
     """A PNG grid of ``images`` (N, H, W, C uint8) with a caption under each; size: ``gallery_size``."""
-    from pipeline.report import _pyplot
 
-    plt = _pyplot()
+    plt = plots.pyplot()
     width, height = gallery_size(len(images))
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     fig.text(0.5, 1 - HEADER_IN / 2 / (height / DPI), title, ha="center", va="center", fontsize=10)

@@ -28,12 +28,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipeline.errors import PipelineError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-
-
-class PipelineError(Exception):
-    """A problem the user can fix: the message names the file and what is wrong."""
 
 
 def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:

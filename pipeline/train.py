@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from pipeline import models
 from pipeline.loader import Batches, channel_stats
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
     logging.getLogger(_name).setLevel(logging.WARNING)

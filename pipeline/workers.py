@@ -18,7 +18,7 @@ from multiprocessing.connection import wait
 
 from pipeline import cli, devices, tasks
 from pipeline.options import Range
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 MAX_WORKERS_PER_GPU = 64
 

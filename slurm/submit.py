@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import cli, tasks
+from pipeline import cli, tasklist, tasks
 from pipeline.options import Range
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
 PREEMPT_SIGNAL = "USR1"  # SLURM's usual warning signal; pipeline.train stops on it too outside submitit
@@ -93,7 +93,7 @@ def add_slurm_args(p: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="stage", required=True)
-    for stage in tasks.registry().values():
+    for stage in tasklist.registry().values():
         s = sub.add_parser(stage.name, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                            help=f"one array element per pending {stage.unit} task")
         s.add_argument("--run-dir", default=cli.DEFAULT_RUN_DIR, help="the run directory holding every artifact")
@@ -123,7 +123,7 @@ def submit(plan: tasks.Plan, listing: Path, args, name: str):
 
     from slurm.task import Task
 
-    spec = tasks.load(listing)
+    spec = tasklist.load(listing)
     flags = sbatch_flags(args, len(plan.tasks), name)
     named = ("partition", "account", "mem", "gpus-per-task")
     executor = submitit.AutoExecutor(folder=plan.run.root / "slurm" / "logs" / "%j", cluster="slurm",
@@ -137,7 +137,7 @@ def submit(plan: tasks.Plan, listing: Path, args, name: str):
         **{f"slurm_{k.replace('-', '_')}": flags[k] for k in named if k in flags},
     )
     try:
-        entries = [tasks.entry(spec, i) for i in range(len(plan.tasks))]
+        entries = [tasklist.entry(spec, i) for i in range(len(plan.tasks))]
         return executor.map_array(Task(), entries), entries
     except Exception as e:  # sbatch refused: say why in one message
         raise PipelineError(f"sbatch failed: {getattr(e, 'stderr', None) or e}") from None
@@ -192,7 +192,7 @@ def wait(jobs, entries: list[dict], array_id: str, poll: float) -> list[str]:
     while left:
         known = states(array_id)
         for jid, (job, entry) in list(left.items()):
-            what = tasks.describe(entry)  # from our own task list, not submitit's pickles
+            what = tasklist.describe(entry)  # from our own task list, not submitit's pickles
             if job.paths.result_pickle.exists():
                 del left[jid]
                 ok, out = read_result(job.paths.result_pickle)
@@ -216,7 +216,7 @@ def wait(jobs, entries: list[dict], array_id: str, poll: float) -> list[str]:
 
 
 def run(args):
-    stage = tasks.registry()[args.stage]
+    stage = tasklist.registry()[args.stage]
     plan = tasks.plan(args, stage)
     name = args.job_name or f"cl-{stage.name}"
     slurm_dir = plan.run.root / "slurm"
@@ -224,7 +224,7 @@ def run(args):
     if not plan.tasks:
         cli.log(f"{stage.name}: nothing to submit: all {plan.total} {stage.unit} tasks are current")
         return
-    listing = tasks.save(slurm_dir / f"{name}-tasks.json", plan, gpu)
+    listing = tasklist.save(slurm_dir / f"{name}-tasks.json", plan, gpu)
     (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
     cli.log(f"{stage.name}: {len(plan.tasks)} of {plan.total} {stage.unit} tasks pending; task list {listing}")
     if args.tasks_only:

@@ -17,15 +17,15 @@ from pipeline import cli, tasks
 
 
 class Task(submitit.helpers.Checkpointable):
-    """``Task()(entry)`` runs one task list entry (``tasks.entry``). On submitit's preemption signal
+    """``Task()(entry)`` runs one task list entry (``tasklist.entry``). On submitit's preemption signal
     the job is requeued with the same call (``checkpoint``, inherited): training state is not
     pickled here, the task resumes from its own per-epoch checkpoint file."""
 
     def __call__(self, entry: dict) -> str | None:
-        return tasks.execute(entry)
+        return tasklist.execute(entry)
 
     def checkpoint(self, entry: dict) -> submitit.helpers.DelayedSubmission:
-        cli.log(f"requeueing {entry['stage']} {tasks.describe(entry)}: "
+        cli.log(f"requeueing {entry['stage']} {tasklist.describe(entry)}: "
                 "it resumes from its last epoch's checkpoint")
         return super().checkpoint(entry)
 
@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> None:
-    tasks.execute(tasks.entry(tasks.load(args.tasks), args.index))
+    tasklist.execute(tasklist.entry(tasklist.load(args.tasks), args.index))
 
 
 if __name__ == "__main__":

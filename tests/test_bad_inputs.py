@@ -10,7 +10,7 @@ import pytest
 from conftest import stage
 from pipeline import conditions
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 
 def snapshot(root):

@@ -11,7 +11,7 @@ from conftest import stage
 from pipeline import store
 from pipeline.folds import merge
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 
 def test_missing_shard_names_the_fold(run_copy):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from conftest import stage
 from pipeline import conditions, store
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 
 def test_paper_conditions_are_named_by_their_actual_noise():

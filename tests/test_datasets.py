@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline import datasets
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 
 def make_imagefolder(root, names_per_class, size=8):

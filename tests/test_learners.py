@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from pipeline import coteach, datasets, learners
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 from pipeline.train import Data
 
 SCHEDULE = dict(epochs=2, lr=0.001, epoch_decay_start=1)

@@ -10,7 +10,7 @@ import torch
 from conftest import FAST_CROSSVAL
 from pipeline import datasets, store
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 
 class Planted:

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.options import Range
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 from slurm import submit
 from stages import coteach, combine, crossval, data, masks, noise, report
 

@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import FAST_CROSSVAL, stage
 from pipeline import datasets, review, store
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 
 def save(path, array, mode=None):

@@ -11,7 +11,7 @@ from conftest import FAST_CROSSVAL
 from pipeline import coteach, datasets, folds, store, train
 from pipeline.learners import CLASSES, train_learner
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 from stages import crossval as crossval_cli
 
 CPU = torch.device("cpu")

@@ -7,7 +7,7 @@ import torch
 from pipeline import models
 from pipeline.crossval import RECIPES, CrossvalConfig
 from pipeline.loader import Batches
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 
 def _flipped_per_epoch(epochs: int, alternate: bool) -> np.ndarray:

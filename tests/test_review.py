@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import datasets, folds, masks, review, store
 from pipeline.layout import RunDir
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 COND = "n40_s40"
 

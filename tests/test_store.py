@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import lock, store
-from pipeline.store import PipelineError
+from pipeline.errors import PipelineError
 
 
 def chain(tmp_path, n=4):

@@ -1,0 +1,66 @@
+"""A plan on disk: the task list of a SLURM array (array index = position in "tasks"), and the registry
+of training stages by name that reads it back. ``save`` fixes array index -> task; ``execute`` runs
+entry ``index`` of one inside the job. Above ``pipeline.tasks`` and the stages, so nothing imports in a circle."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from pipeline import cli, coteach, crossval, devices, store
+from pipeline.errors import PipelineError
+from pipeline.layout import RunDir
+from pipeline.tasks import Plan, Stage
+
+
+def registry() -> dict[str, Stage]:
+    return {s.name: s for s in (crossval.STAGE, coteach.STAGE)}
+
+
+def save(path: Path, p: Plan, gpu: str) -> Path:
+    store.save(path, {"stage": p.stage.name, "run_dir": str(Path(p.run.root).resolve()), "force": p.force, "gpu": gpu,
+                      "config": dataclasses.asdict(p.config), "tasks": [list(t) for t in p.tasks]})
+    return Path(path)
+
+
+def load(path: Path) -> dict:
+    spec = store.load(path)
+    if not isinstance(spec, dict) or spec.get("stage") not in registry() or not isinstance(spec.get("tasks"), list) \
+            or not isinstance(spec.get("config"), dict) or not isinstance(spec.get("run_dir"), str):
+        raise PipelineError(f"{path}: not a task list (written by python -m slurm.submit)")
+    return spec
+
+
+def entry(spec: dict, index: int) -> dict:
+    """Task ``index`` of a task list, as a self-contained spec (what one array element runs)."""
+    if not 0 <= index < len(spec["tasks"]):
+        raise PipelineError(f"task index {index}: the list has tasks 0..{len(spec['tasks']) - 1}")
+    return {**{k: v for k, v in spec.items() if k != "tasks"}, "task": spec["tasks"][index]}
+
+
+def describe(one: dict) -> str:
+    return registry()[one["stage"]].describe(tuple(one["task"]))
+
+
+def execute(one: dict) -> str | None:
+    """Run the task of ``entry(...)`` here (a SLURM array element); the artifact's path, None if skipped.
+
+    The device is ``gpu`` of the spec ('cpu', or an index into the GPUs SLURM gave the job); the CPU
+    threads are the job's ``SLURM_CPUS_PER_TASK`` when set."""
+    stage, run = registry()[one["stage"]], RunDir(one["run_dir"])
+    try:
+        config = stage.Config(**one["config"])
+    except TypeError as e:
+        raise PipelineError(f"task list: config does not fit the {stage.name} stage ({e})") from None
+    task = stage.check(run, one["task"], config)
+    import torch
+
+    threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or 0)
+    if threads:
+        torch.set_num_threads(threads)
+    device = devices.pick(str(one["gpu"]))
+    cli.log(f"{stage.name}: {stage.describe(task)} on {device} (run {one['run_dir']})")
+    made = stage.run(run, task, config, device, bool(one.get("force")))
+    cli.log(stage.outcome(run, task, config, made))
+    return None if made is None else str(stage.target(run, task, config)[0])
