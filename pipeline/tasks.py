@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import cli, conditions, devices, store
-from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.options import Range
 

@@ -13,7 +13,7 @@ import argparse
 
 import submitit
 
-from pipeline import cli, tasks
+from pipeline import cli, tasklist
 
 
 class Task(submitit.helpers.Checkpointable):
