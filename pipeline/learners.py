@@ -35,7 +35,8 @@ LOG_CLIP = -math.log(1e-4)  # SCE's reverse cross-entropy: -log of the clipped z
 
 
 class Learner(Resumable):
-    """``nets`` trained with the paper's Adam schedule; subclasses say how a batch becomes one loss per net."""
+    """``nets`` trained with the paper's Adam schedule; subclasses define ``losses(x, y)``: one scalar loss per
+    network for the batch ``(x, y)``."""
 
     def __init__(self, nets, test, *, epochs, lr, epoch_decay_start, beta1_decayed=0.1):
         from cleanlab.experimental.coteaching import initialize_lr_scheduler
@@ -48,10 +49,6 @@ class Learner(Resumable):
         self.lr_plan, beta1_plan = initialize_lr_scheduler(lr, epochs, epoch_decay_start)
         # cleanlab keeps beta1 at 0.9 throughout ("original author had this set to 0.1"): use the paper's drop.
         self.beta1_plan = [b if e < epoch_decay_start else beta1_decayed for e, b in enumerate(beta1_plan)]
-
-    def losses(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
-        """One scalar loss per network for the batch ``(x, y)``."""
-        raise NotImplementedError
 
     def networks(self):
         return list(self.nets)

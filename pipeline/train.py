@@ -131,7 +131,8 @@ class Resumable(pl.LightningModule):
     log line when stderr is not a terminal (cluster logs), and the whole training state saved
     atomically to ``self.ckpt`` with ``self.tag`` (the task's config and inputs), the torch RNG state
     and ``self.history``, so a restarted fit continues exactly where the last finished epoch left it.
-    Subclasses call ``self.track(loss)`` per step and may extend ``epoch_summary``."""
+    Subclasses call ``self.track(loss)`` per step, define ``networks()`` (the networks they train, which
+    ``fit`` compiles) and may extend ``epoch_summary``."""
 
     ckpt: Path | None = None
     tag: dict | None = None
@@ -150,10 +151,6 @@ class Resumable(pl.LightningModule):
 
     def epoch_summary(self) -> str:
         return ""
-
-    def networks(self) -> list[torch.nn.Module]:
-        """The networks this module trains (what ``fit`` compiles)."""
-        raise NotImplementedError
 
     def on_train_epoch_end(self):
         loss = self._loss.item() / max(1, self._steps)  # the one host sync of the epoch
