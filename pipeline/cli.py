@@ -13,9 +13,9 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.options import flag
-from pipeline.errors import PipelineError
 
 DEFAULT_RUN_DIR = "runs/main"
 

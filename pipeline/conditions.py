@@ -28,9 +28,9 @@ import numpy as np
 
 from pipeline import datasets, store
 from pipeline.datasets import Dataset, source_index
-from pipeline.lock import waiting
-from pipeline.layout import RunDir
 from pipeline.errors import PipelineError
+from pipeline.layout import RunDir
+from pipeline.lock import waiting
 
 PAPER_LABELS = Path(__file__).resolve().parent.parent / "data" / "cl_paper_cifar10_noisy_labels.npz"
 PAPER_SPARSITIES = (0.0, 0.2, 0.4, 0.6)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import conditions, datasets, models, options, store, tasks
+from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS
 from pipeline.options import SEED_MAX, Range, option
-from pipeline.errors import PipelineError
 
 ROWS = ("none", *CL_METHODS.values())
 LEARNERS = ("coteaching", "plain", "mixup", "sce", "mae")  # pipeline.learners.CLASSES

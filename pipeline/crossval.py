@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import conditions, datasets, models, options, store, tasks
+from pipeline.errors import PipelineError
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
 from pipeline.options import SEED_MAX, Range, option
-from pipeline.errors import PipelineError
 
 MAX_FOLDS = 100
 

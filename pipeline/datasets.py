@@ -42,8 +42,8 @@ from typing import Callable
 import numpy as np
 
 from pipeline import store
-from pipeline.layout import RunDir
 from pipeline.errors import PipelineError
+from pipeline.layout import RunDir
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DIGITS = "digits"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline import store
-from pipeline.layout import RunDir
 from pipeline.errors import PipelineError
+from pipeline.layout import RunDir
 
 # How far a row may sum from 1: float16 rows (the paper's psx) are off by up to 0.014.
 PROB_ATOL = {np.dtype(np.float16): 2e-2}

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import conditions, datasets, store
+from pipeline.errors import PipelineError
 from pipeline.folds import check_probs
 from pipeline.layout import RunDir
-from pipeline.errors import PipelineError
 
 # The paper's name -> our id (a cleanlab ``filter_by`` where one matches); in the order of the paper's Table 2.
 CL_METHODS = {

@@ -20,9 +20,9 @@ import numpy as np
 from pipeline import conditions, datasets, paired, plots, store
 from pipeline.conditions import parse_conditions
 from pipeline.coteach import LEARNERS, ROWS
+from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, detect, resolve_psx
-from pipeline.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
 # The paper's Table 2, two ways: as published (default), and trial 1 of 10 of its own Co-Teaching runs.

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import conditions, datasets, plots, store
+from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, masks_psx, read_masks_psx
-from pipeline.errors import PipelineError
 
 COLUMNS = 8  # tiles per gallery row
 TILE_IN, CAPTION_IN, HEADER_IN, DPI = 1.3, 0.42, 0.45, 100  # inches: a tile's image, its caption, the title

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import models
-from pipeline.loader import Batches, channel_stats
 from pipeline.errors import PipelineError
+from pipeline.loader import Batches, channel_stats
 
 for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
     logging.getLogger(_name).setLevel(logging.WARNING)

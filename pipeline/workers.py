@@ -17,8 +17,8 @@ from collections import deque
 from multiprocessing.connection import wait
 
 from pipeline import cli, devices, tasks
-from pipeline.options import Range
 from pipeline.errors import PipelineError
+from pipeline.options import Range
 
 MAX_WORKERS_PER_GPU = 64
 

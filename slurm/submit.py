@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from pipeline import cli, tasklist, tasks
-from pipeline.options import Range
 from pipeline.errors import PipelineError
+from pipeline.options import Range
 
 ROOT = Path(__file__).resolve().parent.parent
 PREEMPT_SIGNAL = "USR1"  # SLURM's usual warning signal; pipeline.train stops on it too outside submitit

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import stage
 from pipeline import conditions
-from pipeline.layout import RunDir
 from pipeline.errors import PipelineError
+from pipeline.layout import RunDir
 
 
 def snapshot(root):

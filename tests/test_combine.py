@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from conftest import stage
 from pipeline import store
+from pipeline.errors import PipelineError
 from pipeline.folds import merge
 from pipeline.layout import RunDir
-from pipeline.errors import PipelineError
 
 
 def test_missing_shard_names_the_fold(run_copy):

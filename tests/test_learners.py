@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import coteach, datasets, learners
-from pipeline.layout import RunDir
 from pipeline.errors import PipelineError
+from pipeline.layout import RunDir
 from pipeline.train import Data
 
 SCHEDULE = dict(epochs=2, lr=0.001, epoch_decay_start=1)

@@ -9,8 +9,8 @@ import torch
 
 from conftest import FAST_CROSSVAL
 from pipeline import datasets, store
-from pipeline.layout import RunDir
 from pipeline.errors import PipelineError
+from pipeline.layout import RunDir
 
 
 class Planted:

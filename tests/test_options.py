@@ -8,8 +8,8 @@ import signal
 import pytest
 
 from pipeline import cli
-from pipeline.options import Range
 from pipeline.errors import PipelineError
+from pipeline.options import Range
 from slurm import submit
 from stages import coteach, combine, crossval, data, masks, noise, report
 

@@ -9,8 +9,8 @@ from PIL import Image
 
 from conftest import FAST_CROSSVAL, stage
 from pipeline import datasets, review, store
-from pipeline.layout import RunDir
 from pipeline.errors import PipelineError
+from pipeline.layout import RunDir
 
 
 def save(path, array, mode=None):

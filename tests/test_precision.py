@@ -9,9 +9,9 @@ import torch
 
 from conftest import FAST_CROSSVAL
 from pipeline import coteach, datasets, folds, store, train
-from pipeline.learners import CLASSES, train_learner
-from pipeline.layout import RunDir
 from pipeline.errors import PipelineError
+from pipeline.layout import RunDir
+from pipeline.learners import CLASSES, train_learner
 from stages import crossval as crossval_cli
 
 CPU = torch.device("cpu")

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import FAST_COTEACH, stage
 from pipeline import conditions, crossval, coteach, report, store
-from pipeline.layout import RunDir
 from pipeline.coteach import OWN_OPTIONS
+from pipeline.layout import RunDir
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import torch
 
 from pipeline import models
 from pipeline.crossval import RECIPES, CrossvalConfig
-from pipeline.loader import Batches
 from pipeline.errors import PipelineError
+from pipeline.loader import Batches
 
 
 def _flipped_per_epoch(epochs: int, alternate: bool) -> np.ndarray:

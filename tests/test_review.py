@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline import datasets, folds, masks, review, store
-from pipeline.layout import RunDir
 from pipeline.errors import PipelineError
+from pipeline.layout import RunDir
 
 COND = "n40_s40"
 
