@@ -20,6 +20,7 @@ and the bench JSONs): five files, one folder, as the device returns them.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import json
 import math
@@ -33,14 +34,16 @@ import time
 from pathlib import Path
 
 from pipeline import conditions, store
+from pipeline.coteach import grid
 from pipeline.layout import RunDir
+from pipeline.learners import BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the full run reads from --shared: the tarball, and the paper's psx of bench.fold's condition (n40_s0).
 SHARED_FILES = ("data/cifar10-jpeg.tar.gz",
                 "data/cl-paper/psx/cifar10_noisy_labels__frac_zero_noise_rates__0_0__noise_amount__0_4__resnet50_psx.npy")
 PAPER_COTEACH = {"epochs": 250, "epoch_decay_start": 80, "num_gradual": 10}  # Han et al., as the CL paper ran it
-TASKS_PER_CONDITION = {"coteaching": 6, "plain": 1, "mixup": 1, "sce": 1}  # the paper's 9: Table 2's columns
+TASKS_PER_CONDITION = collections.Counter(learner for _, learner in grid("all", "paper"))  # the paper's 9: Table 2's columns
 TARGETS = {"fold_s": 10, "speedup": 20, "crossval_52_s": 180, "grid_s": 900}
 # The fraction of the budget still left when each step must stop: (a) and (b) get the first 45%, crossval the
 # next 25%, coteach the rest but the last 25 s, which the report and the files take.
@@ -261,13 +264,15 @@ def _epochs_that_fit(seconds: float, conds: int, workers: int, probe: dict, rese
 
 
 def _epoch_s(probe: dict, learner: str) -> float:
-    """A probe's epoch seconds for ``learner``; unmeasured ones from the others (coteaching trains two networks)."""
+    """A probe's epoch seconds for ``learner``; an unmeasured one from the measured learner with the fewest
+    networks, per network."""
     e = probe["epoch_s"]
     if learner in e:
         return e[learner]
-    if learner == "coteaching":
-        return 2 * e["plain"]
-    return e.get("plain", e.get("coteaching", 0.0) / 2)
+    if not e:
+        return 0.0
+    measured = min(e, key=lambda name: BY_NAME[name].nets)
+    return BY_NAME[learner].nets * e[measured] / BY_NAME[measured].nets
 
 
 def _schedule(epochs: int) -> dict:

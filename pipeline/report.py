@@ -19,9 +19,10 @@ import numpy as np
 
 from pipeline import conditions, datasets, paired, plots, store
 from pipeline.conditions import parse_conditions
-from pipeline.coteach import LEARNERS, ROWS
+from pipeline.coteach import ROWS
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
+from pipeline.learners import BY_NAME
 from pipeline.masks import CL_METHODS, detect, resolve_psx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,12 +34,11 @@ PAPER_TABLES = {
 PAPER_PSX = ROOT.parent / "shared" / "data" / "cl-paper" / "psx"
 PAPER_CONDITIONS = {c.paper_column: c for c in parse_conditions("paper")}  # "4_6" -> n70_s40
 ROWS_NAMES = {"none": "all rows", **{v: k for k, v in CL_METHODS.items()}}
-LEARNER_NAMES = {"coteaching": "Co-Teaching", "plain": "cross-entropy", "mixup": "Mixup", "sce": "SCE", "mae": "MAE"}
 
 
 def cell_name(rows: str, learner: str) -> str:
     """``C+NR × Co-Teaching``, ``all rows × cross-entropy``."""
-    return f"{ROWS_NAMES[rows]} × {LEARNER_NAMES[learner]}"
+    return f"{ROWS_NAMES[rows]} × {BY_NAME[learner].title}"
 
 
 def paper_table(which: str = "published") -> tuple[dict[tuple[str, str, str], tuple[float, str]], list[str]]:
@@ -106,7 +106,7 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper
         for method, d in ((paper_psx and paper_psx_detection(run, cond, paper_psx, force)) or {}).items():
             records.append({**base, "kind": "detection", "psx": "paper", "method": method, **d})
         for rows in ROWS:
-            for learner in LEARNERS:
+            for learner in BY_NAME:
                 cell = {}
                 for path in sorted(run.coteach(cond, rows, learner, 0).parent.glob("seed*.json")):
                     if not re.fullmatch(r"seed\d+\.json", path.name):
@@ -200,7 +200,7 @@ def cleaning_summary(records: list[dict], coteach_configs: dict[str, dict]) -> t
         else:
             rows.append({"condition": cond, "rows": rows_, "learner": learner, "name": cell_name(rows_, learner),
                          "baseline": cell_name("none", learner), **paired.paired_difference(cleaned, baseline)})
-    order = {pair: i for i, pair in enumerate((r, lr) for r in ROWS for lr in LEARNERS)}
+    order = {pair: i for i, pair in enumerate((r, lr) for r in ROWS for lr in BY_NAME)}
     conds = list(dict.fromkeys(r["condition"] for r in records))
     return sorted(rows, key=lambda r: (conds.index(r["condition"]), order[r["rows"], r["learner"]])), skipped
 
@@ -238,9 +238,9 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _pairs(acc: list[dict]) -> list[tuple[str, str]]:
-    """The (rows, learner) pairs with results, in ROWS x LEARNERS order."""
+    """The (rows, learner) pairs with results, in ROWS x learners order."""
     have = {(r["rows"], r["learner"]) for r in acc}
-    return [(rows, learner) for rows in ROWS for learner in LEARNERS if (rows, learner) in have]
+    return [(rows, learner) for rows in ROWS for learner in BY_NAME if (rows, learner) in have]
 
 
 def markdown(acc: list[dict], det: list[dict], conds: list[str], headers: dict[str, str], notes: list[str],

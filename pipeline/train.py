@@ -2,7 +2,7 @@
 
 ``Resumable`` (per-epoch checkpoints, divergence check, cluster log lines) and ``fit`` carry every
 training; ``Classifier`` / ``train_classifier`` are crossval's; the coteach stage's learners
-(``pipeline.learners``) build on the same pieces. All take their batches from ``loader.Batches``
+(``pipeline.learning``) build on the same pieces. All take their batches from ``loader.Batches``
 (device-resident, augmented on the device) and share ``predict_probs`` for held-out and test predictions.
 """
 
@@ -30,7 +30,6 @@ from pipeline.loader import Batches, channel_stats
 
 for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*reduction.*")  # cleanlab's loss_coteaching (pipeline.learners) uses reduce=False
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")  # we run under SLURM without srun

@@ -1,5 +1,6 @@
 """The coteach stage's two axes (rows x learner) and each learner's loss."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -7,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline import coteach, datasets, learners
+from pipeline import coteach, datasets, learning
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
+from pipeline.learners import BY_NAME, LEARNERS, coteaching
 from pipeline.train import Data
 
 SCHEDULE = dict(epochs=2, lr=0.001, epoch_decay_start=1)
@@ -22,16 +24,17 @@ def test_the_default_grid_is_the_papers_table_2():
     ]
     assert coteach.grid("both", "paper") == [("both", "coteaching")]
     assert coteach.grid("all", "plain") == [(r, "plain") for r in coteach.ROWS]  # train on the cleaned rows
-    assert coteach.grid("none,both", "all") == [(r, lr) for r in ("none", "both") for lr in coteach.LEARNERS]
-    assert set(learners.CLASSES) == set(coteach.LEARNERS) == set(coteach.OWN_OPTIONS)
-    with pytest.raises(PipelineError, match="--learners 'cot': choose from coteaching, plain, mixup, sce, mae"):
+    assert coteach.grid("none,both", "all") == [(r, lr) for r in ("none", "both") for lr in BY_NAME]
+    own = [name for spec in LEARNERS for name in spec.options]
+    assert len(own) == len(set(own))  # no two learners share an option name
+    assert [f.name for f in dataclasses.fields(coteach.CoteachConfig)][-len(own):] == own
+    with pytest.raises(PipelineError, match=f"--learners 'cot': choose from {', '.join(BY_NAME)}, comma-separated"):
         coteach.grid("all", "cot")
 
 
 def losses(name, logits, y, **options):
     """A learner's loss on given logits (its network is the identity)."""
-    learner = learners.CLASSES[name]([torch.nn.Identity()], None, **SCHEDULE, **options)
-    return learner.losses(logits, y)
+    return BY_NAME[name].losses([torch.nn.Identity()], logits, y, epoch=0, epochs=SCHEDULE["epochs"], **options)
 
 
 def test_sce_and_mae_match_their_definitions():
@@ -66,8 +69,8 @@ def test_mixup_mixes_images_and_labels_with_a_beta_weight():
 def test_every_single_network_learner_trains_and_reports_one_accuracy_per_epoch(folds_run, name):
     ds = datasets.cached(RunDir(folds_run).dataset)
     data = Data(ds.train_x[:256], ds.train_y[:256], ds.test_x, ds.test_y, ds.num_classes)
-    options = {k: getattr(coteach.CoteachConfig(), k) for k in coteach.OWN_OPTIONS[name]}
-    history = learners.train_learner(data, name, arch="convnet", batch_size=64, seed=0, device=torch.device("cpu"),
+    options = coteach.CoteachConfig().own(name)
+    history = learning.train_learner(data, BY_NAME[name], arch="convnet", batch_size=64, seed=0, device=torch.device("cpu"),
                                      **SCHEDULE, **options)
     assert len(history) == 2 and all(len(h) == 1 and 0 <= h[0] <= 1 for h in history)
     assert np.isfinite(history).all()
@@ -102,7 +105,7 @@ def test_a_network_gone_nan_fails_rather_than_scoring_the_share_of_class_0(folds
     data = Data(ds.train_x[:64], ds.train_y[:64], ds.test_x, ds.test_y, ds.num_classes)
     _, test = data.batches(torch.device("cpu"), 64, 0)
     net = data.build("convnet")
-    module = learners.CrossEntropy([net], test, **SCHEDULE)
+    module = learning.Learner(BY_NAME["plain"], [net], test, **SCHEDULE)
     assert len(module.epoch_summary()) > 0 and len(module.history) == 1
     with torch.no_grad():
         next(net.parameters()).fill_(float("nan"))
@@ -117,11 +120,11 @@ def test_the_forget_rate_is_checked_against_the_batch_that_trains(kept, rate):
     coteach.CoteachConfig(forget_rate=rate, batch_size=128)  # nominal: fine
     batch = min(128, kept)
     if int((1 - rate) * batch) >= 1:
-        coteach.check_forget_rate(rate, batch, "")
+        coteaching.check({"forget_rate": rate}, batch, "")
         return
     with pytest.raises(PipelineError, match=f"^m.npz: 'both' keeps {kept} rows: --forget-rate {rate}: keeps no example of a "
                                             f"batch of {batch} "):
-        coteach.check_forget_rate(rate, batch, f"m.npz: 'both' keeps {kept} rows: ")
+        coteaching.check({"forget_rate": rate}, batch, f"m.npz: 'both' keeps {kept} rows: ")
 
 
 def test_a_mask_keeping_fewer_rows_than_a_batch_is_refused_by_the_forget_rate_not_trained_to_nan(run_copy, monkeypatch):

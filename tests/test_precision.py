@@ -11,7 +11,8 @@ from conftest import FAST_CROSSVAL
 from pipeline import coteach, datasets, folds, store, train
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.learners import CLASSES, train_learner
+from pipeline.learners import BY_NAME
+from pipeline.learning import train_learner
 from stages import crossval as crossval_cli
 
 CPU = torch.device("cpu")
@@ -86,14 +87,14 @@ def _digits(run_dir, n=256):
     return train.Data(ds.train_x[:n], ds.train_y[:n], ds.test_x, ds.test_y, ds.num_classes)
 
 
-@pytest.mark.parametrize("name", sorted(CLASSES))
+@pytest.mark.parametrize("name", sorted(BY_NAME))
 def test_every_learner_trains_an_epoch_in_bf16(folds_run, spies, name):
-    options = {k: getattr(coteach.CoteachConfig(), k) for k in coteach.OWN_OPTIONS[name]}
+    options = coteach.CoteachConfig().own(name)
     if name == "coteaching":
         options.update(forget_rate=0.2, num_gradual=1)
-    history = train_learner(_digits(folds_run), name, arch="convnet", epochs=1, batch_size=64, lr=0.001, epoch_decay_start=1,
+    history = train_learner(_digits(folds_run), BY_NAME[name], arch="convnet", epochs=1, batch_size=64, lr=0.001, epoch_decay_start=1,
                             seed=0, device=CPU, precision="bf16-mixed", **options)
-    assert len(history) == 1 and all(0 <= a <= 1 for a in history[0]) and len(history[0]) == (2 if name == "coteaching" else 1)
+    assert len(history) == 1 and all(0 <= a <= 1 for a in history[0]) and len(history[0]) == BY_NAME[name].nets
     assert spies["net"] == {torch.bfloat16}
     assert spies["coteaching"] == ({torch.float32} if name == "coteaching" else set())
 
@@ -125,11 +126,11 @@ def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_
 
     history = dict(arch="convnet", epochs=2, batch_size=64, lr=0.001, epoch_decay_start=1, seed=0, device=CPU,
                    precision="bf16-mixed", forget_rate=0.2, num_gradual=1, tag={"t": 2})
-    whole = train_learner(data, "coteaching", **history)
+    whole = train_learner(data, BY_NAME["coteaching"], **history)
     _stop_after_epoch(monkeypatch, 1)
     with pytest.raises(RuntimeError, match="stopped"):
-        train_learner(data, "coteaching", **history, ckpt=tmp_path / "coteach.ckpt")
-    assert train_learner(data, "coteaching", **history, ckpt=tmp_path / "coteach.ckpt") == whole
+        train_learner(data, BY_NAME["coteaching"], **history, ckpt=tmp_path / "coteach.ckpt")
+    assert train_learner(data, BY_NAME["coteaching"], **history, ckpt=tmp_path / "coteach.ckpt") == whole
     assert "from epoch 1" in capsys.readouterr().out
 
 

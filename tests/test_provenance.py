@@ -12,7 +12,7 @@ import pytest
 
 from conftest import FAST_COTEACH, stage
 from pipeline import conditions, crossval, coteach, report, store
-from pipeline.coteach import OWN_OPTIONS
+from pipeline.learners import BY_NAME, LEARNERS
 from pipeline.layout import RunDir
 
 
@@ -157,7 +157,7 @@ def test_every_config_option_is_part_of_currency(run, stage_obj):
         changed = dataclasses.replace(config, **{f.name: vary(getattr(config, f.name), f)})
         if f.name == "folds":
             continue  # another fold count is another assignment: every fold is a new task
-        if f.name in {o for own in OWN_OPTIONS.values() for o in own}:
+        if f.name in {o for spec in LEARNERS for o in spec.options}:
             continue  # a learner's own option: see the next test
         assert stage_obj.pending(run, [task], changed) == [task], f.name
 
@@ -166,7 +166,7 @@ def test_a_learners_own_option_makes_only_that_learners_results_stale(run):
     config = coteach.CoteachConfig(epochs=1, batch_size=128, epoch_decay_start=1, num_gradual=1)
     done = [("n20_s0", "both", "coteaching", 0), ("n20_s0", "none", "mixup", 0), ("n20_s0", "none", "sce", 0)]
     assert coteach.STAGE.pending(run, done, config) == []
-    for name in sorted({o for own in OWN_OPTIONS.values() for o in own}):
+    for name in sorted({o for spec in LEARNERS for o in spec.options}):
         f = next(f for f in dataclasses.fields(config) if f.name == name)
         changed = dataclasses.replace(config, **{name: vary(getattr(config, name), f)})
-        assert coteach.STAGE.pending(run, done, changed) == [t for t in done if name in OWN_OPTIONS[t[2]]], name
+        assert coteach.STAGE.pending(run, done, changed) == [t for t in done if name in BY_NAME[t[2]].options], name

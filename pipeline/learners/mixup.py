@@ -1,0 +1,22 @@
+"""Mixup (Zhang et al. 2018): cross-entropy on convex combinations of pairs of images and of their labels,
+with a mixing weight drawn from Beta(alpha, alpha) per batch (from torch's checkpointed RNG)."""
+
+from __future__ import annotations
+
+from pipeline.learner import Spec
+from pipeline.options import Range, option
+
+
+def losses(nets, x, y, *, epoch, epochs, mixup_alpha):
+    import torch
+    import torch.nn.functional as F
+
+    lam = float(torch.distributions.Beta(mixup_alpha, mixup_alpha).sample())
+    pair = torch.randperm(len(y)).to(y.device)
+    out = nets[0](lam * x + (1 - lam) * x[pair])
+    return [lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[pair])]
+
+
+SPEC = Spec("mixup", "Mixup", 1, losses, paper_baseline=True, options={
+    "mixup_alpha": option(1.0, "mixup: the mixing weight is drawn from Beta(alpha, alpha)", Range(float, 0, 100, lo_open=True)),
+})

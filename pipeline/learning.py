@@ -1,0 +1,84 @@
+"""Training a learner of the coteach stage (``pipeline.learners``) with pytorch-lightning.
+
+Every learner trains its networks with the CL paper's Co-Teaching optimiser and schedule: Adam, the
+learning rate constant until ``epoch_decay_start`` and then falling linearly to 0, beta1 dropping to 0.1
+there (Han et al.); its ``Spec.losses`` turns each batch into one loss per network. Test accuracy of
+each network is measured after every epoch; ``train_learner`` returns that history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from pipeline.errors import PipelineError
+from pipeline.learner import Spec
+from pipeline.train import Data, Resumable, fit, predict_probs
+
+
+class Learner(Resumable):
+    """``spec.nets`` networks ``nets`` trained with the paper's Adam schedule on ``spec.losses`` (with the
+    learner's own options ``own``)."""
+
+    def __init__(self, spec: Spec, nets, test, *, epochs, lr, epoch_decay_start, beta1_decayed=0.1, **own):
+        from cleanlab.experimental.coteaching import initialize_lr_scheduler
+
+        super().__init__()
+        self.spec, self.own, self.epochs = spec, own, epochs
+        self.automatic_optimization = False
+        self.nets = torch.nn.ModuleList(nets)
+        self.test = test
+        self.lr = lr
+        self.lr_plan, beta1_plan = initialize_lr_scheduler(lr, epochs, epoch_decay_start)
+        # cleanlab keeps beta1 at 0.9 throughout ("original author had this set to 0.1"): use the paper's drop.
+        self.beta1_plan = [b if e < epoch_decay_start else beta1_decayed for e, b in enumerate(beta1_plan)]
+
+    def networks(self):
+        return list(self.nets)
+
+    def configure_optimizers(self):
+        return [torch.optim.Adam(net.parameters(), lr=self.lr) for net in self.nets]
+
+    def _optimizers(self) -> list:
+        opts = self.optimizers()
+        return opts if isinstance(opts, list) else [opts]
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        for opt in self._optimizers():
+            for group in opt.optimizer.param_groups:
+                group["lr"] = self.lr_plan[self.current_epoch]
+                group["betas"] = (self.beta1_plan[self.current_epoch], 0.999)
+
+    def training_step(self, batch, _):
+        losses = self.spec.losses(list(self.nets), *batch, epoch=self.current_epoch, epochs=self.epochs, **self.own)
+        self.track(sum(losses) / len(losses))
+        for opt, loss in zip(self._optimizers(), losses):
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+
+    def epoch_summary(self) -> str:
+        labels, accs = self.test.labels.cpu().numpy(), []
+        for net in self.nets:
+            probs = predict_probs(net, self.test, self.precision)
+            if not np.isfinite(probs).all():  # argmax of NaN rows is class 0: a number that means nothing
+                raise PipelineError(f"{self.label}: training diverged: the network predicts NaN or inf in epoch "
+                                    f"{self.current_epoch + 1}; nothing written (lower --lr?)")
+            accs.append(float(np.mean(probs.argmax(1) == labels)))
+        self.history.append(accs)
+        return " test acc " + "/".join(f"{a:.4f}" for a in self.history[-1])
+
+
+def train_learner(data: Data, spec: Spec, *, arch, epochs, batch_size, lr, epoch_decay_start, seed, device,
+                  precision="auto", compile=False, ckpt=None, tag=None, label="coteach", **own) -> list[list[float]]:
+    """Train the learner ``spec`` on ``data.train_*``; test accuracy of each of its networks after every epoch.
+    ``own``: its own options (``spec.options``); ``ckpt``, ``precision``, ``compile``: see ``train.fit``. The seed
+    fixes the first network's initialisation and the batch order, whatever the learner (paired seeds)."""
+    pl.seed_everything(seed, workers=False, verbose=False)
+    train, test = data.batches(device, batch_size, seed)
+    nets = [data.build(arch) for _ in range(spec.nets)]
+    module = Learner(spec, nets, test, epochs=epochs, lr=lr, epoch_decay_start=epoch_decay_start, **own)
+    fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
+    return module.history
