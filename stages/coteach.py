@@ -1,4 +1,4 @@
-"""coteach: learners (Co-Teaching, cross-entropy, Mixup, SCE, MAE) on the rows each CL method keeps, or on
+"""coteach: learners (pipeline/learners/, see --learners) on the rows each CL method keeps, or on
 all rows; test accuracy after every epoch. Default grid: the CL paper's Table 2 (see --learners).
 
 `--gpus 0,1,2,3` runs the (condition, rows, learner, seed) tasks on one worker process per GPU (`--gpus cpu`:
