@@ -52,6 +52,18 @@ def test_sce_and_mae_match_their_definitions():
     assert 0 <= mae.item() <= 2 and rce.item() <= -math.log(1e-4)  # both bounded: the robust losses
 
 
+def test_gce_matches_its_definition_and_its_limits():
+    """(1 - p_y^q) / q (Zhang & Sabuncu): cross-entropy as q -> 0, half of MAE at q = 1."""
+    g = torch.Generator().manual_seed(2)
+    logits, y = torch.randn(16, 5, generator=g) * 3, torch.randint(0, 5, (16,), generator=g)
+    p_y = F.softmax(logits, 1)[torch.arange(16), y]
+    (gce,) = losses("gce", logits, y, gce_q=0.7)
+    assert gce.item() == pytest.approx(((1 - p_y**0.7) / 0.7).mean().item(), rel=1e-5)
+    (near_ce,) = losses("gce", logits, y, gce_q=1e-4)
+    assert near_ce.item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-3)
+    assert losses("gce", logits, y, gce_q=1.0)[0].item() == pytest.approx(losses("mae", logits, y)[0].item() / 2, rel=1e-5)
+
+
 def test_mixup_mixes_images_and_labels_with_a_beta_weight():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(8, 4, generator=g), torch.randint(0, 4, (8,), generator=g)
@@ -65,7 +77,7 @@ def test_mixup_mixes_images_and_labels_with_a_beta_weight():
     assert loss.item() == pytest.approx((lam * F.cross_entropy(mixed, y) + (1 - lam) * F.cross_entropy(mixed, y[pair])).item())
 
 
-@pytest.mark.parametrize("name", ["plain", "mixup", "sce", "mae"])
+@pytest.mark.parametrize("name", [s.name for s in LEARNERS if s.nets == 1])
 def test_every_single_network_learner_trains_and_reports_one_accuracy_per_epoch(folds_run, name):
     ds = datasets.cached(RunDir(folds_run).dataset)
     data = Data(ds.train_x[:256], ds.train_y[:256], ds.test_x, ds.test_y, ds.num_classes)

@@ -5,7 +5,7 @@ schedule as the CL paper's Co-Teaching (``pipeline.learning``); they differ only
 becomes a loss (``Spec.losses``).
 """
 
-from pipeline.learners import coteaching, mae, mixup, plain, sce
+from pipeline.learners import coteaching, gce, mae, mixup, plain, sce
 
-LEARNERS = (coteaching.SPEC, plain.SPEC, mixup.SPEC, sce.SPEC, mae.SPEC)
+LEARNERS = (coteaching.SPEC, plain.SPEC, mixup.SPEC, sce.SPEC, mae.SPEC, gce.SPEC)
 BY_NAME = {spec.name: spec for spec in LEARNERS}
