@@ -110,13 +110,18 @@ class Coteach(tasks.Stage):
         SEEDS.check(task[3])
         return tuple(task)
 
+    def inputs(self, run: RunDir, task: tuple) -> dict[str, Path]:
+        """What a task reads: the dataset, the condition's labels, and the mask of its rows (that one only)."""
+        cond, rows = task[:2]
+        inputs = {"dataset": run.require(run.dataset, "data"), "labels": conditions.load(run, cond).labels}
+        if rows != "none":
+            inputs["mask"] = run.require(run.mask(cond, rows), "masks")
+        return inputs
+
     def target(self, run: RunDir, task: tuple, config: CoteachConfig) -> tuple[Path, dict[str, Path], dict]:
         cond, rows, learner, seed = task
-        loaded = conditions.load(run, cond)
-        inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels}
-        if rows != "none":
-            inputs["masks"] = run.require(run.masks(cond), "masks")
-        return run.coteach(cond, rows, learner, seed), inputs, config.for_task(rows, learner, seed, loaded.noise_rate)
+        noise_rate = conditions.load(run, cond).noise_rate
+        return run.coteach(cond, rows, learner, seed), self.inputs(run, task), config.for_task(rows, learner, seed, noise_rate)
 
     def make(self, run: RunDir, task: tuple, config: CoteachConfig, device, ckpt: Path, tag: dict):
         """Train one learner on one condition's kept rows: per-epoch test accuracy of its networks."""
@@ -127,17 +132,17 @@ class Coteach(tasks.Stage):
         start = time.perf_counter()
         ds = datasets.cached(run.dataset)
         noisy = store.read(run.labels(cond))
-        keep = np.ones(len(noisy), bool)
+        keep, where = np.ones(len(noisy), bool), run.labels(cond) if rows == "none" else run.mask(cond, rows)
         if rows != "none":
-            keep = store.read(run.masks(cond)).get(rows)
-            if keep is None or keep.shape != noisy.shape or keep.dtype != bool:
-                raise PipelineError(f"{run.masks(cond)}: no boolean mask '{rows}' of {len(noisy)} rows")
+            keep = store.read(where)
+            if keep.shape != noisy.shape or keep.dtype != bool:
+                raise PipelineError(f"{where}: not a boolean mask of {len(noisy)} rows")
         if keep.sum() < 2:
-            raise PipelineError(f"{run.masks(cond)}: '{rows}' keeps {int(keep.sum())} of {len(noisy)} rows; too few to train on")
+            raise PipelineError(f"{where}: '{rows}' keeps {int(keep.sum())} of {len(noisy)} rows; too few to train on")
         c, spec = tag["config"], BY_NAME[learner]
         own = {k: c[k] for k in spec.options}
         if spec.check:  # checked again on the task: resolved options, and the kept rows may be fewer than a batch
-            spec.check(own, min(c["batch_size"], int(keep.sum())), f"{run.masks(cond)}: '{rows}' keeps {int(keep.sum())} rows: ")
+            spec.check(own, min(c["batch_size"], int(keep.sum())), f"{where}: '{rows}' keeps {int(keep.sum())} rows: ")
         acc = train_learner(
             Data(ds.train_x[keep], noisy[keep], ds.test_x, ds.test_y, ds.num_classes, np.flatnonzero(keep), len(keep)), spec,
             arch=c["arch"], epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], epoch_decay_start=c["epoch_decay_start"],

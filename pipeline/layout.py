@@ -44,7 +44,12 @@ class RunDir:
     def psx(self, cond: str) -> Path:
         return self.condition_dir(cond) / "psx.npy"
 
-    def masks(self, cond: str) -> Path:
+    def mask(self, cond: str, method: str) -> Path:
+        """One CL method's keep mask (``masks.CL_METHODS``' id)."""
+        return self.condition_dir(cond) / "masks" / f"{method}.npy"
+
+    def old_masks(self, cond: str) -> Path:
+        """Where every method's mask was, in one file, before each got its own (read by nothing now)."""
         return self.condition_dir(cond) / "masks.npz"
 
     def label_issues(self, cond: str) -> Path:

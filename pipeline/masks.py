@@ -1,6 +1,7 @@
 """The five Confident Learning methods, computed as the CL paper's reproduction did, and detection quality.
 
-A mask is a boolean array over the training rows, True = keep (not flagged as a label error).
+A mask is a boolean array over the training rows, True = keep (not flagged as a label error); each
+method's is its own artifact (``masks/<id>.npy``), so a task that trains on one depends on that one only.
 
 | paper's name | our id | cleanlab call (flags) |
 |---|---|---|
@@ -45,16 +46,18 @@ def confident_joint_issues(noisy_labels: np.ndarray, psx: np.ndarray) -> np.ndar
     return flagged
 
 
-def find_masks(noisy_labels: np.ndarray, psx: np.ndarray) -> dict[str, np.ndarray]:
-    """``{method id: keep mask}`` for the five methods."""
+def find_mask(method: str, noisy_labels: np.ndarray, psx: np.ndarray) -> np.ndarray:
+    """The keep mask of one method (by our id)."""
     from cleanlab.filter import find_label_issues
 
-    def flagged(method: str) -> np.ndarray:
-        if method == "confident_joint":
-            return confident_joint_issues(noisy_labels, psx)
-        return find_label_issues(noisy_labels, psx, filter_by=method, n_jobs=1)
+    if method == "confident_joint":
+        return ~confident_joint_issues(noisy_labels, psx)
+    return ~find_label_issues(noisy_labels, psx, filter_by=method, n_jobs=1)
 
-    return {method: ~flagged(method) for method in CL_METHODS.values()}
+
+def find_masks(noisy_labels: np.ndarray, psx: np.ndarray) -> dict[str, np.ndarray]:
+    """``{method id: keep mask}`` for the five methods."""
+    return {m: find_mask(m, noisy_labels, psx) for m in CL_METHODS.values()}
 
 
 def detection(keep: np.ndarray, noisy_labels: np.ndarray, true_labels: np.ndarray) -> dict:
@@ -96,11 +99,24 @@ def resolve_psx(psx: Path | None, run: RunDir, cond: str) -> Path | None:
 
 def masks_psx(run: RunDir, cond: str) -> tuple[Path, str | None]:
     """The psx ``cond``'s masks were made from, and its checksum then (None: the run's own psx, an artifact
-    whose manifest says the rest): what a reader of the masks must read beside them."""
-    config = store.verify(run.require(run.masks(cond), "masks"))["config"]
+    whose manifest says the rest): what a reader of the masks must read beside them. Every method's mask
+    must come from the same one."""
+    configs = {str(p): store.verify(run.require(p, "masks"))["config"] for p in mask_paths(run, cond).values()}
+    config = store.same_config({k: {"psx": c["psx"], "psx_checksum": c["psx_checksum"]} for k, c in configs.items()},
+                               f"{cond}'s masks")
     if config["psx"] == "combine":
         return run.require(run.psx(cond), "combine"), None
     return Path(config["psx"]), config["psx_checksum"]
+
+
+def mask_paths(run: RunDir, cond: str) -> dict[str, Path]:
+    """``{method id: its mask artifact}`` of ``cond``, in the paper's order."""
+    return {m: run.mask(cond, m) for m in CL_METHODS.values()}
+
+
+def read_masks(run: RunDir, cond: str) -> dict[str, np.ndarray]:
+    """``{method id: keep mask}`` of ``cond``, each verified."""
+    return {m: store.read(path) for m, path in mask_paths(run, cond).items()}
 
 
 def read_masks_psx(path: Path, checksum: str | None) -> np.ndarray:
@@ -114,26 +130,41 @@ def read_masks_psx(path: Path, checksum: str | None) -> np.ndarray:
 
 def detect(noisy: np.ndarray, true: np.ndarray, psx: np.ndarray, where: str, num_classes: int) -> tuple[dict, dict]:
     """(keep masks, detection per method) of the five methods on ``psx`` after checking it against the labels."""
-    if len(psx) != len(noisy):
-        raise PipelineError(f"{where}: {len(psx)} rows but {len(noisy)} noisy labels")
-    masks = find_masks(noisy, check_probs(psx, num_classes, where))
+    psx = checked_psx(psx, noisy, where, num_classes)
+    masks = find_masks(noisy, psx)
     return masks, {m: detection(keep, noisy, true) for m, keep in masks.items()}
 
 
-def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = False) -> bool:
-    """Write ``masks.npz`` (one keep mask per method) for ``cond`` from its psx (``psx``: a file made
-    elsewhere, see ``resolve_psx``); True if made."""
+def checked_psx(psx: np.ndarray, noisy: np.ndarray, where: str, num_classes: int) -> np.ndarray:
+    if len(psx) != len(noisy):
+        raise PipelineError(f"{where}: {len(psx)} rows but {len(noisy)} noisy labels")
+    return check_probs(psx, num_classes, where)
+
+
+def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = False) -> dict[str, bool]:
+    """Write each method's keep mask for ``cond`` from its psx (``psx``: a file made elsewhere, see
+    ``resolve_psx``), with its detection quality in the manifest; ``{method: True if made}``."""
     loaded = conditions.load(run, cond)
     inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels}
-    config = {"methods": list(CL_METHODS.values()), "psx": "combine" if psx is None else str(psx.resolve()),
-              "psx_checksum": None if psx is None else store.checksum(psx)}
     if psx is None:
         inputs["psx"] = run.require(run.psx(cond), "combine")
+    where = str(inputs.get("psx", psx))
+    read: dict[str, np.ndarray] = {}
 
-    def make():
-        ds = datasets.cached(inputs["dataset"])
-        probs = store.read(inputs["psx"]) if psx is None else store.load(psx)
-        masks, found = detect(store.read(loaded.labels), ds.train_y, probs, str(inputs.get("psx", psx)), ds.num_classes)
-        return masks, {"psx_acc_true": float(np.mean(probs.argmax(1) == ds.train_y)), "detection": found}
+    def checked() -> tuple:
+        """(noisy labels, true labels, psx), read and checked once for every method made."""
+        if not read:
+            ds = datasets.cached(inputs["dataset"])
+            noisy, probs = store.read(loaded.labels), store.read(inputs["psx"]) if psx is None else store.load(psx)
+            read.update(noisy=noisy, true=ds.train_y, psx=checked_psx(probs, noisy, where, ds.num_classes))
+        return read["noisy"], read["true"], read["psx"]
 
-    return store.produce(run.masks(cond), stage="masks", inputs=inputs, config=config, make=make, force=force)
+    def make(method: str):
+        noisy, true, probs = checked()
+        keep = find_mask(method, noisy, probs)
+        return keep, {"psx_acc_true": float(np.mean(probs.argmax(1) == true)), "detection": detection(keep, noisy, true)}
+
+    config = {"psx": "combine" if psx is None else str(psx.resolve()), "psx_checksum": None if psx is None else store.checksum(psx)}
+    return {m: store.produce(path, stage="masks", inputs=inputs, config={**config, "method": m}, make=lambda m=m: make(m),
+                             force=force)
+            for m, path in mask_paths(run, cond).items()}

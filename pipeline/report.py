@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import conditions, datasets, paired, plots, store
+from pipeline import conditions, coteach, datasets, paired, plots, store
 from pipeline.conditions import parse_conditions
 from pipeline.coteach import ROWS
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
-from pipeline.masks import CL_METHODS, detect, resolve_psx
+from pipeline.masks import CL_METHODS, detect, mask_paths, resolve_psx
 
 ROOT = Path(__file__).resolve().parent.parent
 # The paper's Table 2, two ways: as published (default), and trial 1 of 10 of its own Co-Teaching runs.
@@ -93,16 +93,22 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper
             continue
         c = loaded.condition
         base = {"condition": cond, "paper_column": c.paper_column, "noise_rate": loaded.noise_rate, "sparsity": c.sparsity}
-        if run.masks(cond).exists():
+        made = {}
+        for method, path in mask_paths(run, cond).items():
             try:
-                made = store.verify(run.masks(cond))
-                configs["masks"][cond] = {"psx": made["config"]["psx"]}
-                if made["config"]["psx"] == "combine":
-                    configs["crossval"][cond] = store.verify(run.psx(cond))["config"]["crossval"]
-                for method, d in made["info"]["detection"].items():
-                    records.append({**base, "kind": "detection", "psx": "run", "method": method, **d})
+                made[method] = store.verify(path) if path.exists() else None
             except PipelineError as e:
                 stale.append(str(e))
+        made = {m: v for m, v in made.items() if v is not None}
+        try:
+            if made:
+                configs["masks"][cond] = store.same_config({m: {"psx": v["config"]["psx"]} for m, v in made.items()},
+                                                           f"{cond}'s masks")
+                if configs["masks"][cond]["psx"] == "combine":
+                    configs["crossval"][cond] = store.verify(run.psx(cond))["config"]["crossval"]
+            records += [{**base, "kind": "detection", "psx": "run", "method": m, **v["info"]["detection"]} for m, v in made.items()]
+        except PipelineError as e:
+            stale.append(str(e))
         for method, d in ((paper_psx and paper_psx_detection(run, cond, paper_psx, force)) or {}).items():
             records.append({**base, "kind": "detection", "psx": "paper", "method": method, **d})
         for rows in ROWS:
@@ -112,7 +118,9 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper
                     if not re.fullmatch(r"seed\d+\.json", path.name):
                         continue
                     try:
-                        config, m = store.verify(path)["config"], store.load(path)
+                        manifest = store.verify(path)
+                        store.check_made_from(path, manifest, coteach.STAGE.inputs(run, (cond, rows, learner)))
+                        config, m = manifest["config"], store.load(path)
                     except PipelineError as e:
                         stale.append(str(e))
                         continue

@@ -22,7 +22,7 @@ import numpy as np
 from pipeline import conditions, datasets, plots, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.masks import CL_METHODS, masks_psx, read_masks_psx
+from pipeline.masks import CL_METHODS, mask_paths, masks_psx, read_masks, read_masks_psx
 
 COLUMNS = 8  # tiles per gallery row
 TILE_IN, CAPTION_IN, HEADER_IN, DPI = 1.3, 0.42, 0.45, 100  # inches: a tile's image, its caption, the title
@@ -92,7 +92,8 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False, fo
     loaded = conditions.load(run, cond)
     # The ranking and suggestions come from the psx the masks were made from (the run's, or masks --psx FILE's).
     psx, psx_checksum = masks_psx(run, cond)
-    inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels, "masks": run.require(run.masks(cond), "masks")}
+    masks = {m: run.require(path, "masks") for m, path in mask_paths(run, cond).items()}
+    inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels, **{f"mask_{m}": p for m, p in masks.items()}}
     config = {"psx": str(psx.resolve()), "psx_checksum": psx_checksum} if psx_checksum else {}
     if psx_checksum is None:
         inputs["psx"] = psx
@@ -100,7 +101,7 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False, fo
 
     def make_csv():
         ds, noisy = datasets.cached(inputs["dataset"]), store.read(loaded.labels)
-        rows = issues(noisy, read_masks_psx(psx, psx_checksum).astype(np.float64), store.read(inputs["masks"]))
+        rows = issues(noisy, read_masks_psx(psx, psx_checksum).astype(np.float64), read_masks(run, cond))
         true = ds.train_y if np.any(noisy != ds.train_y) else None  # the dataset's labels are the truth only then
         info = {"flagged": len(rows), "true_labels_known": true is not None}
         return _csv_bytes(rows, ds.train_ids, ds.classes, true), info

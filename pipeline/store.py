@@ -198,6 +198,16 @@ def is_current(artifact: Path, inputs: dict[str, Path], config: dict) -> bool:
         return False
 
 
+def check_made_from(artifact: Path, manifest: dict, inputs: dict[str, Path]) -> None:
+    """A PipelineError unless ``artifact`` (with its verified ``manifest``) was made from exactly ``inputs``, the
+    files its stage reads for it now (an artifact of an older layout read others: intact, yet not current)."""
+    now, then = _records(artifact, inputs), manifest["inputs"]
+    if now != then:
+        differ = ", ".join(sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k)))
+        raise PipelineError(f"{artifact} is stale: made from other inputs than make {manifest['stage']} reads for it now "
+                            f"({differ}); rerun make {manifest['stage']}")
+
+
 def same_config(configs: dict[str, dict], what: str) -> dict:
     """The config shared by every entry of ``{name: config}``; otherwise a PipelineError naming the odd
     one(s) out (those outside the largest group) and the keys they differ in."""

@@ -20,11 +20,14 @@ def run(args):
     if args.psx is not None and args.psx.is_file() and len(conds) != 1:
         raise store.PipelineError(f"--psx {args.psx} is one file: name one condition with --cond")
     for cond in conds:
-        did = masks.run_masks(run, cond, masks.resolve_psx(args.psx, run, cond), args.force)
-        cli.log(f"{'wrote' if did else 'current'}: {run.masks(cond)}")
-        for method, d in store.verify(run.masks(cond))["info"]["detection"].items():
+        made = masks.run_masks(run, cond, masks.resolve_psx(args.psx, run, cond), args.force)
+        for method, path in masks.mask_paths(run, cond).items():
+            d = store.verify(path)["info"]["detection"]
             f1 = "-" if d["f1"] is None else f"{d['f1']:.3f}"
-            cli.log(f"  {method:22s} keep {d['keep_fraction']:.3f}  F1 {f1}")
+            cli.log(f"{'wrote' if made[method] else 'current'}: {path}  keep {d['keep_fraction']:.3f}  F1 {f1}")
+        if run.old_masks(cond).exists():
+            cli.log(f"note: {run.old_masks(cond)} holds the masks of the layout before one file per method; nothing "
+                    "reads it now (coteach results made from it are stale: make coteach retrains them); remove it")
 
 
 if __name__ == "__main__":

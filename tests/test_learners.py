@@ -150,9 +150,9 @@ def test_a_mask_keeping_fewer_rows_than_a_batch_is_refused_by_the_forget_rate_no
     few[:3] = True  # three kept rows: one batch of 3, of which int(0.3 x 3) = 0 would be kept
 
     def reading(path):
-        return {"both": few} if path == run.masks("n20_s0") else read(path)
+        return few if path == run.mask("n20_s0", "both") else read(path)
 
     monkeypatch.setattr(coteach.store, "read", reading)
     config = coteach.CoteachConfig(epochs=1, batch_size=128, epoch_decay_start=1, num_gradual=1, forget_rate=0.7)
-    with pytest.raises(PipelineError, match=r"masks.npz: 'both' keeps 3 rows: --forget-rate 0.7: keeps no example of a batch of 3"):
+    with pytest.raises(PipelineError, match=r"masks/both.npy: 'both' keeps 3 rows: --forget-rate 0.7: keeps no example of a batch of 3"):
         coteach.STAGE.run(run, ("n20_s0", "both", "coteaching", 0), config, torch.device("cpu"))

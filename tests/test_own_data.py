@@ -11,6 +11,7 @@ from conftest import FAST_CROSSVAL, stage
 from pipeline import datasets, review, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
+from pipeline.masks import read_masks
 
 
 def save(path, array, mode=None):
@@ -174,7 +175,7 @@ def test_label_issues_are_ranked_by_cleanlabs_label_quality(reviewed):
     rows = list(csv.DictReader(io.StringIO(run.label_issues(cond).read_text())))
     noisy, psx = store.load(run.labels(cond)), store.load(run.psx(cond)).astype(np.float64)
     scores = get_label_quality_scores(noisy, psx)
-    masks = store.load(run.masks(cond))
+    masks = read_masks(run, cond)
     flagged = np.flatnonzero(~np.all([masks[m] for m in masks], axis=0))
     assert sorted(int(r["row"]) for r in rows) == sorted(flagged.tolist())
     assert [int(r["row"]) for r in rows] == sorted(flagged.tolist(), key=lambda i: (scores[i], i))

@@ -58,7 +58,7 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
     assert float(r["final_acc_mean"]) == pytest.approx(final.mean()) and float(r["final_acc_std"]) == pytest.approx(final.std(ddof=1))
     det = rows(run.report_dir / "detection.csv")
     assert len(det) == 10 and not any("paper_f1" in r for r in det)
-    ours = store.verify(run.masks("n40_s40"))["info"]["detection"]["prune_by_noise_rate"]
+    ours = store.verify(run.mask("n40_s40", "prune_by_noise_rate"))["info"]["detection"]
     assert float(next(r for r in det if r["condition"] == "n40_s40" and r["method"] == "prune_by_noise_rate")["run_f1"]) == pytest.approx(ours["f1"])
     assert len([r for r in rows(run.report_dir / "table.csv") if r["kind"] == "accuracy"]) == 4
     for name in ("accuracy_vs_noise.png", "noise_matrices.png"):
@@ -130,7 +130,7 @@ def test_the_published_table_sits_beside_ours_for_the_papers_conditions(blank_ci
     psx[np.arange(len(true)), true] = 0.82  # probabilities that know the truth: the masks drop exactly the flipped rows
     np.save(tmp_path / "psx.npy", psx)
     stage("masks", run.root, "--cond", "n20_s0", "--psx", str(tmp_path / "psx.npy"))
-    assert np.array_equal(~store.load(run.masks("n20_s0"))["both"], noisy != true)
+    assert np.array_equal(~store.load(run.mask("n20_s0", "both")), noisy != true)
     for methods, learners in (("both", "coteaching,plain"), ("none", "plain")):
         stage("coteach", run.root, "--cond", "n20_s0", "--methods", methods, "--learners", learners,
               *FAST_COTEACH, "--epochs", "1", "--batch-size", "4096")

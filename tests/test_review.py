@@ -25,7 +25,7 @@ def test_review_after_masks_from_another_psx_suggests_what_that_psx_says(run_cop
     review.run_review(run, COND)
     rows = list(csv.DictReader(io.StringIO(store.read(run.label_issues(COND)).decode())))
     classes = list(datasets.cached(run.dataset).classes)
-    kept = store.read(run.masks(COND))
+    kept = masks.read_masks(run, COND)
     flagged = np.flatnonzero(~np.all([kept[m] for m in masks.CL_METHODS.values()], axis=0))
     assert sorted(int(r["row"]) for r in rows) == flagged.tolist()
     assert all(r["suggested_label"] == classes[other[int(r["row"])].argmax()] for r in rows)
