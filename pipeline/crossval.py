@@ -8,27 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import conditions, datasets, models, options, store, tasks
+from pipeline import conditions, datasets, models, options, recipes, store, tasks
 from pipeline.errors import PipelineError
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
 from pipeline.options import SEED_MAX, Range, option
+from pipeline.recipes import RECIPES
 
 MAX_FOLDS = 100
 
-
-# Each recipe's defaults for the options left at "none" (see train.Classifier for what a recipe does).
-RECIPES = {
-    "airbench": {"arch": "airbench", "epochs": 10, "batch_size": 1024, "lr": 1.5, "weight_decay": 0.002, "label_smoothing": 0.2},
-    "sgd": {"arch": "convnet", "epochs": 20, "batch_size": 256, "lr": 0.1, "weight_decay": 5e-4, "label_smoothing": 0.0},
-}
 
 
 @dataclass(frozen=True)
 class CrossvalConfig:
     folds: int = option(4, "number of cross-validation folds", Range(int, 2, MAX_FOLDS))
     fold_seed: int = option(0, "seed of the stratified fold assignment", Range(int, 0, SEED_MAX))
-    recipe: str = option("airbench", "training recipe: airbench (fast, see pipeline/train.py) or sgd (plain SGD); "
+    recipe: str = option("airbench", "training recipe: airbench (fast) or sgd (plain SGD), see pipeline/recipes.py; "
                          "it sets the defaults of the options below", choices=tuple(RECIPES))
     arch: str | None = option(None, "network (see pipeline/models.py); none: the recipe's", choices=models.ARCHS)
     epochs: int | None = option(None, "training epochs per fold; none: the recipe's", Range(int, 1, 10_000, optional=True))
@@ -48,9 +43,9 @@ class CrossvalConfig:
 
     def __post_init__(self):
         options.validate(self)
-        for key, value in RECIPES[self.recipe].items():
+        for key in recipes.OPTIONS:
             if getattr(self, key) is None:
-                object.__setattr__(self, key, value)
+                object.__setattr__(self, key, getattr(RECIPES[self.recipe], key))
         if self.prune_epoch is not None and self.prune_epoch >= self.epochs:
             raise PipelineError(f"--prune-epoch {self.prune_epoch}: leaves no epoch to train on the kept rows "
                                 f"(expected below --epochs {self.epochs})")

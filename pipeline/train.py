@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pipeline import models
 from pipeline.errors import PipelineError
 from pipeline.loader import Batches, channel_stats
+from pipeline.recipes import RECIPES
 
 for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -218,24 +219,8 @@ def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ck
 
 
 class Classifier(Resumable):
-    """Cross-entropy with label smoothing, Nesterov SGD and a per-step learning rate that rises from
-    ``start`` to 1 over the first ``peak`` of the steps, then falls linearly to ``end`` (x ``lr``).
-
-    ``recipe="sgd"``: momentum 0.9, torch's weight decay (scaled by the lr), schedule 0 -> 0.2 -> 0.
-    ``recipe="airbench"`` (the tricks of Keller Jordan's airbench94, values chosen here):
-      * label smoothing (crossval default 0.2): soft targets stop the logits growing without bound on
-        examples already fit, which also makes a memorised wrong label cost less confidence elsewhere;
-      * momentum 0.85 and schedule 0.2 -> 0.23 -> 0.07: a short warm-up (the whitened, identity-initialised
-        net is stable from step 1) and a decay that leaves a little learning for the last steps;
-      * decoupled weight decay: every step shrinks each weight by ``weight_decay`` x the schedule,
-        whatever the lr, so lr and decay can be tuned apart;
-      * batch-norm biases learn 64x faster than weights: with frozen scales, a bias is a channel's only
-        free parameter, and a scale-invariant weight's effective step is already large;
-      * the whitening layer's bias trains for the first 3 epochs only, then stays fixed: once the first
-        layers have adapted to it, moving the input of the whole network only undoes their work;
-      * lookahead: every 5 steps the weights are pulled towards, then replaced by, an exponential moving
-        average whose decay grows as (step / total)^3 (no averaging early, heavy averaging late): the
-        averaged weights generalise better than the last iterate, for free.
+    """Cross-entropy with label smoothing, Nesterov SGD and a per-step learning rate schedule, with the
+    tricks of ``recipe`` (a name of ``recipes.RECIPES``, whose table says what each value does).
 
     ``prune_epoch`` (either recipe; crossval default: never): at the start of that epoch the network
     predicts its own training rows (unaugmented), and the rows confident learning flags on those
@@ -246,9 +231,9 @@ class Classifier(Resumable):
 
     def __init__(self, net, *, recipe, lr, weight_decay, label_smoothing, total_steps, watch=None, train=None, prune_epoch=None):
         super().__init__()
-        self.net, self.recipe, self.lr, self.weight_decay = net, recipe, lr, weight_decay
+        self.net, self.recipe, self.lr, self.weight_decay = net, RECIPES[recipe], lr, weight_decay
         self.label_smoothing, self.total_steps, self.watch = label_smoothing, total_steps, watch
-        self.ema = copy.deepcopy(net).requires_grad_(False) if recipe == "airbench" else None
+        self.ema = copy.deepcopy(net).requires_grad_(False) if self.recipe.lookahead else None
         self.train_batches, self.prune_epoch = train, prune_epoch
         self.pruned: np.ndarray | None = None  # the training rows dropped at prune_epoch
 
@@ -256,9 +241,9 @@ class Classifier(Resumable):
         super().on_train_epoch_start()
         if self.prune_epoch is not None and self.current_epoch >= self.prune_epoch and self.pruned is None:
             self._prune()
-        whiten = models.whitening_layer(self.net) if self.recipe == "airbench" else None
-        if whiten is not None:
-            whiten.bias.requires_grad_(self.current_epoch < 3)  # no gradient, no step, no decay once frozen
+        whiten, epochs = models.whitening_layer(self.net), self.recipe.whitening_bias_epochs
+        if whiten is not None and epochs is not None:
+            whiten.bias.requires_grad_(self.current_epoch < epochs)  # no gradient, no step, no decay once frozen
 
     def epoch_summary(self) -> str:
         """With ``watch`` = (batches, their true labels): accuracy on them after every epoch (no TTA)."""
@@ -305,8 +290,9 @@ class Classifier(Resumable):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.ema is not None and self.global_step % 5 == 0:
-            self._lookahead(0.95**5 * (self.global_step / self.total_steps) ** 3)
+        la = self.recipe.lookahead
+        if la is not None and self.global_step % la.every == 0:
+            self._lookahead(la.decay**la.every * (self.global_step / self.total_steps) ** la.power)
 
     def finish(self) -> None:
         """The trained network is the average. Called after ``fit``, never from a Lightning hook: a fit
@@ -322,17 +308,14 @@ class Classifier(Resumable):
                 now.copy_(avg)
 
     def configure_optimizers(self):
+        r = self.recipe
         params = [p for p in self.net.parameters() if p.requires_grad]
-        if self.recipe == "sgd":
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
-            start, peak, end = 0.0, 0.2, 0.0
-        else:
-            bn = {id(m.bias) for m in self.net.modules() if isinstance(m, torch.nn.BatchNorm2d)}
-            groups = [[p for p in params if id(p) not in bn], [p for p in params if id(p) in bn]]
-            # torch multiplies weight_decay by the group's lr: divide it out (decoupled decay).
-            opt = torch.optim.SGD([{"params": g, "lr": lr, "weight_decay": self.weight_decay / lr}
-                                   for g, lr in zip(groups, (self.lr, 64 * self.lr))], momentum=0.85, nesterov=True)
-            start, peak, end = 0.2, 0.23, 0.07
+        bn = {id(m.bias) for m in self.net.modules() if isinstance(m, torch.nn.BatchNorm2d)} if r.bn_bias_lr_scale != 1 else set()
+        groups = [([p for p in params if id(p) not in bn], self.lr), ([p for p in params if id(p) in bn], r.bn_bias_lr_scale * self.lr)]
+        # torch multiplies weight_decay by the group's lr: decoupled decay divides it out.
+        opt = torch.optim.SGD([{"params": g, "lr": lr, "weight_decay": self.weight_decay / lr if r.decoupled_decay else self.weight_decay}
+                               for g, lr in groups if g], momentum=r.momentum, nesterov=True)
+        start, peak, end = r.schedule
         t = self.total_steps
 
         def factor(step):
@@ -349,17 +332,15 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     """Train on ``data.train_*``; return softmax probabilities (float32) for ``data.eval_x``. ``ckpt``,
     ``precision``, ``compile``: see ``fit``; ``timings`` (if given) receives ``train_s`` and ``predict_s``; ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every
     epoch is printed and appended to ``curve``; ``prune_epoch``: see ``Classifier``, the dropped training
-    rows (indices into ``data.train_*``) are appended to ``pruned``. Non-finite probabilities are an error. ``recipe``: see ``Classifier``; ``airbench`` also
-    translates by 1/16 of the size (2 px on CIFAR-10) with alternating flips, whitens the first layer
-    from 5,000 training images drawn at random, and predicts with test-time augmentation."""
+    rows (indices into ``data.train_*``) are appended to ``pruned``. Non-finite probabilities are an error.
+    ``recipe``: a name of ``recipes.RECIPES``, which also sets the augmentation, the whitening sample and TTA."""
     pl.seed_everything(seed, workers=False, verbose=False)
     start = time.perf_counter()
-    fast = recipe == "airbench"
-    size = data.train_x.shape[1]
-    augment = {"translate": max(1, size // 16), "alternate_flips": True} if fast else {}
+    r = RECIPES[recipe]
+    augment = {"translate": max(1, data.train_x.shape[1] // r.translate_divisor), "alternate_flips": r.alternate_flips}
     train, evaluation = data.batches(device, batch_size, seed, **augment)
     net = data.build(arch)
-    models.init_whitening(net, train.sample(5000).cpu())
+    models.init_whitening(net, train.sample(r.whitening_sample).cpu())
     module = Classifier(net, recipe=recipe, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                         total_steps=epochs * len(train), watch=None if watch is None else (evaluation, watch),
                         train=train, prune_epoch=prune_epoch)
@@ -367,7 +348,7 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     module.finish()
     _sync(device)
     trained = time.perf_counter()
-    probs = predict_probs(module.net.to(device), evaluation, module.precision, tta=fast)
+    probs = predict_probs(module.net.to(device), evaluation, module.precision, tta=r.tta)
     if not np.isfinite(probs).all():
         raise PipelineError(f"{label}: the trained network predicts NaN or inf; nothing written (lower --lr?)")
     if timings is not None:

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from pipeline import models
-from pipeline.crossval import RECIPES, CrossvalConfig
+from pipeline.crossval import CrossvalConfig
+from pipeline.recipes import OPTIONS, RECIPES
 from pipeline.errors import PipelineError
 from pipeline.loader import Batches
 
@@ -57,7 +58,7 @@ def test_airbench_net_starts_small_and_keeps_batchnorm_scales_frozen(size):
 
 
 def test_recipe_defaults_fill_only_what_is_left_open():
-    assert {k: getattr(CrossvalConfig(), k) for k in RECIPES["airbench"]} == RECIPES["airbench"]
+    assert {k: getattr(CrossvalConfig(), k) for k in OPTIONS} == {k: getattr(RECIPES["airbench"], k) for k in OPTIONS}
     sgd = CrossvalConfig(recipe="sgd", lr=0.3)
     assert sgd.lr == 0.3 and sgd.arch == "convnet" and sgd.label_smoothing == 0.0
     with pytest.raises(PipelineError, match="--label-smoothing"):
