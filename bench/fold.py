@@ -207,10 +207,10 @@ def main() -> None:
     train, held = fold_rows(noisy, ds.num_classes, args.fold, args.subset)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    timings, curve, pruned = {}, [], []
     data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
-    probs = train_classifier(data, **config.training(), seed=config.seed, device=device, timings=timings, label=f"bench {cond.name}",
-                             watch=ds.train_y[held] if args.watch else None, curve=curve, pruned=pruned)
+    trained = train_classifier(data, **config.training(), seed=config.seed, device=device, label=f"bench {cond.name}",
+                               watch=ds.train_y[held] if args.watch else None)
+    probs = trained.probs
     total = time.perf_counter() - t0
     if args.probs:
         store.atomic_write(args.probs, lambda f: np.savez(f, rows=held, probs=probs))
@@ -219,14 +219,15 @@ def main() -> None:
         "precision": effective_precision(config.precision, device),
         "config": vars(config), "n_train": len(train), "n_heldout": len(held),
         "noise_rate": float(np.mean(noisy[held] != ds.train_y[held])),
-        **timings, "total_s": total, "images_per_s": config.epochs * len(train) / timings["train_s"],
+        "train_s": trained.train_s, "predict_s": trained.predict_s, "total_s": total,
+        "images_per_s": config.epochs * len(train) / trained.train_s,
         "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
         "ours": heldout_quality(probs, noisy[held], ds.train_y[held]),
-        "curve_acc_true": curve,
+        "curve_acc_true": trained.curve,
     }
     if config.prune_epoch is not None:
         keep = np.ones(len(train), bool)
-        keep[pruned] = False
+        keep[trained.pruned] = False
         r["pruned"] = {"epoch": config.prune_epoch,
                        **detection(keep, noisy[train], ds.train_y[train])}
     if paper_psx is not None:

@@ -30,14 +30,14 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args, config, cond, device, ds = setup(p)
     labels, _ = noisy_labels(cond, ds, PAPER_PSX)
-    timings, curve = {}, []
     data = Data(ds.train_x, labels, ds.test_x, ds.test_y, ds.num_classes)
     start = time.perf_counter()
-    probs = train_classifier(data, **config.training(), seed=config.seed, device=device, timings=timings, label=f"testset {cond.name}",
-                             watch=ds.test_y if args.watch else None, curve=curve)
+    trained = train_classifier(data, **config.training(), seed=config.seed, device=device, label=f"testset {cond.name}",
+                               watch=ds.test_y if args.watch else None)
+    probs, curve = trained.probs, trained.curve
     r = {"cond": cond.name, "data": args.data, "device": devices.name(device), "config": vars(config),
          "n_train": len(labels), "n_test": len(ds.test_y), "noise_rate": float(np.mean(labels != ds.train_y)),
-         **timings, "total_s": time.perf_counter() - start,
+         "train_s": trained.train_s, "predict_s": trained.predict_s, "total_s": time.perf_counter() - start,
          "test_acc": float(np.mean(probs.argmax(1) == ds.test_y)), "curve_test_acc": curve}
     print(f"\n{cond.name}: {r['n_train']} train -> {r['n_test']} test, {args.data}, on {r['device']}, "
           f"{config.recipe}/{config.arch} {config.epochs} epochs: test accuracy {100 * r['test_acc']:.2f}% (TTA); "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -8,13 +8,12 @@ each network is measured after every epoch; ``train_learner`` returns that histo
 
 from __future__ import annotations
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from pipeline.errors import PipelineError
+from pipeline.callbacks import EpochAccuracy
 from pipeline.learner import Spec
-from pipeline.train import Data, Resumable, fit, predict_probs
+from pipeline.train import Data, Resumable, fit
 
 
 class Learner(Resumable):
@@ -44,8 +43,10 @@ class Learner(Resumable):
         opts = self.optimizers()
         return opts if isinstance(opts, list) else [opts]
 
+    def callbacks(self) -> list[pl.Callback]:
+        return [EpochAccuracy(self.test, self.test.labels.cpu().numpy(), "test acc")]
+
     def on_train_epoch_start(self):
-        super().on_train_epoch_start()
         for opt in self._optimizers():
             for group in opt.optimizer.param_groups:
                 group["lr"] = self.lr_plan[self.current_epoch]
@@ -53,22 +54,11 @@ class Learner(Resumable):
 
     def training_step(self, batch, _):
         losses = self.spec.losses(list(self.nets), *batch, epoch=self.current_epoch, epochs=self.epochs, **self.own)
-        self.track(sum(losses) / len(losses))
+        self.log_loss(sum(losses) / len(losses))
         for opt, loss in zip(self._optimizers(), losses):
             opt.zero_grad()
             self.manual_backward(loss)
             opt.step()
-
-    def epoch_summary(self) -> str:
-        labels, accs = self.test.labels.cpu().numpy(), []
-        for net in self.nets:
-            probs = predict_probs(net, self.test, self.precision)
-            if not np.isfinite(probs).all():  # argmax of NaN rows is class 0: a number that means nothing
-                raise PipelineError(f"{self.label}: training diverged: the network predicts NaN or inf in epoch "
-                                    f"{self.current_epoch + 1}; nothing written (lower --lr?)")
-            accs.append(float(np.mean(probs.argmax(1) == labels)))
-        self.history.append(accs)
-        return " test acc " + "/".join(f"{a:.4f}" for a in self.history[-1])
 
 
 def train_learner(data: Data, spec: Spec, *, arch, epochs, batch_size, lr, epoch_decay_start, seed, device,

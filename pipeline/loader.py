@@ -58,6 +58,15 @@ class Batches:
             raise ValueError(f"keep(): expected a mask of {len(self.labels)} rows keeping at least one")
         self.kept = mask.to(self.device)
 
+    @property
+    def sampler(self) -> "Batches":
+        """Lightning calls ``sampler.set_epoch(epoch)`` before every epoch (DistributedSampler's protocol),
+        so a resumed training draws the epoch it resumes at."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def in_order(self) -> "Batches":
         """The same rows, in order, unaugmented and all of them (as ``train=False``), sharing the images."""
         view = copy.copy(self)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
 import platform
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -261,8 +261,11 @@ def produce(artifact: Path, *, stage: str, inputs: dict[str, Path], config: dict
 
 
 def _versions() -> dict[str, str]:
+    """The versions installed of Python and of the packages that compute results."""
     out = {"python": platform.python_version()}
-    for name in ("numpy", "torch", "pytorch_lightning", "cleanlab"):
-        if name in sys.modules:
-            out[name] = getattr(sys.modules[name], "__version__", "?")
+    for name in ("numpy", "torch", "pytorch-lightning", "cleanlab"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
     return out

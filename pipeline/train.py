@@ -1,14 +1,13 @@
 """Training with pytorch-lightning: the resumable training loop every stage uses, and the crossval classifier.
 
-``Resumable`` (per-epoch checkpoints, divergence check, cluster log lines) and ``fit`` carry every
-training; ``Classifier`` / ``train_classifier`` are crossval's; the coteach stage's learners
-(``pipeline.learning``) build on the same pieces. All take their batches from ``loader.Batches``
-(device-resident, augmented on the device) and share ``predict_probs`` for held-out and test predictions.
+``Resumable`` and ``fit`` (with ``pipeline.callbacks``: per-epoch checkpoints, divergence checks, cluster
+log lines) carry every training; ``Classifier`` / ``train_classifier`` are crossval's; the coteach stage's
+learners (``pipeline.learning``) build on the same pieces. All take their batches from ``loader.Batches``
+(device-resident, augmented on the device) and predict with ``predict.predict_probs``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -24,16 +23,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from pipeline import models
+from pipeline import callbacks, models
 from pipeline.errors import PipelineError
 from pipeline.loader import Batches, channel_stats
+from pipeline.predict import predict_probs
 from pipeline.recipes import RECIPES
 
 for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")  # we run under SLURM without srun
 
 
 def _stop_on_sigusr1() -> None:
@@ -51,8 +48,8 @@ def effective_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def make_trainer(device: torch.device, epochs: int, precision: str) -> pl.Trainer:
-    """``precision``: an effective one (see ``effective_precision``)."""
+def make_trainer(device: torch.device, epochs: int, precision: str, hooks: list[pl.Callback] = ()) -> pl.Trainer:
+    """``precision``: an effective one (see ``effective_precision``); ``hooks``: the callbacks, in the order they run."""
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
     _stop_on_sigusr1()
@@ -63,40 +60,14 @@ def make_trainer(device: torch.device, epochs: int, precision: str) -> pl.Traine
         max_epochs=epochs,
         precision=precision,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=any(isinstance(h, pl.callbacks.Checkpoint) for h in hooks),  # else Lightning adds its own
         enable_model_summary=False,
         enable_progress_bar=sys.stderr.isatty(),
         deterministic=device.type == "cpu",  # bit-for-bit reruns where it is free; on CUDA it would cost speed
         benchmark=device.type == "cuda",  # cuDNN picks the fastest kernels for our fixed batch shapes
         num_sanity_val_steps=0,
+        callbacks=list(hooks),
     )
-
-
-@torch.no_grad()
-def predict_probs(net: torch.nn.Module, batches: Batches, precision: str, tta: bool = False) -> np.ndarray:
-    """Softmax probabilities (n, classes) for every row of ``batches``, in order, as float32 whatever the
-    ``precision`` (an effective one: bf16-mixed runs the network under bfloat16 autocast).
-
-    ``tta``: test-time augmentation as airbench does it: logits averaged over each image and its mirror,
-    and (half weight) over the same pair translated 1 px up-left and 1 px down-right (reflected borders),
-    which cancels part of the network's sensitivity to exact position."""
-    was_training = net.training
-    net.eval()
-
-    def mirrored(x):
-        return (net(x).float() + net(x.flip(3)).float()) / 2
-
-    def logits(x):
-        if not tta:
-            return net(x).float()
-        h, w = x.shape[2:]
-        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-        return 0.5 * mirrored(x) + 0.25 * mirrored(padded[:, :, :h, :w]) + 0.25 * mirrored(padded[:, :, 2:, 2:])
-
-    with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
-        out = torch.cat([F.softmax(logits(x), dim=1) for x, _ in batches])  # float32: logits() casts
-    net.train(was_training)
-    return out.cpu().numpy()
 
 
 @dataclass
@@ -127,14 +98,12 @@ class Data:
 
 
 class Resumable(pl.LightningModule):
-    """Per epoch: the mean training loss (a non-finite one fails the run before anything is saved), a
-    log line when stderr is not a terminal (cluster logs), and the whole training state saved
-    atomically to ``self.ckpt`` with ``self.tag`` (the task's config and inputs), the torch RNG state
-    and ``self.history``, so a restarted fit continues exactly where the last finished epoch left it.
-    Subclasses call ``self.track(loss)`` per step, define ``networks()`` (the networks they train, which
-    ``fit`` compiles) and may extend ``epoch_summary``."""
+    """A module ``fit`` trains and resumes. Subclasses log each step's loss with ``log_loss`` (its epoch mean
+    is checked and printed by the callbacks), define ``networks()`` (the networks they train, which ``fit``
+    compiles) and may give ``callbacks()`` of their own (evaluations first: ``callbacks.EpochAccuracy``).
+    Its checkpoint also holds ``self.tag`` (the task's config and inputs), the torch RNG state and
+    ``self.history`` (what the evaluations appended)."""
 
-    ckpt: Path | None = None
     tag: dict | None = None
     label = "training"
     precision = "32-true"  # the effective one, set by ``fit``
@@ -143,35 +112,12 @@ class Resumable(pl.LightningModule):
         super().__init__()
         self.history: list = []
 
-    def on_train_epoch_start(self):
-        self._loss, self._steps, self._start = torch.zeros((), device=self.device), 0, time.perf_counter()
+    def log_loss(self, loss: torch.Tensor) -> None:
+        # batch_size=1: the epoch value is the mean over steps (every batch has the same size).
+        self.log("loss", loss.detach().float(), on_step=False, on_epoch=True, batch_size=1)
 
-    def track(self, loss: torch.Tensor) -> None:
-        self._loss, self._steps = self._loss + loss.detach().float(), self._steps + 1
-
-    def epoch_summary(self) -> str:
-        return ""
-
-    def on_train_epoch_end(self):
-        loss = self._loss.item() / max(1, self._steps)  # the one host sync of the epoch
-        epoch = self.current_epoch + 1
-        if not np.isfinite(loss):
-            raise PipelineError(f"{self.label}: training diverged: mean loss {loss} in epoch {epoch}; nothing written (lower --lr?)")
-        note = self.epoch_summary()
-        if not sys.stderr.isatty():
-            print(f"{self.label}: epoch {epoch}/{self.trainer.max_epochs} loss {loss:.4f}{note} "
-                  f"({time.perf_counter() - self._start:.1f} s)", flush=True)
-        if self.ckpt is not None:
-            tmp = self.ckpt.with_name(f".{self.ckpt.name}.tmp")
-            try:
-                self.trainer.save_checkpoint(tmp)
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.ckpt)
-            except OSError as e:
-                raise PipelineError(f"{self.ckpt}: cannot write the checkpoint ({e.strerror or e})") from None
-            finally:
-                tmp.unlink(missing_ok=True)
+    def callbacks(self) -> list[pl.Callback]:
+        return []
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint.update(tag=self.tag, torch_rng=torch.get_rng_state(), history=self.history)
@@ -201,84 +147,58 @@ def _resumable(ckpt: Path, tag: dict, module: Resumable) -> int | None:
 
 def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ckpt: Path | None, tag: dict, label: str,
         precision: str = "auto", compile: bool = False) -> None:
-    """``trainer.fit``, resuming from ``ckpt`` when it holds a checkpoint of the same task (``tag``).
-    ``precision``: see ``effective_precision``; ``compile``: ``torch.compile`` the module's networks in place
-    (their state_dict keys stay the same, so checkpoints of either kind resume the other)."""
+    """``trainer.fit`` with the callbacks in their order (see ``pipeline.callbacks``), resuming from ``ckpt``
+    when it holds a checkpoint of the same task (``tag``); Lightning restores the module, its optimisers,
+    the callbacks' state and the batches' (``Batches.state_dict``). ``precision``: see ``effective_precision``;
+    ``compile``: ``torch.compile`` the module's networks in place (their state_dict keys stay the same, so
+    checkpoints of either kind resume the other)."""
     tag = json.loads(json.dumps(tag))
     resume = None
     if ckpt is not None and ckpt.exists() and (epoch := _resumable(ckpt, tag, module)) is not None:
-        resume, train.epoch = ckpt, epoch
+        resume = ckpt
         print(f"resuming {ckpt} from epoch {epoch}", flush=True)
-    module.ckpt, module.tag, module.label = ckpt, tag, label
+    module.tag, module.label = tag, label
     module.precision = effective_precision(precision, device)
+    own = module.callbacks()  # before compiling: a callback may copy a network (Lookahead)
     module.to(memory_format=torch.channels_last)  # NHWC convolutions (see loader.Batches._layout)
     if compile:
         for net in module.networks():
             net.compile()
-    make_trainer(device, epochs, module.precision).fit(module, train, ckpt_path=resume, weights_only=True)
+    notes = [c for c in own if isinstance(c, callbacks.EpochAccuracy)]
+    steps = [callbacks.FiniteLoss(), *own, callbacks.LogLine(notes)] + ([callbacks.EpochCheckpoint(ckpt)] if ckpt else [])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # our batches are on the device
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own use of a deprecated torch name
+        warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")  # we run under SLURM without srun
+        make_trainer(device, epochs, module.precision, steps).fit(module, train, ckpt_path=resume, weights_only=True)
 
 
 class Classifier(Resumable):
     """Cross-entropy with label smoothing, Nesterov SGD and a per-step learning rate schedule, with the
     tricks of ``recipe`` (a name of ``recipes.RECIPES``, whose table says what each value does).
 
-    ``prune_epoch`` (either recipe; crossval default: never): at the start of that epoch the network
-    predicts its own training rows (unaugmented), and the rows confident learning flags on those
-    predictions (``prune_by_noise_rate``) are dropped from ``train`` for the remaining epochs. Networks
-    fit the clean labels before they memorise the wrong ones (early learning), so the late, low-lr
-    epochs then fit mostly right labels. The held-out rows are never seen: their probabilities stay out of sample.
+    ``prune_epoch`` (either recipe; crossval default: never): see ``callbacks.Prune``. Networks fit the
+    clean labels before they memorise the wrong ones (early learning), so the late, low-lr epochs then fit
+    mostly right labels. The held-out rows are never seen: their probabilities stay out of sample.
+    ``watch`` = (batches, their true labels): accuracy on them after every epoch (benchmarks only).
     """
 
     def __init__(self, net, *, recipe, lr, weight_decay, label_smoothing, total_steps, watch=None, train=None, prune_epoch=None):
         super().__init__()
         self.net, self.recipe, self.lr, self.weight_decay = net, RECIPES[recipe], lr, weight_decay
         self.label_smoothing, self.total_steps, self.watch = label_smoothing, total_steps, watch
-        self.ema = copy.deepcopy(net).requires_grad_(False) if self.recipe.lookahead else None
         self.train_batches, self.prune_epoch = train, prune_epoch
-        self.pruned: np.ndarray | None = None  # the training rows dropped at prune_epoch
+        self.lookahead = callbacks.Lookahead(self.recipe.lookahead, net, total_steps) if self.recipe.lookahead else None
 
-    def on_train_epoch_start(self):
-        super().on_train_epoch_start()
-        if self.prune_epoch is not None and self.current_epoch >= self.prune_epoch and self.pruned is None:
-            self._prune()
-        whiten, epochs = models.whitening_layer(self.net), self.recipe.whitening_bias_epochs
-        if whiten is not None and epochs is not None:
-            whiten.bias.requires_grad_(self.current_epoch < epochs)  # no gradient, no step, no decay once frozen
-
-    def epoch_summary(self) -> str:
-        """With ``watch`` = (batches, their true labels): accuracy on them after every epoch (no TTA)."""
-        if self.watch is None:
-            return ""
-        batches, labels = self.watch
-        self.history.append(float(np.mean(predict_probs(self.net, batches, self.precision).argmax(1) == labels)))
-        return f" held-out acc {self.history[-1]:.4f}"
-
-    def _prune(self) -> None:
-        from cleanlab.filter import find_label_issues
-
-        rows = self.train_batches.in_order()
-        probs = predict_probs(self.net, rows, self.precision)
-        flagged = find_label_issues(rows.labels.cpu().numpy(), probs, filter_by="prune_by_noise_rate", n_jobs=1)
-        if flagged.all():
-            raise PipelineError(f"{self.label}: confident learning flags every training row at epoch {self.current_epoch}; "
-                                "nothing to train on (a later --prune-epoch?)")
-        self.pruned = np.flatnonzero(flagged)
-        self.train_batches.keep(~flagged)
-        print(f"{self.label}: after epoch {self.current_epoch} confident learning drops {len(self.pruned)} of "
-              f"{len(flagged)} training rows", flush=True)
-
-    def on_save_checkpoint(self, checkpoint):
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["pruned"] = None if self.pruned is None else torch.from_numpy(self.pruned)  # Lightning loads weights only
-
-    def on_load_checkpoint(self, checkpoint):
-        super().on_load_checkpoint(checkpoint)
-        pruned = checkpoint.get("pruned")
-        self.pruned = None if pruned is None else pruned.numpy()
-        if self.pruned is not None:
-            keep = np.ones(len(self.train_batches.labels), bool)
-            keep[self.pruned] = False
-            self.train_batches.keep(keep)
+    def callbacks(self) -> list[pl.Callback]:
+        r, own = self.recipe, []
+        if self.watch is not None:
+            own.append(callbacks.EpochAccuracy(*self.watch, "held-out acc"))
+        if self.prune_epoch is not None:
+            own.append(callbacks.Prune(self.prune_epoch, self.train_batches))
+        if r.whitening_bias_epochs is not None:
+            own.append(callbacks.FreezeWhiteningBias(r.whitening_bias_epochs))
+        return own + ([self.lookahead] if self.lookahead else [])
 
     def networks(self):
         return [self.net]
@@ -286,26 +206,8 @@ class Classifier(Resumable):
     def training_step(self, batch, _):
         x, y = batch
         loss = F.cross_entropy(self.net(x), y, label_smoothing=self.label_smoothing)
-        self.track(loss)
+        self.log_loss(loss)
         return loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        la = self.recipe.lookahead
-        if la is not None and self.global_step % la.every == 0:
-            self._lookahead(la.decay**la.every * (self.global_step / self.total_steps) ** la.power)
-
-    def finish(self) -> None:
-        """The trained network is the average. Called after ``fit``, never from a Lightning hook: a fit
-        resumed from the last epoch's checkpoint returns without running ``on_train_end``."""
-        if self.ema is not None:
-            self._lookahead(1.0)
-
-    @torch.no_grad()
-    def _lookahead(self, decay: float) -> None:
-        for avg, now in zip(self.ema.state_dict().values(), self.net.state_dict().values()):
-            if avg.is_floating_point():
-                avg.lerp_(now, 1 - decay)
-                now.copy_(avg)
 
     def configure_optimizers(self):
         r = self.recipe
@@ -325,15 +227,24 @@ class Classifier(Resumable):
         return [opt], [{"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor), "interval": "step"}]
 
 
+@dataclass
+class Trained:
+    """What ``train_classifier`` returns."""
+
+    probs: np.ndarray  # softmax probabilities (float32) of data.eval_x
+    train_s: float  # seconds to train (a resumed fit: the rest)
+    predict_s: float
+    curve: list[float]  # with ``watch``: accuracy on the watched rows after every epoch
+    pruned: list[int]  # the training rows (indices into data.train_*) dropped at prune_epoch
+
+
 def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight_decay, label_smoothing, seed, device,
                      precision="auto", compile=False, prune_epoch=None, ckpt=None, tag=None, label="crossval",
-                     timings: dict | None = None, watch: np.ndarray | None = None, curve: list | None = None,
-                     pruned: list | None = None) -> np.ndarray:
-    """Train on ``data.train_*``; return softmax probabilities (float32) for ``data.eval_x``. ``ckpt``,
-    ``precision``, ``compile``: see ``fit``; ``timings`` (if given) receives ``train_s`` and ``predict_s``; ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every
-    epoch is printed and appended to ``curve``; ``prune_epoch``: see ``Classifier``, the dropped training
-    rows (indices into ``data.train_*``) are appended to ``pruned``. Non-finite probabilities are an error.
-    ``recipe``: a name of ``recipes.RECIPES``, which also sets the augmentation, the whitening sample and TTA."""
+                     watch: np.ndarray | None = None) -> Trained:
+    """Train on ``data.train_*`` and predict ``data.eval_x``. ``ckpt``, ``precision``, ``compile``: see ``fit``;
+    ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every epoch is
+    printed; ``prune_epoch``: see ``Classifier``. Non-finite probabilities are an error. ``recipe``: a name
+    of ``recipes.RECIPES``, which also sets the augmentation, the whitening sample and TTA."""
     pl.seed_everything(seed, workers=False, verbose=False)
     start = time.perf_counter()
     r = RECIPES[recipe]
@@ -345,19 +256,15 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
                         total_steps=epochs * len(train), watch=None if watch is None else (evaluation, watch),
                         train=train, prune_epoch=prune_epoch)
     fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
-    module.finish()
+    if module.lookahead:
+        module.lookahead.finish(module.net)
     _sync(device)
     trained = time.perf_counter()
     probs = predict_probs(module.net.to(device), evaluation, module.precision, tta=r.tta)
     if not np.isfinite(probs).all():
         raise PipelineError(f"{label}: the trained network predicts NaN or inf; nothing written (lower --lr?)")
-    if timings is not None:
-        timings.update(train_s=trained - start, predict_s=time.perf_counter() - trained)
-    if curve is not None:
-        curve.extend(module.history)
-    if pruned is not None and module.pruned is not None:
-        pruned.extend(module.pruned.tolist())
-    return probs
+    pruned = [] if train.kept is None else np.flatnonzero(~train.kept.cpu().numpy()).tolist()
+    return Trained(probs, trained - start, time.perf_counter() - trained, [h[0] for h in module.history], pruned)
 
 
 def _sync(device: torch.device) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import FAST_CROSSVAL
-from pipeline import coteach, datasets, folds, store, train
+from pipeline import callbacks, coteach, datasets, folds, store, train
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
@@ -101,26 +101,26 @@ def test_every_learner_trains_an_epoch_in_bf16(folds_run, spies, name):
 
 def _stop_after_epoch(monkeypatch, epoch: int):
     """The next fit raises once epoch ``epoch`` is checkpointed, as a killed job would stop."""
-    end = train.Resumable.on_train_epoch_end
+    end = callbacks.EpochCheckpoint.on_train_epoch_end
 
-    def stopping(self):
-        end(self)
-        if self.current_epoch + 1 == epoch:
-            monkeypatch.setattr(train.Resumable, "on_train_epoch_end", end)
+    def stopping(self, trainer, module):
+        end(self, trainer, module)
+        if trainer.current_epoch + 1 == epoch:
+            monkeypatch.setattr(callbacks.EpochCheckpoint, "on_train_epoch_end", end)
             raise RuntimeError("stopped")
 
-    monkeypatch.setattr(train.Resumable, "on_train_epoch_end", stopping)
+    monkeypatch.setattr(callbacks.EpochCheckpoint, "on_train_epoch_end", stopping)
 
 
 def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does(folds_run, tmp_path, monkeypatch, capsys):
     data = _digits(folds_run, 300)
     kw = dict(recipe="airbench", arch="airbench", epochs=3, batch_size=64, lr=0.2, weight_decay=0.002, label_smoothing=0.2,
               seed=0, device=CPU, precision="bf16-mixed", prune_epoch=1, tag={"t": 1})
-    whole = train.train_classifier(data, **kw)
+    whole = train.train_classifier(data, **kw).probs
     _stop_after_epoch(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="stopped"):
         train.train_classifier(data, **kw, ckpt=tmp_path / "fold.ckpt")
-    resumed = train.train_classifier(data, **kw, ckpt=tmp_path / "fold.ckpt")
+    resumed = train.train_classifier(data, **kw, ckpt=tmp_path / "fold.ckpt").probs
     assert "from epoch 2" in capsys.readouterr().out
     assert resumed.dtype == np.float32 and np.array_equal(resumed, whole)
 

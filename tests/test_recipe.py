@@ -6,9 +6,9 @@ import torch
 
 from pipeline import models
 from pipeline.crossval import CrossvalConfig
-from pipeline.recipes import OPTIONS, RECIPES
 from pipeline.errors import PipelineError
 from pipeline.loader import Batches
+from pipeline.recipes import OPTIONS, RECIPES
 
 
 def _flipped_per_epoch(epochs: int, alternate: bool) -> np.ndarray:
@@ -68,16 +68,17 @@ def test_recipe_defaults_fill_only_what_is_left_open():
 
 
 def test_lookahead_leaves_the_averaged_weights_in_the_network():
-    from pipeline.train import Classifier
+    from pipeline.callbacks import Lookahead
+    from pipeline.recipes import RECIPES
 
     net = models.build("airbench", 3, 16, 4)
-    module = Classifier(net, recipe="airbench", lr=0.1, weight_decay=0.0, label_smoothing=0.0, total_steps=10)
+    lookahead = Lookahead(RECIPES["airbench"].lookahead, net, total_steps=10)
     with torch.no_grad():
-        for p in module.net.parameters():
+        for p in net.parameters():
             p.add_(1.0)
-    before = [p.clone() for p in module.ema.parameters()]
-    module._lookahead(0.75)
-    for avg, old, now in zip(module.ema.parameters(), before, module.net.parameters()):
+    before = [p.clone() for p in lookahead.average.parameters()]
+    lookahead.pull(net, 0.75)
+    for avg, old, now in zip(lookahead.average.parameters(), before, net.parameters()):
         assert torch.equal(avg, now) and torch.allclose(avg, old + 0.25)
 
 
@@ -104,8 +105,7 @@ def test_batchnorm_biases_learn_64x_and_the_whitening_bias_freezes_after_3_epoch
             bias = pl_module.net[0].bias
             seen.append(bias.requires_grad and bias.grad is not None)
 
-    trainer = make_trainer(torch.device("cpu"), 5, "32-true")
-    trainer.callbacks.append(Record())
+    trainer = make_trainer(torch.device("cpu"), 5, "32-true", [*module.callbacks(), Record()])
     trainer.fit(module, train)
     assert seen == [True, True, True, False, False]  # gradient steps in epochs 1-3 only (the lookahead still averages it)
 
@@ -138,14 +138,12 @@ def test_pruning_drops_mostly_wrong_labels_and_a_resumed_run_restores_the_same_r
     data, true = _noisy_digits()
     kw = dict(recipe="airbench", arch="airbench", epochs=4, batch_size=64, lr=0.2, weight_decay=0.002, label_smoothing=0.2,
               seed=0, device=torch.device("cpu"), prune_epoch=2, ckpt=tmp_path / "fold.ckpt", tag={"t": 1})
-    first, pruned = [], []
-    probs = train_classifier(data, **kw, pruned=first)
+    first = train_classifier(data, **kw)
     wrong = data.train_labels != true
-    assert 0 < len(first) < len(true) and wrong[first].mean() > 1.5 * wrong.mean()
-    assert torch.load(kw["ckpt"], weights_only=True)["pruned"].tolist() == first
-    again = train_classifier(data, **kw, pruned=pruned)  # resumes from the last epoch: nothing recomputed
+    assert 0 < len(first.pruned) < len(true) and wrong[first.pruned].mean() > 1.5 * wrong.mean()
+    again = train_classifier(data, **kw)  # resumes from the last epoch: nothing recomputed, the kept rows restored
     assert "from epoch 4" in capsys.readouterr().out
-    assert pruned == first and np.array_equal(again, probs)
+    assert again.pruned == first.pruned and np.array_equal(again.probs, first.probs)
 
 
 def test_prune_epoch_must_leave_an_epoch_to_train():
