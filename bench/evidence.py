@@ -167,7 +167,7 @@ class Evidence:
         cv["complete_conditions"] = self.complete
         if self.complete:
             self.stage("c", "combine", "--cond", ",".join(self.complete))
-            self.stage("c", "masks", "--cond", ",".join(self.complete))
+            self.stage("c", "masks", "--cond", ",".join(self.complete), "--paper-psx", f"{self.args.shared}/data/cl-paper/psx")
 
     def done_folds(self, cond: str | None = None) -> int:
         """Finished (verifying) shards of ``cond`` (or of every condition)."""
@@ -234,7 +234,7 @@ class Evidence:
     # (e) ------------------------------------------------------------------------------------------------
     def step_e(self) -> None:
         if self.run.registry.exists():
-            self.stage("e", "report", "--seeds", "0", "--paper-psx", f"{self.args.shared}/data/cl-paper/psx", stop_left=0)
+            self.stage("e", "report", "--seeds", "0", stop_left=0)
         report = self.run.report_dir
         if (report / "table.md").exists():
             shutil.copy2(report / "table.md", self.out / "table.md")

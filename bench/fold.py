@@ -36,13 +36,12 @@ from pipeline.crossval import CrossvalConfig
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
 from pipeline.loader import channel_stats
-from pipeline.masks import CL_METHODS, detection, find_masks
+from pipeline.masks import CL_METHODS, PAPER_PSX, detection, find_masks
 from pipeline.options import Range
 from pipeline.train import Data, effective_precision, train_classifier
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SHARED_CIFAR = SHARED / "cifar10-jpeg.tar.gz"
-PAPER_PSX = SHARED / "cl-paper" / "psx"
 
 
 def paper_condition(name: str) -> conditions.Condition | None:

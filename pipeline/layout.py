@@ -48,6 +48,10 @@ class RunDir:
         """One CL method's keep mask (``masks.CL_METHODS``' id)."""
         return self.condition_dir(cond) / "masks" / f"{method}.npy"
 
+    def paper_detection(self, cond: str) -> Path:
+        """The five methods' detection on the CL paper's psx (conditions with the paper's labels)."""
+        return self.condition_dir(cond) / "paper_psx_detection.json"
+
     def old_masks(self, cond: str) -> Path:
         """Where every method's mask was, in one file, before each got its own (read by nothing now)."""
         return self.condition_dir(cond) / "masks.npz"

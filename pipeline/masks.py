@@ -26,6 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.folds import check_probs
 from pipeline.layout import RunDir
 
+PAPER_PSX = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cl-paper" / "psx"
 # The paper's name -> our id (a cleanlab ``filter_by`` where one matches); in the order of the paper's Table 2.
 CL_METHODS = {
     "C_confusion": "predicted_neq_given",
@@ -168,3 +169,24 @@ def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = Fal
     return {m: store.produce(path, stage="masks", inputs=inputs, config={**config, "method": m}, make=lambda m=m: make(m),
                              force=force)
             for m, path in mask_paths(run, cond).items()}
+
+
+def run_paper_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = False) -> bool | None:
+    """Write ``cond``'s detection by the five methods on the CL paper's own psx (``psx_dir``, a folder of its
+    ``*_psx.npy``), for a condition with the paper's labels; True if made, False if current, None where there
+    is nothing to compare (other labels, or no such folder or file)."""
+    if conditions.registry(run)[cond].paper_key is None or not Path(psx_dir).is_dir():
+        return None
+    try:
+        psx = resolve_psx(psx_dir, run, cond)
+    except PipelineError:
+        return None
+    inputs = {"dataset": run.require(run.dataset, "data"), "labels": conditions.load(run, cond).labels}
+
+    def make():
+        ds = datasets.cached(inputs["dataset"])
+        return detect(store.read(inputs["labels"]), ds.train_y, store.load(psx), str(psx), ds.num_classes)[1], {
+            "psx_dir": str(psx_dir)}
+
+    config = {"methods": list(CL_METHODS.values()), "psx": str(psx.resolve()), "psx_checksum": store.checksum(psx)}
+    return store.produce(run.paper_detection(cond), stage="masks", inputs=inputs, config=config, make=make, force=force)

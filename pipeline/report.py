@@ -3,8 +3,8 @@ helps (paired by seed), the label-error detection of the CL methods on this run'
 paper's, and three plots; Markdown, CSV and PNG in ``report/``.
 
 Accuracy is aggregated over whatever seeds (trials) exist: mean ± sample std (ddof=1). Accuracies
-are fractions in records and CSV, percentages in the Markdown. Detection on the paper's psx
-(conditions with the paper's labels only) is cached in ``report/paper_psx/<condition>.json``.
+are fractions in records and CSV, percentages in the Markdown. The report reads artifacts and makes
+none: detection on the paper's psx (conditions with the paper's labels) is the masks stage's.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import conditions, coteach, datasets, paired, plots, store
+from pipeline import conditions, coteach, paired, plots, store
 from pipeline.conditions import parse_conditions
 from pipeline.coteach import ROWS
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
-from pipeline.masks import CL_METHODS, detect, mask_paths, resolve_psx
+from pipeline.masks import CL_METHODS, PAPER_PSX, mask_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 # The paper's Table 2, two ways: as published (default), and trial 1 of 10 of its own Co-Teaching runs.
@@ -31,7 +31,6 @@ PAPER_TABLES = {
     "published": (ROOT / "data" / "cl_paper_table2_published.csv", "the CL paper's Table 2 as published"),
     "trial1": (ROOT / "data" / "cl_paper_table2.csv", "trial 1 of 10 of the CL paper's Co-Teaching runs"),
 }
-PAPER_PSX = ROOT.parent / "shared" / "data" / "cl-paper" / "psx"
 PAPER_CONDITIONS = {c.paper_column: c for c in parse_conditions("paper")}  # "4_6" -> n70_s40
 ROWS_NAMES = {"none": "all rows", **{v: k for k, v in CL_METHODS.items()}}
 
@@ -56,29 +55,7 @@ def paper_table(which: str = "published") -> tuple[dict[tuple[str, str, str], tu
     return cells, unmatched
 
 
-def paper_psx_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = False) -> dict | None:
-    """``{filter_by: detection}`` of the five methods on the paper's psx, for a condition with the
-    paper's labels (None otherwise, or when ``psx_dir`` lacks its file), cached in ``report/paper_psx/``."""
-    if conditions.registry(run)[cond].paper_key is None or not Path(psx_dir).is_dir():
-        return None
-    try:
-        psx = resolve_psx(psx_dir, run, cond)
-    except PipelineError:
-        return None
-    out = run.report_dir / "paper_psx" / f"{cond}.json"
-    inputs = {"dataset": run.dataset, "labels": run.labels(cond)}
-    config = {"methods": list(CL_METHODS.values()), "psx": str(psx.resolve()), "psx_checksum": store.checksum(psx)}
-
-    def make():
-        ds = datasets.cached(run.dataset)
-        return detect(store.read(run.labels(cond)), ds.train_y, store.load(psx), str(psx), ds.num_classes)[1], {"psx": str(psx)}
-
-    store.produce(out, stage="report", inputs=inputs, config=config, make=make, force=force)
-    return store.read(out)
-
-
-def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_psx: Path | None = None,
-            force: bool = False) -> tuple[list[dict], list[str], dict[str, dict[str, dict]], dict[str, conditions.Loaded]]:
+def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tuple[list[dict], list[str], dict[str, dict[str, dict]], dict[str, conditions.Loaded]]:
     """(records, stale, configs, loaded conditions). Records: one per (condition, rows, learner, seed) metrics file
     (``seeds``: only these; default all found), and per (condition, method) detection on this run's masks (psx
     "run") and on the paper's psx ("paper"). Only results whose whole chain verifies are records; the others are
@@ -109,8 +86,13 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper
             records += [{**base, "kind": "detection", "psx": "run", "method": m, **v["info"]["detection"]} for m, v in made.items()]
         except PipelineError as e:
             stale.append(str(e))
-        for method, d in ((paper_psx and paper_psx_detection(run, cond, paper_psx, force)) or {}).items():
-            records.append({**base, "kind": "detection", "psx": "paper", "method": method, **d})
+        if run.paper_detection(cond).exists():
+            try:
+                made = store.verify(run.paper_detection(cond))
+                records += [{**base, "kind": "detection", "psx": "paper", "psx_dir": made["info"]["psx_dir"], "method": m, **d}
+                            for m, d in store.load(run.paper_detection(cond)).items()]
+            except PipelineError as e:
+                stale.append(str(e))
         for rows in ROWS:
             for learner in BY_NAME:
                 cell = {}
@@ -395,25 +377,23 @@ def column_heading(loaded: conditions.Loaded) -> str:
     return f"{c.name} ({rate}{what})"
 
 
-def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_psx: Path | None = PAPER_PSX,
-          force: bool = False, paper_which: str = "published") -> tuple[list[Path], str]:
+def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_which: str = "published") -> tuple[list[Path], str]:
     """Write the report into ``report/``: ``table.md``, ``table.csv`` (every record), ``accuracy.csv``,
     ``detection.csv`` and ``cleaning.csv`` (the summaries), ``noise_matrices.png``, ``accuracy_vs_noise.png``
     and ``cleaning_helps.png``.
     ``paper_which``: the paper's table to compare with (``PAPER_TABLES``). Returns (the files written, the Markdown)."""
-    have_psx = paper_psx is not None and Path(paper_psx).is_dir()
-    records, stale, configs, loaded = collect(run, conds, seeds, paper_psx if have_psx else None, force)
+    records, stale, configs, loaded = collect(run, conds, seeds)
     paper, unmatched = paper_table(paper_which)
     acc, det = accuracy_summary(records, paper), detection_summary(records)
     cleaning, not_compared = cleaning_summary(records, configs["coteach"])
-    if not have_psx:
-        note = f"The paper's psx: {paper_psx} is absent; detection on them skipped."
-    elif not any(c.condition.paper_key for c in loaded.values()):
+    dirs = sorted({r["psx_dir"] for r in records if r.get("psx") == "paper"})
+    if not any(c.condition.paper_key for c in loaded.values()):
         note = "The paper's psx: no condition here has the paper's labels; detection on them skipped."
-    elif not any(r.get("psx") == "paper" for r in records):
-        note = f"The paper's psx: {paper_psx} holds no psx file for these conditions; detection on them skipped."
+    elif not dirs:
+        note = (f"The paper's psx: no detection on them (make masks makes it where {PAPER_PSX}, or masks "
+                "--paper-psx DIR, holds the paper's psx files).")
     else:
-        note = f"The paper's psx: {paper_psx} (4-fold cross-validated ResNet-50, from the paper's repository)."
+        note = f"The paper's psx: {', '.join(dirs)} (4-fold cross-validated ResNet-50, from the paper's repository)."
     table, title = PAPER_TABLES[paper_which]
     notes = [note, f"The paper's cells: {title} ({table.relative_to(ROOT)}; its 'measure' column says what each row "
              "measured).", *config_notes(configs)]

@@ -1,4 +1,5 @@
-"""masks: label-error masks of the five CL methods (cleanlab) for every condition, with detection quality."""
+"""masks: label-error masks of the five CL methods (cleanlab) for every condition, with detection quality;
+for conditions with the CL paper's labels also the five methods' detection on the paper's own psx."""
 
 from pathlib import Path
 
@@ -11,6 +12,9 @@ def parser():
     p.add_argument("--psx", type=Path, default=None,
                    help="use these probabilities instead of the run's psx.npy: a .npy (rows in dataset order; "
                         "with --cond naming one condition) or a folder of the paper's *_psx.npy files")
+    p.add_argument("--paper-psx", type=Path, default=masks.PAPER_PSX,
+                   help="folder of the paper's *_psx.npy files: detection on them for conditions with the paper's "
+                        "labels, beside ours in the report (skipped when absent)")
     return p
 
 
@@ -20,6 +24,8 @@ def run(args):
     if args.psx is not None and args.psx.is_file() and len(conds) != 1:
         raise store.PipelineError(f"--psx {args.psx} is one file: name one condition with --cond")
     for cond in conds:
+        if (made := masks.run_paper_detection(run, cond, args.paper_psx, args.force)) is not None:
+            cli.log(f"{'wrote' if made else 'current'}: {run.paper_detection(cond)} (on the paper's psx)")
         made = masks.run_masks(run, cond, masks.resolve_psx(args.psx, run, cond), args.force)
         for method, path in masks.mask_paths(run, cond).items():
             d = store.verify(path)["info"]["detection"]

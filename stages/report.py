@@ -1,8 +1,6 @@
 """report: our test accuracy per (rows, learner) beside the CL paper's Table 2 (final and best epoch, mean ± std over seeds),
-label-error detection on this run's psx and on the paper's, and plots (report/*.md, *.csv, *.png). Only
+label-error detection on this run's psx and on the paper's (made by masks), and plots (report/*.md, *.csv, *.png). Only
 results whose whole chain of artifacts is current are shown; stale ones are listed."""
-
-from pathlib import Path
 
 from pipeline import cli, conditions, options, report
 from pipeline.coteach import SEEDS
@@ -12,9 +10,6 @@ def parser():
     p = cli.parser(__doc__)
     cli.add_condition_arg(p)
     p.add_argument("--seeds", default="", help="comma-separated seeds (trials) to aggregate (default: every seed found)")
-    p.add_argument("--paper-psx", type=Path, default=report.PAPER_PSX,
-                   help="folder of the paper's *_psx.npy files, for detection on conditions with the paper's labels "
-                        "(skipped when absent)")
     p.add_argument("--paper-table", choices=tuple(report.PAPER_TABLES), default="published",
                    help="the paper's cells to compare with: published (its Table 2, default) or trial1 (trial 1 of 10 "
                         "of its Co-Teaching runs)")
@@ -24,8 +19,7 @@ def parser():
 def run(args):
     run = cli.run_dir(args)
     seeds = options.int_list(args.seeds, SEEDS, "--seeds") if args.seeds else None
-    files, text = report.write(run, conditions.names(run, args.cond), seeds, args.paper_psx, args.force,
-                               args.paper_table)
+    files, text = report.write(run, conditions.names(run, args.cond), seeds, args.paper_table)
     cli.log(text)
     cli.log("wrote: " + ", ".join(str(f) for f in files))
 

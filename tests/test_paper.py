@@ -113,3 +113,7 @@ def test_stages_on_cifar10_with_the_paper_labels_and_psx(tmp_path, cifar_index):
     made = {m: store.verify(p)["info"] for m, p in mask_paths(run, "n20_s0").items()}
     assert made["both"]["psx_acc_true"] > 0.75  # the paper's ResNet-50 at 20% noise: 80%; rows out of order would give 10%
     assert made["confident_joint"]["detection"]["recall"] > 0.8
+    # masks made from the paper's psx and the paper-psx detection beside them agree
+    assert f"wrote: {run.paper_detection('n70_s40')} (on the paper's psx)" in out
+    paper = store.read(run.paper_detection("n20_s0"))
+    assert all(paper[m] == made[m]["detection"] for m in CL_METHODS.values())

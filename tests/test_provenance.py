@@ -99,7 +99,7 @@ def test_remaking_any_artifact_makes_exactly_its_dependants_stale(run, kind):
                 store.verify(art)
         else:
             store.verify(art)
-    _, md = report.write(run, conditions.names(run), paper_psx=None)
+    _, md = report.write(run, conditions.names(run))
     shown = accuracy_row(md, "C+NR × Co-Teaching")
     assert shown == (run.coteach("n20_s0", "both", "coteaching", 0).resolve() not in stale)
     assert ("Not shown: stale" in md) == bool(stale)
@@ -109,7 +109,7 @@ def test_a_hand_edited_result_is_not_reported(run):
     path = run.coteach("n20_s0", "both", "coteaching", 0)
     metrics = store.load(path)
     path.write_text(json.dumps({**metrics, "final_acc": 0.99, "best_acc": 0.99}))
-    _, md = report.write(run, conditions.names(run), paper_psx=None)
+    _, md = report.write(run, conditions.names(run))
     assert "99.0" not in md and not accuracy_row(md, "C+NR × Co-Teaching")
     assert f"{path}: changed since it was made" in md
 

@@ -66,10 +66,10 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
 
     # --seeds narrows the aggregation; a cell with fewer seeds than the others says so.
     (run.coteach("n20_s0", "none", "coteaching", 1)).unlink()
-    _, md = report.write(run, conditions.names(run), seeds=None, paper_psx=tmp_path / "absent")
+    _, md = report.write(run, conditions.names(run), seeds=None)
     alone = store.load(run.coteach("n20_s0", "none", "coteaching", 0))["final_acc"]
     assert f"| all rows × Co-Teaching | {100 * alone:.1f} (n=1) | – |" in md
-    assert f"{tmp_path / 'absent'} is absent; detection on them skipped" in md
+    assert "no condition here has the paper's labels; detection on them skipped" in md
     _, md = report.write(run, conditions.names(run), seeds=[1])
     assert "seeds [1]" in md and row_of(md, cnr) == f"{cnr}{100 * final[1]:.1f} | – |"
     assert "| all rows × Co-Teaching |" not in md
@@ -83,7 +83,7 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
 
 
 @needs_shared
-def test_detection_on_the_paper_psx_is_computed_and_cached(tmp_path):
+def test_detection_on_the_paper_psx_is_made_by_masks_and_read_by_the_report(tmp_path):
     """A run whose dataset is CIFAR-10's training labels in ImageFolder order (blank 8x8 images): the
     paper's psx need no training. n40_s60 is the 6_4 file, whose float16 rows sum to 1 only within 1.3e-2."""
     files = datasets._Files(SHARED / "data" / "cifar10-jpeg.tar.gz")
@@ -98,10 +98,11 @@ def test_detection_on_the_paper_psx_is_computed_and_cached(tmp_path):
     store.produce(run.dataset, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
                   make=lambda: (ds.arrays(), {"classes": classes}))
     stage("noise", run.root, "--conditions", "paper")
-    masks.run_masks(run, "n20_s0", masks.resolve_psx(report.PAPER_PSX, run, "n20_s0"))
+    masks.run_masks(run, "n20_s0", masks.resolve_psx(masks.PAPER_PSX, run, "n20_s0"))
+    assert [masks.run_paper_detection(run, c, masks.PAPER_PSX) for c in ("n20_s0", "n40_s60", "n40_s0")] == [True, True, True]
     out = stage("report", run.root, "--cond", "n20_s0,n40_s60").stdout
 
-    assert f"The paper's psx: {report.PAPER_PSX} (4-fold" in out
+    assert f"The paper's psx: {masks.PAPER_PSX} (4-fold" in out
     det = {(r["condition"], r["method"]): r for r in rows(run.report_dir / "detection.csv")}
     assert len(det) == 10
     for method in ("predicted_neq_given", "prune_by_class", "confident_joint", "both", "prune_by_noise_rate"):
@@ -110,11 +111,12 @@ def test_detection_on_the_paper_psx_is_computed_and_cached(tmp_path):
         r = det["n40_s60", method]
         assert r["run_f1"] == "" and float(r["paper_precision"]) > 0.45 and float(r["paper_recall"]) > 0.45
     assert "| n40_s60 | PBNR | – | 0.7" in out
-    cached = run.report_dir / "paper_psx" / "n40_s60.json"
-    assert store.verify(cached)["info"]["psx"].endswith("0_6__noise_amount__0_4__resnet50_psx.npy")
-    before = cached.stat().st_mtime_ns
+    made = run.paper_detection("n40_s60")
+    assert store.verify(made)["config"]["psx"].endswith("0_6__noise_amount__0_4__resnet50_psx.npy")
+    before = made.stat().st_mtime_ns
     report.write(run, ["n40_s60"])
-    assert cached.stat().st_mtime_ns == before  # re-running the report reads the cache
+    assert masks.run_paper_detection(run, "n40_s60", masks.PAPER_PSX) is False  # current: not made again
+    assert made.stat().st_mtime_ns == before and not (run.report_dir / "paper_psx").exists()  # the report makes nothing
     assert_png(run.report_dir / "noise_matrices.png")
 
 
@@ -134,7 +136,7 @@ def test_the_published_table_sits_beside_ours_for_the_papers_conditions(blank_ci
     for methods, learners in (("both", "coteaching,plain"), ("none", "plain")):
         stage("coteach", run.root, "--cond", "n20_s0", "--methods", methods, "--learners", learners,
               *FAST_COTEACH, "--epochs", "1", "--batch-size", "4096")
-    md = stage("report", run.root, "--cond", "n20_s0", "--paper-psx", str(tmp_path / "absent")).stdout
+    md = stage("report", run.root, "--cond", "n20_s0").stdout
     beside = md.split("## Beside the CL paper's Table 2 as published")[1].split("## ")[0]
 
     acc = {(r["rows"], r["learner"]): r for r in rows(run.report_dir / "accuracy.csv")}
@@ -149,7 +151,7 @@ def test_the_published_table_sits_beside_ours_for_the_papers_conditions(blank_ci
     assert "Rows of that table with no learner here: INCV, MentorNet, S-Model, Reed." in beside
     assert "| n20_s0 (20%, paper 0_2) |" in md
 
-    trial = stage("report", run.root, "--cond", "n20_s0", "--paper-table", "trial1", "--paper-psx", str(tmp_path / "absent")).stdout
+    trial = stage("report", run.root, "--cond", "n20_s0", "--paper-table", "trial1").stdout
     assert "| n20_s0 | 0_2 | C+NR × Co-Teaching | 89.2 | best epoch of either network |" in trial
 
 
