@@ -10,7 +10,7 @@ RUN/slurm/logs/<array id>_<index>/. Each element gets --gpus-per-task GPUs (0: i
 On SIGUSR1 (sent --signal-delay seconds before the time limit, or by `scancel --signal=USR1`)
 an element is requeued and resumes from its last epoch's checkpoint. `--wait` waits for the
 array and fails if any task failed; otherwise run the next stage once `squeue` shows it done.
-`--tasks-only` writes the task list and prints the `sbatch` command for slurm/<stage>.sbatch.
+`--tasks-only` writes the task list and prints the `sbatch` command for slurm/array.sbatch (one template for every stage).
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def run(args):
                       "signal": f"B:{PREEMPT_SIGNAL}@{args.signal_delay}",  # the template's shell traps it
                       "export": f"ALL,TASKS={listing}"})
         cmd = ["sbatch", *(f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items()),
-               str(ROOT / "slurm" / f"{stage.name}.sbatch")]
+               str(ROOT / "slurm" / "array.sbatch")]
         cli.log("submit it with:\n  " + shlex.join(cmd))
         return
     if shutil.which("sbatch") is None:

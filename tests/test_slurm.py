@@ -5,6 +5,7 @@ Skipped, with the reason, where the cluster cannot start (no SLURM packages, not
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -119,3 +120,17 @@ def test_signalled_task_is_requeued_and_resumes_from_its_checkpoint(slurm_env, n
     config = crossval.CrossvalConfig(folds=3, epochs=8, batch_size=128)
     assert crossval.STAGE.pending(run, [(cond, 0), (cond, 1)], config) == []  # both shards current
     assert not ckpt.exists()
+
+
+def test_the_one_sbatch_template_runs_a_task_list_without_submitit(slurm_env, noisy_run):
+    """--tasks-only writes the list and prints the sbatch command for slurm/array.sbatch, the template of every
+    stage; run as printed (plus --wait), its element makes the task's artifact."""
+    run, cond = noisy_run, "n20_s0"
+    out = submit(slurm_env, "crossval", run, "--cond", cond, "--fold", "0", *FAST, *ON_CPU, "--tasks-only")
+    cmd = shlex.split(out.split("submit it with:\n", 1)[1].strip().splitlines()[0])
+    assert cmd[0] == "sbatch" and cmd[-1] == str(ROOT / "slurm" / "array.sbatch") and "--job-name=cl-crossval" in cmd
+    env = {**slurm_env, "CL_PYTHON": sys.executable}
+    proc = subprocess.run([*cmd[:-1], "--wait", cmd[-1]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    config = crossval.CrossvalConfig(folds=3, epochs=2, batch_size=128)  # FAST
+    assert crossval.STAGE.pending(run, [(cond, 0)], config) == []
