@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import datasets, store
-from pipeline.datasets import Dataset, source_index
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.lock import waiting
+from pipeline.sources.base import Dataset, source_index
 
 PAPER_LABELS = Path(__file__).resolve().parent.parent / "data" / "cl_paper_cifar10_noisy_labels.npz"
 PAPER_SPARSITIES = (0.0, 0.2, 0.4, 0.6)

@@ -12,6 +12,7 @@ from pipeline import datasets, review, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.masks import read_masks
+from pipeline.sources.base import Decoder
 
 
 def save(path, array, mode=None):
@@ -42,7 +43,7 @@ def test_mixed_sizes_need_image_size_which_resizes_with_antialiasing(tmp_path):
     assert sorted(np.bincount(ds.train_y)) == [3, 3] and sorted(np.bincount(ds.test_y)) == [1, 1]  # stratified
     # A checkerboard shrunk 4x averages to grey (antialiased), where point sampling would keep black or white.
     board = Image.fromarray((np.indices((40, 40)).sum(0) % 2 * 255).astype(np.uint8), "L")
-    shrunk = datasets._Decoder(10, None).image(_png(board), "board")
+    shrunk = Decoder(10, None).image(_png(board), "board")
     assert shrunk.shape == (10, 10, 1) and 100 < shrunk.mean() < 155 and shrunk.std() < 40
 
 
@@ -55,7 +56,7 @@ def _png(image):
 def test_modes_grayscale_stays_one_channel_rgba_palette_and_16_bit_convert(tmp_path):
     gray = flat_folder(tmp_path / "gray", make=lambda i, s: Image.fromarray(np.full((s, s), 10 * i, np.uint8), "L"))
     assert datasets.read_source(str(gray), test_fraction=0.25).train_x.shape[-1] == 1
-    decode = lambda im: datasets._Decoder(None, None).image(_png(im), "x")
+    decode = lambda im: Decoder(None, None).image(_png(im), "x")
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 0], rgba[:2, :, 3], rgba[2:, :, 3] = 200, 255, 0  # red, opaque on top, transparent below
     out = decode(Image.fromarray(rgba, "RGBA"))

@@ -6,6 +6,7 @@ import pytest
 from conftest import SHARED, needs_shared
 from pipeline import conditions, datasets
 from pipeline.masks import CL_METHODS, detection, find_masks, mask_paths
+from pipeline.sources import imagefolder
 
 pytestmark = needs_shared
 JSON_DIR = SHARED / "data" / "cl-paper" / "noisy_labels"
@@ -15,8 +16,8 @@ PSX_DIR = SHARED / "data" / "cl-paper" / "psx"
 @pytest.fixture(scope="module")
 def cifar_index():
     """(ids, true labels) of the JPEG copy's training set in ImageFolder order, without decoding images."""
-    files = datasets._Files(SHARED / "data" / "cifar10-jpeg.tar.gz")
-    classes, entries = datasets.imagefolder_index(files, "train")
+    files = imagefolder.Files(SHARED / "data" / "cifar10-jpeg.tar.gz")
+    classes, entries = imagefolder.imagefolder_index(files, "train")
     ids = np.array([f"{classes[c]}/{rel.rsplit('.', 1)[0]}" for c, rel in entries])
     return ids, np.array([c for c, _ in entries])
 

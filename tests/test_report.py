@@ -11,6 +11,8 @@ from PIL import Image
 from conftest import FAST_COTEACH, SHARED, needs_shared, stage
 from pipeline import conditions, datasets, folds, masks, report, store
 from pipeline.layout import RunDir
+from pipeline.sources import imagefolder
+from pipeline.sources.base import source_index
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -86,13 +88,13 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
 def test_detection_on_the_paper_psx_is_made_by_masks_and_read_by_the_report(tmp_path):
     """A run whose dataset is CIFAR-10's training labels in ImageFolder order (blank 8x8 images): the
     paper's psx need no training. n40_s60 is the 6_4 file, whose float16 rows sum to 1 only within 1.3e-2."""
-    files = datasets._Files(SHARED / "data" / "cifar10-jpeg.tar.gz")
-    classes, entries = datasets.imagefolder_index(files, "train")
+    files = imagefolder.Files(SHARED / "data" / "cifar10-jpeg.tar.gz")
+    classes, entries = imagefolder.imagefolder_index(files, "train")
     stems = [rel.rsplit(".", 1)[0] for _, rel in entries]
     ds = datasets.Dataset(
         train_x=np.zeros((len(entries), 8, 8, 3), np.uint8), train_y=np.array([c for c, _ in entries]),
         train_ids=np.array([f"{classes[c]}/{s}" for (c, _), s in zip(entries, stems)]),
-        train_source_index=np.array([datasets.source_index(s) for s in stems]),
+        train_source_index=np.array([source_index(s) for s in stems]),
         test_x=np.zeros((10, 8, 8, 3), np.uint8), test_y=np.arange(10), classes=np.array(classes))
     run = RunDir(tmp_path / "run")
     store.produce(run.dataset, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
