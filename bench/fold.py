@@ -29,16 +29,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline import cli, conditions, datasets, devices, store
 from pipeline.crossval import CrossvalConfig
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
-from pipeline.loader import channel_stats
 from pipeline.masks import CL_METHODS, PAPER_PSX, detection, find_masks
 from pipeline.options import Range
-from pipeline.train import Data, effective_precision, train_classifier
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SHARED_CIFAR = SHARED / "cifar10-jpeg.tar.gz"
@@ -78,9 +75,12 @@ def heldout_quality(probs: np.ndarray, noisy: np.ndarray, true: np.ndarray) -> d
 
 def paper_recipe(ds, train, device, steps: int, batch_size: int) -> dict:
     """Training throughput of the paper's recipe over ``steps`` steps (after 3 warm-up steps)."""
+    import torch
     import torchvision
     from PIL import Image
     from torchvision import transforms
+
+    from pipeline.loader import channel_stats
 
     mean, std = channel_stats(ds.train_x[train])
     size = ds.train_x.shape[1]
@@ -126,7 +126,9 @@ def paper_recipe(ds, train, device, steps: int, batch_size: int) -> dict:
     return {"images_per_s": seen / (time.perf_counter() - start), "steps": steps}
 
 
-def _sync(device: torch.device) -> None:
+def _sync(device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -202,6 +204,10 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     p.add_argument("--probs", type=Path, default=None, help="save the held-out rows and probabilities to this .npz")
     args, config, cond, device, ds = setup(p)
+    import torch  # torch and Lightning once the arguments are checked: bad input fails in well under a second
+
+    from pipeline.train import Data, effective_precision, train_classifier
+
     noisy, paper_psx = noisy_labels(cond, ds, args.paper_psx)
     train, held = fold_rows(noisy, ds.num_classes, args.fold, args.subset)
     if device.type == "cuda":

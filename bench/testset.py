@@ -21,7 +21,6 @@ import numpy as np
 
 from bench.fold import PAPER_PSX, noisy_labels, parser, setup
 from pipeline import cli, devices, store
-from pipeline.train import Data, train_classifier
 
 
 def main() -> None:
@@ -29,6 +28,8 @@ def main() -> None:
     p.add_argument("--watch", action="store_true", help="after every epoch, print the test accuracy (no TTA; costs one pass)")
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args, config, cond, device, ds = setup(p)
+    from pipeline.train import Data, train_classifier  # once the arguments are checked (see bench.fold)
+
     labels, _ = noisy_labels(cond, ds, PAPER_PSX)
     data = Data(ds.train_x, labels, ds.test_x, ds.test_y, ds.num_classes)
     start = time.perf_counter()
