@@ -53,9 +53,14 @@ class Condition:
 
     @property
     def kind(self) -> str:
+        """Which of ``KINDS`` makes its labels."""
         if self.human_key is not None:
             return "cifar10n"
         return self.source if self.source in ("paper", "generated") else "given"
+
+    def describe(self) -> str:
+        """The condition in words (its kind says how, ``KINDS``)."""
+        return KINDS[self.kind].describe(self)
 
     @property
     def paper_key(self) -> str | None:
@@ -365,12 +370,12 @@ def _update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path
     for cond in add:
         check_name(cond.name)
         if cond.name in seen:
-            raise PipelineError(f"condition {cond.name} is given twice ({_what(seen[cond.name])}; {_what(cond)}): "
+            raise PipelineError(f"condition {cond.name} is given twice ({seen[cond.name].describe()}; {cond.describe()}): "
                                 "give distinct values or names")
         seen[cond.name] = cond
         old = reg.get(cond.name)
         if old is not None and cond.name not in remove and old.kind != cond.kind:
-            raise PipelineError(f"condition {cond.name} exists as {_what(old)}; --remove {cond.name} first, or use another name")
+            raise PipelineError(f"condition {cond.name} exists as {old.describe()}; --remove {cond.name} first, or use another name")
     for name in remove:
         del reg[name]
     _save(run, reg)
@@ -388,17 +393,65 @@ def _save(run: RunDir, reg: dict[str, Condition]) -> None:
         store.save(run.registry, [asdict(c) for c in reg.values()])
 
 
-def _what(cond: Condition) -> str:
-    if cond.kind == "given":
+class Paper:
+    """The CL paper's own noisy labels (``data/cl_paper_cifar10_noisy_labels.npz``, or its JSON files)."""
+
+    def source(self, cond: Condition, json_dir: Path | None) -> Path | None:
+        return _paper_source(cond, json_dir)
+
+    def labels(self, cond: Condition, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, None]:
+        return paper_labels(cond, ds, json_dir), None
+
+    def describe(self, cond: Condition) -> str:
+        return f"paper noise {cond.noise}, sparsity {cond.sparsity}"
+
+
+class Generated:
+    """Noise drawn with cleanlab's generator (seeded); also returns the generating noise matrix."""
+
+    def source(self, cond: Condition, json_dir: Path | None) -> Path | None:
+        return None
+
+    def labels(self, cond: Condition, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+        return generate(ds.train_y, ds.num_classes, cond.noise, cond.sparsity, cond.seed)
+
+    def describe(self, cond: Condition) -> str:
+        return f"generated noise {cond.noise}, sparsity {cond.sparsity}, seed {cond.seed}"
+
+
+class Given:
+    """Noisy labels made elsewhere: a ``.npy`` of one label per training row, in dataset order."""
+
+    def source(self, cond: Condition, json_dir: Path | None) -> Path | None:
+        return Path(cond.source)
+
+    def labels(self, cond: Condition, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, None]:
+        return validate_labels(store.load(source), len(ds.train_y), ds.num_classes, str(source)), None
+
+    def describe(self, cond: Condition) -> str:
         return f"labels given in {cond.source}"
-    if cond.kind == "cifar10n":
+
+
+class Cifar10N:
+    """One of CIFAR-10N's real human label sets, from its ``CIFAR-10_human.pt``."""
+
+    def source(self, cond: Condition, json_dir: Path | None) -> Path | None:
+        return Path(cond.source)
+
+    def labels(self, cond: Condition, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, None]:
+        return cifar10n_labels(source, cond.human_key, ds), None
+
+    def describe(self, cond: Condition) -> str:
         return f"CIFAR-10N's {cond.human_key} from {cond.source}"
-    return f"{cond.kind} noise {cond.noise}, sparsity {cond.sparsity}" + (f", seed {cond.seed}" if cond.kind == "generated" else "")
+
+
+KINDS = {"paper": Paper(), "generated": Generated(), "given": Given(), "cifar10n": Cifar10N()}  # by Condition.kind
 
 
 def write_labels(run: RunDir, cond: Condition, json_dir: Path | None, force: bool = False) -> bool:
     """Write ``conditions/<name>/labels.npy`` (its manifest records the noise matrix); True if made."""
-    source = {"paper": _paper_source(cond, json_dir), "generated": None}.get(cond.source, Path(cond.source))
+    kind = KINDS[cond.kind]
+    source = kind.source(cond, json_dir)
     config = {**asdict(cond), "source_checksum": store.checksum(source) if source and source.is_file() else None}
     if source is not None and not source.is_file():
         raise PipelineError(f"{source}: file not found")
@@ -407,15 +460,7 @@ def write_labels(run: RunDir, cond: Condition, json_dir: Path | None, force: boo
     def make():
         ds = datasets.cached(dataset)
         K, true = ds.num_classes, ds.train_y
-        generating = None
-        if cond.kind == "paper":
-            noisy = paper_labels(cond, ds, json_dir)
-        elif cond.kind == "generated":
-            noisy, generating = generate(true, K, cond.noise, cond.sparsity, cond.seed)
-        elif cond.kind == "cifar10n":
-            noisy = cifar10n_labels(source, cond.human_key, ds)
-        else:
-            noisy = validate_labels(store.load(source), len(true), K, str(source))
+        noisy, generating = kind.labels(cond, ds, source, json_dir)
         info = {
             "paper_column": cond.paper_column,
             "real_human_noise": cond.kind == "cifar10n",
