@@ -448,8 +448,8 @@ class Cifar10N:
 KINDS = {"paper": Paper(), "generated": Generated(), "given": Given(), "cifar10n": Cifar10N()}  # by Condition.kind
 
 
-def write_labels(run: RunDir, cond: Condition, json_dir: Path | None, force: bool = False) -> bool:
-    """Write ``conditions/<name>/labels.npy`` (its manifest records the noise matrix); True if made."""
+def write_labels(run: RunDir, cond: Condition, json_dir: Path | None, force: bool = False) -> store.Outcome:
+    """Write ``conditions/<name>/labels.npy`` (its manifest records the noise matrix)."""
     kind = KINDS[cond.kind]
     source = kind.source(cond, json_dir)
     config = {**asdict(cond), "source_checksum": store.checksum(source) if source and source.is_file() else None}

@@ -14,6 +14,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -87,6 +88,15 @@ def grid(methods: str, learners: str) -> list[tuple[str, str]]:
     return [(r, lr) for r in rows for lr in _names(learners, tuple(BY_NAME), "--learners", " or paper")]
 
 
+class Task(NamedTuple):
+    """One coteach task: ``learner`` on condition ``cond``'s ``rows`` (a CL method's id, or none), seed ``seed``."""
+
+    cond: str
+    rows: str
+    learner: str
+    seed: int
+
+
 class Coteach(tasks.Stage):
     name, unit, Config = "coteach", "(condition, rows, learner, seed)", CoteachConfig
 
@@ -99,16 +109,16 @@ class Coteach(tasks.Stage):
                             f"{', '.join(s.name for s in LEARNERS if s.paper_cleaned)} on every selected mask's rows")
         p.add_argument("--seeds", default="0", help="comma-separated seeds (trials), each in 0..2147483647")
 
-    def select(self, run: RunDir, conds: list[str], args: argparse.Namespace, config: CoteachConfig) -> list[tuple]:
+    def select(self, run: RunDir, conds: list[str], args: argparse.Namespace, config: CoteachConfig) -> list[Task]:
         pairs, seeds = grid(args.methods, args.learners), options.int_list(args.seeds, SEEDS, "--seeds")
-        return [(c, r, lr, s) for c in conds for r, lr in pairs for s in seeds]
+        return [Task(c, r, lr, s) for c in conds for r, lr in pairs for s in seeds]
 
-    def check(self, run: RunDir, task: list, config: CoteachConfig) -> tuple:
+    def check(self, run: RunDir, task: list, config: CoteachConfig) -> Task:
         if not (isinstance(task, list) and len(task) == 4 and task[0] in conditions.registry(run) and task[1] in ROWS
                 and task[2] in BY_NAME and isinstance(task[3], int)):
             raise PipelineError(f"task {task!r}: not a (registered condition, rows, learner, seed) coteach task")
         SEEDS.check(task[3])
-        return tuple(task)
+        return Task(*task)
 
     def inputs(self, run: RunDir, task: tuple) -> dict[str, Path]:
         """What a task reads: the dataset, the condition's labels, and the mask of its rows (that one only)."""

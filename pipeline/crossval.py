@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -56,22 +57,29 @@ class CrossvalConfig:
                                               "label_smoothing", "prune_epoch", "precision", "compile")}
 
 
+class Task(NamedTuple):
+    """One crossval task: fold ``fold`` of condition ``cond`` (as a list in a SLURM task list)."""
+
+    cond: str
+    fold: int
+
+
 class Crossval(tasks.Stage):
     name, unit, Config = "crossval", "(condition, fold)", CrossvalConfig
 
     def add_args(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--fold", default="all", help="fold index, comma-separated indices, or 'all'")
 
-    def select(self, run: RunDir, conds: list[str], args: argparse.Namespace, config: CrossvalConfig) -> list[tuple]:
+    def select(self, run: RunDir, conds: list[str], args: argparse.Namespace, config: CrossvalConfig) -> list[Task]:
         folds = list(range(config.folds)) if args.fold == "all" else \
             options.int_list(args.fold, Range(int, 0, config.folds - 1), "--fold")
-        return [(c, k) for c in conds for k in folds]
+        return [Task(c, k) for c in conds for k in folds]
 
-    def check(self, run: RunDir, task: list, config: CrossvalConfig) -> tuple:
+    def check(self, run: RunDir, task: list, config: CrossvalConfig) -> Task:
         if not (isinstance(task, list) and len(task) == 2 and task[0] in conditions.registry(run)
                 and isinstance(task[1], int) and 0 <= task[1] < config.folds):
             raise PipelineError(f"task {task!r}: not a (registered condition, fold < {config.folds}) crossval task")
-        return tuple(task)
+        return Task(*task)
 
     def target(self, run: RunDir, task: tuple, config: CrossvalConfig) -> tuple[Path, dict[str, Path], dict]:
         cond, fold = task

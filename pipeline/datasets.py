@@ -49,9 +49,9 @@ def cached(path: Path) -> Dataset:
 
 
 def prepare(run: RunDir, source: str, force: bool = False, image_size: int | None = None, test_fraction: float | None = None,
-            skip_bad: bool = False) -> bool:
+            skip_bad: bool = False) -> store.Outcome:
     """Decode ``source`` into the run's cache unless it is current (same source, unchanged, same options);
-    True if made. The manifest counts the rows ``skip_bad`` left out, with the first few reasons. An option
+    The manifest counts the rows ``skip_bad`` left out, with the first few reasons. An option
     the source cannot apply is refused (see ``read_source``), so the manifest records only options that acted."""
     where = source if source == DIGITS else str(Path(source).resolve())
     config = {"source": where, "fingerprint": fingerprint(source), "image_size": image_size,

@@ -75,8 +75,8 @@ def merge(shards: dict[int, tuple[np.ndarray, np.ndarray]], n: int, num_classes:
     return psx
 
 
-def combine(run: RunDir, cond: str, force: bool = False) -> bool:
-    """Merge the shards of ``cond`` into ``psx.npy``; True if made. The fold count and the crossval
+def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
+    """Merge the shards of ``cond`` into ``psx.npy``. The fold count and the crossval
     config come from the shards, which must all verify and share one config."""
     labels, dataset = run.require(run.labels(cond), "noise"), run.require(run.dataset, "data")
     shards = run.shards(cond)

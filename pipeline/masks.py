@@ -142,9 +142,9 @@ def checked_psx(psx: np.ndarray, noisy: np.ndarray, where: str, num_classes: int
     return check_probs(psx, num_classes, where)
 
 
-def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = False) -> dict[str, bool]:
+def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = False) -> dict[str, store.Outcome]:
     """Write each method's keep mask for ``cond`` from its psx (``psx``: a file made elsewhere, see
-    ``resolve_psx``), with its detection quality in the manifest; ``{method: True if made}``."""
+    ``resolve_psx``), with its detection quality in the manifest; ``{method: outcome}``."""
     loaded = conditions.load(run, cond)
     inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels}
     if psx is None:
@@ -171,9 +171,9 @@ def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = Fal
             for m, path in mask_paths(run, cond).items()}
 
 
-def run_paper_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = False) -> bool | None:
+def run_paper_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = False) -> store.Outcome | None:
     """Write ``cond``'s detection by the five methods on the CL paper's own psx (``psx_dir``, a folder of its
-    ``*_psx.npy``), for a condition with the paper's labels; True if made, False if current, None where there
+    ``*_psx.npy``), for a condition with the paper's labels; None where there
     is nothing to compare (other labels, or no such folder or file)."""
     if conditions.registry(run)[cond].paper_key is None or not Path(psx_dir).is_dir():
         return None

@@ -14,6 +14,7 @@ verifies, then loads.
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import importlib.metadata
 import io
@@ -225,21 +226,32 @@ def same_config(configs: dict[str, dict], what: str) -> dict:
                         + f"; {len(ranked[0])} other(s) agree: redo the odd one(s) with the same options, or remove them")
 
 
+class Outcome(enum.Enum):
+    """What ``produce`` did with an artifact; the value is the word a stage's log line starts with."""
+
+    MADE = "wrote"
+    CURRENT = "current"
+    SKIPPED = "skipped"  # another process holds its lock and is making it
+
+    def __bool__(self):
+        raise TypeError("compare an Outcome with Outcome.MADE, not its truth value")
+
+
 def produce(artifact: Path, *, stage: str, inputs: dict[str, Path], config: dict,
             make: Callable[[], tuple[Any, dict]], force: bool = False, device: str = "cpu",
-            lock: bool = False) -> bool | None:
+            lock: bool = False) -> Outcome:
     """Make ``artifact`` unless it is current (``force``: always). ``make()`` returns (contents, info);
-    every input must verify first. True if made, False if current, None if another process holds its
-    lock (``lock``: claim it while making, see ``lock.TaskLock``)."""
+    every input must verify first. SKIPPED if another process holds its lock (``lock``: claim it while
+    making, see ``lock.TaskLock``)."""
     from pipeline.lock import TaskLock
 
     artifact = Path(artifact)
     with TaskLock(artifact) if lock else contextlib.nullcontext() as claim:
         if claim is not None and not claim.held:
             print(f"skipped: {artifact} is being made by {claim.owner}", flush=True)
-            return None
+            return Outcome.SKIPPED
         if not force and is_current(artifact, inputs, config):
-            return False
+            return Outcome.CURRENT
         for source in inputs.values():
             verify(source)
         made_from = _records(artifact, inputs)
@@ -257,7 +269,7 @@ def produce(artifact: Path, *, stage: str, inputs: dict[str, Path], config: dict
             "versions": _versions(),
         })
         ckpt_path(artifact).unlink(missing_ok=True)
-    return True
+    return Outcome.MADE
 
 
 def _versions() -> dict[str, str]:

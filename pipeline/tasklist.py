@@ -63,4 +63,4 @@ def execute(one: dict) -> str | None:
     cli.log(f"{stage.name}: {stage.describe(task)} on {device} (run {one['run_dir']})")
     made = stage.run(run, task, config, device, bool(one.get("force")))
     cli.log(stage.outcome(run, task, config, made))
-    return None if made is None else str(stage.target(run, task, config)[0])
+    return None if made is store.Outcome.SKIPPED else str(stage.target(run, task, config)[0])

@@ -21,7 +21,7 @@ from pipeline.options import Range
 
 class Stage(abc.ABC):
     """One training stage. Subclasses set ``name``, ``unit`` and ``Config`` and implement the abstract
-    methods; tasks are tuples of JSON values, the condition first."""
+    methods; a task is the stage's own NamedTuple of JSON values, the condition first."""
 
     name: str
     unit: str  # what a task is, e.g. "(condition, fold)"
@@ -59,19 +59,19 @@ class Stage(abc.ABC):
         """The tasks whose artifact is not current (all of them with ``force``)."""
         return [t for t in tasks if force or not store.is_current(*self.target(run, t, config))]
 
-    def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> bool | None:
-        """Make a task's artifact under its lock: True if made, False if already current, None if another
-        process holds it."""
+    def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> store.Outcome:
+        """Make a task's artifact under its lock."""
         out, inputs, task_config = self.target(run, task, config)
         tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
         return store.produce(out, stage=self.name, inputs=inputs, config=task_config, force=force, lock=True,
                              device=devices.name(device),
                              make=lambda: self.make(run, task, config, device, store.ckpt_path(out), tag))
 
-    def outcome(self, run: RunDir, task: tuple, config, made: bool | None) -> str:
-        if made is None:
+    def outcome(self, run: RunDir, task: tuple, config, made: store.Outcome) -> str:
+        """The log line of a task's ``run``."""
+        if made is store.Outcome.SKIPPED:
             return f"{self.describe(task)}: skipped, another process is making it"
-        return self.summary(run, task, config) if made else f"current: {self.target(run, task, config)[0]}"
+        return self.summary(run, task, config) if made is store.Outcome.MADE else f"current: {self.target(run, task, config)[0]}"
 
 
 def add_args(p: argparse.ArgumentParser, stage: Stage) -> None:

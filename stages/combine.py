@@ -14,7 +14,7 @@ def run(args):
     run = cli.run_dir(args)
     for cond in conditions.names(run, args.cond):
         did = folds.combine(run, cond, args.force)
-        cli.log(f"{'wrote' if did else 'current'}: {run.psx(cond)}")
+        cli.log(f"{did.value}: {run.psx(cond)}")
 
 
 if __name__ == "__main__":

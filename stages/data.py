@@ -26,7 +26,7 @@ def run(args):
     did = datasets.prepare(run, args.source, args.force, args.image_size, args.test_fraction, args.skip_bad)
     info = store.verify(run.dataset)["info"]
     skipped = f"; {info['skipped']} unusable row(s) left out (first: {info['skipped_first'][0]})" if info.get("skipped") else ""
-    cli.log(f"{'wrote' if did else 'current'}: {run.dataset}  {info['n_train']} train / {info['n_test']} test, "
+    cli.log(f"{did.value}: {run.dataset}  {info['n_train']} train / {info['n_test']} test, "
             f"{len(info['classes'])} classes, images {'x'.join(map(str, info['image_shape']))}{skipped}")
 
 

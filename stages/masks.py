@@ -25,12 +25,12 @@ def run(args):
         raise store.PipelineError(f"--psx {args.psx} is one file: name one condition with --cond")
     for cond in conds:
         if (made := masks.run_paper_detection(run, cond, args.paper_psx, args.force)) is not None:
-            cli.log(f"{'wrote' if made else 'current'}: {run.paper_detection(cond)} (on the paper's psx)")
+            cli.log(f"{made.value}: {run.paper_detection(cond)} (on the paper's psx)")
         made = masks.run_masks(run, cond, masks.resolve_psx(args.psx, run, cond), args.force)
         for method, path in masks.mask_paths(run, cond).items():
             d = store.verify(path)["info"]["detection"]
             f1 = "-" if d["f1"] is None else f"{d['f1']:.3f}"
-            cli.log(f"{'wrote' if made[method] else 'current'}: {path}  keep {d['keep_fraction']:.3f}  F1 {f1}")
+            cli.log(f"{made[method].value}: {path}  keep {d['keep_fraction']:.3f}  F1 {f1}")
         if run.old_masks(cond).exists():
             cli.log(f"note: {run.old_masks(cond)} holds the masks of the layout before one file per method; nothing "
                     "reads it now (coteach results made from it are stale: make coteach retrains them); remove it")

@@ -35,7 +35,7 @@ def run(args):
     add += conditions.from_cifar10n(args.cifar10n) if args.cifar10n else []
     for cond, did in conditions.update(run, add, args.remove, args.paper_json, args.force):
         rate = store.verify(run.labels(cond.name))["info"]["actual_noise_rate"]
-        cli.log(f"{'wrote' if did else 'current'}: {run.labels(cond.name)}  noise={rate:.3f}")
+        cli.log(f"{did.value}: {run.labels(cond.name)}  noise={rate:.3f}")
     for name in args.remove:
         cli.log(f"removed {name} from {run.registry} (its files in {run.condition_dir(name)} are kept)")
     cli.log(f"conditions: {', '.join(conditions.registry(run)) or 'none'}")

@@ -79,7 +79,7 @@ def test_the_registry_adds_updates_and_removes_only_when_asked(digits_run, tmp_p
     conditions.update(run, gen("0.4:0.4"), [])  # another list: added, nothing dropped
     assert list(conditions.registry(run)) == ["n20_s0", "n40_s40"]
     first = run.labels("n20_s0").read_bytes()
-    assert conditions.update(run, gen("0.2:0.0"), []) == [(gen("0.2:0.0")[0], False)]  # same: nothing redone
+    assert conditions.update(run, gen("0.2:0.0"), []) == [(gen("0.2:0.0")[0], store.Outcome.CURRENT)]  # same: nothing redone
     conditions.update(run, gen("0.2:0.0", seed=5), [])  # same name, new seed: updated in place
     assert conditions.registry(run)["n20_s0"].seed == 5 and run.labels("n20_s0").read_bytes() != first
     conditions.update(run, gen("0.3:0.0,0.304:0.0"), [])  # close rates: distinct names

@@ -301,7 +301,7 @@ def test_an_option_the_source_cannot_apply_is_refused_and_nothing_is_recorded(tm
     datasets.prepare(run, source)
     before = run.dataset.read_bytes()
     if option in applies:
-        assert datasets.prepare(run, source, **{option: OPTIONS[option]})
+        assert datasets.prepare(run, source, **{option: OPTIONS[option]}) == store.Outcome.MADE
         assert store.verify(run.dataset)["config"][option] == OPTIONS[option]
         return
     flag = "--" + option.replace("_", "-")

@@ -65,7 +65,7 @@ def test_bf16_crossval_shards_are_float32_probabilities_and_cleanlab_sees_float3
         assert manifest["config"]["precision"] == manifest["info"]["precision"] == "bf16-mixed"
         assert shard["probs"].dtype == np.float32 and np.isfinite(shard["probs"]).all()
         assert np.allclose(shard["probs"].sum(1), 1, atol=1e-5)
-    assert folds.combine(run, COND)
+    assert folds.combine(run, COND) == store.Outcome.MADE
     assert store.verify(run.psx(COND))["config"]["crossval"]["precision"] == "bf16-mixed"
 
 
@@ -73,7 +73,7 @@ def test_combine_refuses_folds_that_ran_at_different_precisions(run_copy, monkey
     """``auto`` is bf16 on a GPU and fp32 on the CPU: folds made on both do not make one psx."""
     run = RunDir(run_copy)
     crossval(run, "--precision", "auto")
-    assert folds.combine(run, COND, force=True)
+    assert folds.combine(run, COND, force=True) == store.Outcome.MADE
     gpu_like = train.effective_precision  # fold 0 again, as a GPU would run it (auto -> bf16-mixed)
     monkeypatch.setattr(train, "effective_precision", lambda p, d: "bf16-mixed" if p == "auto" else gpu_like(p, d))
     crossval(run, "--precision", "auto", "--fold", "0", "--force")

@@ -101,7 +101,7 @@ def test_detection_on_the_paper_psx_is_made_by_masks_and_read_by_the_report(tmp_
                   make=lambda: (ds.arrays(), {"classes": classes}))
     stage("noise", run.root, "--conditions", "paper")
     masks.run_masks(run, "n20_s0", masks.resolve_psx(masks.PAPER_PSX, run, "n20_s0"))
-    assert [masks.run_paper_detection(run, c, masks.PAPER_PSX) for c in ("n20_s0", "n40_s60", "n40_s0")] == [True, True, True]
+    assert [masks.run_paper_detection(run, c, masks.PAPER_PSX) for c in ("n20_s0", "n40_s60", "n40_s0")] == [store.Outcome.MADE] * 3
     out = stage("report", run.root, "--cond", "n20_s0,n40_s60").stdout
 
     assert f"The paper's psx: {masks.PAPER_PSX} (4-fold" in out
@@ -117,7 +117,7 @@ def test_detection_on_the_paper_psx_is_made_by_masks_and_read_by_the_report(tmp_
     assert store.verify(made)["config"]["psx"].endswith("0_6__noise_amount__0_4__resnet50_psx.npy")
     before = made.stat().st_mtime_ns
     report.write(run, ["n40_s60"])
-    assert masks.run_paper_detection(run, "n40_s60", masks.PAPER_PSX) is False  # current: not made again
+    assert masks.run_paper_detection(run, "n40_s60", masks.PAPER_PSX) == store.Outcome.CURRENT  # current: not made again
     assert made.stat().st_mtime_ns == before and not (run.report_dir / "paper_psx").exists()  # the report makes nothing
     assert_png(run.report_dir / "noise_matrices.png")
 

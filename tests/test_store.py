@@ -21,7 +21,7 @@ def chain(tmp_path, n=4):
     paths = [tmp_path / f"a{i}.npy" for i in range(n)]
     for i, p in enumerate(paths):
         inputs = {"prev": paths[i - 1]} if i else {}
-        assert store.produce(p, stage=f"s{i}", inputs=inputs, config={"k": i}, make=lambda i=i: (np.arange(3) + i, {}))
+        assert store.produce(p, stage=f"s{i}", inputs=inputs, config={"k": i}, make=lambda i=i: (np.arange(3) + i, {})) == store.Outcome.MADE
     return paths
 
 
@@ -68,8 +68,8 @@ def test_current_means_same_config_and_same_inputs(tmp_path):
     assert not store.is_current(b, {"prev": a, "more": c}, {"k": 1})
     calls = []
     make = lambda: calls.append(1) or (np.arange(3) + 1, {})
-    assert store.produce(b, stage="s1", inputs={"prev": a}, config={"k": 1}, make=make) is False and not calls
-    assert store.produce(b, stage="s1", inputs={"prev": a}, config={"k": 1}, make=make, force=True) is True and calls
+    assert store.produce(b, stage="s1", inputs={"prev": a}, config={"k": 1}, make=make) == store.Outcome.CURRENT and not calls
+    assert store.produce(b, stage="s1", inputs={"prev": a}, config={"k": 1}, make=make, force=True) == store.Outcome.MADE and calls
 
 
 def test_a_stale_input_is_refused_before_making(tmp_path):
