@@ -419,11 +419,15 @@ class Generated:
         return f"generated noise {cond.noise}, sparsity {cond.sparsity}, seed {cond.seed}"
 
 
-class Given:
-    """Noisy labels made elsewhere: a ``.npy`` of one label per training row, in dataset order."""
+class _FromFile:
+    """A kind whose labels come from the file the condition names."""
 
     def source(self, cond: Condition, json_dir: Path | None) -> Path | None:
         return Path(cond.source)
+
+
+class Given(_FromFile):
+    """Noisy labels made elsewhere: a ``.npy`` of one label per training row, in dataset order."""
 
     def labels(self, cond: Condition, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, None]:
         return validate_labels(store.load(source), len(ds.train_y), ds.num_classes, str(source)), None
@@ -432,11 +436,8 @@ class Given:
         return f"labels given in {cond.source}"
 
 
-class Cifar10N:
+class Cifar10N(_FromFile):
     """One of CIFAR-10N's real human label sets, from its ``CIFAR-10_human.pt``."""
-
-    def source(self, cond: Condition, json_dir: Path | None) -> Path | None:
-        return Path(cond.source)
 
     def labels(self, cond: Condition, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, None]:
         return cifar10n_labels(source, cond.human_key, ds), None

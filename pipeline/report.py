@@ -93,6 +93,7 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tu
                             for m, d in store.load(run.paper_detection(cond)).items()]
             except PipelineError as e:
                 stale.append(str(e))
+        reads: dict[str, dict] = {}  # rows -> what coteach reads for them now, looked up once per row set
         for rows in ROWS:
             for learner in BY_NAME:
                 cell = {}
@@ -101,7 +102,9 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tu
                         continue
                     try:
                         manifest = store.verify(path)
-                        store.check_made_from(path, manifest, coteach.STAGE.inputs(run, (cond, rows, learner)))
+                        if rows not in reads:
+                            reads[rows] = coteach.STAGE.inputs(run, (cond, rows))
+                        store.check_made_from(path, manifest, reads[rows])
                         config, m = manifest["config"], store.load(path)
                     except PipelineError as e:
                         stale.append(str(e))

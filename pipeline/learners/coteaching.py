@@ -4,6 +4,7 @@ every batch to update the other, the rate ramping up linearly over the first ``n
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 from pipeline.errors import PipelineError
@@ -11,10 +12,18 @@ from pipeline.learner import Spec
 from pipeline.options import Range, option
 
 
-def losses(nets, x, y, *, epoch, epochs, forget_rate, num_gradual):
-    from cleanlab.experimental.coteaching import forget_rate_scheduler, loss_coteaching
+@functools.lru_cache(maxsize=8)
+def _schedule(epochs: int, forget_rate: float, num_gradual: int) -> tuple[float, ...]:
+    """The forget rate of every epoch (cleanlab's ramp), computed once per training, not per batch."""
+    from cleanlab.experimental.coteaching import forget_rate_scheduler
 
-    rate = forget_rate_scheduler(epochs, forget_rate, min(num_gradual, epochs), 1)[epoch]
+    return tuple(forget_rate_scheduler(epochs, forget_rate, min(num_gradual, epochs), 1))
+
+
+def losses(nets, x, y, *, epoch, epochs, forget_rate, num_gradual):
+    from cleanlab.experimental.coteaching import loss_coteaching
+
+    rate = _schedule(epochs, forget_rate, num_gradual)[epoch]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*reduction.*")  # cleanlab's cross_entropy(reduce=False)
         # float32 logits: cleanlab ranks the losses with numpy, which has no bfloat16.
