@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 
 from pipeline import conditions, store
-from pipeline.coteach import grid
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
+from stages.coteach import grid
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the full run reads from --shared: the tarball, and the paper's psx of bench.fold's condition (n40_s0).

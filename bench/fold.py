@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import cli, conditions, datasets, devices, store
-from pipeline.crossval import CrossvalConfig
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, PAPER_PSX, detection, find_masks
 from pipeline.options import Range
+from stages.crossval import CrossvalConfig
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SHARED_CIFAR = SHARED / "cifar10-jpeg.tar.gz"

@@ -35,6 +35,7 @@ CL_METHODS = {
     "C+NR": "both",
     "PBNR": "prune_by_noise_rate",
 }
+ROWS = ("none", *CL_METHODS.values())  # the row sets a learner trains on: every row, or a method's kept rows
 
 
 def confident_joint_issues(noisy_labels: np.ndarray, psx: np.ndarray) -> np.ndarray:
@@ -108,6 +109,14 @@ def masks_psx(run: RunDir, cond: str) -> tuple[Path, str | None]:
     if config["psx"] == "combine":
         return run.require(run.psx(cond), "combine"), None
     return Path(config["psx"]), config["psx_checksum"]
+
+
+def rows_inputs(run: RunDir, cond: str, rows: str) -> dict[str, Path]:
+    """What training on ``rows`` (of ``ROWS``) of ``cond`` reads: the dataset, the labels, and that mask only."""
+    inputs = {"dataset": run.require(run.dataset, "data"), "labels": conditions.load(run, cond).labels}
+    if rows != "none":
+        inputs["mask"] = run.require(run.mask(cond, rows), "masks")
+    return inputs
 
 
 def mask_paths(run: RunDir, cond: str) -> dict[str, Path]:

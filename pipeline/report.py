@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import conditions, coteach, paired, plots, store
+from pipeline import conditions, paired, plots, store
 from pipeline.conditions import parse_conditions
-from pipeline.coteach import ROWS
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
-from pipeline.masks import CL_METHODS, PAPER_PSX, mask_paths
+from pipeline.masks import CL_METHODS, PAPER_PSX, ROWS, mask_paths, rows_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 # The paper's Table 2, two ways: as published (default), and trial 1 of 10 of its own Co-Teaching runs.
@@ -103,7 +102,7 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tu
                     try:
                         manifest = store.verify(path)
                         if rows not in reads:
-                            reads[rows] = coteach.STAGE.inputs(run, (cond, rows))
+                            reads[rows] = rows_inputs(run, cond, rows)
                         store.check_made_from(path, manifest, reads[rows])
                         config, m = manifest["config"], store.load(path)
                     except PipelineError as e:

@@ -85,8 +85,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "class"
 
 
-def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False, force: bool = False) -> list[Path]:
-    """Write ``label_issues.csv`` and ``label_issues.png`` (and per-class galleries) for ``cond``; the files."""
+def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
+               force: bool = False) -> tuple[store.Outcome, list[Path]]:
+    """Write ``label_issues.csv`` and ``label_issues.png`` (and per-class galleries) for ``cond``: (outcome, the files)."""
     if top < 1:
         raise PipelineError(f"--top {top}: expected an integer >= 1")
     loaded = conditions.load(run, cond)
@@ -106,7 +107,7 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False, fo
         info = {"flagged": len(rows), "true_labels_known": true is not None}
         return _csv_bytes(rows, ds.train_ids, ds.classes, true), info
 
-    store.produce(csv_path, stage="review", inputs=inputs, config=config, make=make_csv, force=force)
+    made = [store.produce(csv_path, stage="review", inputs=inputs, config=config, make=make_csv, force=force)]
     written = [csv_path]
     listed = list(csv.DictReader(io.StringIO(store.read(csv_path).decode())))
 
@@ -119,8 +120,8 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False, fo
         return gallery(images, captions, title), {"tiles": len(shown)}
 
     what = f"{cond}: {len(listed)} flagged by a CL method; the {min(top, len(listed))} lowest label quality (given -> suggested)"
-    store.produce(png_path, stage="review", inputs={**inputs, "label_issues": csv_path}, config={"top": top},
-                  make=lambda: make_png(listed, what), force=force)
+    made.append(store.produce(png_path, stage="review", inputs={**inputs, "label_issues": csv_path}, config={"top": top},
+                              make=lambda: make_png(listed, what), force=force))
     written.append(png_path)
     if by_class:
         classes = list(datasets.cached(inputs["dataset"]).classes)
@@ -128,7 +129,8 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False, fo
             path = run.label_issues(cond).parent / "label_issues" / f"{classes.index(name)}_{_safe(name)}.png"
             mine = [r for r in listed if r["given_label"] == name]
             title = f"{cond}, given class {name}: {len(mine)} flagged; the {min(top, len(mine))} lowest label quality"
-            store.produce(path, stage="review", inputs={**inputs, "label_issues": csv_path},
-                          config={"top": top, "class": name}, make=lambda m=mine, t=title: make_png(m, t), force=force)
+            made.append(store.produce(path, stage="review", inputs={**inputs, "label_issues": csv_path},
+                                      config={"top": top, "class": name}, make=lambda m=mine, t=title: make_png(m, t),
+                                      force=force))
             written.append(path)
-    return written
+    return store.Outcome.of(made), written

@@ -236,6 +236,12 @@ class Outcome(enum.Enum):
     def __bool__(self):
         raise TypeError("compare an Outcome with Outcome.MADE, not its truth value")
 
+    @classmethod
+    def of(cls, outcomes) -> Outcome:
+        """One outcome for several artifacts: SKIPPED if any was, else MADE if any was, else CURRENT."""
+        outcomes = list(outcomes)
+        return next((o for o in (cls.SKIPPED, cls.MADE) if o in outcomes), cls.CURRENT)
+
 
 def produce(artifact: Path, *, stage: str, inputs: dict[str, Path], config: dict,
             make: Callable[[], tuple[Any, dict]], force: bool = False, device: str = "cpu",
@@ -251,6 +257,7 @@ def produce(artifact: Path, *, stage: str, inputs: dict[str, Path], config: dict
             print(f"skipped: {artifact} is being made by {claim.owner}", flush=True)
             return Outcome.SKIPPED
         if not force and is_current(artifact, inputs, config):
+            ckpt_path(artifact).unlink(missing_ok=True)  # left by a kill between the manifest and its removal below
             return Outcome.CURRENT
         for source in inputs.values():
             verify(source)

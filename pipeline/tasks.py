@@ -1,10 +1,13 @@
-"""The stage protocol of the sharded training stages, and their task lists.
+"""The stage protocol every stage (``stages/<name>.py``) follows, and the plan of tasks they share.
 
-A training stage (``crossval.STAGE``, ``coteach.STAGE``) is one ``Stage`` object: its config
-dataclass, the options that select its tasks, each task's artifact with its inputs and config
-(``target``), how to make it (``make``) and how to name it (``describe``). Whatever runs tasks (the
-stage itself, one after another; the local one-process-per-GPU pool, ``pipeline.workers``; a SLURM
-array, ``slurm`` through ``pipeline.tasklist``) takes them from ``plan`` and runs one with ``Stage.run``.
+A stage is one ``Stage`` object: the flags that select its tasks (``add_args``), its config dataclass,
+its tasks (``select``, typed NamedTuples, a condition first where a task is per condition), how to
+run one (``run``: its outcome and its log line) and how to name one (``describe``). The per-condition
+loop, the log lines and the dispatch are written once: ``run_here`` runs a plan's tasks one after
+another, ``pipeline.workers`` on one process per device, and a SLURM array (``stages.tasklist``) one
+per array element. A ``TrainingStage`` (crossval, coteach) makes one artifact per task: it says what
+the artifact is (``target``) and how to train it (``make``); only tasks whose artifact is not current
+are pending, and each is made under its lock.
 """
 
 from __future__ import annotations
@@ -13,31 +16,67 @@ import abc
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pipeline import cli, conditions, devices, store
+from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.options import Range
 
 
+@dataclass(frozen=True)
+class NoConfig:
+    """The config of a stage without options of its own."""
+
+
+class Cond(NamedTuple):
+    """A task of a per-condition stage: condition ``cond``."""
+
+    cond: str
+
+
 class Stage(abc.ABC):
-    """One training stage. Subclasses set ``name``, ``unit`` and ``Config`` and implement the abstract
-    methods; a task is the stage's own NamedTuple of JSON values, the condition first."""
+    """One stage. By default a task is one registered condition (``--cond`` narrows them), run on
+    the CPU; subclasses set ``name`` and implement ``run``."""
 
     name: str
-    unit: str  # what a task is, e.g. "(condition, fold)"
-    Config: type
+    unit = "(condition)"  # what a task is
+    Config: type = NoConfig
+    device = False  # tasks train on a device (--gpu / --gpus pick it); else they run on the CPU, without torch
+    pooled = True  # tasks may run on worker processes (--gpus) and --max-tasks applies; else the one task runs here
+    creates_run = False  # the stage may start a run directory
 
-    @abc.abstractmethod
     def add_args(self, p: argparse.ArgumentParser) -> None:
-        """Flags that select tasks (besides --cond)."""
+        """Flags that select tasks (their config has its own, from ``Config``)."""
+        cli.add_condition_arg(p)
 
-    @abc.abstractmethod
-    def select(self, run: RunDir, conds: list[str], args: argparse.Namespace, config) -> list[tuple]:
+    def select(self, run: RunDir, args: argparse.Namespace, config) -> list[tuple]:
         """Every task the parsed flags ask for."""
+        return [Cond(c) for c in conditions.names(run, args.cond)]
+
+    def check(self, run: RunDir, task: list, config) -> tuple:
+        """A task read from a task list, or a PipelineError when it is not one of this stage's."""
+        if not (isinstance(task, list) and len(task) == 1 and task[0] in conditions.registry(run)):
+            raise PipelineError(f"task {task!r}: not a (registered condition) {self.name} task")
+        return Cond(*task)
+
+    def pending(self, run: RunDir, tasks: list[tuple], config, force: bool = False) -> list[tuple]:
+        """The tasks that may have work to do (here: all; each one's artifacts say whether they are current)."""
+        return tasks
 
     @abc.abstractmethod
-    def check(self, run: RunDir, task: list, config) -> tuple:
-        """A task read from a task list, as a tuple, or a PipelineError when it is not one of this stage's."""
+    def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> tuple[store.Outcome, str]:
+        """Run one task: its outcome (``Outcome.of`` its artifacts') and its log line(s)."""
+
+    def describe(self, task: tuple) -> str:
+        """A task in words, e.g. 'n20_s0'."""
+        return " ".join(map(str, task))
+
+
+class TrainingStage(Stage):
+    """A stage whose task trains one artifact on a device, resuming from its checkpoint."""
+
+    device = True
 
     @abc.abstractmethod
     def target(self, run: RunDir, task: tuple, config) -> tuple[Path, dict[str, Path], dict]:
@@ -47,40 +86,35 @@ class Stage(abc.ABC):
     def make(self, run: RunDir, task: tuple, config, device, ckpt: Path, tag: dict) -> tuple[object, dict]:
         """Train for a task: (the artifact's contents, facts for its manifest). Resumes from ``ckpt``."""
 
-    @abc.abstractmethod
-    def describe(self, task: tuple) -> str:
-        """A task in words, e.g. 'n20_s0 fold 1'."""
-
     def summary(self, run: RunDir, task: tuple, config) -> str:
-        """One line on a finished task."""
+        """The log line of a task just made."""
         return f"wrote {self.target(run, task, config)[0]}"
 
     def pending(self, run: RunDir, tasks: list[tuple], config, force: bool = False) -> list[tuple]:
-        """The tasks whose artifact is not current (all of them with ``force``)."""
-        return [t for t in tasks if force or not store.is_current(*self.target(run, t, config))]
+        """The tasks whose artifact is not current (all of them with ``force``), and those whose current
+        artifact has a checkpoint left beside it (running them removes it)."""
+        return [t for t in tasks if force or not store.is_current(*(target := self.target(run, t, config)))
+                or store.ckpt_path(target[0]).exists()]
 
-    def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> store.Outcome:
+    def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> tuple[store.Outcome, str]:
         """Make a task's artifact under its lock."""
         out, inputs, task_config = self.target(run, task, config)
         tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
-        return store.produce(out, stage=self.name, inputs=inputs, config=task_config, force=force, lock=True,
+        made = store.produce(out, stage=self.name, inputs=inputs, config=task_config, force=force, lock=True,
                              device=devices.name(device),
                              make=lambda: self.make(run, task, config, device, store.ckpt_path(out), tag))
-
-    def outcome(self, run: RunDir, task: tuple, config, made: store.Outcome) -> str:
-        """The log line of a task's ``run``."""
         if made is store.Outcome.SKIPPED:
-            return f"{self.describe(task)}: skipped, another process is making it"
-        return self.summary(run, task, config) if made is store.Outcome.MADE else f"current: {self.target(run, task, config)[0]}"
+            return made, f"{self.describe(task)}: skipped, another process is making it"
+        return made, self.summary(run, task, config) if made is store.Outcome.MADE else f"current: {out}"
 
 
 def add_args(p: argparse.ArgumentParser, stage: Stage) -> None:
-    """The flags that choose a stage's tasks (conditions, and the stage's own) and its config."""
-    cli.add_condition_arg(p)
+    """The flags that choose a stage's tasks (the stage's own, and --max-tasks) and its config."""
     stage.add_args(p)
-    p.add_argument("--max-tasks", type=Range(int, 1, 10**9, optional=True), default=None,
-                   help="run at most this many of the pending tasks, in order (the rest stay pending for a later run); "
-                        "none: all")
+    if stage.pooled:
+        p.add_argument("--max-tasks", type=Range(int, 1, 10**9, optional=True), default=None,
+                       help="run at most this many of the pending tasks, in order (the rest stay pending for a later "
+                            "run); none: all")
     cli.add_config_args(p, stage.Config)
 
 
@@ -98,17 +132,18 @@ class Plan:
 
 def plan(args: argparse.Namespace, stage: Stage) -> Plan:
     """The pending tasks of what ``args`` (parsed with ``add_args`` and ``cli.parser``) asks for."""
-    run = cli.run_dir(args)
+    run = cli.run_dir(args, create=stage.creates_run)
     config = cli.config_from(args, stage.Config)
-    every = stage.select(run, conditions.names(run, args.cond), args, config)
-    todo = stage.pending(run, every, config, args.force)[: args.max_tasks]
+    every = stage.select(run, args, config)
+    todo = stage.pending(run, every, config, args.force)[: getattr(args, "max_tasks", None)]
     return Plan(stage, run, config, todo, len(every), args.force)
 
 
-def run_here(p: Plan, gpu: str) -> None:
-    """Run a plan's tasks one after another in this process, on ``gpu`` (a CUDA index or 'cpu')."""
-    device = devices.pick(gpu) if p.tasks else None  # nothing to do: no torch import
-    cli.log(f"{p.stage.name}: {len(p.tasks)} of {p.total} {p.stage.unit} tasks to run" + (f" on {device}" if device else ""))
+def run_here(p: Plan, gpu: str = "cpu") -> None:
+    """Run a plan's tasks one after another in this process (a training stage's on ``gpu``, a CUDA index or 'cpu')."""
+    device = devices.pick(gpu) if p.tasks and p.stage.device else None  # nothing to train: no torch import
+    if p.stage.pooled:
+        cli.log(f"{p.stage.name}: {len(p.tasks)} of {p.total} {p.stage.unit} tasks to run" + (f" on {device}" if device else ""))
     for i, task in enumerate(p.tasks, 1):
-        made = p.stage.run(p.run, task, p.config, device, p.force)
-        cli.log(f"[{i}/{len(p.tasks)}] {p.stage.outcome(p.run, task, p.config, made)}")
+        line = p.stage.run(p.run, task, p.config, device, p.force)[1]
+        cli.log(f"[{i}/{len(p.tasks)}] {line}" if p.stage.pooled else line)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import traceback
 from collections import deque
 from multiprocessing.connection import wait
@@ -23,11 +24,14 @@ from pipeline.options import Range
 MAX_WORKERS_PER_GPU = 64
 
 
-def parser(doc: str, stage: tasks.Stage) -> cli.Parser:
-    """A training stage's flags: run directory, tasks, config, devices."""
-    p = cli.parser(doc)
+def parser(stage: tasks.Stage) -> cli.Parser:
+    """A stage's flags: run directory, tasks, config, and (for a pooled stage) the devices."""
+    p = cli.parser(sys.modules[type(stage).__module__].__doc__)
     tasks.add_args(p, stage)
-    p.add_argument("--gpu", default="0", help="CUDA device index, or 'cpu' (without CUDA: the CPU); tasks run one after another")
+    if not stage.pooled:
+        return p
+    p.add_argument("--gpu", default="0" if stage.device else "cpu",
+                   help="CUDA device index, or 'cpu' (without CUDA: the CPU); tasks run one after another")
     p.add_argument("--gpus", default="", help="run the tasks on one worker process per listed CUDA index, e.g. 0,1,2,3 "
                                               "('cpu': one CPU worker, 'cpu,cpu': two; 'all': every visible GPU)")
     p.add_argument("--workers-per-gpu", type=Range(int, 1, MAX_WORKERS_PER_GPU), default=1,
@@ -43,13 +47,18 @@ def worker_devices(args) -> list[str] | None:
     return None if gpus is None else [g for _ in range(args.workers_per_gpu) for g in gpus]
 
 
+def main(stage: tasks.Stage) -> None:
+    """``python -m stages.<name>``: parse the flags, run the stage (see ``cli.main``)."""
+    cli.main(lambda: run(parser(stage).parse_args(), stage))
+
+
 def run(args, stage: tasks.Stage) -> None:
-    """A training stage: its pending tasks one after another on ``--gpu``, or on one worker process per
-    entry of ``--gpus``."""
-    gpus = worker_devices(args)
+    """A stage: its pending tasks one after another (on ``--gpu``), or on one worker process per entry of
+    ``--gpus`` (a stage without a device ignores the device: ``--gpus cpu,cpu`` is two CPU workers)."""
+    gpus = worker_devices(args) if stage.pooled else None
     plan = tasks.plan(args, stage)
     if gpus is None:
-        tasks.run_here(plan, args.gpu)
+        tasks.run_here(plan, getattr(args, "gpu", "cpu"))
         return
     gpus = gpus[: len(plan.tasks)]  # no idle workers
     where = f" on {len(gpus)} worker(s) ({','.join(gpus)}), {host_threads(len(gpus))} host thread(s) each" if gpus else ""
@@ -66,27 +75,30 @@ def host_threads(workers: int) -> int:
 
 
 def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:
-    import torch
-
     cli.catch_signals()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us with SIGTERM
     try:
-        torch.set_num_threads(threads)  # host threads: a CPU worker's compute, a GPU worker's data and launches
-        device = devices.pick(gpu)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
+        device = _device(gpu, threads) if plan.stage.device else None
         conn.send(("ready", None, ""))
         while (i := conn.recv()) is not None:
-            task = plan.tasks[i]
             try:
-                made = plan.stage.run(plan.run, task, plan.config, device, plan.force)
-                conn.send(("done", i, plan.stage.outcome(plan.run, task, plan.config, made)))
+                conn.send(("done", i, plan.stage.run(plan.run, plan.tasks[i], plan.config, device, plan.force)[1]))
             except Exception as e:  # noqa: BLE001 - reported; the worker goes on with the next task
                 if not isinstance(e, (PipelineError, OSError)):
                     traceback.print_exc()
                 conn.send(("failed", i, str(e) if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"))
     except cli.Stopped:
         os._exit(143)
+
+
+def _device(gpu: str, threads: int):
+    import torch
+
+    torch.set_num_threads(threads)  # host threads: a CPU worker's compute, a GPU worker's data and launches
+    device = devices.pick(gpu)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
 def run_pool(plan: tasks.Plan, gpus: list[str]) -> list[str]:

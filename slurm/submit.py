@@ -25,9 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import cli, tasklist, tasks
+from pipeline import cli, tasks
 from pipeline.errors import PipelineError
 from pipeline.options import Range
+from stages import tasklist
 
 ROOT = Path(__file__).resolve().parent.parent
 PREEMPT_SIGNAL = "USR1"  # SLURM's usual warning signal; pipeline.train stops on it too outside submitit

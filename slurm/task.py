@@ -13,7 +13,8 @@ import argparse
 
 import submitit
 
-from pipeline import cli, tasklist
+from pipeline import cli
+from stages import tasklist
 
 
 class Task(submitit.helpers.Checkpointable):

@@ -1,21 +1,19 @@
 """combine: merge each condition's fold shards into psx.npy (every row covered exactly once). The fold
 count and the crossval config come from the shards, which must agree."""
 
-from pipeline import cli, conditions, folds
+from pipeline import folds, store, tasks, workers
+from pipeline.layout import RunDir
 
 
-def parser():
-    p = cli.parser(__doc__)
-    cli.add_condition_arg(p)
-    return p
+class Combine(tasks.Stage):
+    name = "combine"
+
+    def run(self, run: RunDir, task: tasks.Cond, config, device, force: bool = False) -> tuple[store.Outcome, str]:
+        made = folds.combine(run, task.cond, force)
+        return made, f"{made.value}: {run.psx(task.cond)}"
 
 
-def run(args):
-    run = cli.run_dir(args)
-    for cond in conditions.names(run, args.cond):
-        did = folds.combine(run, cond, args.force)
-        cli.log(f"{did.value}: {run.psx(cond)}")
-
+STAGE = Combine()
 
 if __name__ == "__main__":
-    cli.main(lambda: run(parser().parse_args()))
+    workers.main(STAGE)

@@ -4,17 +4,121 @@
 process; `--fold all` runs every fold. `--gpus 0,1,2,3` runs them on one worker process per GPU instead
 (`--gpus cpu`: one CPU worker)."""
 
-from pipeline import cli, workers
-from pipeline.crossval import STAGE
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from pipeline import conditions, datasets, models, options, recipes, store, tasks, workers
+from pipeline.errors import PipelineError
+from pipeline.folds import assign_folds
+from pipeline.layout import RunDir
+from pipeline.options import SEED_MAX, Range, option
+from pipeline.recipes import RECIPES
+
+MAX_FOLDS = 100
 
 
-def parser():
-    return workers.parser(__doc__, STAGE)
+@dataclass(frozen=True)
+class CrossvalConfig:
+    folds: int = option(4, "number of cross-validation folds", Range(int, 2, MAX_FOLDS))
+    fold_seed: int = option(0, "seed of the stratified fold assignment", Range(int, 0, SEED_MAX))
+    recipe: str = option("airbench", "training recipe: airbench (fast) or sgd (plain SGD), see pipeline/recipes.py; "
+                         "it sets the defaults of the options below", choices=tuple(RECIPES))
+    arch: str | None = option(None, "network (see pipeline/models.py); none: the recipe's", choices=models.ARCHS)
+    epochs: int | None = option(None, "training epochs per fold; none: the recipe's", Range(int, 1, 10_000, optional=True))
+    batch_size: int | None = option(None, "training batch size; none: the recipe's", Range(int, 2, 65_536, optional=True))
+    lr: float | None = option(None, "peak learning rate of SGD (Nesterov) on the mean loss; none: the recipe's",
+                              Range(float, 0, 100, lo_open=True, optional=True))
+    weight_decay: float | None = option(None, "weight decay (airbench: decoupled, the fraction each weight shrinks per "
+                                        "step at the peak; sgd: torch's); none: the recipe's", Range(float, 0, 1, optional=True))
+    label_smoothing: float | None = option(None, "label smoothing of the cross-entropy; none: the recipe's",
+                                           Range(float, 0, 1, hi_open=True, optional=True))
+    prune_epoch: int | None = option(None, "after this many epochs, drop the training rows that confident learning "
+                                     "(prune_by_noise_rate) flags on the network's own predictions, and train the "
+                                     "remaining epochs on the rest; none: never", Range(int, 1, 10_000, optional=True))
+    seed: int = option(0, "training seed (fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS))
+    precision: str = options.precision()
+    compile: bool = options.compile_()
+
+    def __post_init__(self):
+        options.validate(self)
+        for key in recipes.OPTIONS:
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, getattr(RECIPES[self.recipe], key))
+        if self.prune_epoch is not None and self.prune_epoch >= self.epochs:
+            raise PipelineError(f"--prune-epoch {self.prune_epoch}: leaves no epoch to train on the kept rows "
+                                f"(expected below --epochs {self.epochs})")
+
+    def training(self) -> dict:
+        """The keyword arguments of ``train.train_classifier`` this config sets."""
+        return {k: getattr(self, k) for k in ("recipe", "arch", "epochs", "batch_size", "lr", "weight_decay",
+                                              "label_smoothing", "prune_epoch", "precision", "compile")}
 
 
-def run(args):
-    workers.run(args, STAGE)
+class Task(NamedTuple):
+    """One crossval task: fold ``fold`` of condition ``cond`` (as a list in a SLURM task list)."""
 
+    cond: str
+    fold: int
+
+
+class Crossval(tasks.TrainingStage):
+    name, unit, Config = "crossval", "(condition, fold)", CrossvalConfig
+
+    def add_args(self, p: argparse.ArgumentParser) -> None:
+        super().add_args(p)
+        p.add_argument("--fold", default="all", help="fold index, comma-separated indices, or 'all'")
+
+    def select(self, run: RunDir, args: argparse.Namespace, config: CrossvalConfig) -> list[Task]:
+        folds = list(range(config.folds)) if args.fold == "all" else \
+            options.int_list(args.fold, Range(int, 0, config.folds - 1), "--fold")
+        return [Task(c, k) for c in conditions.names(run, args.cond) for k in folds]
+
+    def check(self, run: RunDir, task: list, config: CrossvalConfig) -> Task:
+        if not (isinstance(task, list) and len(task) == 2 and task[0] in conditions.registry(run)
+                and isinstance(task[1], int) and 0 <= task[1] < config.folds):
+            raise PipelineError(f"task {task!r}: not a (registered condition, fold < {config.folds}) crossval task")
+        return Task(*task)
+
+    def target(self, run: RunDir, task: tuple, config: CrossvalConfig) -> tuple[Path, dict[str, Path], dict]:
+        cond, fold = task
+        inputs = {"dataset": run.require(run.dataset, "data"), "labels": run.require(run.labels(cond), "noise")}
+        return run.shard(cond, fold), inputs, {"fold": fold, **asdict(config)}
+
+    def make(self, run: RunDir, task: tuple, config: CrossvalConfig, device, ckpt: Path, tag: dict):
+        """Train on the other folds' rows (noisy labels), predict fold ``fold``'s rows: the shard."""
+        from pipeline.train import Data, effective_precision, train_classifier
+
+        cond, fold = task
+        ds = datasets.cached(run.dataset)
+        noisy = store.read(run.labels(cond))
+        fold_of = assign_folds(noisy, config.folds, config.fold_seed, ds.num_classes)
+        held, train = np.flatnonzero(fold_of == fold), fold_of != fold
+        data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
+        trained = train_classifier(data, **config.training(), seed=config.seed + 1000 * fold, device=device,
+                                   ckpt=ckpt, tag=tag, label=f"crossval {self.describe(task)}")
+        probs = trained.probs
+        info = {
+            "n_train": int(train.sum()),
+            "n_heldout": len(held),
+            "heldout_acc_noisy": float(np.mean(probs.argmax(1) == noisy[held])),
+            "heldout_acc_true": float(np.mean(probs.argmax(1) == ds.train_y[held])),
+            "train_s": round(trained.train_s, 3),
+            "predict_s": round(trained.predict_s, 3),
+            "precision": effective_precision(config.precision, device),  # what ran; combine refuses a mix
+        }
+        return {"indices": held, "probs": probs.astype(np.float32)}, info
+
+    def describe(self, task: tuple) -> str:
+        return f"{task[0]} fold {task[1]}"
+
+
+STAGE = Crossval()
 
 if __name__ == "__main__":
-    cli.main(lambda: run(parser().parse_args()))
+    workers.main(STAGE)

@@ -8,10 +8,10 @@ import numpy as np
 
 from conftest import FAST_COTEACH, FAST_CROSSVAL, ROOT, stage
 from pipeline import conditions, store
-from pipeline.coteach import grid
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
 from pipeline.masks import CL_METHODS, read_masks
+from stages.coteach import grid
 
 
 def artifact_mtimes(root):
@@ -60,7 +60,7 @@ def test_every_stage_then_rerun_does_nothing(run_copy):
     assert artifact_mtimes(run.root) == before
     imported = subprocess.run([sys.executable, "-X", "importtime", "-m", "stages.coteach", "--run-dir", str(run.root),
                                *FAST_COTEACH], cwd=ROOT, capture_output=True, text=True).stderr
-    assert "pipeline.coteach" in imported and not re.search(r"\|\s+(torch|pytorch_lightning|cleanlab)$", imported, re.M)
+    assert "pipeline.learners" in imported and not re.search(r"\|\s+(torch|pytorch_lightning|cleanlab)$", imported, re.M)
 
 
 def test_changed_config_redoes_only_what_depends_on_it(run_copy):

@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from conftest import ROOT, stage
-from pipeline import coteach, crossval, store
+from pipeline import store
 from pipeline.layout import RunDir
 from pipeline.lock import TaskLock
+from stages import coteach, crossval
 
 SHORT = ["--folds", "3", "--epochs", "2", "--batch-size", "128", "--gpu", "cpu"]
 SLOW_FOLD = ["--folds", "3", "--epochs", "4", "--batch-size", "64", "--gpu", "cpu", "--cond", "n40_s40", "--fold", "all"]

@@ -8,11 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline import coteach, datasets, learning
+from pipeline import datasets, learning
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS, coteaching
 from pipeline.train import Data
+from stages import coteach
 
 SCHEDULE = dict(epochs=2, lr=0.001, epoch_decay_start=1)
 

@@ -7,14 +7,14 @@ import signal
 
 import pytest
 
-from pipeline import cli
+from pipeline import cli, workers
 from pipeline.errors import PipelineError
 from pipeline.options import Range
 from slurm import submit
-from stages import coteach, combine, crossval, data, masks, noise, report
+from stages import coteach, combine, crossval, data, masks, noise, report, review
 
 ENTRY_POINTS = {"data": data, "noise": noise, "crossval": crossval, "combine": combine, "masks": masks,
-                "coteach": coteach, "report": report}
+                "review": review, "coteach": coteach, "report": report}
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,10 @@ def keep_signal_handlers():
 def call(module, argv: list[str], capsys) -> tuple[int, str]:
     """Run an entry point in-process as its __main__ does: (exit status, stderr)."""
     try:
-        cli.main(lambda: module.run(module.parser().parse_args(argv)))
+        if hasattr(module, "STAGE"):
+            cli.main(lambda: workers.run(workers.parser(module.STAGE).parse_args(argv), module.STAGE))
+        else:
+            cli.main(lambda: module.run(module.parser().parse_args(argv)))
         code = 0
     except SystemExit as e:
         code = e.code
@@ -66,7 +69,7 @@ def bad_values(rng: Range) -> list[str]:
 
 def parsers():
     for name, module in ENTRY_POINTS.items():
-        yield name, module.parser(), module
+        yield name, workers.parser(module.STAGE), module
     subs = next(a for a in submit.parser()._actions if isinstance(a, argparse._SubParsersAction))
     for name, p in subs.choices.items():
         yield f"slurm.submit {name}", p, None
@@ -196,7 +199,7 @@ def test_a_tampered_task_list_is_one_line(folds_run, tmp_path, capsys):
 def test_a_warning_before_an_error_leaves_stderr_one_line(capsys, warning):
     import warnings
 
-    from pipeline import cli
+    from pipeline import cli, workers
 
     def failing():
         warnings.simplefilter("always")

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from conftest import FAST_CROSSVAL
-from pipeline import callbacks, coteach, datasets, folds, store, train
+from pipeline import callbacks, datasets, folds, store, train, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
 from pipeline.learning import train_learner
-from stages import crossval as crossval_cli
+from stages import coteach, crossval as crossval_cli
 
 CPU = torch.device("cpu")
 COND = "n20_s0"
@@ -51,8 +51,9 @@ def spies(monkeypatch):
 
 def crossval(run: RunDir, *flags: str) -> None:
     """``stages.crossval`` in this process: its flags, plan and runner, without a subprocess."""
-    crossval_cli.run(crossval_cli.parser().parse_args(["--run-dir", str(run.root), "--cond", COND, "--fold", "all",
-                                                       *FAST_CROSSVAL, *flags]))
+    stage = crossval_cli.STAGE
+    workers.run(workers.parser(stage).parse_args(["--run-dir", str(run.root), "--cond", COND, "--fold", "all",
+                                                  *FAST_CROSSVAL, *flags]), stage)
 
 
 def test_bf16_crossval_shards_are_float32_probabilities_and_cleanlab_sees_float32(run_copy, spies):

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import FAST_COTEACH, stage
-from pipeline import conditions, crossval, coteach, report, store
+from pipeline import conditions, report, store
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS
+from stages import coteach, crossval
 
 
 @pytest.fixture(scope="module")

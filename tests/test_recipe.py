@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from pipeline import models
-from pipeline.crossval import CrossvalConfig
 from pipeline.errors import PipelineError
 from pipeline.loader import Batches
 from pipeline.recipes import OPTIONS, RECIPES
+from stages.crossval import CrossvalConfig
 
 
 def _flipped_per_epoch(epochs: int, alternate: bool) -> np.ndarray:

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, stage
-from pipeline import crossval, store
+from pipeline import store
 from pipeline.layout import RunDir
+from stages import crossval
 
 pytestmark = pytest.mark.slurm
 

@@ -45,14 +45,14 @@ def test_workers_per_gpu_repeats_each_device_and_refuses_nonsense(capsys):
     from stages import crossval
 
     def devices(*flags):
-        return workers.worker_devices(crossval.parser().parse_args(list(flags)))
+        return workers.worker_devices(workers.parser(crossval.STAGE).parse_args(list(flags)))
 
     assert devices("--gpus", "0,1", "--workers-per-gpu", "3") == ["0", "1"] * 3
     assert devices("--gpu", "2", "--workers-per-gpu", "4") == ["2"] * 4
     assert devices("--gpu", "2") is None and devices("--gpus", "cpu") == ["cpu"]
     for bad in ("0", "-1", "x", "1.5", "65"):
         with pytest.raises(SystemExit) as stop:
-            crossval.parser().parse_args(["--workers-per-gpu", bad])
+            workers.parser(crossval.STAGE).parse_args(["--workers-per-gpu", bad])
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.count("\n") == 1
         assert f"--workers-per-gpu: {bad!r}: expected an integer in [1, {workers.MAX_WORKERS_PER_GPU}]" in err

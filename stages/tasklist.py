@@ -1,6 +1,6 @@
 """A plan on disk: the task list of a SLURM array (array index = position in "tasks"), and the registry
-of training stages by name that reads it back. ``save`` fixes array index -> task; ``execute`` runs
-entry ``index`` of one inside the job. Above ``pipeline.tasks`` and the stages, so nothing imports in a circle."""
+of the stages a SLURM array runs (the training stages) by name, which reads it back. ``save`` fixes
+array index -> task; ``execute`` runs entry ``index`` of one inside the job."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import dataclasses
 import os
 from pathlib import Path
 
-from pipeline import cli, coteach, crossval, devices, store
+from pipeline import cli, devices, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.tasks import Plan, Stage
+from pipeline.tasks import Plan, TrainingStage
+from stages import coteach, crossval
 
 
-def registry() -> dict[str, Stage]:
+def registry() -> dict[str, TrainingStage]:
     return {s.name: s for s in (crossval.STAGE, coteach.STAGE)}
 
 
@@ -61,6 +62,6 @@ def execute(one: dict) -> str | None:
         torch.set_num_threads(threads)
     device = devices.pick(str(one["gpu"]))
     cli.log(f"{stage.name}: {stage.describe(task)} on {device} (run {one['run_dir']})")
-    made = stage.run(run, task, config, device, bool(one.get("force")))
-    cli.log(stage.outcome(run, task, config, made))
+    made, line = stage.run(run, task, config, device, bool(one.get("force")))
+    cli.log(line)
     return None if made is store.Outcome.SKIPPED else str(stage.target(run, task, config)[0])
