@@ -46,7 +46,7 @@ cond := $(if $(COND),--cond "$(COND)")
 devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)") --workers-per-gpu "$(WORKERS_PER_GPU)"
 
 .PHONY: setup demo demo-own test data noise crossval crossval-all combine masks review coteach report all paper-labels \
-        slurm-crossval slurm-coteach slurm-up slurm-down gpu-evidence gpu-kit gpu-rehearsal
+        slurm-crossval slurm-coteach slurm-combine slurm-masks slurm-review slurm-up slurm-down gpu-evidence gpu-kit gpu-rehearsal
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -140,6 +140,16 @@ slurm-crossval: setup
 
 slurm-coteach: setup
 	$(PY) -m slurm.submit coteach $(run) --methods "$(METHODS)" --learners "$(LEARNERS)" --seeds "$(SEEDS)" $(cond) $(COTEACH_ARGS) $(SLURM_ARGS)
+
+# The stages that train nothing: one CPU element per condition (no GPU unless SLURM_ARGS asks for one).
+slurm-combine: setup
+	$(PY) -m slurm.submit combine $(run) $(cond) $(SLURM_ARGS)
+
+slurm-masks: setup
+	$(PY) -m slurm.submit masks $(run) $(cond) $(if $(PSX),--psx "$(PSX)") $(SLURM_ARGS)
+
+slurm-review: setup
+	$(PY) -m slurm.submit review $(run) $(cond) $(REVIEW_ARGS) $(SLURM_ARGS)
 
 # A real one-node SLURM cluster on this machine (root; Debian packages slurmctld slurmd slurm-client munge).
 slurm-up:

@@ -2,11 +2,14 @@
 
     python -m slurm.submit crossval --run-dir RUN [--cond ...] [--fold all] [training options] [SLURM options]
     python -m slurm.submit coteach  --run-dir RUN [--methods all] [--learners paper] [--seeds 0,1,2] [training options] [SLURM options]
+    python -m slurm.submit combine|masks|review --run-dir RUN [--cond ...] [stage options] [SLURM options]
 
-One array element per pending (condition, fold) or (condition, rows, learner, seed) task; tasks whose
-artifacts are current are not submitted (nothing pending: nothing submitted). The task list is
+One array element per pending task: a (condition, fold) or (condition, rows, learner, seed) of a
+training stage, whose current artifacts are not submitted (nothing pending: nothing submitted), or a
+condition of combine, masks or review (each element says whether it wrote or found its files current). The task list is
 written to RUN/slurm/<job name>-tasks.json first (array index = position in it); logs go to
-RUN/slurm/logs/<array id>_<index>/. Each element gets --gpus-per-task GPUs (0: it runs on the CPU).
+RUN/slurm/logs/<array id>_<index>/. Each element gets --gpus-per-task GPUs (0: it runs on the CPU; the
+default for a stage that trains nothing).
 On SIGUSR1 (sent --signal-delay seconds before the time limit, or by `scancel --signal=USR1`)
 an element is requeued and resumes from its last epoch's checkpoint. `--wait` waits for the
 array and fails if any task failed; otherwise run the next stage once `squeue` shows it done.
@@ -72,12 +75,13 @@ def job_name(spec: str) -> str:
     return spec
 
 
-def add_slurm_args(p: argparse.ArgumentParser) -> None:
+def add_slurm_args(p: argparse.ArgumentParser, stage: tasks.Stage) -> None:
     g = p.add_argument_group("SLURM")
     g.add_argument("--partition", help="sbatch --partition")
     g.add_argument("--account", help="sbatch --account")
     g.add_argument("--time", type=minutes, default=minutes("4:00:00"), help="time limit per task: minutes or [D-]HH:MM[:SS]")
-    g.add_argument("--gpus-per-task", type=Range(int, 0, 64), default=1, help="GPUs per task (0: the task runs on the CPU)")
+    g.add_argument("--gpus-per-task", type=Range(int, 0, 64), default=int(stage.device),
+                   help="GPUs per task (0: the task runs on the CPU; a stage that trains nothing needs none)")
     g.add_argument("--cpus-per-task", type=Range(int, 1, 1024), default=4, help="CPUs per task (also the task's torch threads)")
     g.add_argument("--mem", type=memory, help="memory per task, e.g. 32G (unset: the cluster's default)")
     g.add_argument("--array-parallelism", type=Range(int, 1, 100_000), default=256, help="at most this many tasks at once (--array=...%%N)")
@@ -100,7 +104,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--run-dir", default=cli.DEFAULT_RUN_DIR, help="the run directory holding every artifact")
         s.add_argument("--force", action="store_true", help="redo tasks even where current artifacts exist")
         tasks.add_args(s, stage)
-        add_slurm_args(s)
+        add_slurm_args(s, stage)
     return p
 
 
@@ -185,20 +189,23 @@ def read_result(path: Path) -> tuple[bool, str | None]:
     return True, outcome[1]
 
 
-def wait(jobs, entries: list[dict], array_id: str, poll: float) -> list[str]:
+def wait(jobs, entries: list[dict], array_id: str, poll: float) -> tuple[list[str], list[int]]:
     """Wait until every element has a result, or has ended (or left SLURM's memory) without one for
-    SETTLE_S; one line per failed element. Reads submitit's result files and ``squeue``, not ``sacct``,
+    SETTLE_S: (one line per failed element, the indices of those skipped because another process held
+    their task). Reads submitit's result files and ``squeue``, not ``sacct``,
     so it works without SLURM accounting; a requeued element is pending again, not ended."""
-    left, failed, ended_since = {j.job_id: (j, e) for j, e in zip(jobs, entries)}, [], {}
+    left, failed, skipped, ended_since = {j.job_id: (i, j, e) for i, (j, e) in enumerate(zip(jobs, entries))}, [], [], {}
     while left:
         known = states(array_id)
-        for jid, (job, entry) in list(left.items()):
+        for jid, (i, job, entry) in list(left.items()):
             what = tasklist.describe(entry)  # from our own task list, not submitit's pickles
             if job.paths.result_pickle.exists():
                 del left[jid]
                 ok, out = read_result(job.paths.result_pickle)
                 if ok:
                     cli.log(f"{jid}: {what}: {'done' if out else 'skipped (another process held it)'}")
+                    if not out:
+                        skipped.append(i)
                 else:
                     failed.append(f"{jid} ({what}): {out}; log {job.paths.stderr}")
                     cli.log(f"{jid}: {what}: FAILED")
@@ -213,7 +220,7 @@ def wait(jobs, entries: list[dict], array_id: str, poll: float) -> list[str]:
                 ended_since.pop(jid, None)
         if left:
             time.sleep(poll)
-    return failed
+    return failed, skipped
 
 
 def run(args):
@@ -251,11 +258,11 @@ def run(args):
         return
     cli.log(f"waiting for {kind} {array_id} ...")
     try:
-        failed = wait(jobs, entries, array_id, args.poll)
+        failed, skipped = wait(jobs, entries, array_id, args.poll)
     except (KeyboardInterrupt, cli.Stopped):
         cli.log(f"stopped waiting; {kind} {array_id} goes on (squeue -j {array_id})")
         sys.exit(130)
-    still = stage.pending(plan.run, plan.tasks, plan.config)  # of the submitted ones (--max-tasks leaves others)
+    still = stage.pending(plan.run, [plan.tasks[i] for i in skipped], plan.config)  # left to another process, which may have failed
     if failed or still:
         raise PipelineError(f"{kind} {array_id}: {len(failed)} of {len(jobs)} task(s) failed, {len(still)} still pending:\n  "
                             + "\n  ".join(failed) + "\nre-submit to run only what is still pending")

@@ -1,6 +1,7 @@
 """A plan on disk: the task list of a SLURM array (array index = position in "tasks"), and the registry
-of the stages a SLURM array runs (the training stages) by name, which reads it back. ``save`` fixes
-array index -> task; ``execute`` runs entry ``index`` of one inside the job."""
+of the stages a SLURM array runs (every stage whose tasks may run apart: crossval, combine, masks,
+review, coteach) by name, which reads it back. ``save`` fixes array index -> task; ``execute`` runs
+entry ``index`` of one inside the job."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from pathlib import Path
 from pipeline import cli, devices, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.tasks import Plan, TrainingStage
-from stages import coteach, crossval
+from pipeline.tasks import Plan, Stage
+from stages import combine, coteach, crossval, masks, review
 
 
-def registry() -> dict[str, TrainingStage]:
-    return {s.name: s for s in (crossval.STAGE, coteach.STAGE)}
+def registry() -> dict[str, Stage]:
+    """The stages a SLURM array runs, in pipeline order."""
+    return {s.name: s for s in (crossval.STAGE, combine.STAGE, masks.STAGE, review.STAGE, coteach.STAGE)}
 
 
 def save(path: Path, p: Plan, gpu: str) -> Path:
@@ -45,23 +47,25 @@ def describe(one: dict) -> str:
 
 
 def execute(one: dict) -> str | None:
-    """Run the task of ``entry(...)`` here (a SLURM array element); the artifact's path, None if skipped.
+    """Run the task of ``entry(...)`` here (a SLURM array element); its log line, None if skipped.
 
-    The device is ``gpu`` of the spec ('cpu', or an index into the GPUs SLURM gave the job); the CPU
-    threads are the job's ``SLURM_CPUS_PER_TASK`` when set."""
+    A training stage's device is ``gpu`` of the spec ('cpu', or an index into the GPUs SLURM gave the
+    job), with the job's ``SLURM_CPUS_PER_TASK`` as its CPU threads when set; other stages import no torch."""
     stage, run = registry()[one["stage"]], RunDir(one["run_dir"])
     try:
         config = stage.Config(**one["config"])
     except TypeError as e:
         raise PipelineError(f"task list: config does not fit the {stage.name} stage ({e})") from None
     task = stage.check(run, one["task"], config)
-    import torch
+    device = None
+    if stage.device:
+        import torch
 
-    threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or 0)
-    if threads:
-        torch.set_num_threads(threads)
-    device = devices.pick(str(one["gpu"]))
-    cli.log(f"{stage.name}: {stage.describe(task)} on {device} (run {one['run_dir']})")
+        threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or 0)
+        if threads:
+            torch.set_num_threads(threads)
+        device = devices.pick(str(one["gpu"]))
+    cli.log(f"{stage.name}: {stage.describe(task)}{f' on {device}' if device else ''} (run {one['run_dir']})")
     made, line = stage.run(run, task, config, device, bool(one.get("force")))
     cli.log(line)
-    return None if made is store.Outcome.SKIPPED else str(stage.target(run, task, config)[0])
+    return None if made is store.Outcome.SKIPPED else line

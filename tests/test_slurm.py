@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, stage
+from conftest import ROOT
 from pipeline import store
 from pipeline.layout import RunDir
 from stages import crossval
@@ -63,7 +63,7 @@ def submit(env, stage_name: str, run: RunDir, *args: str) -> str:
     return proc.stdout
 
 
-def test_crossval_array_then_combine(slurm_env, noisy_run):
+def test_crossval_array_then_combine_array(slurm_env, noisy_run):
     run, cond = noisy_run, "n20_s0"
     out = submit(slurm_env, "crossval", run, "--cond", cond, *FAST, *ON_CPU, "--wait")
     job = re.search(r"submitted array job (\d+) \(cl-crossval\): 3 task\(s\)", out)
@@ -75,7 +75,11 @@ def test_crossval_array_then_combine(slurm_env, noisy_run):
         log = (run.root / "slurm" / "logs" / f"{job[1]}_{k}" / f"{job[1]}_{k}_0_log.out").read_text()
         assert f"wrote {run.shard(cond, k)}" in log
 
-    stage("combine", run.root, "--cond", cond)
+    out = submit(slurm_env, "combine", run, "--cond", cond, *ON_CPU[2:], "--wait")  # a stage that trains nothing: no GPU asked
+    job = re.search(r"submitted job (\d+) \(cl-combine\): 1 task\(s\)", out)
+    assert job and "all 1 task(s) done" in out, out
+    log = (run.root / "slurm" / "logs" / job[1] / f"{job[1]}_0_log.out").read_text()
+    assert f"wrote: {run.psx(cond)}" in log, log
     noisy = store.load(run.labels(cond))
     psx = store.load(run.psx(cond))
     assert psx.shape == (len(noisy), 10) and np.allclose(psx.sum(1), 1, atol=1e-5)
