@@ -1,10 +1,17 @@
-"""Shared helpers: run a stage as a subprocess (the real CLI), and a small digits run built once."""
+"""Shared helpers: run a stage's CLI in this process, and a small digits run built once."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
 import shutil
-import subprocess
+import signal
 import sys
+import tempfile
+import traceback
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,14 +24,64 @@ FAST_CROSSVAL = ["--folds", "3", "--epochs", "2", "--batch-size", "128", "--gpu"
 FAST_COTEACH = ["--epochs", "2", "--batch-size", "128", "--epoch-decay-start", "1", "--num-gradual", "1", "--gpu", "cpu"]
 
 
-def stage(name: str, run_dir: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    """``python -m stages.<name> --run-dir RUN ARGS``; asserts the exit status (0 if ``ok`` else 2)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", f"stages.{name}", "--run-dir", str(run_dir), *args],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    assert proc.returncode == (0 if ok else 2), f"stages.{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+@dataclass
+class Ran:
+    """What a stage's run printed, and its exit status (as ``subprocess.CompletedProcess`` has them)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@contextlib.contextmanager
+def _captured():
+    """stdout and stderr of this process and its children, at the file descriptors, into two strings."""
+    out = {}
+    sys.stdout.flush(), sys.stderr.flush()
+    with tempfile.TemporaryFile("w+") as o, tempfile.TemporaryFile("w+") as e:
+        saved = [os.dup(1), os.dup(2)]
+        old = sys.stdout, sys.stderr
+        os.dup2(o.fileno(), 1), os.dup2(e.fileno(), 2)
+        sys.stdout, sys.stderr = o, e
+        try:
+            yield out
+        finally:
+            o.flush(), e.flush()
+            sys.stdout, sys.stderr = old
+            for fd, keep in zip((1, 2), saved):
+                os.dup2(keep, fd)
+                os.close(keep)
+            for name, f in (("stdout", o), ("stderr", e)):
+                f.seek(0)
+                out[name] = f.read()
+
+
+def stage(name: str, run_dir: Path, *args: str, ok: bool = True) -> Ran:
+    """``python -m stages.<name> --run-dir RUN ARGS``, run in this process as its ``__main__`` does (the same
+    parser, ``cli.main`` and exit status, without a new interpreter's seconds of imports); the signal
+    handlers and warning hook it sets are put back. Asserts the exit status (0 if ``ok`` else 2)."""
+    from pipeline import workers
+
+    module = importlib.import_module(f"stages.{name}")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    argv, showwarning = sys.argv, warnings.showwarning
+    code = 0
+    with _captured() as out:
+        sys.argv = [str(ROOT / "stages" / f"{name}.py"), "--run-dir", str(run_dir), *args]
+        try:
+            workers.main(module.STAGE)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except Exception:  # noqa: BLE001 - a bug: a traceback and status 1, as the interpreter would
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.argv, warnings.showwarning = argv, showwarning
+            for s, h in handlers.items():
+                signal.signal(s, h)
+    ran = Ran(code, out["stdout"], out["stderr"])
+    assert ran.returncode == (0 if ok else 2), f"stages.{name} exited {ran.returncode}\n{ran.stdout}\n{ran.stderr}"
+    return ran
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAST_CROSSVAL
+from conftest import FAST_CROSSVAL, stage
 from pipeline import datasets, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
@@ -60,18 +60,13 @@ def test_a_planted_cifar10_batch_is_refused_without_running(tmp_path, marker, pr
     assert "cannot read CIFAR-10 batch" in one_line(e.value, folder / where)
 
 
-def test_a_planted_checkpoint_beside_an_artifact_is_discarded_without_running(run_copy, marker, capsys):
-    from pipeline import workers
-    from stages import crossval
-
+def test_a_planted_checkpoint_beside_an_artifact_is_discarded_without_running(run_copy, marker):
     run = RunDir(run_copy)
     shard = run.shard("n20_s0", 0)
     shard.unlink()
     torch.save({"tag": None, "epoch": 1, "planted": Planted(marker)}, store.ckpt_path(shard))
-    workers.run(workers.parser(crossval.STAGE).parse_args(["--run-dir", str(run.root), "--cond", "n20_s0", "--fold", "0",
-                                                           *FAST_CROSSVAL]), crossval.STAGE)
-    out = capsys.readouterr()
-    assert f"discarding unreadable checkpoint {store.ckpt_path(shard)}" in out.err and "training starts at epoch 0" in out.err
+    err = stage("crossval", run.root, "--cond", "n20_s0", "--fold", "0", *FAST_CROSSVAL).stderr
+    assert f"discarding unreadable checkpoint {store.ckpt_path(shard)}" in err and "training starts at epoch 0" in err
     assert store.verify(shard) and not store.ckpt_path(shard).exists()
 
 

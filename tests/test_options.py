@@ -199,7 +199,7 @@ def test_a_tampered_task_list_is_one_line(folds_run, tmp_path, capsys):
 def test_a_warning_before_an_error_leaves_stderr_one_line(capsys, warning):
     import warnings
 
-    from pipeline import cli, workers
+    from pipeline import cli
 
     def failing():
         warnings.simplefilter("always")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FAST_CROSSVAL, stage
+from conftest import stage
 from pipeline import datasets, review, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED, needs_shared
-from pipeline import conditions, datasets
+from pipeline import conditions
 from pipeline.masks import CL_METHODS, detection, find_masks, mask_paths
 from pipeline.sources import imagefolder
 

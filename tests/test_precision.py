@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAST_CROSSVAL
-from pipeline import callbacks, datasets, folds, store, train, workers
+from conftest import FAST_CROSSVAL, stage
+from pipeline import callbacks, datasets, folds, store, train
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
 from pipeline.learning import train_learner
-from stages import coteach, crossval as crossval_cli
+from stages import coteach
 
 CPU = torch.device("cpu")
 COND = "n20_s0"
@@ -50,10 +50,7 @@ def spies(monkeypatch):
 
 
 def crossval(run: RunDir, *flags: str) -> None:
-    """``stages.crossval`` in this process: its flags, plan and runner, without a subprocess."""
-    stage = crossval_cli.STAGE
-    workers.run(workers.parser(stage).parse_args(["--run-dir", str(run.root), "--cond", COND, "--fold", "all",
-                                                  *FAST_CROSSVAL, *flags]), stage)
+    stage("crossval", run.root, "--cond", COND, "--fold", "all", *FAST_CROSSVAL, *flags)
 
 
 def test_bf16_crossval_shards_are_float32_probabilities_and_cleanlab_sees_float32(run_copy, spies):
