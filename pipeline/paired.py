@@ -9,11 +9,8 @@ t distribution (mean ± t(0.975, n-1) · sd / sqrt(n), sample sd), and a verdict
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
-
-from pipeline import plots
 
 LEVEL = 0.95
 
@@ -51,28 +48,3 @@ def verdict(n: int, lo: float | None, hi: float | None) -> str:
     if hi < 0:
         return "hurts"
     return f"no detectable difference with {n} seeds"
-
-
-def plot(rows: list[dict], path: Path) -> None:
-    """``cleaning_helps.png``: per comparison, each seed's difference (dots), the mean and its 95% interval."""
-
-    if not rows:
-        return plots.placeholder("No (mask, learner) with the same learner on all rows for the same seeds yet "
-                            "(make coteach LEARNERS=plain SEEDS=0,1,2,3,4)", path)
-    plt = plots.pyplot()
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4))
-    for y, r in enumerate(rows):
-        d = 100 * np.array(r["differences"])
-        ax.scatter(d, np.full(len(d), y), s=14, color="grey", zorder=2)
-        if r["ci_low"] is not None:
-            ax.plot([100 * r["ci_low"], 100 * r["ci_high"]], [y, y], color="black", lw=2, zorder=3)
-        colour = {"helps": "tab:green", "hurts": "tab:red"}.get(r["verdict"], "tab:blue")
-        ax.scatter([100 * r["mean"]], [y], s=40, color=colour, zorder=4, marker="D")
-    ax.axvline(0, color="black", lw=0.8, ls="--")
-    ax.set_yticks(range(len(rows)), [f"{r['condition']}: {r['name']}" for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("test accuracy, cleaned rows - all rows (points), same learner, same seed")
-    ax.set_title("Does cleaning help? Per-seed paired differences; diamond = mean, bar = 95% paired-t interval", fontsize=9)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    plots.save(fig, path)

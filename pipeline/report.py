@@ -10,12 +10,11 @@ none: detection on the paper's psx (conditions with the paper's labels) is the m
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 from pipeline import conditions, paired, plots, store
 from pipeline.conditions import parse_conditions
@@ -146,25 +145,30 @@ def config_notes(configs: dict[str, dict[str, dict]]) -> list[str]:
     return notes
 
 
+def _rows(frame: pd.DataFrame) -> list[dict]:
+    """A frame's rows as dicts, None where pandas has NaN (what the renderers and CSVs write as absent)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
 def accuracy_summary(records: list[dict], paper: dict) -> list[dict]:
     """One row per (condition, rows, learner) with results: mean and std over seeds of the final- and
     best-epoch accuracy, the paper's cell for the condition's column, and our mean minus it."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        if r["kind"] == "accuracy":
-            groups.setdefault((r["condition"], r["rows"], r["learner"]), []).append(r)
-    rows = []
-    for (cond, rows_, learner), rs in groups.items():
-        row = {k: rs[0][k] for k in ("condition", "paper_column", "noise_rate", "sparsity", "rows", "learner")}
-        row |= {"n_seeds": len(rs), "seeds": " ".join(str(r["seed"]) for r in rs)}
-        for key in ("final_acc", "best_acc"):
-            v = np.array([r[key] for r in rs])
-            row |= {f"{key}_mean": float(v.mean()), f"{key}_std": float(v.std(ddof=1)) if len(v) > 1 else None}
-        acc, measure = paper.get((rows_, learner, row["paper_column"]), (None, None))
-        row |= {"paper_acc": acc, "paper_measure": measure}
-        row |= {f"{k}_delta": None if acc is None else row[f"{k}_mean"] - acc for k in ("final_acc", "best_acc")}
-        rows.append(row)
-    return rows
+    acc = pd.DataFrame([r for r in records if r["kind"] == "accuracy"])
+    if acc.empty:
+        return []
+    cells = acc.groupby(["condition", "rows", "learner"], sort=False)
+    out = cells[["paper_column", "noise_rate", "sparsity"]].first()
+    out["n_seeds"], out["seeds"] = cells.size(), cells["seed"].agg(lambda s: " ".join(map(str, s)))
+    for key in ("final_acc", "best_acc"):
+        out[f"{key}_mean"], out[f"{key}_std"] = cells[key].mean(), cells[key].std()
+    out = out.reset_index()
+    found = [paper.get((r.rows, r.learner, r.paper_column), (None, None)) for r in out.itertuples()]
+    out["paper_acc"] = pd.Series([a for a, _ in found], dtype=float)
+    out["paper_measure"] = [m for _, m in found]
+    for key in ("final_acc", "best_acc"):
+        out[f"{key}_delta"] = out[f"{key}_mean"] - out["paper_acc"]
+    first = ["condition", "paper_column", "noise_rate", "sparsity", "rows", "learner"]
+    return _rows(out[first + [c for c in out if c not in first]])
 
 
 def cleaning_summary(records: list[dict], coteach_configs: dict[str, dict]) -> tuple[list[dict], list[str]]:
@@ -200,15 +204,18 @@ def cleaning_summary(records: list[dict], coteach_configs: dict[str, dict]) -> t
 def detection_summary(records: list[dict]) -> list[dict]:
     """One row per (condition, method) with detection: precision, recall, F1 and fraction kept on this
     run's psx (``run_*``) and on the paper's (``paper_*``), None where absent or undefined."""
-    rows: dict[tuple, dict] = {}
-    for r in records:
-        if r["kind"] == "detection":
-            row = rows.setdefault((r["condition"], r["method"]),
-                                  {k: r[k] for k in ("condition", "paper_column", "method")})
-            row |= {f"{r['psx']}_{k}": r[k] for k in ("precision", "recall", "f1", "keep_fraction")}
-    cond_order = list(dict.fromkeys(r["condition"] for r in records))
-    method_order = list(CL_METHODS.values())
-    return [rows[k] for k in sorted(rows, key=lambda k: (cond_order.index(k[0]), method_order.index(k[1])))]
+    det = pd.DataFrame([r for r in records if r["kind"] == "detection"])
+    if det.empty:
+        return []
+    measures = ["precision", "recall", "f1", "keep_fraction"]
+    wide = det.pivot(index=["condition", "paper_column", "method"], columns="psx", values=measures)
+    wide.columns = [f"{psx}_{k}" for k, psx in wide.columns]
+    wide = wide.reset_index()
+    wide = wide[["condition", "paper_column", "method"] + [f"{psx}_{k}" for psx in det["psx"].unique() for k in measures]]
+    order = {m: i for i, m in enumerate(CL_METHODS.values())}
+    wide = wide.sort_values(["condition", "method"], key=lambda c: c.map(
+        order if c.name == "method" else {cond: i for i, cond in enumerate(det["condition"].unique())}))
+    return _rows(wide)
 
 
 def _pct(v: float | None, std: float | None = None, sign: bool = False) -> str:
@@ -286,88 +293,8 @@ def markdown(acc: list[dict], det: list[dict], conds: list[str], headers: dict[s
     return "# Confident Learning: which rows x which learner\n\n" + body + "\n"
 
 
-
-
-def plot_accuracy(acc: list[dict], paper: dict, path: Path) -> None:
-    """``accuracy_vs_noise.png``: one panel per (rows, learner), test accuracy against actual noise rate, a
-    line per sparsity: ours at the final epoch (± std) and best epoch, and the paper's cells."""
-    plt = plots.pyplot()
-    methods = _pairs(acc)
-    if not methods:
-        return plots.placeholder("No coteach results for these conditions and seeds yet (make coteach)", path)
-    sparsities = sorted({r["sparsity"] for r in acc}, key=lambda s: (s is None, s))
-    colours = dict(zip(sparsities, plt.cm.viridis(np.linspace(0, 0.85, max(len(sparsities), 1)))))
-    ncol = min(4, len(methods))
-    fig, axes = plt.subplots(-(-len(methods) // ncol), ncol, figsize=(4 * ncol, 3.4 * -(-len(methods) // ncol)),
-                             squeeze=False, sharey=True)
-    for ax, m in zip(axes.flat, methods):
-        for s in sparsities:
-            rs = sorted((r for r in acc if (r["rows"], r["learner"]) == m and r["sparsity"] == s), key=lambda r: r["noise_rate"])
-            x = [100 * r["noise_rate"] for r in rs]
-            ax.errorbar(x, [100 * r["final_acc_mean"] for r in rs], [100 * (r["final_acc_std"] or 0) for r in rs],
-                        color=colours[s], marker="o", capsize=3, label=f"sparsity {s}, ours final")
-            ax.plot(x, [100 * r["best_acc_mean"] for r in rs], color=colours[s], ls=":", marker=".", label=f"sparsity {s}, ours best")
-            pub = sorted((100 * c.noise, 100 * paper[(*m, col)][0]) for col, c in PAPER_CONDITIONS.items()
-                         if c.sparsity == s and (*m, col) in paper)
-            if pub:
-                ax.plot(*zip(*pub), color=colours[s], ls="--", marker="s", mfc="none", label=f"sparsity {s}, paper")
-        ax.set_title(cell_name(*m), fontsize=10)
-        ax.set_xlim(0, 100)
-        ax.grid(alpha=0.3)
-    for i, ax in enumerate(axes.flat):
-        if i >= len(methods):
-            ax.axis("off")
-        elif i + ncol >= len(methods):
-            ax.set_xlabel("actual noise rate (%)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("test accuracy (%)")
-    legend = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
-    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle("Test accuracy vs noise. Ours: final epoch (solid, ± std over seeds), best epoch (dotted);\n"
-                 "the CL paper's CIFAR-10 Table 2 (dashed)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.04 + 0.02 * len(sparsities), 1, 0.95))
-    plots.save(fig, path)
-
-
-def plot_noise_matrices(matrices: dict[str, tuple[np.ndarray, float]], path: Path) -> None:
-    """``noise_matrices.png``: a heat map per condition of its (K, K) noise matrix P(noisy=i | true=j),
-    ``matrices``: ``{condition: (matrix, actual noise rate)}``."""
-    plt = plots.pyplot()
-    if not matrices:
-        return plots.placeholder("No condition with current labels (make noise)", path)
-    ncol = min(4, len(matrices))
-    nrow = -(-len(matrices) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol + 1, 3.4 * nrow + 0.5), squeeze=False)
-    for ax, (cond, (nm, rate)) in zip(axes.flat, matrices.items()):
-        im = ax.imshow(nm, vmin=0, vmax=1, cmap="Blues")
-        for (i, j), v in np.ndenumerate(nm):
-            if round(100 * v) >= 1:
-                ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=6, color="white" if v > 0.6 else "black")
-        ax.set_title(f"{cond} ({100 * rate:.1f}% noisy)", fontsize=10)
-        ax.set_xlabel("true label j", fontsize=8)
-        ax.set_ylabel("noisy label i", fontsize=8)
-        ax.set_xticks(range(len(nm)))
-        ax.set_yticks(range(len(nm)))
-        ax.tick_params(labelsize=6)
-    for ax in axes.flat[len(matrices):]:
-        ax.axis("off")
-    fig.subplots_adjust(left=0.5 / fig.get_figwidth(), right=0.88, bottom=0.6 / fig.get_figheight(),
-                        top=1 - 0.7 / fig.get_figheight(), wspace=0.35, hspace=0.45)
-    fig.colorbar(im, cax=fig.add_axes((0.91, 0.25, 0.015, 0.5)), label="P(noisy = i | true = j)")
-    fig.suptitle("Noise matrices (%, as realised in the labels)")
-    plots.save(fig, path)
-
-
-
-
-
-
 def _csv(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-    writer.writeheader()
-    writer.writerows(rows)
-    store.save(path, buf.getvalue().encode())
+    store.save(path, pd.DataFrame(rows, dtype=object).to_csv(index=False, lineterminator="\r\n").encode())
 
 
 def column_heading(loaded: conditions.Loaded) -> str:
@@ -407,7 +334,11 @@ def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_w
     store.save(files[0], text.encode())
     for path, rows in zip(files[1:5], (records, acc, det, cleaning)):
         _csv(path, rows)
-    plot_noise_matrices({c: (l.noise_matrix, l.noise_rate) for c, l in loaded.items()}, files[5])
-    plot_accuracy(acc, paper, files[6])
-    paired.plot(cleaning, files[7])
+    published = {}
+    for (rows, learner, col), (value, _) in paper.items():
+        c = PAPER_CONDITIONS[col]
+        published.setdefault((rows, learner, c.sparsity), []).append((100 * c.noise, 100 * value))
+    plots.noise_matrices({c: (l.noise_matrix, l.noise_rate) for c, l in loaded.items()}, files[5])
+    plots.accuracy_vs_noise(acc, {pair: cell_name(*pair) for pair in _pairs(acc)}, published, files[6])
+    plots.cleaning_helps(cleaning, files[7])
     return files, text

@@ -24,10 +24,6 @@ from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, mask_paths, masks_psx, read_masks, read_masks_psx
 
-COLUMNS = 8  # tiles per gallery row
-TILE_IN, CAPTION_IN, HEADER_IN, DPI = 1.3, 0.42, 0.45, 100  # inches: a tile's image, its caption, the title
-
-
 def issues(noisy: np.ndarray, psx: np.ndarray, masks: dict[str, np.ndarray]) -> list[dict]:
     """The flagged rows (by any method), lowest label quality first: row, given, suggested, score, flagged_by."""
     from cleanlab.rank import get_label_quality_scores
@@ -38,37 +34,6 @@ def issues(noisy: np.ndarray, psx: np.ndarray, masks: dict[str, np.ndarray]) -> 
     rows = rows[np.lexsort((rows, scores[rows]))]  # ascending score; ties by row
     return [{"row": int(i), "given": int(noisy[i]), "suggested": int(psx[i].argmax()), "score": float(scores[i]),
              "flagged_by": [m for m, f in flagged_by.items() if f[i]]} for i in rows]
-
-
-def gallery_size(tiles: int) -> tuple[int, int]:
-    """The gallery PNG's (width, height) in pixels for ``tiles`` tiles."""
-    rows = max(1, -(-tiles // COLUMNS))
-    return round(COLUMNS * TILE_IN * DPI), round((HEADER_IN + rows * (TILE_IN + CAPTION_IN)) * DPI)
-
-
-def gallery(images: np.ndarray, captions: list[str], title: str) -> bytes:
-    """A PNG grid of ``images`` (N, H, W, C uint8) with a caption under each; size: ``gallery_size``."""
-
-    plt = plots.pyplot()
-    width, height = gallery_size(len(images))
-    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    fig.text(0.5, 1 - HEADER_IN / 2 / (height / DPI), title, ha="center", va="center", fontsize=10)
-    cell_w, cell_h = 1 / COLUMNS, (TILE_IN + CAPTION_IN) * DPI / height
-    for k, (image, caption) in enumerate(zip(images, captions)):
-        r, c = divmod(k, COLUMNS)
-        top = 1 - HEADER_IN * DPI / height - r * cell_h
-        ax = fig.add_axes((c * cell_w + 0.06 * cell_w, top - TILE_IN * DPI / height * 0.94, 0.88 * cell_w,
-                           TILE_IN * DPI / height * 0.88))
-        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255,
-                  interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        fig.text(c * cell_w + cell_w / 2, top - (TILE_IN + CAPTION_IN / 2) * DPI / height, caption,
-                 ha="center", va="center", fontsize=7.5)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def _csv_bytes(found: list[dict], ids: np.ndarray, classes: np.ndarray, true: np.ndarray | None) -> bytes:
@@ -117,7 +82,7 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
         images = ds.train_x[[int(r["row"]) for r in shown]] if shown else ds.train_x[:0]
         captions = [f"{r['given_label']} -> {r['suggested_label']}" + (f"\n(true: {r['true_label']})" if r["true_label"] else "")
                     for r in shown]
-        return gallery(images, captions, title), {"tiles": len(shown)}
+        return plots.gallery(images, captions, title), {"tiles": len(shown)}
 
     what = f"{cond}: {len(listed)} flagged by a CL method; the {min(top, len(listed))} lowest label quality (given -> suggested)"
     made.append(store.produce(png_path, stage="review", inputs={**inputs, "label_issues": csv_path}, config={"top": top},

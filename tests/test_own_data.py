@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import stage
-from pipeline import datasets, review, store
+from pipeline import datasets, plots, review, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.masks import read_masks
@@ -194,12 +194,12 @@ def test_the_gallery_has_one_tile_per_shown_issue(reviewed):
     for cond in ("n20_s0", "n40_s40"):
         listed = run.label_issues(cond).read_text().count("\n") - 1
         with Image.open(run.label_issues(cond).with_suffix(".png")) as im:
-            assert im.size == review.gallery_size(min(12, listed))
+            assert im.size == plots.gallery_size(min(12, listed))
         assert store.verify(run.label_issues(cond).with_suffix(".png"))["info"]["tiles"] == min(12, listed)
         per_class = sorted((run.label_issues(cond).parent / "label_issues").glob("*.png"))
         assert per_class and all(store.verify(p)["info"]["tiles"] <= 12 for p in per_class)
-    assert review.gallery_size(17) == (review.gallery_size(1)[0], review.gallery_size(8)[1] + 2 * round(
-        (review.TILE_IN + review.CAPTION_IN) * review.DPI))
+    assert plots.gallery_size(17) == (plots.gallery_size(1)[0], plots.gallery_size(8)[1] + 2 * round(
+        (plots.TILE_IN + plots.CAPTION_IN) * plots.DPI))
 
 
 def test_the_demo_own_source_flips_only_training_labels_and_reads_back(tmp_path):
