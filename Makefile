@@ -160,4 +160,4 @@ slurm-down:
 
 # Rebuild data/cl_paper_cifar10_noisy_labels.npz from the paper's JSON files.
 paper-labels: setup
-	$(PY) -c "import sys; from pipeline.conditions import export_paper_labels; export_paper_labels(sys.argv[1])" "$(PAPER_JSON)"
+	$(PY) -c "import sys; from pipeline.kinds import paper; paper.export(sys.argv[1])" "$(PAPER_JSON)"

@@ -32,6 +32,9 @@ import numpy as np
 
 from pipeline import cli, conditions, datasets, devices, store
 from pipeline.folds import assign_folds
+from pipeline.kinds import paper
+from pipeline.kinds.base import CIFAR10_TRAIN_SIZE
+from pipeline.kinds.generated import generate
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, PAPER_PSX, detection, find_masks
 from pipeline.options import Range
@@ -47,11 +50,11 @@ def paper_condition(name: str) -> conditions.Condition | None:
 
 def noisy_labels(cond: conditions.Condition, ds: datasets.Dataset, psx_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(noisy labels, the paper's psx or None): the paper's own on CIFAR-10, else generated with seed 0."""
-    if len(ds.train_y) == conditions.CIFAR10_TRAIN_SIZE and ds.num_classes == 10:
-        labels = conditions.paper_labels(cond, ds, None)
+    if len(ds.train_y) == CIFAR10_TRAIN_SIZE and ds.num_classes == 10:
+        labels = paper.KIND.labels(cond, ds, paper.LABELS, None)[0]
         psx = psx_dir / f"cifar10_noisy_labels__{cond.paper_key.replace('.', '_')}__resnet50_psx.npy"
         return labels, np.load(psx, allow_pickle=False) if psx.exists() else None
-    return conditions.generate(ds.train_y, ds.num_classes, cond.noise, cond.sparsity, seed=0)[0], None
+    return generate(ds.train_y, ds.num_classes, cond.noise, cond.sparsity, seed=0)[0], None
 
 
 def fold_rows(noisy: np.ndarray, num_classes: int, fold: int, subset: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

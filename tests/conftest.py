@@ -107,10 +107,11 @@ def blank_cifar(tmp_path_factory) -> Path:
     conditions and CIFAR-10N files apply to it without ../shared. Treat as read-only."""
     import numpy as np
 
-    from pipeline import conditions, datasets, store
+    from pipeline import datasets, store
+    from pipeline.kinds import paper
     from pipeline.layout import RunDir
 
-    shipped = np.load(conditions.PAPER_LABELS)
+    shipped = np.load(paper.LABELS)
     true, classes = shipped["true_labels"].astype(np.int64), [str(c) for c in shipped["classes"]]
     stems = [f"{i}_{classes[true[i]]}" for i in range(len(true))]
     order = np.array(sorted(range(len(true)), key=lambda i: (true[i], stems[i])))  # class folder, then file name

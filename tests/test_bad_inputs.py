@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import stage
-from pipeline import conditions
+from pipeline.kinds import paper
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 
@@ -116,13 +116,13 @@ def write_json(path, mapping):
 def test_json_keys_that_match_no_image_or_twice(tmp_path):
     ids = np.array(["cat/1_cat", "dog/2_dog"])
     good = {"/x/train/cat/1_cat.png": 0, "/x/train/dog/2_dog.png": 1}
-    assert list(conditions.import_paper_json(write_json(tmp_path / "g.json.gz", good), ids, 2)) == [0, 1]
+    assert list(paper.import_json(write_json(tmp_path / "g.json.gz", good), ids, 2)) == [0, 1]
     twice = write_json(tmp_path / "t.json.gz", {**good, "/y/train/cat/1_cat.jpg": 1})
     with pytest.raises(PipelineError, match=r"t\.json\.gz: two keys match the image cat/1_cat"):
-        conditions.import_paper_json(twice, ids, 2)
+        paper.import_json(twice, ids, 2)
     extra = write_json(tmp_path / "e.json.gz", {**good, "/x/train/cat/3_cat.png": 0})
     with pytest.raises(PipelineError, match=r"e\.json\.gz: 1 keys match no image \(e\.g\. cat/3_cat\)"):
-        conditions.import_paper_json(extra, ids, 2)
+        paper.import_json(extra, ids, 2)
     missing = write_json(tmp_path / "m.json.gz", {"/x/train/cat/1_cat.png": 0})
     with pytest.raises(PipelineError, match=r"m\.json\.gz: 1 images have no label \(e\.g\. dog/2_dog\)"):
-        conditions.import_paper_json(missing, ids, 2)
+        paper.import_json(missing, ids, 2)

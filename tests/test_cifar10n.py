@@ -8,6 +8,7 @@ import torch
 
 from conftest import stage
 from pipeline import conditions, report, store
+from pipeline.kinds import cifar10n, paper
 from pipeline.layout import RunDir
 
 RATES = {"aggre_label": 0.09, "random_label1": 0.17, "random_label2": 0.18, "random_label3": 0.18, "worse_label": 0.40}
@@ -15,7 +16,7 @@ RATES = {"aggre_label": 0.09, "random_label1": 0.17, "random_label2": 0.18, "ran
 
 def human_file(path, *, tensors=False, drop=None, clean_shift=0, worse=None):
     """Like the official file: a dict of 50,000 labels each, in CIFAR-10's original training order."""
-    clean = np.load(conditions.PAPER_LABELS)["true_labels"].astype(np.int64)
+    clean = np.load(paper.LABELS)["true_labels"].astype(np.int64)
     rng = np.random.default_rng(0)
     data = {"clean_label": (clean + clean_shift) % 10}
     for key, rate in RATES.items():
@@ -40,9 +41,9 @@ def run(blank_cifar, tmp_path):
 def test_cifar10n_labels_become_five_conditions_in_dataset_order(run, tmp_path, tensors):
     data = human_file(tmp_path / "CIFAR-10_human.pt", tensors=tensors)
     out = stage("noise", run.root, "--cifar10n", str(tmp_path / "CIFAR-10_human.pt")).stdout
-    assert conditions.names(run) == list(conditions.CIFAR10N)
+    assert conditions.names(run) == list(cifar10n.SETS)
     idx = store.load(run.dataset)["train_source_index"]
-    for name, key in conditions.CIFAR10N.items():
+    for name, key in cifar10n.SETS.items():
         labels = store.load(run.labels(name))
         assert np.array_equal(labels, np.asarray(data[key])[idx])  # row i of ours is CIFAR-10 image idx[i]
         info = store.verify(run.labels(name))["info"]
@@ -66,7 +67,7 @@ def test_a_cifar10n_file_that_does_not_fit_is_refused_in_one_line(run, tmp_path,
     human_file(path, **bad)
     err = stage("noise", run.root, "--cifar10n", str(path), ok=False).stderr.strip()
     assert err.startswith(f"error: {path}: ") and expect in err and len(err.splitlines()) == 1
-    assert not any(run.labels(n).exists() for n in conditions.CIFAR10N)
+    assert not any(run.labels(n).exists() for n in cifar10n.SETS)
 
 
 def test_a_file_that_would_run_code_is_refused(run, tmp_path):

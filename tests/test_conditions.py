@@ -9,11 +9,14 @@ from hypothesis import strategies as st
 
 from conftest import stage
 from pipeline import conditions, store
+from pipeline.kinds import paper
+from pipeline.kinds.base import validate_labels
+from pipeline.kinds.generated import generate
 from pipeline.errors import PipelineError
 
 
 def test_paper_conditions_are_named_by_their_actual_noise():
-    shipped = np.load(conditions.PAPER_LABELS)
+    shipped = np.load(paper.LABELS)
     conds = conditions.parse_conditions("paper-all")
     assert len(conds) == 17 and len(conditions.parse_conditions("paper")) == 13
     for cond in conds:
@@ -25,12 +28,12 @@ def test_paper_conditions_are_named_by_their_actual_noise():
 
 def test_generated_noise_matches_the_request():
     true = np.repeat(np.arange(10), 2000)
-    noisy, nm = conditions.generate(true, 10, 0.4, 0.4, seed=3)
+    noisy, nm = generate(true, 10, 0.4, 0.4, seed=3)
     assert abs(np.mean(noisy != true) - 0.4) < 0.02
     assert np.allclose(nm.sum(axis=0), 1)
     off = nm[~np.eye(10, dtype=bool)]
     assert np.mean(off == 0) >= 0.4 - 1e-9  # sparsity: at least this fraction of zero noise rates
-    again, _ = conditions.generate(true, 10, 0.4, 0.4, seed=3)
+    again, _ = generate(true, 10, 0.4, 0.4, seed=3)
     assert np.array_equal(noisy, again)
 
 
@@ -42,7 +45,7 @@ def test_generated_noise_matches_the_request():
 ])
 def test_bad_labels_are_refused(labels, message):
     with pytest.raises(PipelineError, match=message):
-        conditions.validate_labels(labels, 3, 10, "x.npy")
+        validate_labels(labels, 3, 10, "x.npy")
 
 
 def test_noise_stage_labels_from_npy(tmp_path):
@@ -114,7 +117,7 @@ def test_a_condition_name_is_never_a_path(name):
 def test_what_the_parser_accepts_cleanlab_can_generate(noise, sparsity):
     (cond,) = conditions.parse_conditions(f"{noise}:{sparsity}", 10)
     true = np.repeat(np.arange(10), 100)
-    noisy, _ = conditions.generate(true, 10, cond.noise, cond.sparsity, seed=1)
+    noisy, _ = generate(true, 10, cond.noise, cond.sparsity, seed=1)
     assert abs(np.mean(noisy != true) - noise) < 0.08
 
 

@@ -85,12 +85,12 @@ def test_pickled_numpy_files_are_refused_without_running(tmp_path, marker, suffi
 
 
 def test_a_planted_cifar10n_file_is_refused_without_running(blank_cifar, tmp_path, marker):
-    from pipeline import conditions
+    from pipeline.kinds import cifar10n
 
     path = tmp_path / "CIFAR-10_human.pt"
     torch.save({"clean_label": Planted(marker)}, path)
     with pytest.raises(PipelineError) as e:
-        conditions.cifar10n_labels(path, "aggre_label", datasets.cached(RunDir(blank_cifar).dataset))
+        cifar10n.read(path, "aggre_label", datasets.cached(RunDir(blank_cifar).dataset))
     assert "not a CIFAR-10N label file" in one_line(e.value, path)
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from conftest import SHARED, needs_shared
 from pipeline import conditions
+from pipeline.kinds import paper
 from pipeline.masks import CL_METHODS, detection, find_masks, mask_paths
 from pipeline.sources import imagefolder
 
@@ -24,7 +25,7 @@ def cifar_index():
 
 def test_json_importer_matches_all_50000_images(cifar_index):
     ids, true = cifar_index
-    labels = conditions.import_paper_json(
+    labels = paper.import_json(
         JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.2__noise_amount__0.4.json.gz", ids, 10)
     assert len(labels) == 50_000
     assert 0.39 < np.mean(labels != true) < 0.41
@@ -33,14 +34,14 @@ def test_json_importer_matches_all_50000_images(cifar_index):
 def test_json_importer_rejects_a_missing_image(cifar_index):
     ids, _ = cifar_index
     with pytest.raises(conditions.PipelineError, match="keys match no image"):
-        conditions.import_paper_json(
+        paper.import_json(
             JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.0__noise_amount__0.2.json.gz", ids[1:], 10)
 
 
 def test_shipped_array_equals_the_paper_json(tmp_path):
     out = tmp_path / "labels.npz"
-    conditions.export_paper_labels(JSON_DIR, out)
-    rebuilt, shipped = np.load(out), np.load(conditions.PAPER_LABELS)
+    paper.export(JSON_DIR, out)
+    rebuilt, shipped = np.load(out), np.load(paper.LABELS)
     assert sorted(rebuilt.files) == sorted(shipped.files) and len(shipped.files) == 19
     for key in shipped.files:
         assert np.array_equal(rebuilt[key], shipped[key]), key
@@ -50,7 +51,7 @@ def test_shipped_array_equals_the_paper_json(tmp_path):
 def test_masks_on_the_paper_psx(cifar_index, sparsity, amount):
     ids, true = cifar_index
     cond = conditions.paper_condition(sparsity, amount)
-    noisy = conditions.import_paper_json(JSON_DIR / f"cifar10_noisy_labels__{cond.paper_key}.json.gz", ids, 10)
+    noisy = paper.import_json(JSON_DIR / f"cifar10_noisy_labels__{cond.paper_key}.json.gz", ids, 10)
     psx = np.load(next(PSX_DIR.glob(f"*{cond.paper_key.replace('.', '_')}*.npy"))).astype(np.float32)
     psx /= psx.sum(1, keepdims=True)
     masks = find_masks(noisy, psx)
@@ -85,7 +86,7 @@ def test_c_confident_joint_is_the_papers_definition(cifar_index, sparsity, amoun
 
     ids, _ = cifar_index
     cond = conditions.paper_condition(sparsity, amount)
-    noisy = conditions.import_paper_json(JSON_DIR / f"cifar10_noisy_labels__{cond.paper_key}.json.gz", ids, 10)
+    noisy = paper.import_json(JSON_DIR / f"cifar10_noisy_labels__{cond.paper_key}.json.gz", ids, 10)
     psx = np.load(next(PSX_DIR.glob(f"*{cond.paper_key.replace('.', '_')}*.npy")))
     flagged = ~find_masks(noisy, psx)["confident_joint"]
     expected = paper_c_confident_joint(noisy, psx)
@@ -104,7 +105,7 @@ def test_stages_on_cifar10_with_the_paper_labels_and_psx(tmp_path, cifar_index):
     stage("noise", run.root, "--conditions", "paper")
     assert len(conditions.names(run)) == 13
     ids, true = cifar_index
-    from_json = conditions.import_paper_json(
+    from_json = paper.import_json(
         JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.4__noise_amount__0.6.json.gz", ids, 10)
     assert np.array_equal(store.load(run.labels("n70_s40")), from_json)
     info = store.verify(run.labels("n70_s40"))["info"]
@@ -116,5 +117,5 @@ def test_stages_on_cifar10_with_the_paper_labels_and_psx(tmp_path, cifar_index):
     assert made["confident_joint"]["detection"]["recall"] > 0.8
     # masks made from the paper's psx and the paper-psx detection beside them agree
     assert f"wrote: {run.paper_detection('n70_s40')} (on the paper's psx)" in out
-    paper = store.read(run.paper_detection("n20_s0"))
-    assert all(paper[m] == made[m]["detection"] for m in CL_METHODS.values())
+    on_paper_psx = store.read(run.paper_detection("n20_s0"))
+    assert all(on_paper_psx[m] == made[m]["detection"] for m in CL_METHODS.values())

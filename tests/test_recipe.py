@@ -124,11 +124,12 @@ def test_kept_rows_fill_every_batch_of_an_epoch_and_only_they_appear():
 
 
 def _noisy_digits(n=600, noise=0.4):
-    from pipeline import conditions, datasets
+    from pipeline import datasets
+    from pipeline.kinds.generated import generate
     from pipeline.train import Data
 
     ds = datasets.read_source(datasets.DIGITS)
-    noisy = conditions.generate(ds.train_y[:n], ds.num_classes, noise, 0.0, seed=0)[0]
+    noisy = generate(ds.train_y[:n], ds.num_classes, noise, 0.0, seed=0)[0]
     return Data(ds.train_x[:n], noisy, ds.test_x, ds.test_y, ds.num_classes), ds.train_y[:n]
 
 
