@@ -24,6 +24,7 @@ import collections
 import datetime
 import json
 import math
+import os
 import re
 import shutil
 import signal
@@ -33,8 +34,10 @@ import tarfile
 import time
 from pathlib import Path
 
-from pipeline import conditions, store
+from pipeline import cli, conditions, store
+from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
+from pipeline.options import Range
 from pipeline.learners import BY_NAME
 from stages.coteach import grid
 
@@ -410,23 +413,32 @@ def _write(path: Path, text: str) -> None:
     store.atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> cli.Parser:
+    p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", type=Path, default=Path("runs/evidence"), help="the pipeline's run directory")
     p.add_argument("--out", type=Path, default=Path(f"docs/results/gpu-{datetime.date.today().isoformat()}"),
                    help="where summary.md, timings.json, log.txt, table.md and report.tar.gz go")
-    p.add_argument("--budget-s", type=float, default=480, help="wall seconds for the whole call, writing included")
+    p.add_argument("--budget-s", type=Range(float, 120, 86_400), default=480, help="wall seconds for the whole call, writing included")
     p.add_argument("--shared", default=str(ROOT.parent / "shared"), help="folder with data/cifar10-jpeg.tar.gz and data/cl-paper/psx")
     p.add_argument("--tiny", action="store_true", help="digits on the CPU, a few epochs: the harness itself, in minutes")
     p.add_argument("--require-shared", action="store_true",
                    help="first check that --shared holds what the full run reads (the kit's command: a missing file fails at once)")
-    args = p.parse_args()
-    if args.budget_s < 120:
-        p.error("--budget-s: expected at least 120 seconds")
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    """The steps, each recorded whatever it ends in; --out and the run directory are checked before any runs."""
     if args.require_shared:
         for f in SHARED_FILES:
             if not (Path(args.shared) / f).is_file():
-                p.error(f"{Path(args.shared) / f}: missing (make gpu-kit copies it into .cache/shared)")
+                raise PipelineError(f"{Path(args.shared) / f}: missing (make gpu-kit copies it into .cache/shared)")
+    for folder, flag in ((args.out, "--out"), (args.run_dir, "--run-dir")):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PipelineError(f"{folder}: cannot create the {flag} folder ({e.strerror or e})") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PipelineError(f"{folder}: the {flag} folder is not writable")
     ev = Evidence(args)
     for step in "abcde":
         try:
@@ -439,4 +451,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(lambda: run(parser().parse_args()))

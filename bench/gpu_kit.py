@@ -32,6 +32,9 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from pipeline import cli
+from pipeline.errors import PipelineError
+
 ROOT = Path(__file__).resolve().parent.parent
 WHEELS, SHARED = ".whl", ".cache/shared"
 CARRY = (WHEELS, SHARED)
@@ -70,7 +73,7 @@ def missing() -> dict[str, str]:
         try:
             dist = md.distribution(req.name)
         except md.PackageNotFoundError:
-            raise SystemExit(f"error: {req.name} is not installed here (make setup first)") from None
+            raise PipelineError(f"{req.name} is not installed here (make setup first)") from None
         need[name] = dist.version
         todo += dist.requires or []
     return dict(sorted(need.items()))
@@ -86,8 +89,11 @@ def _bytes(path: Path) -> int:
 
 
 def kit() -> None:
-    need = missing()
     wheels = ROOT / WHEELS
+    for folder in (wheels, ROOT / SHARED):
+        if folder.exists() and not folder.is_dir():
+            raise PipelineError(f"{folder}: a file where the kit's folder goes; move it away and run make gpu-kit again")
+    need = missing()
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir()
     pins = [f"{name}=={version}" for name, version in need.items()]
@@ -95,12 +101,12 @@ def kit() -> None:
                           "--implementation", "cp", "--platform", "manylinux2014_x86_64", "-d", str(wheels), *pins],
                          capture_output=True, text=True)
     if got.returncode != 0:
-        raise SystemExit(f"error: pip could not fetch {' '.join(pins)} for Python 3.12: put their wheels in {WHEELS}/ "
+        raise PipelineError(f"pip could not fetch {' '.join(pins)} for Python 3.12: put their wheels in {WHEELS}/ "
                          f"by hand ({got.stderr.strip().splitlines()[-1] if got.stderr.strip() else 'no output'})")
     for rel in DATA_FILES:
         src, dst = SOURCE / rel, ROOT / SHARED / "data" / rel
         if not src.exists():
-            raise SystemExit(f"error: {src}: missing (the kit carries it from ../shared)")
+            raise PipelineError(f"{src}: missing (the kit carries it from ../shared)")
         if src.is_dir():
             shutil.copytree(src, dst, dirs_exist_ok=True)
         else:
@@ -111,9 +117,9 @@ def kit() -> None:
     print("wheels: " + ", ".join(sorted(p.name for p in wheels.glob("*.whl"))))
     print("sizes: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sizes.items()) + f"; total {total / 2**20:.1f} of 64 MiB")
     if total > LIMIT_BYTES:
-        raise SystemExit(f"error: the working tree plus the kit is {total / 2**20:.1f} MiB, over the device's 64 MiB")
+        raise PipelineError(f"the working tree plus the kit is {total / 2**20:.1f} MiB, over the device's 64 MiB")
     if len(COMMAND) > COMMAND_CHARS:
-        raise SystemExit(f"error: the command is {len(COMMAND)} characters, over {COMMAND_CHARS}")
+        raise PipelineError(f"the command is {len(COMMAND)} characters, over {COMMAND_CHARS}")
     print(f"carry: {list(CARRY)}")
     print(f"command ({len(COMMAND)} characters):\n{COMMAND}")
 
@@ -154,7 +160,7 @@ def check_out(out: Path) -> list[str]:
 def rehearse() -> None:
     for c in CARRY:
         if not (ROOT / c).exists():
-            raise SystemExit(f"error: {c}: missing; run make gpu-kit first")
+            raise PipelineError(f"{c}: missing; run make gpu-kit first")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu-rehearsal-") as tmp:
         tmp = Path(tmp)
@@ -181,14 +187,14 @@ def rehearse() -> None:
         seconds = time.perf_counter() - start
         print(f"rehearsal: exit status {proc.returncode} in {seconds:.0f} s; $OUT: {sorted(p.name for p in out.rglob('*'))}")
         if proc.returncode != 0 or problems:
-            raise SystemExit("error: the rehearsal failed" + ("".join(f"\n  {p}" for p in problems)))
+            raise PipelineError("the rehearsal failed" + "".join(f"; {p}" for p in problems))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> cli.Parser:
+    p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("kit", "rehearse"), help="assemble the kit, or rehearse the call with it")
-    {"kit": kit, "rehearse": rehearse}[p.parse_args().what]()
+    return p
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(lambda: {"kit": kit, "rehearse": rehearse}[parser().parse_args().what]())

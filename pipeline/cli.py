@@ -15,13 +15,14 @@ from typing import Callable
 
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.options import flag
+from pipeline.options import Range, flag
 
 DEFAULT_RUN_DIR = "runs/main"
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with ``--help`` showing every default, and a bad flag reported in one line (exit 2)."""
+    """argparse with ``--help`` showing every default, a bad flag reported in one line (exit 2), and every
+    number flag checked by ``options.Range`` (finite, in its range)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
@@ -30,6 +31,12 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"error: {self.prog}: {message}", file=sys.stderr)
         sys.exit(2)
+
+    def parse_known_args(self, args=None, namespace=None):
+        for action in self._actions:  # a plain number flag is a Range too: no option accepts NaN or infinity
+            if action.type in (int, float):
+                action.type = Range(action.type)
+        return super().parse_known_args(args, namespace)
 
 
 def parser(description: str) -> Parser:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import cli, store
 from pipeline.options import Range
 
 SIZES = (8, 12, 16, 24)
@@ -95,7 +95,7 @@ def check(source: Path, run_dir: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="write the demo dataset")
     b.add_argument("dir", type=Path)
@@ -111,6 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from pipeline import cli
-
     cli.main(main)

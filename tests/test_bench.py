@@ -3,6 +3,9 @@
 import json
 import subprocess
 import sys
+import warnings
+
+import pytest
 
 from conftest import ROOT
 
@@ -115,3 +118,43 @@ def test_bad_input_to_a_bench_harness_is_one_line_and_exit_status_2(tmp_path):
                                *flags], cwd=ROOT, capture_output=True, text=True)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], (flags, proc.stderr)
+
+
+def mount_tmpfs_ro(path) -> None:
+    path.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here ({proc.stderr.strip() or 'not root'})")
+
+
+def test_the_tools_fail_like_the_stages(tmp_path, monkeypatch, capsys):
+    """bench.evidence and bench.gpu_kit: bad input is one line and exit status 2, before any work."""
+    file = tmp_path / "file"
+    file.write_text("x")
+    ro = tmp_path / "ro"
+    mount_tmpfs_ro(ro)
+    try:
+        cases = [(["--budget-s", "nan"], "--budget-s: 'nan': expected a finite number in [120, 86400]"),
+                 (["--budget-s", "inf"], "--budget-s: 'inf'"),
+                 (["--out", str(ro)], f"{ro}: the --out folder is not writable"),
+                 (["--out", str(file / "out")], f"{file / 'out'}: cannot create the --out folder (Not a directory)")]
+        for flags, message in cases:
+            proc = subprocess.run([sys.executable, "-m", "bench.evidence", "--tiny", "--run-dir", str(tmp_path / "run"), *flags],
+                                  cwd=ROOT, capture_output=True, text=True)
+            lines = proc.stderr.strip().splitlines()
+            assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (flags, proc.stderr)
+    finally:
+        subprocess.run(["umount", "-l", str(ro)])
+
+    from bench import gpu_kit
+    from pipeline import cli
+
+    monkeypatch.setattr(gpu_kit, "ROOT", tmp_path)
+    monkeypatch.setattr(cli, "catch_signals", lambda: None)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    (tmp_path / gpu_kit.WHEELS).write_text("not a folder")
+    with pytest.raises(SystemExit) as e:
+        cli.main(gpu_kit.kit)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err == (f"error: {tmp_path / gpu_kit.WHEELS}: a file where the kit's folder goes; move it "
+                                         "away and run make gpu-kit again"), err

@@ -215,3 +215,16 @@ def test_a_warning_before_an_error_leaves_stderr_one_line(capsys, warning):
     out = capsys.readouterr()
     assert stop.value.code == 2 and out.err == "error: data.csv: the real cause\n"
     assert f"warning: {type(warning).__name__}: {str(warning).splitlines()[0]}" in out.out
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e999"])
+def test_no_number_flag_of_any_entry_point_accepts_nan_or_infinity(text, capsys):
+    """A plain ``type=int/float`` flag is checked as a Range too (``cli.Parser``), besides the declared Ranges."""
+    p = cli.Parser()
+    p.add_argument("--x", type=float)
+    p.add_argument("--budget", type=Range(float, 0, 10))
+    for flag in ("--x", "--budget"):
+        with pytest.raises(SystemExit) as e:
+            p.parse_args([f"{flag}={text}"])
+        assert e.value.code == 2 and "expected a finite number" in capsys.readouterr().err
+    assert p.parse_args(["--x", "1.5"]).x == 1.5
