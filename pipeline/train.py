@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from pipeline import callbacks, models
+from pipeline import callbacks, compiler, models
 from pipeline.errors import PipelineError
 from pipeline.loader import Batches, channel_stats
 from pipeline.predict import predict_probs
@@ -138,6 +138,8 @@ def _resumable(ckpt: Path, tag: dict, module: Resumable) -> int | None:
                     and all(weights[k].shape == v.shape for k, v in ours.items())):
                 raise ValueError("incomplete")
             return int(state["epoch"]) + 1
+        print(f"warning: discarding checkpoint {ckpt}: {_other_task(state.get('tag') if isinstance(state, dict) else None, tag)}; "
+              "training starts at epoch 0", file=sys.stderr, flush=True)
     except Exception as e:  # noqa: BLE001 - truncated, garbage, incomplete, or from another torch: start afresh
         print(f"warning: discarding unreadable checkpoint {ckpt} ({type(e).__name__}); training starts at epoch 0",
               file=sys.stderr, flush=True)
@@ -145,13 +147,24 @@ def _resumable(ckpt: Path, tag: dict, module: Resumable) -> int | None:
     return None
 
 
+def _other_task(theirs, ours: dict) -> str:
+    """Why a checkpoint's tag is not this task's: the options (``compile`` too: a run resumes only with the
+    config it started with) or inputs that differ."""
+    if not isinstance(theirs, dict):
+        return "it records no task"
+    then, now = theirs.get("config") or {}, ours.get("config") or {}
+    differ = [f"{k} {then.get(k)!r} -> {v!r}" for k, v in now.items() if then.get(k) != v]
+    differ += [f"{k} changed" for k, v in (ours.get("inputs") or {}).items() if (theirs.get("inputs") or {}).get(k) != v]
+    return "made with other options (" + (", ".join(differ) or "another task") + ")"
+
+
 def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ckpt: Path | None, tag: dict, label: str,
         precision: str = "auto", compile: bool = False) -> None:
     """``trainer.fit`` with the callbacks in their order (see ``pipeline.callbacks``), resuming from ``ckpt``
     when it holds a checkpoint of the same task (``tag``); Lightning restores the module, its optimisers,
     the callbacks' state and the batches' (``Batches.state_dict``). ``precision``: see ``effective_precision``;
-    ``compile``: ``torch.compile`` the module's networks in place (their state_dict keys stay the same, so
-    checkpoints of either kind resume the other)."""
+    ``compile``: ``torch.compile`` the module's networks in place. ``compile`` is part of the config, so a
+    checkpoint made with the other setting is discarded with a line saying so, as for any other option."""
     tag = json.loads(json.dumps(tag))
     resume = None
     if ckpt is not None and ckpt.exists() and (epoch := _resumable(ckpt, tag, module)) is not None:
@@ -162,6 +175,9 @@ def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ck
     own = module.callbacks()  # before compiling: a callback may copy a network (Lookahead)
     module.to(memory_format=torch.channels_last)  # NHWC convolutions (see loader.Batches._layout)
     if compile:
+        if removed := compiler.repair():
+            print(f"note: removed {len(removed)} broken librar{'y' if len(removed) == 1 else 'ies'} (a compile killed "
+                  f"mid-way) from torch's compiler cache {compiler.cache_dir()}; they are compiled again", flush=True)
         for net in module.networks():
             net.compile()
     notes = [c for c in own if isinstance(c, callbacks.EpochAccuracy)]
@@ -170,7 +186,12 @@ def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ck
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # our batches are on the device
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own use of a deprecated torch name
         warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")  # we run under SLURM without srun
-        make_trainer(device, epochs, module.precision, steps).fit(module, train, ckpt_path=resume, weights_only=True)
+        try:
+            make_trainer(device, epochs, module.precision, steps).fit(module, train, ckpt_path=resume, weights_only=True)
+        except Exception as e:
+            if compile and (broken := compiler.damage(e)):
+                raise broken from None
+            raise
 
 
 class Classifier(Resumable):

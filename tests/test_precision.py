@@ -3,12 +3,14 @@
 CUDA picks bf16-mixed by default (``--precision auto``); the same Lightning plugin and autocast run
 here on the CPU, so every numeric path a GPU takes is exercised without one."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from conftest import FAST_CROSSVAL, stage
-from pipeline import callbacks, datasets, folds, store, train
+from pipeline import callbacks, compiler, datasets, folds, store, train
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
@@ -152,3 +154,66 @@ def test_precision_and_compile_are_checked_at_the_boundary():
     assert train.effective_precision("auto", CPU) == "32-true"
     assert train.effective_precision("auto", torch.device("cuda", 0)) == "bf16-mixed"
     assert train.effective_precision("32-true", torch.device("cuda", 0)) == "32-true"
+
+
+def test_an_eager_checkpoint_rerun_compiled_restarts_in_one_line_and_a_broken_compiler_cache_is_rebuilt(
+        run_copy, monkeypatch, tmp_path):
+    """--compile is part of the config: an eager fold's checkpoint is discarded, saying why. A compile killed
+    mid-way leaves empty or cut libraries in inductor's cache; the next process's compile removes and rebuilds
+    them instead of failing to load them."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from stages import crossval as crossval_stage
+
+    run, cache = RunDir(run_copy), tmp_path / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    shard = run.shard(COND, 0)
+    for f in (shard, store.manifest_path(shard)):
+        f.unlink()
+    config = crossval_stage.CrossvalConfig(folds=3, epochs=2, batch_size=128)  # FAST_CROSSVAL
+    _, inputs, task_config = crossval_stage.STAGE.target(run, (COND, 0), config)
+    tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
+    crossval_stage.STAGE.make(run, (COND, 0), config, CPU, store.ckpt_path(shard), tag)  # stopped after its last epoch
+    ran = stage("crossval", run.root, "--cond", COND, "--fold", "0", *FAST_CROSSVAL, "--compile")
+    assert (f"warning: discarding checkpoint {store.ckpt_path(shard)}: made with other options (compile False -> True); "
+            "training starts at epoch 0") in ran.stderr.splitlines(), ran.stderr
+    assert store.verify(shard)["config"]["compile"] is True and not store.ckpt_path(shard).exists()
+
+    libraries = sorted(cache.rglob("*.so"))
+    assert libraries and all(compiler.intact(lib) for lib in libraries)
+    for i, lib in enumerate(libraries):  # what a kill mid-way leaves: empty, or cut short (new files: this process maps the old)
+        lib.with_suffix(".tmp").write_bytes(b"" if i % 2 else lib.read_bytes()[: lib.stat().st_size // 2])
+        lib.with_suffix(".tmp").replace(lib)
+    proc = subprocess.run([sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), "--cond", COND, "--fold", "0",
+                           *FAST_CROSSVAL, "--compile", "--force"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"note: removed {len(libraries)} broken librar" in proc.stdout, proc.stdout
+    assert f"(a compile killed mid-way) from torch's compiler cache {cache}; they are compiled again" in proc.stdout
+    assert all(compiler.intact(lib) for lib in cache.rglob("*.so"))
+
+
+def test_the_compiler_cache_repair_leaves_a_library_being_compiled_alone(tmp_path):
+    """A broken library whose compile lock another process holds is being built now: it stays."""
+    import subprocess
+    import sys
+
+    whole = min(Path(np.__file__).parent.rglob("*.so"), key=lambda p: p.stat().st_size)
+    (tmp_path / "ab").mkdir()
+    ok, empty, cut, busy = (tmp_path / "ab" / f"c{name}.so" for name in ("ok", "empty", "cut", "busy"))
+    ok.write_bytes(whole.read_bytes())
+    empty.write_bytes(b"")
+    cut.write_bytes(whole.read_bytes()[:-100])
+    busy.write_bytes(b"\x7fELF")
+    (tmp_path / "locks").mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+                               f"lock = FileLock({str(tmp_path / 'locks' / 'cbusy.lock')!r}); lock.acquire(); print('held', flush=True); "
+                               "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert compiler.repair(tmp_path) == [cut, empty]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert ok.exists() and busy.exists() and compiler.repair(tmp_path) == [busy]
