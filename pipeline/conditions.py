@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -168,15 +169,17 @@ def load(run: RunDir, cond: str) -> Loaded:
 
 
 def update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path | None = None,
-           force: bool = False) -> list[tuple[Condition, bool]]:
-    """Remove ``remove`` from the registry, then write and register each of ``add``: (condition, made?).
-    A name given twice, or reused for a condition of another kind, is an error before anything is written.
-    The whole update holds the registry's lock: noise stages started together each add theirs, none is lost."""
+           force: bool = False) -> list[tuple[Condition, store.Outcome]]:
+    """Remove ``remove`` from the registry and write and register each of ``add``: (condition, outcome).
+    Everything is checked first (names, kinds, every label file): a refused update writes nothing and
+    leaves the registry as it was. The whole update holds the registry's lock: noise stages started
+    together each add theirs, none is lost."""
     with waiting(run.registry):
         return _update(run, add, remove, json_dir, force)
 
 
-def _update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path | None, force: bool) -> list[tuple[Condition, bool]]:
+def _update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path | None,
+            force: bool) -> list[tuple[Condition, store.Outcome]]:
     reg = registry(run)
     for name in remove:
         if name not in reg:
@@ -191,14 +194,12 @@ def _update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path
         old = reg.get(cond.name)
         if old is not None and cond.name not in remove and old.kind != cond.kind:
             raise PipelineError(f"condition {cond.name} exists as {old.describe()}; --remove {cond.name} first, or use another name")
+    writes = [(cond, labels_writer(run, cond, json_dir, force)) for cond in add]  # every label made and checked
+    done = [(cond, write()) for cond, write in writes]
     for name in remove:
         del reg[name]
+    reg.update((cond.name, cond) for cond in add)
     _save(run, reg)
-    done = []
-    for cond in add:
-        done.append((cond, write_labels(run, cond, json_dir, force)))
-        reg[cond.name] = cond
-        _save(run, reg)
     return done
 
 
@@ -208,14 +209,16 @@ def _save(run: RunDir, reg: dict[str, Condition]) -> None:
         store.save(run.registry, [asdict(c) for c in reg.values()])
 
 
-def write_labels(run: RunDir, cond: Condition, json_dir: Path | None, force: bool = False) -> store.Outcome:
-    """Write ``conditions/<name>/labels.npy`` (its manifest records the noise matrix)."""
+def labels_writer(run: RunDir, cond: Condition, json_dir: Path | None, force: bool = False) -> Callable[[], store.Outcome]:
+    """Make ``cond``'s labels now (or find ``conditions/<name>/labels.npy`` current), checking its source; the
+    call that writes them (its manifest records the noise matrix)."""
     kind = KINDS[cond.kind]
     source = kind.source(cond, json_dir)
-    config = {**asdict(cond), "source_checksum": store.checksum(source) if source and source.is_file() else None}
     if source is not None and not source.is_file():
         raise PipelineError(f"{source}: file not found")
+    config = {**asdict(cond), "source_checksum": store.checksum(source) if source else None}
     dataset = run.require(run.dataset, "data")
+    path, inputs = run.labels(cond.name), {"dataset": dataset}
 
     def make():
         ds = datasets.cached(dataset)
@@ -230,5 +233,6 @@ def write_labels(run: RunDir, cond: Condition, json_dir: Path | None, force: boo
         }
         return noisy, info
 
-    return store.produce(run.labels(cond.name), stage="noise", inputs={"dataset": dataset}, config=config,
-                         make=make, force=force)
+    made = make() if force or not store.is_current(path, inputs, config) else None
+    return lambda: store.produce(path, root=run.root, stage="noise", inputs=inputs, config=config,
+                                 make=lambda: made or make(), force=force)

@@ -45,7 +45,7 @@ def _cached(path: Path, stat: tuple) -> Dataset:
 def cached(path: Path) -> Dataset:
     """The verified dataset cache, loaded once per process while the file is unchanged."""
     st = os.stat(path)
-    return _cached(Path(path), (st.st_ino, st.st_size, st.st_mtime_ns))
+    return _cached(Path(path), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 def prepare(run: RunDir, source: str, force: bool = False, image_size: int | None = None, test_fraction: float | None = None,
@@ -66,7 +66,7 @@ def prepare(run: RunDir, source: str, force: bool = False, image_size: int | Non
                 "skipped": len(skipped), "skipped_first": skipped[:20]}
         return ds.arrays(), info
 
-    return store.produce(run.dataset, stage="data", inputs={}, config=config, make=make, force=force)
+    return store.produce(run.dataset, root=run.root, stage="data", inputs={}, config=config, make=make, force=force)
 
 
 def find(source: str) -> tuple[Source, Path]:

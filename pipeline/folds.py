@@ -86,8 +86,7 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
     for k, path in shards.items():
         manifest = store.verify(path)
         config = dict(manifest["config"])
-        if config.pop("fold", None) != k:
-            raise PipelineError(f"{path}: its manifest says it is not fold {k}")
+        config.pop("fold", None)  # which fold it is, ``verify`` checked: its path in the run
         # The precision that ran (auto means bf16 on a GPU, fp32 on the CPU): folds of both do not mix.
         config["precision"] = manifest["info"].get("precision", config.get("precision"))
         configs[str(path)] = config
@@ -113,4 +112,4 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
         return psx, {"accuracy_vs_noisy_labels": float(np.mean(psx.argmax(1) == noisy))}
 
     inputs = {"dataset": dataset, "labels": labels, **{f"fold{k}": p for k, p in shards.items()}}
-    return store.produce(run.psx(cond), stage="combine", inputs=inputs, config={"crossval": common}, make=make, force=force)
+    return store.produce(run.psx(cond), root=run.root, stage="combine", inputs=inputs, config={"crossval": common}, make=make, force=force)

@@ -135,7 +135,7 @@ def read_masks_psx(path: Path, checksum: str | None) -> np.ndarray:
         return store.read(path)
     if not path.is_file() or store.checksum(path) != checksum:
         raise PipelineError(f"{path}: changed or gone since the masks were made from it; run make masks PSX={path} again")
-    return store.load(path)
+    return store.load(path, ".npy")
 
 
 def detect(noisy: np.ndarray, true: np.ndarray, psx: np.ndarray, where: str, num_classes: int) -> tuple[dict, dict]:
@@ -165,7 +165,7 @@ def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = Fal
         """(noisy labels, true labels, psx), read and checked once for every method made."""
         if not read:
             ds = datasets.cached(inputs["dataset"])
-            noisy, probs = store.read(loaded.labels), store.read(inputs["psx"]) if psx is None else store.load(psx)
+            noisy, probs = store.read(loaded.labels), store.read(inputs["psx"]) if psx is None else store.load(psx, ".npy")
             read.update(noisy=noisy, true=ds.train_y, psx=checked_psx(probs, noisy, where, ds.num_classes))
         return read["noisy"], read["true"], read["psx"]
 
@@ -175,7 +175,7 @@ def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = Fal
         return keep, {"psx_acc_true": float(np.mean(probs.argmax(1) == true)), "detection": detection(keep, noisy, true)}
 
     config = {"psx": "combine" if psx is None else str(psx.resolve()), "psx_checksum": None if psx is None else store.checksum(psx)}
-    return {m: store.produce(path, stage="masks", inputs=inputs, config={**config, "method": m}, make=lambda m=m: make(m),
+    return {m: store.produce(path, root=run.root, stage="masks", inputs=inputs, config={**config, "method": m}, make=lambda m=m: make(m),
                              force=force)
             for m, path in mask_paths(run, cond).items()}
 
@@ -194,8 +194,8 @@ def run_paper_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = Fal
 
     def make():
         ds = datasets.cached(inputs["dataset"])
-        return detect(store.read(inputs["labels"]), ds.train_y, store.load(psx), str(psx), ds.num_classes)[1], {
+        return detect(store.read(inputs["labels"]), ds.train_y, store.load(psx, ".npy"), str(psx), ds.num_classes)[1], {
             "psx_dir": str(psx_dir)}
 
     config = {"methods": list(CL_METHODS.values()), "psx": str(psx.resolve()), "psx_checksum": store.checksum(psx)}
-    return store.produce(run.paper_detection(cond), stage="masks", inputs=inputs, config=config, make=make, force=force)
+    return store.produce(run.paper_detection(cond), root=run.root, stage="masks", inputs=inputs, config=config, make=make, force=force)

@@ -72,7 +72,7 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
         info = {"flagged": len(rows), "true_labels_known": true is not None}
         return _csv_bytes(rows, ds.train_ids, ds.classes, true), info
 
-    made = [store.produce(csv_path, stage="review", inputs=inputs, config=config, make=make_csv, force=force)]
+    made = [store.produce(csv_path, root=run.root, stage="review", inputs=inputs, config=config, make=make_csv, force=force)]
     written = [csv_path]
     listed = list(csv.DictReader(io.StringIO(store.read(csv_path).decode())))
 
@@ -85,7 +85,7 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
         return plots.gallery(images, captions, title), {"tiles": len(shown)}
 
     what = f"{cond}: {len(listed)} flagged by a CL method; the {min(top, len(listed))} lowest label quality (given -> suggested)"
-    made.append(store.produce(png_path, stage="review", inputs={**inputs, "label_issues": csv_path}, config={"top": top},
+    made.append(store.produce(png_path, root=run.root, stage="review", inputs={**inputs, "label_issues": csv_path}, config={"top": top},
                               make=lambda: make_png(listed, what), force=force))
     written.append(png_path)
     if by_class:
@@ -94,7 +94,7 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
             path = run.label_issues(cond).parent / "label_issues" / f"{classes.index(name)}_{_safe(name)}.png"
             mine = [r for r in listed if r["given_label"] == name]
             title = f"{cond}, given class {name}: {len(mine)} flagged; the {min(top, len(mine))} lowest label quality"
-            made.append(store.produce(path, stage="review", inputs={**inputs, "label_issues": csv_path},
+            made.append(store.produce(path, root=run.root, stage="review", inputs={**inputs, "label_issues": csv_path},
                                       config={"top": top, "class": name}, make=lambda m=mine, t=title: make_png(m, t),
                                       force=force))
             written.append(path)

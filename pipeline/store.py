@@ -1,12 +1,16 @@
 """The artifact store: every stage reads and writes its artifacts through it.
 
-An artifact ``X`` is a file with a manifest ``X.manifest.json`` beside it: the stage that made it,
-the artifact's sha256, its inputs (other artifacts of the run, by path relative to ``X`` and sha256),
-the config that made it, and facts about the run (info, versions, wall time, device). Writes are
-atomic (temp file, fsync, rename): the artifact first, its manifest last.
+An artifact ``X`` is a file with a manifest ``X.manifest.json`` beside it: what it is (its path in
+the run directory, which names its stage's task: condition, fold, method, learner, seed), the stage
+that made it, the artifact's sha256, its inputs (other artifacts of the run, by path relative to ``X``
+and sha256), the config that made it, and facts about the run (info, versions, wall time, device).
+Writes are atomic (temp file, fsync, rename): the artifact first, its manifest last.
 
-``verify`` is the one rule for "may this be used": the bytes match the manifest, and every input is
-still the file it was made from and is itself verified, up the chain. ``is_current`` adds "made
+``verify`` is the one rule for "may this be used": the file is the artifact its manifest describes
+(read where it was made, not copied over another), its bytes match, and every input is still the
+file it was made from and is itself verified, up the chain. An input's recorded checksum is that of
+the bytes the maker read: ``load`` remembers what it returned, and ``produce`` refuses to record an
+input that changed after this process read it. ``is_current`` adds "made
 from these inputs with this config"; ``produce`` makes an artifact unless it is current; ``read``
 verifies, then loads.
 """
@@ -14,6 +18,7 @@ verifies, then loads.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import enum
 import hashlib
 import importlib.metadata
@@ -24,7 +29,7 @@ import platform
 import socket
 import tempfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 import numpy as np
@@ -75,23 +80,38 @@ def save(path: Path, value: Any) -> None:
         atomic_write(path, lambda f: f.write(value))
 
 
-def load(path: Path) -> Any:
-    """Load a file by its suffix (see ``save``), eagerly; a missing or unreadable file is a PipelineError."""
-    path, kind = Path(path), Path(path).suffix
+_read_as: dict[str, str] = {}  # absolute path -> checksum of the bytes ``load`` last returned in this process
+
+
+def load(path: Path, kind: str | None = None) -> Any:
+    """Load a file, eagerly, in the format ``kind`` (default: its suffix's, see ``save``); a missing or
+    unreadable file, or one of another format, is a PipelineError. The checksum of the bytes read is
+    remembered (``produce`` records inputs at it); a file that changes while it is read is refused."""
+    path = Path(path)
+    kind = kind or path.suffix
     try:
-        if kind in (".npy", ".npz"):
-            _check_format(path, kind)
-            if kind == ".npy":
-                return np.load(path, allow_pickle=False)
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        if kind == ".json":
-            return json.loads(path.read_text())
-        return path.read_bytes()
+        before = checksum(path)
+        value = _parse(path, kind)
+        if checksum(path) != before:
+            raise PipelineError(f"{path}: changed while it was being read; run again")
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
     except (ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path}: not a readable {kind or 'file'} ({e})") from None
+    _read_as[os.path.abspath(path)] = before
+    return value
+
+
+def _parse(path: Path, kind: str) -> Any:
+    if kind in (".npy", ".npz"):
+        _check_format(path, kind)
+        if kind == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    if kind == ".json":
+        return json.loads(path.read_text())
+    return path.read_bytes()
 
 
 MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04"}  # numpy's header; a zip archive's
@@ -114,9 +134,10 @@ _checksums: dict[tuple, str] = {}
 
 
 def checksum(path: Path) -> str:
-    """sha256 of a file's bytes, memoised per (path, inode, size, mtime) within this process."""
+    """sha256 of a file's bytes, memoised per (path, inode, size, mtime, ctime) within this process (a copy
+    that keeps the old mtime still changes the ctime)."""
     st = os.stat(path)
-    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _checksums:
         h = hashlib.sha256()
         with open(path, "rb") as f:
@@ -164,6 +185,10 @@ def verify(artifact: Path, _depth: int = 0) -> dict:
         raise PipelineError(f"{artifact}: its manifests' inputs form a cycle")
     manifest = read_manifest(artifact)
     redo = f"rerun make {manifest['stage']} (then the stages after it)"
+    recorded = PurePosixPath(manifest.get("artifact") or artifact.name)  # what it is: where it was made
+    if Path(os.path.abspath(artifact)).parts[-len(recorded.parts):] != recorded.parts:
+        raise PipelineError(f"{artifact} is stale: its manifest describes {recorded}, another artifact (copied over "
+                            f"this one?); {redo}")
     if manifest["checksum"] != checksum(artifact):
         raise PipelineError(f"{artifact}: changed since it was made (checksum differs from its manifest); {redo}")
     sources = {name: Path(os.path.normpath(artifact.parent / rec["path"])) for name, rec in manifest["inputs"].items()}
@@ -243,15 +268,38 @@ class Outcome(enum.Enum):
         return next((o for o in (cls.SKIPPED, cls.MADE) if o in outcomes), cls.CURRENT)
 
 
-def produce(artifact: Path, *, stage: str, inputs: dict[str, Path], config: dict,
+class Pending(Exception):
+    """Raised by ``produce`` within ``dry_run`` at the first artifact it would make."""
+
+
+_dry = contextvars.ContextVar("dry_run", default=False)
+
+
+@contextlib.contextmanager
+def dry_run():
+    """Within it ``produce`` makes, locks and removes nothing: it returns CURRENT for a current artifact and
+    raises ``Pending`` for any other (how a stage's task says whether it has work to do)."""
+    token = _dry.set(True)
+    try:
+        yield
+    finally:
+        _dry.reset(token)
+
+
+def produce(artifact: Path, *, root: Path, stage: str, inputs: dict[str, Path], config: dict,
             make: Callable[[], tuple[Any, dict]], force: bool = False, device: str = "cpu",
             lock: bool = False) -> Outcome:
-    """Make ``artifact`` unless it is current (``force``: always). ``make()`` returns (contents, info);
-    every input must verify first. SKIPPED if another process holds its lock (``lock``: claim it while
-    making, see ``lock.TaskLock``)."""
+    """Make ``artifact`` (a file under the run directory ``root``, whose path there says what it is) unless
+    it is current (``force``: always). ``make()`` returns (contents, info); every input must verify first,
+    and be the bytes ``make`` read (if this process read it at all). SKIPPED if another process holds its
+    lock (``lock``: claim it while making, see ``lock.TaskLock``)."""
     from pipeline.lock import TaskLock
 
     artifact = Path(artifact)
+    if _dry.get():
+        if force or not is_current(artifact, inputs, config):
+            raise Pending(artifact)
+        return Outcome.CURRENT
     with TaskLock(artifact) if lock else contextlib.nullcontext() as claim:
         if claim is not None and not claim.held:
             print(f"skipped: {artifact} is being made by {claim.owner}", flush=True)
@@ -266,17 +314,29 @@ def produce(artifact: Path, *, stage: str, inputs: dict[str, Path], config: dict
             ckpt_path(artifact).unlink(missing_ok=True)
         start = time.perf_counter()
         value, info = make()
-        if _records(artifact, inputs) != made_from:
-            raise PipelineError(f"{artifact}: an input changed while it was being made; run the stage again")
+        now = _records(artifact, inputs)
+        for name, source in inputs.items():
+            held = _read_as.get(os.path.abspath(source))
+            if now[name] != made_from[name] or held not in (None, made_from[name]["checksum"]):
+                raise PipelineError(f"{artifact}: its input {source} changed while it was being made (or after this "
+                                    f"process read it); nothing was written: run make {stage} again")
         save(artifact, value)
         save(manifest_path(artifact), {
-            "artifact": artifact.name, "stage": stage, "checksum": checksum(artifact), "inputs": made_from,
+            "artifact": _made_as(artifact, root), "stage": stage, "checksum": checksum(artifact), "inputs": made_from,
             "config": normalise(config), "info": normalise(info), "wall_s": round(time.perf_counter() - start, 3),
             "device": device, "host": socket.gethostname(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "versions": _versions(),
         })
         ckpt_path(artifact).unlink(missing_ok=True)
     return Outcome.MADE
+
+
+def _made_as(artifact: Path, root: Path) -> str:
+    """What an artifact is: its path relative to the run directory ``root`` (e.g. conditions/n20_s0/masks/both.npy)."""
+    rel = Path(os.path.relpath(os.path.abspath(artifact), os.path.abspath(root)))
+    if rel.parts[0] == "..":
+        raise ValueError(f"{artifact} is not under the run directory {root}")
+    return rel.as_posix()
 
 
 def _versions() -> dict[str, str]:

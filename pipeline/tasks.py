@@ -5,9 +5,10 @@ its tasks (``select``, typed NamedTuples, a condition first where a task is per 
 run one (``run``: its outcome and its log line) and how to name one (``describe``). The per-condition
 loop, the log lines and the dispatch are written once: ``run_here`` runs a plan's tasks one after
 another, ``pipeline.workers`` on one process per device, and a SLURM array (``stages.tasklist``) one
-per array element. A ``TrainingStage`` (crossval, coteach) makes one artifact per task: it says what
-the artifact is (``target``) and how to train it (``make``); only tasks whose artifact is not current
-are pending, and each is made under its lock.
+per array element. Only tasks with work to do are pending (what
+``--max-tasks`` counts): a dry run of the task finds an artifact that is not current. A ``TrainingStage``
+(crossval, coteach) makes one artifact per task: it says what the artifact is (``target``) and how to
+train it (``make``), and each is made under its lock.
 """
 
 from __future__ import annotations
@@ -61,8 +62,19 @@ class Stage(abc.ABC):
         return Cond(*task)
 
     def pending(self, run: RunDir, tasks: list[tuple], config, force: bool = False) -> list[tuple]:
-        """The tasks that may have work to do (here: all; each one's artifacts say whether they are current)."""
-        return tasks
+        """The tasks with work to do (all of them with ``force``; a stage that is not pooled runs its one task
+        anyway): those a dry run (``store.dry_run``) finds an artifact to make in, or an error."""
+        if force or not self.pooled:
+            return tasks
+        return [t for t in tasks if not self._current(run, t, config)]
+
+    def _current(self, run: RunDir, task: tuple, config) -> bool:
+        try:
+            with store.dry_run():
+                self.run(run, task, config, None)
+            return True
+        except (store.Pending, PipelineError, OSError):  # running it says what is wrong
+            return False
 
     @abc.abstractmethod
     def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> tuple[store.Outcome, str]:
@@ -100,7 +112,7 @@ class TrainingStage(Stage):
         """Make a task's artifact under its lock."""
         out, inputs, task_config = self.target(run, task, config)
         tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
-        made = store.produce(out, stage=self.name, inputs=inputs, config=task_config, force=force, lock=True,
+        made = store.produce(out, root=run.root, stage=self.name, inputs=inputs, config=task_config, force=force, lock=True,
                              device=devices.name(device),
                              make=lambda: self.make(run, task, config, device, store.ckpt_path(out), tag))
         if made is store.Outcome.SKIPPED:

@@ -22,7 +22,7 @@ class Review(tasks.Stage):
         made, files = review.run_review(run, task.cond, config.top, config.by_class, force)
         with open(files[0]) as f:
             flagged = sum(1 for _ in f) - 1
-        return made, (f"{task.cond}: {flagged} label issues: {files[0]}, gallery {files[1]}"
+        return made, (f"{made.value}: {task.cond}: {flagged} label issues: {files[0]}, gallery {files[1]}"
                       + (f" (+{len(files) - 2} per class)" if len(files) > 2 else ""))
 
 

@@ -52,6 +52,9 @@ def execute(one: dict) -> str | None:
     A training stage's device is ``gpu`` of the spec ('cpu', or an index into the GPUs SLURM gave the
     job), with the job's ``SLURM_CPUS_PER_TASK`` as its CPU threads when set; other stages import no torch."""
     stage, run = registry()[one["stage"]], RunDir(one["run_dir"])
+    if not run.root.is_dir():
+        raise PipelineError(f"{run.root}: the run directory of this task list is gone (moved or removed); "
+                            f"submit the {stage.name} stage again from where the run is now")
     try:
         config = stage.Config(**one["config"])
     except TypeError as e:

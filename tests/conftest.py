@@ -120,6 +120,6 @@ def blank_cifar(tmp_path_factory) -> Path:
         train_ids=np.array([f"{classes[true[i]]}/{stems[i]}" for i in order]), train_source_index=order,
         test_x=np.zeros((20, 8, 8, 3), np.uint8), test_y=np.arange(20) % 10, classes=np.array(classes))
     run = RunDir(tmp_path_factory.mktemp("blank_cifar") / "run")
-    store.produce(run.dataset, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
+    store.produce(run.dataset, root=run.root, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
                   make=lambda: (ds.arrays(), {"classes": classes}))
     return run.root

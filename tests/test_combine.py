@@ -57,7 +57,8 @@ def test_a_leftover_shard_of_another_fold_count_is_named(run_copy):
     extra = run.shard("n20_s0", 3)
     shutil.copy(run.shard("n20_s0", 0), extra)
     manifest = store.load(store.manifest_path(run.shard("n20_s0", 0)))
-    store.save(store.manifest_path(extra), {**manifest, "config": {**manifest["config"], "fold": 3, "folds": 4}})
+    store.save(store.manifest_path(extra), {**manifest, "artifact": "conditions/n20_s0/folds/fold3.npz",
+                                            "config": {**manifest["config"], "fold": 3, "folds": 4}})
     err = stage("combine", run.root, "--cond", "n20_s0", ok=False).stderr
     assert f"{extra} was made with fold_seed" not in err and f"{extra} was made with folds=4 (others: 3)" in err
 

@@ -140,3 +140,31 @@ def test_noise_stages_started_together_each_register_their_conditions(run_copy):
     added = {c.name for spec in specs for c in conditions.parse_conditions(spec)}
     assert set(names) == set(before) | added and len(names) == len(before) + len(specs)
     assert not (RunDir(run_copy).registry.parent / "conditions.json.lock").exists()
+
+
+def test_a_refused_noise_command_writes_nothing(run_copy, tmp_path):
+    """Every label file is read and checked before the registry or any labels change."""
+    from pipeline.layout import RunDir
+
+    run = RunDir(run_copy)
+    before, n = run.registry.read_bytes(), len(store.load(run.labels("n20_s0")))
+    good, bad = tmp_path / "good.npy", tmp_path / "bad.npy"
+    np.save(good, np.arange(n) % 10)
+    np.save(bad, np.full(n, 99))
+    for args in (["--remove", "n20_s0", "--labels", f"x={bad}"], ["--labels", f"ok={good}", "--labels", f"y={bad}"],
+                 ["--conditions", "0.3:0.0", "--labels", f"y={bad}"]):
+        err = stage("noise", run.root, *args, ok=False).stderr.strip()
+        assert err == f"error: {bad}: label 99 at row 0 is outside 0..9", err
+        assert run.registry.read_bytes() == before
+        assert not any(run.labels(c).exists() for c in ("ok", "x", "y", "n30_s0"))
+    stage("noise", run.root, "--remove", "n20_s0", "--labels", f"ok={good}")
+    assert list(conditions.registry(run)) == ["n40_s40", "ok"]
+
+
+@pytest.mark.parametrize("save,found", [(lambda p, a: np.savez(p, labels=a), "an .npz file"),
+                                        (lambda p, a: np.savetxt(p, a, fmt="%d"), "a text file")])
+def test_labels_of_another_format_are_named(run_copy, tmp_path, save, found):
+    labels = tmp_path / "labels.npz"
+    save(labels, store.load(run_copy / "conditions" / "n20_s0" / "labels.npy"))
+    err = stage("noise", run_copy, "--labels", f"mine={labels}", ok=False).stderr.strip()
+    assert err == f"error: {labels}: {found}, not the .npy file expected here", err

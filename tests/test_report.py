@@ -97,7 +97,7 @@ def test_detection_on_the_paper_psx_is_made_by_masks_and_read_by_the_report(tmp_
         train_source_index=np.array([source_index(s) for s in stems]),
         test_x=np.zeros((10, 8, 8, 3), np.uint8), test_y=np.arange(10), classes=np.array(classes))
     run = RunDir(tmp_path / "run")
-    store.produce(run.dataset, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
+    store.produce(run.dataset, root=run.root, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
                   make=lambda: (ds.arrays(), {"classes": classes}))
     stage("noise", run.root, "--conditions", "paper")
     masks.run_masks(run, "n20_s0", masks.resolve_psx(masks.PAPER_PSX, run, "n20_s0"))

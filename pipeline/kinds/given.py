@@ -15,7 +15,7 @@ class Given(FromFile):
     """Noisy labels made elsewhere: a ``.npy`` of one label per training row, in dataset order."""
 
     def labels(self, cond, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, None]:
-        return validate_labels(store.load(source), len(ds.train_y), ds.num_classes, str(source)), None
+        return validate_labels(store.load(source, ".npy"), len(ds.train_y), ds.num_classes, str(source)), None
 
     def describe(self, cond) -> str:
         return f"labels given in {cond.source}"
