@@ -62,6 +62,14 @@ class RunDir:
     def coteach(self, cond: str, rows: str, learner: str, seed: int) -> Path:
         return self.condition_dir(cond) / "coteach" / rows / learner / f"seed{seed}.json"
 
+    def features(self, key: str) -> Path:
+        """A backbone's pooled features of every row (``features.key``)."""
+        return self.root / "features" / f"{key}.npz"
+
+    def backbone(self, cond: str) -> Path:
+        """A network pretrained on every training row with ``cond``'s labels (``stages.backbone``)."""
+        return self.root / "backbones" / f"{cond}.pt"
+
     @property
     def report_dir(self) -> Path:
         return self.root / "report"

@@ -103,7 +103,7 @@ def whitening_layer(net):
     """An ``airbench`` net's fixed 2x2 first conv, else None."""
     import torch
 
-    first = net[0]
+    first = net[0] if isinstance(net, torch.nn.Sequential) else None
     return first if isinstance(first, torch.nn.Conv2d) and first.kernel_size == (2, 2) else None
 
 

@@ -76,3 +76,18 @@ RECIPES = {
 }
 # The Recipe fields that are crossval options (their defaults), in the config's order.
 OPTIONS = ("arch", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A linear probe: multinomial logistic regression on a backbone's pooled features (standardised with the
+    training rows' mean and std), full batch, fitted with L-BFGS on the device. The strength of the L2 penalty
+    on the weights (per row: loss = mean cross-entropy + l2 / 2 x |W|^2) and the iterations cap are its values."""
+
+    l2: float
+    max_iter: int
+
+
+PROBES = {
+    "linear-probe": Probe(l2=1e-3, max_iter=500),  # light shrinkage: thousands of rows per fold, a few hundred features
+}

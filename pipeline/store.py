@@ -286,6 +286,10 @@ def dry_run():
         _dry.reset(token)
 
 
+def in_dry_run() -> bool:
+    return _dry.get()
+
+
 def produce(artifact: Path, *, root: Path, stage: str, inputs: dict[str, Path], config: dict,
             make: Callable[[], tuple[Any, dict]], force: bool = False, device: str = "cpu",
             lock: bool = False) -> Outcome:
@@ -296,7 +300,7 @@ def produce(artifact: Path, *, root: Path, stage: str, inputs: dict[str, Path], 
     from pipeline.lock import TaskLock
 
     artifact = Path(artifact)
-    if _dry.get():
+    if in_dry_run():
         if force or not is_current(artifact, inputs, config):
             raise Pending(artifact)
         return Outcome.CURRENT

@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from pipeline import callbacks, compiler, models
+from pipeline import backbones, callbacks, compiler, models
 from pipeline.errors import PipelineError
 from pipeline.loader import Batches, channel_stats
 from pipeline.predict import predict_probs
@@ -82,9 +82,11 @@ class Data:
     train_rows: np.ndarray | None = None  # the training rows' indices in a larger set of n_all (paired batch order)
     n_all: int | None = None
 
-    def batches(self, device, batch_size: int, seed: int, **augment) -> tuple[Batches, Batches]:
-        """(training batches, evaluation batches); ``augment``: Batches' ``translate``/``alternate_flips``."""
-        mean, std = channel_stats(self.train_x)
+    def batches(self, device, batch_size: int, seed: int, mean=None, std=None, **augment) -> tuple[Batches, Batches]:
+        """(training batches, evaluation batches), normalised with ``mean``/``std`` (none: the training rows'
+        own); ``augment``: Batches' ``translate``/``alternate_flips``."""
+        if mean is None:
+            mean, std = channel_stats(self.train_x)
         kw = dict(batch_size=batch_size, device=device, mean=mean, std=std)
         return (
             Batches(self.train_x, self.train_labels, train=True, seed=seed, rows=self.train_rows, n_all=self.n_all,
@@ -253,6 +255,9 @@ class Trained:
     """What ``train_classifier`` returns."""
 
     probs: np.ndarray  # softmax probabilities (float32) of data.eval_x
+    net: torch.nn.Module  # the trained network (without the input steps of ``backbones.prepared``)
+    mean: np.ndarray  # the normalisation its inputs had (0..1 units)
+    std: np.ndarray
     train_s: float  # seconds to train (a resumed fit: the rest)
     predict_s: float
     curve: list[float]  # with ``watch``: accuracy on the watched rows after every epoch
@@ -260,9 +265,10 @@ class Trained:
 
 
 def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight_decay, label_smoothing, seed, device,
-                     precision="auto", compile=False, prune_epoch=None, ckpt=None, tag=None, label="crossval",
-                     watch: np.ndarray | None = None) -> Trained:
+                     weights: Path | None = None, input_size: int | None = None, precision="auto", compile=False,
+                     prune_epoch=None, ckpt=None, tag=None, label="crossval", watch: np.ndarray | None = None) -> Trained:
     """Train on ``data.train_*`` and predict ``data.eval_x``. ``ckpt``, ``precision``, ``compile``: see ``fit``;
+    ``weights``, ``input_size``: see ``backbones`` (pretrained weights keep their first layer: no whitening init);
     ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every epoch is
     printed; ``prune_epoch``: see ``Classifier``. Non-finite probabilities are an error. ``recipe``: a name
     of ``recipes.RECIPES``, which also sets the augmentation, the whitening sample and TTA."""
@@ -270,9 +276,14 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     start = time.perf_counter()
     r = RECIPES[recipe]
     augment = {"translate": max(1, data.train_x.shape[1] // r.translate_divisor), "alternate_flips": r.alternate_flips}
-    train, evaluation = data.batches(device, batch_size, seed, **augment)
-    net = data.build(arch)
-    models.init_whitening(net, train.sample(r.whitening_sample).cpu())
+    _, h, _, c = data.train_x.shape
+    inner, mean, std = backbones.build(arch, weights, c, h, data.num_classes)
+    if mean is None:
+        mean, std = channel_stats(data.train_x)
+    train, evaluation = data.batches(device, batch_size, seed, mean=mean, std=std, **augment)
+    if weights is None:
+        models.init_whitening(inner, train.sample(r.whitening_sample).cpu())
+    net = backbones.prepared(inner, c, input_size)
     module = Classifier(net, recipe=recipe, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                         total_steps=epochs * len(train), watch=None if watch is None else (evaluation, watch),
                         train=train, prune_epoch=prune_epoch)
@@ -285,7 +296,8 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     if not np.isfinite(probs).all():
         raise PipelineError(f"{label}: the trained network predicts NaN or inf; nothing written (lower --lr?)")
     pruned = [] if train.kept is None else np.flatnonzero(~train.kept.cpu().numpy()).tolist()
-    return Trained(probs, trained - start, time.perf_counter() - trained, [h[0] for h in module.history], pruned)
+    return Trained(probs, inner, np.asarray(mean), np.asarray(std), trained - start, time.perf_counter() - trained,
+                   [h[0] for h in module.history], pruned)
 
 
 def _sync(device: torch.device) -> None:

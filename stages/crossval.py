@@ -13,24 +13,31 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline import conditions, datasets, models, options, recipes, store, tasks, workers
+from pipeline import backbones, conditions, datasets, features, models, options, probe, recipes, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
 from pipeline.options import SEED_MAX, Range, option
-from pipeline.recipes import RECIPES
+from pipeline.recipes import PROBES, RECIPES
 
 MAX_FOLDS = 100
 
 
 @dataclass(frozen=True)
-class CrossvalConfig:
-    folds: int = option(4, "number of cross-validation folds", Range(int, 2, MAX_FOLDS))
-    fold_seed: int = option(0, "seed of the stratified fold assignment", Range(int, 0, SEED_MAX))
-    recipe: str = option("airbench", "training recipe: airbench (fast) or sgd (plain SGD), see pipeline/recipes.py; "
-                         "it sets the defaults of the options below", choices=tuple(RECIPES))
-    arch: str | None = option(None, "network (see pipeline/models.py); none: the recipe's", choices=models.ARCHS)
-    epochs: int | None = option(None, "training epochs per fold; none: the recipe's", Range(int, 1, 10_000, optional=True))
+class TrainingConfig:
+    """The options of training a network on a dataset's rows (crossval's folds; the backbone stage's pretraining)."""
+
+    recipe: str = option("airbench", "training recipe: airbench (fast), sgd (plain SGD), or linear-probe (a logistic "
+                         "regression on the pooled features of --arch with --weights, computed once per backbone); see "
+                         "pipeline/recipes.py. It sets the defaults of the options below", choices=(*RECIPES, *PROBES))
+    arch: str | None = option(None, "network: one of pipeline/models.py or any torchvision classification model "
+                              "(resnet18, convnext_tiny, ...); none: the recipe's")
+    weights: str | None = option(None, "starting weights: a torchvision weights name (IMAGENET1K_V1, DEFAULT, "
+                                 "ResNet50_Weights.IMAGENET1K_V2) found in the torch hub cache, or a file (a torchvision "
+                                 "state_dict, or one python -m stages.backbone wrote); none: random")
+    input_size: int | None = option(None, "resize batches to N x N on the device (antialiased) before the network; "
+                                    "none: the images' own size", Range(int, 8, 1024, optional=True))
+    epochs: int | None = option(None, "training epochs; none: the recipe's", Range(int, 1, 10_000, optional=True))
     batch_size: int | None = option(None, "training batch size; none: the recipe's", Range(int, 2, 65_536, optional=True))
     lr: float | None = option(None, "peak learning rate of SGD (Nesterov) on the mean loss; none: the recipe's",
                               Range(float, 0, 100, lo_open=True, optional=True))
@@ -38,26 +45,49 @@ class CrossvalConfig:
                                         "step at the peak; sgd: torch's); none: the recipe's", Range(float, 0, 1, optional=True))
     label_smoothing: float | None = option(None, "label smoothing of the cross-entropy; none: the recipe's",
                                            Range(float, 0, 1, hi_open=True, optional=True))
-    prune_epoch: int | None = option(None, "after this many epochs, drop the training rows that confident learning "
-                                     "(prune_by_noise_rate) flags on the network's own predictions, and train the "
-                                     "remaining epochs on the rest; none: never", Range(int, 1, 10_000, optional=True))
-    seed: int = option(0, "training seed (fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS))
+    seed: int = option(0, "training seed (crossval: fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS))
     precision: str = options.precision()
     compile: bool = options.compile_()
 
     def __post_init__(self):
         options.validate(self)
-        for key in recipes.OPTIONS:
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, getattr(RECIPES[self.recipe], key))
-        if self.prune_epoch is not None and self.prune_epoch >= self.epochs:
-            raise PipelineError(f"--prune-epoch {self.prune_epoch}: leaves no epoch to train on the kept rows "
-                                f"(expected below --epochs {self.epochs})")
+        if self.recipe in PROBES:
+            if self.arch is None or self.weights is None:
+                raise PipelineError(f"--recipe {self.recipe}: give --arch and --weights, the backbone whose features it fits")
+        else:
+            for key in recipes.OPTIONS:
+                if getattr(self, key) is None:
+                    object.__setattr__(self, key, getattr(RECIPES[self.recipe], key))
+        if self.arch not in models.ARCHS:
+            backbones.check_arch(self.arch)
+
+    def recorded(self) -> dict:
+        """The config an artifact records: the backbone options left at none are not (runs made before they
+        existed stay current)."""
+        return {k: v for k, v in asdict(self).items() if not (k in ("weights", "input_size") and v is None)}
 
     def training(self) -> dict:
         """The keyword arguments of ``train.train_classifier`` this config sets."""
-        return {k: getattr(self, k) for k in ("recipe", "arch", "epochs", "batch_size", "lr", "weight_decay",
-                                              "label_smoothing", "prune_epoch", "precision", "compile")}
+        return {k: getattr(self, k) for k in ("recipe", "arch", "input_size", "epochs", "batch_size", "lr", "weight_decay",
+                                              "label_smoothing", "precision", "compile")}
+
+
+@dataclass(frozen=True)
+class CrossvalConfig(TrainingConfig):
+    folds: int = option(4, "number of cross-validation folds", Range(int, 2, MAX_FOLDS))
+    fold_seed: int = option(0, "seed of the stratified fold assignment", Range(int, 0, SEED_MAX))
+    prune_epoch: int | None = option(None, "after this many epochs, drop the training rows that confident learning "
+                                     "(prune_by_noise_rate) flags on the network's own predictions, and train the "
+                                     "remaining epochs on the rest; none: never", Range(int, 1, 10_000, optional=True))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.prune_epoch is not None and (self.recipe in PROBES or self.prune_epoch >= self.epochs):
+            raise PipelineError(f"--prune-epoch {self.prune_epoch}: leaves no epoch to train on the kept rows "
+                                f"(expected below --epochs {self.epochs}, and a recipe that trains epochs)")
+
+    def training(self) -> dict:
+        return {**super().training(), "prune_epoch": self.prune_epoch}
 
 
 class Task(NamedTuple):
@@ -88,7 +118,18 @@ class Crossval(tasks.TrainingStage):
     def target(self, run: RunDir, task: tuple, config: CrossvalConfig) -> tuple[Path, dict[str, Path], dict]:
         cond, fold = task
         inputs = {"dataset": run.require(run.dataset, "data"), "labels": run.require(run.labels(cond), "noise")}
-        return run.shard(cond, fold), inputs, {"fold": fold, **asdict(config)}
+        recorded = {"fold": fold, **config.recorded()}
+        if config.weights is not None:
+            recorded["weights_checksum"] = backbones.checksum(config.arch, config.weights)
+        if config.recipe in PROBES:
+            inputs["features"] = features.path(run, config.arch, config.weights, config.input_size)
+        return run.shard(cond, fold), inputs, recorded
+
+    def run(self, run: RunDir, task: tuple, config: CrossvalConfig, device, force: bool = False) -> tuple[store.Outcome, str]:
+        """A linear probe's features first (once per backbone; a dry run only asks whether they are current)."""
+        if config.recipe in PROBES:
+            features.produce(run, config.arch, config.weights, config.input_size, device)
+        return super().run(run, task, config, device, force)
 
     def make(self, run: RunDir, task: tuple, config: CrossvalConfig, device, ckpt: Path, tag: dict):
         """Train on the other folds' rows (noisy labels), predict fold ``fold``'s rows: the shard."""
@@ -99,9 +140,14 @@ class Crossval(tasks.TrainingStage):
         noisy = store.read(run.labels(cond))
         fold_of = assign_folds(noisy, config.folds, config.fold_seed, ds.num_classes)
         held, train = np.flatnonzero(fold_of == fold), fold_of != fold
-        data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
-        trained = train_classifier(data, **config.training(), seed=config.seed + 1000 * fold, device=device,
-                                   ckpt=ckpt, tag=tag, label=f"crossval {self.describe(task)}")
+        if config.recipe in PROBES:
+            x = store.read(features.path(run, config.arch, config.weights, config.input_size))["train"]
+            trained = probe.fit_predict(x[train], noisy[train], x[held], ds.num_classes, PROBES[config.recipe], device)
+        else:
+            weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
+            data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
+            trained = train_classifier(data, **config.training(), weights=weights, seed=config.seed + 1000 * fold,
+                                       device=device, ckpt=ckpt, tag=tag, label=f"crossval {self.describe(task)}")
         probs = trained.probs
         info = {
             "n_train": int(train.sum()),

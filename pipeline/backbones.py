@@ -1,0 +1,176 @@
+"""A backbone: a network by name with its weights, its head made for the dataset's classes.
+
+``--arch`` names one of this pipeline's networks (``models.ARCHS``) or any torchvision classification
+model (``torchvision.models.list_models``: resnet18/50, convnext_tiny, efficientnet_b0, vit_b_16, ...).
+``--weights`` is none (random init), a torchvision weights name (``IMAGENET1K_V1``, ``DEFAULT`` or
+``ResNet50_Weights.IMAGENET1K_V2``: its file taken from the torch hub cache, never downloaded), or a
+file: a torchvision state_dict, or a backbone this pipeline wrote (``stages.backbone``). Files load
+with ``weights_only=True``; their checksum is in the config of everything made with them.
+
+The last linear layer is the head: it is replaced for the dataset's classes, and removing it leaves
+the pooled features (``features``). A network whose first convolution wants 3 channels sees a
+grayscale image repeated 3 times; ``input_size`` resizes batches on the device (antialiased) before it.
+Images are normalised with the weights' own mean and std.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import models, store
+from pipeline.errors import PipelineError
+
+
+def torchvision_archs() -> list[str]:
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def check_arch(arch: str) -> str:
+    """``arch`` if it names a network (ours, or torchvision's, which is imported only then)."""
+    if arch not in models.ARCHS and arch not in torchvision_archs():
+        raise PipelineError(f"--arch {arch!r}: not a network of this pipeline ({', '.join(models.ARCHS)}) "
+                            "nor a torchvision classification model (torchvision.models.list_models())")
+    return arch
+
+
+def weights_file(arch: str, weights: str) -> Path:
+    """The file of ``--weights``: a path, or the torch hub cache's file of a torchvision weights name."""
+    if Path(weights).is_file():
+        return Path(weights)
+    import torch
+    import torchvision
+
+    try:
+        found = (torchvision.models.get_weight(weights) if "." in weights
+                 else torchvision.models.get_model_weights(arch)[weights])
+    except (KeyError, ValueError) as e:
+        raise PipelineError(f"--weights {weights!r}: no such file, nor a torchvision weights name of {arch} ({e})") from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(found.url)
+    if not cached.is_file():
+        raise PipelineError(f"--weights {weights}: {cached} is missing and nothing is downloaded here; fetch {found.url} "
+                            f"into {cached.parent}, or pass the file as --weights FILE")
+    return cached
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Loaded weights: the state_dict, the normalisation they were trained with (0..1 units), and for a
+    backbone of this pipeline the network it was written from."""
+
+    state_dict: dict
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    arch: str | None = None  # ours: the architecture, and how it was built
+    built: tuple[int, int, int] | None = None  # (in_channels, image_size, num_classes)
+
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's weights' normalisation
+
+
+def load(arch: str, path: Path) -> Weights:
+    """Read a weights file (``weights_only``: no code runs) of ``arch``."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickled objects, garbage, truncated: one line
+        raise PipelineError(f"{path}: not a weights file of tensors ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})") from None
+    if isinstance(state, dict) and "state_dict" in state and "arch" in state:  # a backbone this pipeline wrote
+        if state["arch"] != arch:
+            raise PipelineError(f"{path}: weights of --arch {state['arch']}, not {arch}")
+        return Weights(state["state_dict"], tuple(state["mean"]), tuple(state["std"]), state["arch"], tuple(state["built"]))
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise PipelineError(f"{path}: not a state_dict (a mapping of names to tensors)")
+    return Weights(state, *IMAGENET)
+
+
+def build(arch: str, weights: Path | None, in_channels: int, image_size: int, num_classes: int):
+    """(network with ``weights`` and a head for ``num_classes``, its input mean, its input std)."""
+    import torch
+
+    if weights is None:
+        if arch in models.ARCHS:
+            return models.build(arch, in_channels, image_size, num_classes), None, None
+        import torchvision
+
+        net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+        return net, None, None
+    w = load(arch, weights)
+    if w.arch is not None:
+        net = models.build(arch, *w.built)
+    elif arch not in torchvision_archs():
+        raise PipelineError(f"{weights}: a plain state_dict fits torchvision networks; --arch {arch} takes a backbone "
+                            "written by this pipeline (python -m stages.backbone)")
+    else:
+        import torchvision
+
+        net = torchvision.models.get_model(arch, weights=None, num_classes=_head(torchvision.models.get_model(arch))[1].out_features)
+    try:
+        net.load_state_dict(w.state_dict)
+    except RuntimeError as e:
+        raise PipelineError(f"{weights}: not weights of {arch} ({str(e).strip().splitlines()[0][:200]})") from None
+    name, head = _head(net)
+    if head.out_features != num_classes:
+        _set(net, name, torch.nn.Linear(head.in_features, num_classes, bias=head.bias is not None))
+    return net, w.mean, w.std
+
+
+def _head(net):
+    """(name, module) of the last linear layer."""
+    import torch
+
+    found = [(n, m) for n, m in net.named_modules() if isinstance(m, torch.nn.Linear)]
+    if not found:
+        raise PipelineError(f"{type(net).__name__}: no linear head to replace")
+    return found[-1]
+
+
+def _set(net, name: str, module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, leaf, module)
+
+
+def features(net):
+    """The network without its head: its output is the pooled features."""
+    import torch
+
+    _set(net, _head(net)[0], torch.nn.Identity())
+    return net
+
+
+def first_conv_channels(net) -> int | None:
+    import torch
+
+    return next((m.in_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+
+
+def prepared(net, in_channels: int, input_size: int | None):
+    """``net`` behind the on-device input steps it needs: grayscale repeated to its 3 channels, and
+    resizing to ``input_size`` (antialiased bilinear)."""
+    import torch
+    import torch.nn.functional as F
+
+    repeat = in_channels == 1 and first_conv_channels(net) == 3
+
+    class Prepared(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            if repeat:
+                x = x.expand(-1, 3, -1, -1)
+            if input_size is not None and x.shape[-1] != input_size:
+                x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
+            return self.net(x)
+
+    return Prepared() if repeat or input_size is not None else net
+
+
+def checksum(arch: str, weights: str | None) -> str | None:
+    """What the config of anything made with these weights records: the weights file's sha256."""
+    return None if weights is None else store.checksum(weights_file(arch, weights))

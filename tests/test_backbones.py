@@ -1,0 +1,102 @@
+"""Backbones with weights on small generated images: torchvision networks by name (weights from a temporary
+torch hub cache holding a random-weights file under the expected name), weights files, a backbone this pipeline
+pretrains, the linear probe on their features, and the refusals."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import stage
+from pipeline import backbones, store
+from pipeline.layout import RunDir
+from stages import crossval
+
+PROBE = ["--recipe", "linear-probe", "--folds", "3", "--gpu", "cpu", "--cond", "n20_s0"]
+RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1K_V1 weights have in the hub cache
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch) -> Path:
+    """A torch hub cache (TORCH_HOME) holding random resnet18 weights as IMAGENET1K_V1's file."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), checkpoints / RESNET18_FILE)
+    return checkpoints
+
+
+def test_a_torchvision_network_by_weights_name_probed_on_gray_images_resized(run_copy, hub):
+    """digits are 8 px grayscale: repeated to the weights' 3 channels and resized to 32 px on the device."""
+    run = RunDir(run_copy)
+    out = stage("crossval", run.root, *PROBE, "--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--input-size", "32").stdout
+    assert "features resnet18_32px_" in out and "train: 1347/1347 images" in out
+    manifest = store.verify(run.shard("n20_s0", 0))
+    assert manifest["config"]["weights_checksum"] == store.checksum(hub / RESNET18_FILE)
+    feats = store.read(next((run.root / "features").glob("resnet18_32px_*.npz")))
+    assert feats["train"].shape == (1347, 512) and feats["train"].dtype == np.float16 and feats["test"].shape == (450, 512)
+    assert 0.5 < manifest["info"]["heldout_acc_noisy"] < 1  # random conv features still separate digits
+    stage("combine", run.root, "--cond", "n20_s0")
+    config = crossval.CrossvalConfig(recipe="linear-probe", arch="resnet18", weights="IMAGENET1K_V1", input_size=32, folds=3)
+    assert crossval.STAGE.pending(run, [("n20_s0", 0)], config) == []
+    torch.save({k: v + 1 for k, v in torch.load(hub / RESNET18_FILE).items()}, hub / RESNET18_FILE)  # other weights
+    assert crossval.STAGE.pending(run, [("n20_s0", 0)], config) == [("n20_s0", 0)]
+
+
+def test_weights_that_are_not_here_or_not_weights_are_one_line(run_copy, hub, tmp_path):
+    import torchvision
+
+    run = RunDir(run_copy)
+    before = sorted(p.name for p in run.root.rglob("*"))
+    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "resnet34.pth")
+    torch.save({"net": torchvision.models.resnet18()}, tmp_path / "pickled.pth")  # a module: code would run to load it
+    (tmp_path / "garbage.pth").write_bytes(b"\x80\x02garbage")
+    url = torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url
+    cases = [(["--arch", "resnet50", "--weights", "IMAGENET1K_V2"],
+              f"--weights IMAGENET1K_V2: {Path(torch.hub.get_dir()) / 'checkpoints' / url.rsplit('/', 1)[1]} is missing and "
+              f"nothing is downloaded here; fetch {url} into {hub}, or pass the file as --weights FILE"),
+             (["--arch", "resnet18", "--weights", str(tmp_path / "resnet34.pth")], "resnet34.pth: not weights of resnet18"),
+             (["--arch", "resnet18", "--weights", str(tmp_path / "pickled.pth")], "pickled.pth: not a weights file of tensors"),
+             (["--arch", "resnet18", "--weights", str(tmp_path / "garbage.pth")], "garbage.pth: not a weights file of tensors"),
+             (["--arch", "resnet18", "--weights", "IMAGENET9K"], "--weights 'IMAGENET9K': no such file, nor a torchvision weights name"),
+             (["--arch", "resnet19", "--weights", "x"], "--arch 'resnet19': not a network of this pipeline"),
+             (["--arch", "resnet18"], "--recipe linear-probe: give --arch and --weights")]
+    for flags, message in cases:
+        err = stage("crossval", run.root, *PROBE, *flags, ok=False).stderr.strip()
+        assert len(err.splitlines()) == 1 and message in err, (flags, err)
+    assert sorted(p.name for p in run.root.rglob("*")) == before
+
+
+def test_a_backbone_this_pipeline_pretrains_is_a_weights_file_for_another_run(run_copy, tmp_path):
+    run = RunDir(run_copy)
+    out = stage("backbone", run.root, "--cond", "n20_s0", "--recipe", "sgd", "--epochs", "2", "--batch-size", "64",
+                "--gpu", "cpu").stdout
+    weights = run.backbone("n20_s0")
+    assert f"wrote {weights}  (convnet, test accuracy" in out
+    state = torch.load(weights, weights_only=True)
+    assert state["arch"] == "convnet" and state["built"] == [1, 8, 10] and len(state["mean"]) == 1
+    other = RunDir(shutil.copytree(run.root, tmp_path / "other", ignore=shutil.ignore_patterns("backbones")))
+    stage("crossval", other.root, *PROBE, "--arch", "convnet", "--weights", str(weights))
+    assert store.verify(other.shard("n20_s0", 2))["info"]["heldout_acc_noisy"] > 0.5
+    err = stage("crossval", other.root, *PROBE, "--arch", "airbench", "--weights", str(weights), ok=False).stderr
+    assert "weights of --arch convnet, not airbench" in err
+    # the same file starts a fine-tune (the sgd recipe from the pretrained weights, its own normalisation)
+    stage("crossval", other.root, "--cond", "n20_s0", "--fold", "0", "--folds", "3", "--recipe", "sgd", "--epochs", "1",
+          "--arch", "convnet", "--weights", str(weights), "--gpu", "cpu")
+    assert store.verify(other.shard("n20_s0", 0))["config"]["weights"] == str(weights)
+
+
+def test_the_head_is_replaced_and_features_are_what_precedes_it():
+    import torchvision
+
+    net, mean, std = backbones.build("resnet18", None, 3, 32, 7)
+    assert net.fc.out_features == 7 and mean is None
+    feats = backbones.features(torchvision.models.resnet18())
+    assert feats(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+    gray = backbones.prepared(torchvision.models.resnet18(), 1, 64)
+    assert gray(torch.zeros(2, 1, 8, 8)).shape == (2, 1000)
