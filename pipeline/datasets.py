@@ -49,17 +49,19 @@ def cached(path: Path) -> Dataset:
 
 
 def prepare(run: RunDir, source: str, force: bool = False, image_size: int | None = None, test_fraction: float | None = None,
-            skip_bad: bool = False) -> store.Outcome:
+            skip_bad: bool = False, audit_test: bool = False) -> store.Outcome:
     """Decode ``source`` into the run's cache unless it is current (same source, unchanged, same options);
     The manifest counts the rows ``skip_bad`` left out, with the first few reasons. An option
     the source cannot apply is refused (see ``read_source``), so the manifest records only options that acted."""
     where = source if source == DIGITS else str(Path(source).resolve())
     config = {"source": where, "fingerprint": fingerprint(source), "image_size": image_size,
               "test_fraction": TEST_FRACTION if test_fraction is None else test_fraction, "skip_bad": skip_bad}
+    if audit_test:  # recorded only when set: caches made before the option existed stay current
+        config["audit_test"] = True
 
     def make():
         skipped: list[str] = []
-        ds = read_source(source, image_size, test_fraction, skipped if skip_bad else None)
+        ds = read_source(source, image_size, test_fraction, skipped if skip_bad else None, audit_test)
         counts = np.bincount(ds.train_y, minlength=ds.num_classes)
         info = {"n_train": len(ds.train_y), "n_test": len(ds.test_y), "image_shape": list(ds.train_x.shape[1:]),
                 "classes": ds.classes.tolist(), "train_per_class": {"min": int(counts.min()), "max": int(counts.max())},
@@ -90,7 +92,7 @@ def fingerprint(source: str) -> str:
 
 
 def read_source(source: str, image_size: int | None = None, test_fraction: float | None = None,
-                skipped: list[str] | None = None) -> Dataset:
+                skipped: list[str] | None = None, audit_test: bool = False) -> Dataset:
     """Decode a source into a Dataset. Never downloads. ``skipped``: leave out unusable rows, appending one
     line on each, instead of failing. ``test_fraction`` (None: TEST_FRACTION) applies only to a source without
     a train/test split; an option given to a source that cannot apply it (``--image-size`` to digits,
@@ -100,4 +102,4 @@ def read_source(source: str, image_size: int | None = None, test_fraction: float
     if test_fraction is not None and not 0 < test_fraction < 1:
         raise PipelineError(f"--test-fraction {test_fraction}: expected a number in (0, 1)")
     kind, path = find(source)
-    return kind.read(path, Options(image_size, test_fraction, skipped))
+    return kind.read(path, Options(image_size, test_fraction, skipped, audit_test))

@@ -107,6 +107,9 @@ class Coteach(tasks.TrainingStage):
         p.add_argument("--seeds", default="0", help="comma-separated seeds (trials), each in 0..2147483647")
 
     def select(self, run: RunDir, args: argparse.Namespace, config: CoteachConfig) -> list[Task]:
+        if store.verify(run.require(run.dataset, "data"))["info"]["n_test"] == 0:
+            raise PipelineError(f"{run.dataset}: an audit run (data --audit-test) has no test set to evaluate a learner "
+                                "on; coteach needs one")
         pairs, seeds = grid(args.methods, args.learners), options.int_list(args.seeds, SEEDS, "--seeds")
         return [Task(c, r, lr, s) for c in conditions.names(run, args.cond) for r, lr in pairs for s in seeds]
 

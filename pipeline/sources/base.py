@@ -49,11 +49,12 @@ class Options:
     image_size: int | None = None
     test_fraction: float | None = None
     skipped: list[str] | None = None
+    audit_test: bool = False  # the source's test split becomes the audited (training) rows; no test set is left
 
     def only(self, applies: set[str], where, why: str) -> None:
         """Refuse the options given that ``where`` cannot apply (a manifest must not record an option that did nothing)."""
         given = {"--image-size": self.image_size is not None, "--test-fraction": self.test_fraction is not None,
-                 "--skip-bad": self.skipped is not None}
+                 "--skip-bad": self.skipped is not None, "--audit-test": self.audit_test}
         bad = [flag for flag, on in given.items() if on and flag not in applies]
         if bad:
             raise PipelineError(f"{where}: {' and '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply to this source "
@@ -172,11 +173,17 @@ def check_classes(classes: list[str], where: Path) -> None:
         raise PipelineError(f"{where}: {len(classes)} class(es); expected 2 to {MAX_CLASSES}")
 
 
-def dataset(x: dict[str, np.ndarray], y: dict[str, np.ndarray], ids: list[str], stems: list[str],
-             classes: list[str], where: Path) -> Dataset:
+def dataset(x: dict[str, np.ndarray], y: dict[str, np.ndarray], ids: dict[str, list[str]], stems: dict[str, list[str]],
+            classes: list[str], where: Path, audit_test: bool = False) -> Dataset:
+    """The Dataset of a file source's splits (``ids``, ``stems``: each split's); ``audit_test``: its test split
+    becomes the training rows (what the pipeline audits), with no test set."""
     for split in ("train", "test"):
         if not len(y[split]):
-            raise PipelineError(f"{where}: no usable {split} images")
+            raise PipelineError(f"{where}: no usable {split} images" + (" to audit (--audit-test)" if audit_test and split == "test" else ""))
+    if audit_test:
+        x, y = {"train": x["test"], "test": x["test"][:0]}, {"train": y["test"], "test": y["test"][:0]}
+        ids, stems = {"train": ids["test"]}, {"train": stems["test"]}
+    ids, stems = ids["train"], stems["train"]
     empty = [classes[k] for k in np.flatnonzero(np.bincount(y["train"], minlength=len(classes)) == 0)]
     if empty:  # e.g. every training image of a class was unreadable and skipped
         raise PipelineError(f"{where}: class(es) {', '.join(map(repr, empty[:5]))}{', ...' if len(empty) > 5 else ''} "

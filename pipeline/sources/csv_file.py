@@ -99,8 +99,11 @@ def read(path: Path, options: Options) -> Dataset:
     ims, names = [im for _, im in kept], [str(file) for (_, _, file), _ in kept]
     x = stack({"train": [ims[i] for i in train], "test": [ims[i] for i in test]},
                {"train": [names[i] for i in train], "test": [names[i] for i in test]}, path)
-    paths = [kept[i][0][1]["path"] for i in train]
-    return dataset(x, {"train": y[train], "test": y[test]}, paths, [os.path.splitext(p)[0] for p in paths], classes, path)
+    if options.audit_test and not has_split:
+        options.only({"--image-size", "--test-fraction", "--skip-bad"}, path, "it has no split column naming test rows to audit")
+    paths = {s: [kept[i][0][1]["path"] for i in rows] for s, rows in (("train", train), ("test", test))}
+    return dataset(x, {"train": y[train], "test": y[test]}, paths, {s: [os.path.splitext(p)[0] for p in paths[s]] for s in paths},
+                   classes, path, options.audit_test)
 
 
 def fingerprint(path: Path) -> str:

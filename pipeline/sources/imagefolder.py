@@ -135,8 +135,11 @@ def read(path: Path, options: Options) -> Dataset:
     check_classes(train_classes, path)
     x = stack({s: found[s][2] for s in found}, {s: found[s][3] for s in found}, path)
     y = {s: [c for c, _ in found[s][1]] for s in found}
-    stems = [os.path.splitext(rel)[0] for _, rel in train_entries]
-    return dataset(x, y, [f"{train_classes[c]}/{s}" for (c, _), s in zip(train_entries, stems)], stems, train_classes, path)
+    stems = {s: [os.path.splitext(rel)[0] for _, rel in found[s][1]] for s in found}
+    ids = {s: [f"{train_classes[c]}/{stem}" for (c, _), stem in zip(found[s][1], stems[s])] for s in found}
+    if options.audit_test and not has_splits:
+        options.only({"--image-size", "--test-fraction", "--skip-bad"}, path, "it has no test/ folder to audit")
+    return dataset(x, y, ids, stems, train_classes, path, options.audit_test)
 
 
 def _what_file(path: Path, error: Exception) -> str:
