@@ -31,6 +31,7 @@ PSX ?=
 PAPER_JSON ?= ../shared/data/cl-paper/noisy_labels
 DATA_ARGS ?=
 CROSSVAL_ARGS ?=
+BACKBONE_ARGS ?=
 COTEACH_ARGS ?=
 REVIEW_ARGS ?=
 SLURM_ARGS ?=
@@ -45,7 +46,7 @@ run := --run-dir "$(RUN)"
 cond := $(if $(COND),--cond "$(COND)")
 devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)") --workers-per-gpu "$(WORKERS_PER_GPU)"
 
-.PHONY: setup demo demo-own test data noise crossval crossval-all combine masks review coteach report all paper-labels \
+.PHONY: setup demo demo-own test data noise crossval crossval-all backbone combine masks review coteach report all paper-labels \
         slurm-crossval slurm-coteach slurm-combine slurm-masks slurm-review slurm-up slurm-down gpu-evidence gpu-kit gpu-rehearsal
 
 setup: $(VENV)/.installed
@@ -106,6 +107,11 @@ crossval: setup
 
 crossval-all: setup
 	$(PY) -m stages.crossval $(run) --fold all $(devices) --folds "$(FOLDS)" $(cond) $(CROSSVAL_ARGS)
+
+# A weights file (backbones/<c>.pt) trained on every training row with a condition's labels, for --weights FILE:
+#   make backbone COND=n0_s0 GPU=0 BACKBONE_ARGS="--recipe airbench"
+backbone: setup
+	$(PY) -m stages.backbone $(run) $(devices) $(cond) $(BACKBONE_ARGS)
 
 combine: setup
 	$(PY) -m stages.combine $(run) $(cond)

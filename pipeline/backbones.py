@@ -108,7 +108,9 @@ def build(arch: str, weights: Path | None, in_channels: int, image_size: int, nu
     else:
         import torchvision
 
-        net = torchvision.models.get_model(arch, weights=None, num_classes=_head(torchvision.models.get_model(arch))[1].out_features)
+        head = _head(torchvision.models.get_model(arch))[0] + ".weight"  # the file's class count, whatever it is
+        classes = w.state_dict[head].shape[0] if getattr(w.state_dict.get(head), "ndim", 0) == 2 else 1000
+        net = torchvision.models.get_model(arch, weights=None, num_classes=classes)
     try:
         net.load_state_dict(w.state_dict)
     except RuntimeError as e:
@@ -169,6 +171,19 @@ def prepared(net, in_channels: int, input_size: int | None):
             return self.net(x)
 
     return Prepared() if repeat or input_size is not None else net
+
+
+def check_input(net, arch: str, in_channels: int, image_size: int, input_size: int | None) -> None:
+    """One line, not a traceback, when ``net`` (``prepared``) cannot take the images (e.g. ViT's fixed 224 px)."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(2, in_channels, image_size, image_size))
+    except (RuntimeError, AssertionError, ValueError) as e:
+        size = input_size or image_size
+        raise PipelineError(f"--arch {arch} cannot take {size} px images ({str(e).strip().splitlines()[0][:160]}); "
+                            "choose another --input-size") from None
 
 
 def checksum(arch: str, weights: str | None) -> str | None:

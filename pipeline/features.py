@@ -42,12 +42,13 @@ def produce(run: RunDir, arch: str, weights: str, input_size: int | None, device
     ds = datasets.cached(dataset)
     start = time.perf_counter()
     # built (the weights read and checked) before anything is written
-    net, mean, std = backbones.build(arch, backbones.weights_file(arch, weights), ds.train_x.shape[-1],
-                                     ds.train_x.shape[1], ds.num_classes)
+    _, h, _, c = ds.train_x.shape
+    net, mean, std = backbones.build(arch, backbones.weights_file(arch, weights), c, h, ds.num_classes)
+    net = backbones.prepared(backbones.features(net), c, input_size)
+    backbones.check_input(net, arch, c, h, input_size)
 
     def make():
-        net_ = backbones.prepared(backbones.features(net), ds.train_x.shape[-1], input_size).to(device).eval()
-        arrays = {split: extract(net_, x, mean, std, device, f"features {out.name} {split}")
+        arrays = {split: extract(net.to(device).eval(), x, mean, std, device, f"features {out.name} {split}")
                   for split, x in (("train", ds.train_x), ("test", ds.test_x))}
         seconds = time.perf_counter() - start
         n = len(ds.train_x) + len(ds.test_x)

@@ -68,7 +68,7 @@ def train_learner(data: Data, spec: Spec, *, arch, epochs, batch_size, lr, epoch
     fixes the first network's initialisation and the batch order, whatever the learner (paired seeds)."""
     pl.seed_everything(seed, workers=False, verbose=False)
     train, test = data.batches(device, batch_size, seed)
-    nets = [data.build(arch) for _ in range(spec.nets)]
+    nets = [data.build(arch)[0] for _ in range(spec.nets)]
     module = Learner(spec, nets, test, epochs=epochs, lr=lr, epoch_decay_start=epoch_decay_start, **own)
     fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
     return module.history

@@ -94,9 +94,10 @@ class Data:
             Batches(self.eval_x, self.eval_labels, train=False, **kw),
         )
 
-    def build(self, arch: str) -> torch.nn.Module:
+    def build(self, arch: str, weights: Path | None = None) -> tuple[torch.nn.Module, tuple | None, tuple | None]:
+        """(network for these images and classes, its weights' input mean and std or None): ``backbones.build``."""
         _, h, _, c = self.train_x.shape
-        return models.build(arch, c, h, self.num_classes)
+        return backbones.build(arch, weights, c, h, self.num_classes)
 
 
 class Resumable(pl.LightningModule):
@@ -277,13 +278,16 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     r = RECIPES[recipe]
     augment = {"translate": max(1, data.train_x.shape[1] // r.translate_divisor), "alternate_flips": r.alternate_flips}
     _, h, _, c = data.train_x.shape
-    inner, mean, std = backbones.build(arch, weights, c, h, data.num_classes)
+    inner, mean, std = data.build(arch, weights)
     if mean is None:
         mean, std = channel_stats(data.train_x)
     train, evaluation = data.batches(device, batch_size, seed, mean=mean, std=std, **augment)
     if weights is None:
         models.init_whitening(inner, train.sample(r.whitening_sample).cpu())
     net = backbones.prepared(inner, c, input_size)
+    if input_size is not None or arch not in models.ARCHS:  # ours check their size when built
+        backbones.check_input(net, arch, c, h, input_size)
+        net.train()
     module = Classifier(net, recipe=recipe, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
                         total_steps=epochs * len(train), watch=None if watch is None else (evaluation, watch),
                         train=train, prune_epoch=prune_epoch)

@@ -107,7 +107,7 @@ class Coteach(tasks.TrainingStage):
         p.add_argument("--seeds", default="0", help="comma-separated seeds (trials), each in 0..2147483647")
 
     def select(self, run: RunDir, args: argparse.Namespace, config: CoteachConfig) -> list[Task]:
-        if store.verify(run.require(run.dataset, "data"))["info"]["n_test"] == 0:
+        if store.verify(run.require(run.dataset, "data"))["info"].get("n_test") == 0:  # the data stage records it
             raise PipelineError(f"{run.dataset}: an audit run (data --audit-test) has no test set to evaluate a learner "
                                 "on; coteach needs one")
         pairs, seeds = grid(args.methods, args.learners), options.int_list(args.seeds, SEEDS, "--seeds")

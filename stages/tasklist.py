@@ -1,6 +1,6 @@
 """A plan on disk: the task list of a SLURM array (array index = position in "tasks"), and the registry
-of the stages a SLURM array runs (every stage whose tasks may run apart: crossval, combine, masks,
-review, coteach) by name, which reads it back. ``save`` fixes array index -> task; ``execute`` runs
+of the stages a SLURM array runs (every stage whose tasks may run apart: crossval, backbone, combine,
+masks, review, coteach) by name, which reads it back. ``save`` fixes array index -> task; ``execute`` runs
 entry ``index`` of one inside the job."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pipeline import cli, devices, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.tasks import Plan, Stage
-from stages import combine, coteach, crossval, masks, review
+from stages import backbone, combine, coteach, crossval, masks, review
 
 
 def registry() -> dict[str, Stage]:
     """The stages a SLURM array runs, in pipeline order."""
-    return {s.name: s for s in (crossval.STAGE, combine.STAGE, masks.STAGE, review.STAGE, coteach.STAGE)}
+    return {s.name: s for s in (crossval.STAGE, backbone.STAGE, combine.STAGE, masks.STAGE, review.STAGE, coteach.STAGE)}
 
 
 def save(path: Path, p: Plan, gpu: str) -> Path:

@@ -100,3 +100,10 @@ def test_the_head_is_replaced_and_features_are_what_precedes_it():
     assert feats(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
     gray = backbones.prepared(torchvision.models.resnet18(), 1, 64)
     assert gray(torch.zeros(2, 1, 8, 8)).shape == (2, 1000)
+
+
+def test_an_input_size_the_network_cannot_take_is_one_line(run_copy):
+    """torchvision's ViT takes 224 px only."""
+    err = stage("crossval", run_copy, "--cond", "n20_s0", "--fold", "0", "--folds", "3", "--gpu", "cpu", "--recipe", "sgd",
+                "--arch", "vit_b_16", "--input-size", "32", ok=False).stderr.strip()
+    assert len(err.splitlines()) == 1 and "--arch vit_b_16 cannot take 32 px images" in err, err

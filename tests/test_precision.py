@@ -42,10 +42,10 @@ def spies(monkeypatch):
     monkeypatch.setattr(cf, "find_label_issues", spy_find)
     build = train.Data.build
 
-    def hooked(self, arch):
-        net = build(self, arch)
-        net.register_forward_hook(lambda m, i, out: seen["net"].add(out.dtype) if m.training else None)
-        return net
+    def hooked(self, arch, weights=None):
+        built = build(self, arch, weights)
+        built[0].register_forward_hook(lambda m, i, out: seen["net"].add(out.dtype) if m.training else None)
+        return built
 
     monkeypatch.setattr(train.Data, "build", hooked)
     return seen

@@ -138,12 +138,15 @@ def test_another_dataset_makes_every_later_stage_stale(run):
     assert "labels.npy is stale" in out and not accuracy_row(out, "C+NR × Co-Teaching")
 
 
-def vary(value, field):
-    """Another valid value of a config field."""
+def vary(value, field, weights_file=None):
+    """Another valid value of a config field (``weights_file``: a file for --weights)."""
     if field.metadata.get("choices"):
         return next(c for c in field.metadata["choices"] if c != value)
+    if field.name in ("arch", "weights"):
+        return {"arch": "convnet" if value != "convnet" else "airbench", "weights": str(weights_file)}[field.name]
     if value is None:
-        return 1 if field.metadata["range"].kind is int else 0.25
+        lo = field.metadata["range"].lo
+        return max(1, int(lo or 1)) if field.metadata["range"].kind is int else 0.25
     if isinstance(value, bool):
         return not value
     other = value * 2 if value else 1
@@ -154,15 +157,16 @@ def vary(value, field):
 
 
 @pytest.mark.parametrize("stage_obj", [crossval.STAGE, coteach.STAGE], ids=lambda s: s.name)
-def test_every_config_option_is_part_of_currency(run, stage_obj):
+def test_every_config_option_is_part_of_currency(run, stage_obj, tmp_path):
     if stage_obj is crossval.STAGE:
         config, task = crossval.CrossvalConfig(folds=3, epochs=2, batch_size=128), ("n20_s0", 0)
     else:
         config = coteach.CoteachConfig(epochs=1, batch_size=128, epoch_decay_start=1, num_gradual=1)
         task = ("n20_s0", "both", "coteaching", 0)
     assert stage_obj.pending(run, [task], config) == []
+    (tmp_path / "weights.pt").write_bytes(b"weights")  # --weights: its checksum is what the config records
     for f in dataclasses.fields(config):
-        changed = dataclasses.replace(config, **{f.name: vary(getattr(config, f.name), f)})
+        changed = dataclasses.replace(config, **{f.name: vary(getattr(config, f.name), f, tmp_path / "weights.pt")})
         if f.name == "folds":
             continue  # another fold count is another assignment: every fold is a new task
         if f.name in {o for spec in LEARNERS for o in spec.options}:
