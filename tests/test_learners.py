@@ -117,7 +117,7 @@ def test_a_network_gone_nan_fails_rather_than_scoring_the_share_of_class_0(folds
     ds = datasets.cached(RunDir(folds_run).dataset)
     data = Data(ds.train_x[:64], ds.train_y[:64], ds.test_x, ds.test_y, ds.num_classes)
     _, test = data.batches(torch.device("cpu"), 64, 0)
-    net = data.build("convnet")
+    net = data.build("convnet")[0]
     module = learning.Learner(BY_NAME["plain"], [net], test, **SCHEDULE)
     (accuracy,) = module.callbacks()
     accuracy.on_train_epoch_end(None, module)
