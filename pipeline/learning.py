@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from pipeline import backbones
 from pipeline.callbacks import EpochAccuracy
 from pipeline.learner import Spec
 from pipeline.train import Data, Resumable, fit
@@ -62,13 +63,18 @@ class Learner(Resumable):
 
 
 def train_learner(data: Data, spec: Spec, *, arch, epochs, batch_size, lr, epoch_decay_start, seed, device,
-                  precision="auto", compile=False, ckpt=None, tag=None, label="coteach", **own) -> list[list[float]]:
+                  weights=None, input_size=None, precision="auto", compile=False, ckpt=None, tag=None, label="coteach",
+                  **own) -> list[list[float]]:
     """Train the learner ``spec`` on ``data.train_*``; test accuracy of each of its networks after every epoch.
-    ``own``: its own options (``spec.options``); ``ckpt``, ``precision``, ``compile``: see ``train.fit``. The seed
-    fixes the first network's initialisation and the batch order, whatever the learner (paired seeds)."""
+    ``own``: its own options (``spec.options``); ``weights``, ``input_size``: see ``backbones`` (every network starts
+    from the weights); ``ckpt``, ``precision``, ``compile``: see ``train.fit``. The seed fixes the first network's
+    initialisation and the batch order, whatever the learner (paired seeds)."""
     pl.seed_everything(seed, workers=False, verbose=False)
-    train, test = data.batches(device, batch_size, seed)
-    nets = [data.build(arch)[0] for _ in range(spec.nets)]
+    pretrained = None if weights is None else backbones.load(arch, weights)
+    mean, std = (None, None) if pretrained is None else (pretrained.mean, pretrained.std)
+    train, test = data.batches(device, batch_size, seed, mean=mean, std=std)
+    channels = data.train_x.shape[-1]
+    nets = [backbones.prepared(data.build(arch, weights)[0], channels, input_size) for _ in range(spec.nets)]
     module = Learner(spec, nets, test, epochs=epochs, lr=lr, epoch_decay_start=epoch_decay_start, **own)
     fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
     return module.history

@@ -75,6 +75,27 @@ def compile_():
                   "on the CPU it needs a C++ compiler)")
 
 
+def weights():
+    """The ``weights`` field of every training config (see ``pipeline.backbones``)."""
+    return option(None, "starting weights: a torchvision weights name (IMAGENET1K_V1, DEFAULT, "
+                  "ResNet50_Weights.IMAGENET1K_V2) found in the torch hub cache, or a file (a torchvision "
+                  "state_dict, or one python -m stages.backbone wrote); none: random")
+
+
+def input_size():
+    """The ``input_size`` field of every training config."""
+    return option(None, "resize batches to N x N on the device (antialiased) before the network; none: the images' "
+                  "own size", Range(int, 8, 1024, optional=True))
+
+
+BACKBONE = ("weights", "input_size")  # fields left out of a recorded config while none (runs made before them stay current)
+
+
+def recorded(config) -> dict:
+    """A config as an artifact records it (see ``BACKBONE``)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if not (k in BACKBONE and v is None)}
+
+
 def flag(name: str) -> str:
     return f"--{name.replace('_', '-')}"
 

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline import conditions, datasets, models, options, store, tasks, workers
+from pipeline import backbones, conditions, datasets, models, options, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS
@@ -29,7 +29,10 @@ SEEDS = Range(int, 0, SEED_MAX)
 class SharedConfig:
     """The options of every learner; ``CoteachConfig`` adds each learner's own."""
 
-    arch: str = option("convnet", "network of every learner (see pipeline/models.py)", choices=models.ARCHS)
+    arch: str = option("convnet", "network of every learner: one of pipeline/models.py or any torchvision "
+                       "classification model")
+    weights: str | None = options.weights()
+    input_size: int | None = options.input_size()
     epochs: int = option(250, "training epochs", Range(int, 1, 10_000))
     batch_size: int = option(128, "training batch size", Range(int, 2, 65_536))
     lr: float = option(0.001, "Adam learning rate", Range(float, 0, 10, lo_open=True))
@@ -40,6 +43,8 @@ class SharedConfig:
 
     def __post_init__(self):
         options.validate(self)
+        if self.arch not in models.ARCHS:
+            backbones.check_arch(self.arch)
         for spec in LEARNERS:
             if spec.check:
                 spec.check(self.own(spec.name), self.batch_size, "")
@@ -52,7 +57,9 @@ class SharedConfig:
         """A task's config: the shared options and its learner's own (another learner's do not make it stale)."""
         spec = BY_NAME[learner]
         own = spec.resolve(self.own(learner), noise_rate) if spec.resolve else self.own(learner)
-        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(SharedConfig)}
+        shared = {k: v for k, v in options.recorded(self).items() if k in {f.name for f in dataclasses.fields(SharedConfig)}}
+        if self.weights is not None:
+            shared["weights_checksum"] = backbones.checksum(self.arch, self.weights)
         return {**shared, **own, "rows": rows, "learner": learner, "seed": seed}
 
 
@@ -147,7 +154,9 @@ class Coteach(tasks.TrainingStage):
             spec.check(own, min(c["batch_size"], int(keep.sum())), f"{where}: '{rows}' keeps {int(keep.sum())} rows: ")
         acc = train_learner(
             Data(ds.train_x[keep], noisy[keep], ds.test_x, ds.test_y, ds.num_classes, np.flatnonzero(keep), len(keep)), spec,
-            arch=c["arch"], epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], epoch_decay_start=c["epoch_decay_start"],
+            arch=c["arch"], weights=None if config.weights is None else backbones.weights_file(config.arch, config.weights),
+            input_size=config.input_size, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"],
+            epoch_decay_start=c["epoch_decay_start"],
             seed=seed, device=device, precision=c["precision"], compile=c["compile"], ckpt=ckpt, tag=tag,
             label=f"coteach {self.describe(task)}",
             **own,

@@ -7,7 +7,7 @@ process; `--fold all` runs every fold. `--gpus 0,1,2,3` runs them on one worker 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,11 +32,8 @@ class TrainingConfig:
                          "pipeline/recipes.py. It sets the defaults of the options below", choices=(*RECIPES, *PROBES))
     arch: str | None = option(None, "network: one of pipeline/models.py or any torchvision classification model "
                               "(resnet18, convnext_tiny, ...); none: the recipe's")
-    weights: str | None = option(None, "starting weights: a torchvision weights name (IMAGENET1K_V1, DEFAULT, "
-                                 "ResNet50_Weights.IMAGENET1K_V2) found in the torch hub cache, or a file (a torchvision "
-                                 "state_dict, or one python -m stages.backbone wrote); none: random")
-    input_size: int | None = option(None, "resize batches to N x N on the device (antialiased) before the network; "
-                                    "none: the images' own size", Range(int, 8, 1024, optional=True))
+    weights: str | None = options.weights()
+    input_size: int | None = options.input_size()
     epochs: int | None = option(None, "training epochs; none: the recipe's", Range(int, 1, 10_000, optional=True))
     batch_size: int | None = option(None, "training batch size; none: the recipe's", Range(int, 2, 65_536, optional=True))
     lr: float | None = option(None, "peak learning rate of SGD (Nesterov) on the mean loss; none: the recipe's",
@@ -62,9 +59,8 @@ class TrainingConfig:
             backbones.check_arch(self.arch)
 
     def recorded(self) -> dict:
-        """The config an artifact records: the backbone options left at none are not (runs made before they
-        existed stay current)."""
-        return {k: v for k, v in asdict(self).items() if not (k in ("weights", "input_size") and v is None)}
+        """The config an artifact records (``options.recorded``)."""
+        return options.recorded(self)
 
     def training(self) -> dict:
         """The keyword arguments of ``train.train_classifier`` this config sets."""

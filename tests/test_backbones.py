@@ -107,3 +107,19 @@ def test_an_input_size_the_network_cannot_take_is_one_line(run_copy):
     err = stage("crossval", run_copy, "--cond", "n20_s0", "--fold", "0", "--folds", "3", "--gpu", "cpu", "--recipe", "sgd",
                 "--arch", "vit_b_16", "--input-size", "32", ok=False).stderr.strip()
     assert len(err.splitlines()) == 1 and "--arch vit_b_16 cannot take 32 px images" in err, err
+
+
+def test_coteach_learners_train_from_pretrained_weights(run_copy):
+    """The learners take the same --arch/--weights/--input-size: train on the cleaned rows from a pretrained network."""
+    run = RunDir(run_copy)
+    stage("backbone", run.root, "--cond", "n20_s0", "--recipe", "sgd", "--epochs", "1", "--batch-size", "64", "--gpu", "cpu")
+    stage("combine", run.root, "--cond", "n20_s0")
+    stage("masks", run.root, "--cond", "n20_s0")
+    flags = ["--cond", "n20_s0", "--methods", "both", "--learners", "plain", "--epochs", "1", "--batch-size", "64",
+             "--epoch-decay-start", "1", "--gpu", "cpu", "--weights", str(run.backbone("n20_s0")), "--input-size", "16"]
+    stage("coteach", run.root, *flags)
+    manifest = store.verify(run.coteach("n20_s0", "both", "plain", 0))
+    assert manifest["config"]["weights_checksum"] == store.checksum(run.backbone("n20_s0"))
+    assert manifest["config"]["input_size"] == 16 and "weights" not in store.verify(run.mask("n20_s0", "both"))["config"]
+    err = stage("coteach", run.root, *flags[:-4], "--arch", "resnet18", "--weights", str(run.backbone("n20_s0")), ok=False).stderr
+    assert "weights of --arch convnet, not resnet18" in err
