@@ -24,7 +24,6 @@ import collections
 import datetime
 import json
 import math
-import os
 import re
 import shutil
 import signal
@@ -433,12 +432,7 @@ def run(args: argparse.Namespace) -> None:
             if not (Path(args.shared) / f).is_file():
                 raise PipelineError(f"{Path(args.shared) / f}: missing (make gpu-kit copies it into .cache/shared)")
     for folder, flag in ((args.out, "--out"), (args.run_dir, "--run-dir")):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise PipelineError(f"{folder}: cannot create the {flag} folder ({e.strerror or e})") from None
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise PipelineError(f"{folder}: the {flag} folder is not writable")
+        cli.writable_dir(folder, f"{flag} folder")
     ev = Evidence(args)
     for step in "abcde":
         try:

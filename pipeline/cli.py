@@ -72,13 +72,18 @@ def run_dir(args: argparse.Namespace, create: bool = False) -> RunDir:
         raise PipelineError(f"{root}: --run-dir is not a directory")
     if not root.exists() and not create:
         raise PipelineError(f"{root}: no such run directory (--run-dir); a run starts with make data")
+    return RunDir(writable_dir(root, "run directory"))
+
+
+def writable_dir(path: Path, what: str) -> Path:
+    """``path``, made if missing, after checking this process can write it (``what`` names it in errors)."""
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise PipelineError(f"{root}: cannot create the run directory ({e.strerror or e})") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise PipelineError(f"{root}: the run directory is not writable")
-    return RunDir(root)
+        raise PipelineError(f"{path}: cannot create the {what} ({e.strerror or e})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PipelineError(f"{path}: the {what} is not writable")
+    return path
 
 
 def log(message: str) -> None:
