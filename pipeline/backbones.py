@@ -121,6 +121,11 @@ def build(arch: str, weights: Path | None, in_channels: int, image_size: int, nu
     return net, w.mean, w.std
 
 
+def head(net):
+    """The network's head, its last linear layer (what a fine-tune trains first, alone)."""
+    return _head(net)[1]
+
+
 def _head(net):
     """(name, module) of the last linear layer."""
     import torch

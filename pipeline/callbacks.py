@@ -141,6 +141,18 @@ class FreezeWhiteningBias(pl.Callback):
             whiten.bias.requires_grad_(trainer.current_epoch < self.epochs)  # no gradient, no step, no decay once frozen
 
 
+class FreezeBody(pl.Callback):
+    """The first ``epochs`` epochs train the head alone: the pretrained ``body`` parameters get no gradient (so no
+    step and no decay); its batch-norm statistics still follow the new images."""
+
+    def __init__(self, epochs: int, body: list[torch.nn.Parameter]):
+        self.epochs, self.body = epochs, body
+
+    def on_train_epoch_start(self, trainer, module):
+        for p in self.body:
+            p.requires_grad_(trainer.current_epoch >= self.epochs)
+
+
 class Lookahead(pl.Callback):
     """An exponential moving average of ``net``'s weights, pulled towards them and copied back into them
     (``recipes.Lookahead`` says when and how much); ``finish`` leaves the average in the network."""

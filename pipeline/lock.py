@@ -38,8 +38,8 @@ def _alive(pid: int, started: int | None) -> bool:
 def is_stale(path: Path) -> bool:
     """A lock is stale when its owner is an earlier run of this SLURM job (requeued: another
     SLURM_RESTART_COUNT; other tasks of the same run are not stale), its owner process
-    is gone or its pid reused (same host), its heartbeat is older than STALE_S, or it is unreadable
-    and more than a few seconds old (a crash while it was being created)."""
+    is gone or its pid reused (same host), its heartbeat is older than STALE_S, or it is unreadable (a lock
+    appears whole, see ``TaskLock``: an unreadable one was damaged, never half-written by a live owner)."""
     try:
         age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
@@ -47,7 +47,7 @@ def is_stale(path: Path) -> bool:
     try:
         owner = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError, OSError):
-        return age > 10
+        return True
     if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int) or owner["pid"] <= 0 or age > STALE_S:
         return True
     job = os.environ.get("SLURM_JOB_ID")
@@ -88,11 +88,16 @@ class TaskLock:
         me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid()),
                          "since": time.time(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
                          "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0")}).encode()
+        # The owner is written to a file of our own, then linked as the lock (which fails if it exists): the
+        # lock appears with its owner in it, so a process killed at any moment never leaves a nameless lock.
+        mine = Path(f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(mine, "wb") as f:
+                f.write(me)
             for _ in range(3):
                 try:
-                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                    os.link(mine, self.path)
                 except FileExistsError:
                     if not is_stale(self.path):
                         self.owner = self._read()
@@ -102,13 +107,13 @@ class TaskLock:
                         os.rename(self.path, aside)
                         os.unlink(aside)
                     continue
-                with os.fdopen(fd, "wb") as f:
-                    f.write(me)
                 self.held = True
                 threading.Thread(target=self._beat, daemon=True).start()
                 return self
         except OSError as e:
             raise PipelineError(f"{self.path}: cannot create the task's lock ({e.strerror or e})") from None
+        finally:
+            mine.unlink(missing_ok=True)
         return self
 
     def _read(self) -> str:

@@ -88,12 +88,12 @@ def input_size():
                   "own size", Range(int, 8, 1024, optional=True))
 
 
-BACKBONE = ("weights", "input_size")  # fields left out of a recorded config while none (runs made before them stay current)
+ADDED_LATER = ("weights", "input_size", "mixup")  # left out of a recorded config while none (older runs stay current)
 
 
 def recorded(config) -> dict:
-    """A config as an artifact records it (see ``BACKBONE``)."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if not (k in BACKBONE and v is None)}
+    """A config as an artifact records it (see ``ADDED_LATER``)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if not (k in ADDED_LATER and v is None)}
 
 
 def flag(name: str) -> str:

@@ -28,16 +28,23 @@ class Recipe:
     arch: str
     epochs: int
     batch_size: int
-    lr: float  # the peak learning rate of Nesterov SGD on the mean loss
+    lr: float  # the peak learning rate on the mean loss
     weight_decay: float
     label_smoothing: float  # soft targets: the logits stop growing on examples already fit
-    # The optimiser and its per-step schedule: the lr factor rises linearly from ``schedule[0]`` to 1 at
-    # the fraction ``schedule[1]`` of the steps, then falls linearly to ``schedule[2]`` at the last step.
+    # The optimiser ("sgd": Nesterov SGD with ``momentum``; "adamw": AdamW with beta1 = ``momentum``) and its
+    # per-step schedule: the lr factor rises linearly from ``schedule[0]`` to 1 at the fraction ``schedule[1]``
+    # of the steps, then falls linearly to ``schedule[2]`` at the last step (one cycle).
+    optimizer: str
     momentum: float
     schedule: tuple[float, float, float]
     # True: every step shrinks each weight by weight_decay x the schedule, whatever the lr (so lr and decay
     # tune apart); False: torch's weight decay, scaled by the lr.
     decoupled_decay: bool
+    # With pretrained --weights only: the first ``frozen_epochs`` train the new head alone (the body gets no
+    # gradient: a random head's first steps would wreck the features it is meant to use), then the body
+    # learns at ``body_lr_scale`` x the head's rate (pretrained features need only small corrections).
+    frozen_epochs: int
+    body_lr_scale: float
     # The learning rate of batch-norm biases, x lr: with frozen scales a bias is a channel's only free
     # parameter, and a scale-invariant weight's effective step is already large.
     bn_bias_lr_scale: float
@@ -59,18 +66,30 @@ class Recipe:
 RECIPES = {
     "airbench": Recipe(
         arch="airbench", epochs=10, batch_size=1024, lr=1.5, weight_decay=0.002, label_smoothing=0.2,
-        momentum=0.85,
+        optimizer="sgd", momentum=0.85,
         schedule=(0.2, 0.23, 0.07),  # a short warm-up (the whitened, identity-initialised net is stable from
         # step 1) and a decay that leaves a little learning for the last steps
-        decoupled_decay=True, bn_bias_lr_scale=64.0, whitening_bias_epochs=3, lookahead=Lookahead(),
+        decoupled_decay=True, frozen_epochs=0, body_lr_scale=1.0, bn_bias_lr_scale=64.0, whitening_bias_epochs=3,
+        lookahead=Lookahead(),
         translate_divisor=16,  # 2 px on CIFAR-10
         alternate_flips=True, whitening_sample=5000, tta=True,
     ),
     "sgd": Recipe(  # plain Nesterov SGD
         arch="convnet", epochs=20, batch_size=256, lr=0.1, weight_decay=5e-4, label_smoothing=0.0,
-        momentum=0.9, schedule=(0.0, 0.2, 0.0), decoupled_decay=False, bn_bias_lr_scale=1.0,
-        whitening_bias_epochs=None, lookahead=None,
+        optimizer="sgd", momentum=0.9, schedule=(0.0, 0.2, 0.0), decoupled_decay=False, frozen_epochs=0,
+        body_lr_scale=1.0, bn_bias_lr_scale=1.0, whitening_bias_epochs=None, lookahead=None,
         translate_divisor=8,  # 4 px on CIFAR-10
+        alternate_flips=False, whitening_sample=5000, tta=False,
+    ),
+    "finetune": Recipe(  # a pretrained network (--weights) fine-tuned in the fastai manner, with values chosen here
+        arch="resnet50", epochs=5, batch_size=64, lr=2e-3, label_smoothing=0.1,
+        optimizer="adamw", momentum=0.9,
+        weight_decay=0.01, decoupled_decay=False,  # AdamW's own decay: each step shrinks weights by lr x 0.01
+        schedule=(0.04, 0.3, 0.0),  # one cycle: from lr / 25 up over the first 30% of the steps, then down to 0
+        frozen_epochs=1,  # one epoch fits the new head on the frozen features; then the whole network
+        body_lr_scale=0.1,  # the body at a tenth of the head's rate
+        bn_bias_lr_scale=1.0, whitening_bias_epochs=None, lookahead=None,
+        translate_divisor=8,  # up to 1/8 of the image: 28 px at 224
         alternate_flips=False, whitening_sample=5000, tta=False,
     ),
 }

@@ -201,17 +201,23 @@ class Classifier(Resumable):
     """Cross-entropy with label smoothing, Nesterov SGD and a per-step learning rate schedule, with the
     tricks of ``recipe`` (a name of ``recipes.RECIPES``, whose table says what each value does).
 
-    ``prune_epoch`` (either recipe; crossval default: never): see ``callbacks.Prune``. Networks fit the
+    ``prune_epoch`` (any recipe; crossval default: never): see ``callbacks.Prune``. Networks fit the
     clean labels before they memorise the wrong ones (early learning), so the late, low-lr epochs then fit
     mostly right labels. The held-out rows are never seen: their probabilities stay out of sample.
+    ``head``: the new head of a pretrained network (the recipe's ``frozen_epochs`` and ``body_lr_scale``
+    apply to the rest); none: one network from scratch. ``mixup``: MixUp's Beta parameter, or none.
     ``watch`` = (batches, their true labels): accuracy on them after every epoch (benchmarks only).
     """
 
-    def __init__(self, net, *, recipe, lr, weight_decay, label_smoothing, total_steps, watch=None, train=None, prune_epoch=None):
+    def __init__(self, net, *, recipe, lr, weight_decay, label_smoothing, total_steps, head=None, mixup=None, watch=None,
+                 train=None, prune_epoch=None):
         super().__init__()
         self.net, self.recipe, self.lr, self.weight_decay = net, RECIPES[recipe], lr, weight_decay
         self.label_smoothing, self.total_steps, self.watch = label_smoothing, total_steps, watch
-        self.train_batches, self.prune_epoch = train, prune_epoch
+        self.train_batches, self.prune_epoch, self.mixup = train, prune_epoch, mixup
+        ours = {id(p) for p in head.parameters()} if head is not None else None
+        # The pretrained body: the parameters it trains, apart from the head's (none from scratch).
+        self.body = [] if ours is None else [p for p in net.parameters() if p.requires_grad and id(p) not in ours]
         self.lookahead = callbacks.Lookahead(self.recipe.lookahead, net, total_steps) if self.recipe.lookahead else None
 
     def callbacks(self) -> list[pl.Callback]:
@@ -222,6 +228,8 @@ class Classifier(Resumable):
             own.append(callbacks.Prune(self.prune_epoch, self.train_batches))
         if r.whitening_bias_epochs is not None:
             own.append(callbacks.FreezeWhiteningBias(r.whitening_bias_epochs))
+        if self.body and r.frozen_epochs:
+            own.append(callbacks.FreezeBody(r.frozen_epochs, self.body))
         return own + ([self.lookahead] if self.lookahead else [])
 
     def networks(self):
@@ -229,18 +237,33 @@ class Classifier(Resumable):
 
     def training_step(self, batch, _):
         x, y = batch
-        loss = F.cross_entropy(self.net(x), y, label_smoothing=self.label_smoothing)
+        if self.mixup is None:
+            loss = F.cross_entropy(self.net(x), y, label_smoothing=self.label_smoothing)
+        else:  # MixUp: each image blended with another of the batch, the loss with both labels by the same weight
+            lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())  # the CPU generator: checkpointed
+            other = torch.randperm(len(x)).to(x.device)
+            out = self.net(lam * x + (1 - lam) * x[other])
+            loss = lam * F.cross_entropy(out, y, label_smoothing=self.label_smoothing) + \
+                (1 - lam) * F.cross_entropy(out, y[other], label_smoothing=self.label_smoothing)
         self.log_loss(loss)
         return loss
 
     def configure_optimizers(self):
         r = self.recipe
-        params = [p for p in self.net.parameters() if p.requires_grad]
+        body = {id(p) for p in self.body}  # trainable, whether or not ``FreezeBody`` has frozen them yet
+        params = [p for p in self.net.parameters() if p.requires_grad or id(p) in body]
         bn = {id(m.bias) for m in self.net.modules() if isinstance(m, torch.nn.BatchNorm2d)} if r.bn_bias_lr_scale != 1 else set()
-        groups = [([p for p in params if id(p) not in bn], self.lr), ([p for p in params if id(p) in bn], r.bn_bias_lr_scale * self.lr)]
+        groups: dict[float, list] = {}  # lr -> parameters
+        for p in params:
+            lr = self.lr * (r.bn_bias_lr_scale if id(p) in bn else 1) * (r.body_lr_scale if id(p) in body else 1)
+            groups.setdefault(lr, []).append(p)
         # torch multiplies weight_decay by the group's lr: decoupled decay divides it out.
-        opt = torch.optim.SGD([{"params": g, "lr": lr, "weight_decay": self.weight_decay / lr if r.decoupled_decay else self.weight_decay}
-                               for g, lr in groups if g], momentum=r.momentum, nesterov=True)
+        groups = [{"params": g, "lr": lr, "weight_decay": self.weight_decay / lr if r.decoupled_decay else self.weight_decay}
+                  for lr, g in groups.items()]
+        if r.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, betas=(r.momentum, 0.99))
+        else:
+            opt = torch.optim.SGD(groups, momentum=r.momentum, nesterov=True)
         start, peak, end = r.schedule
         t = self.total_steps
 
@@ -266,10 +289,11 @@ class Trained:
 
 
 def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight_decay, label_smoothing, seed, device,
-                     weights: Path | None = None, input_size: int | None = None, precision="auto", compile=False,
+                     weights: Path | None = None, input_size: int | None = None, mixup=None, precision="auto", compile=False,
                      prune_epoch=None, ckpt=None, tag=None, label="crossval", watch: np.ndarray | None = None) -> Trained:
     """Train on ``data.train_*`` and predict ``data.eval_x``. ``ckpt``, ``precision``, ``compile``: see ``fit``;
     ``weights``, ``input_size``: see ``backbones`` (pretrained weights keep their first layer: no whitening init);
+    ``mixup``: see ``Classifier``;
     ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every epoch is
     printed; ``prune_epoch``: see ``Classifier``. Non-finite probabilities are an error. ``recipe``: a name
     of ``recipes.RECIPES``, which also sets the augmentation, the whitening sample and TTA."""
@@ -289,7 +313,8 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
         backbones.check_input(net, arch, c, h, input_size)
         net.train()
     module = Classifier(net, recipe=recipe, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                        total_steps=epochs * len(train), watch=None if watch is None else (evaluation, watch),
+                        total_steps=epochs * len(train), head=None if weights is None else backbones.head(inner),
+                        mixup=mixup, watch=None if watch is None else (evaluation, watch),
                         train=train, prune_epoch=prune_epoch)
     fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
     if module.lookahead:

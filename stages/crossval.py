@@ -27,8 +27,9 @@ MAX_FOLDS = 100
 class TrainingConfig:
     """The options of training a network on a dataset's rows (crossval's folds; the backbone stage's pretraining)."""
 
-    recipe: str = option("airbench", "training recipe: airbench (fast), sgd (plain SGD), or linear-probe (a logistic "
-                         "regression on the pooled features of --arch with --weights, computed once per backbone); see "
+    recipe: str = option("airbench", "training recipe: airbench (fast), sgd (plain SGD), finetune (pretrained --weights: "
+                         "the head alone, then the whole network; AdamW), or linear-probe (a logistic regression on "
+                         "the pooled features of --arch with --weights, computed once per backbone); see "
                          "pipeline/recipes.py. It sets the defaults of the options below", choices=(*RECIPES, *PROBES))
     arch: str | None = option(None, "network: one of pipeline/models.py or any torchvision classification model "
                               "(resnet18, convnext_tiny, ...); none: the recipe's")
@@ -36,12 +37,14 @@ class TrainingConfig:
     input_size: int | None = options.input_size()
     epochs: int | None = option(None, "training epochs; none: the recipe's", Range(int, 1, 10_000, optional=True))
     batch_size: int | None = option(None, "training batch size; none: the recipe's", Range(int, 2, 65_536, optional=True))
-    lr: float | None = option(None, "peak learning rate of SGD (Nesterov) on the mean loss; none: the recipe's",
+    lr: float | None = option(None, "peak learning rate (the new head's, with a fine-tune) on the mean loss; none: the recipe's",
                               Range(float, 0, 100, lo_open=True, optional=True))
     weight_decay: float | None = option(None, "weight decay (airbench: decoupled, the fraction each weight shrinks per "
                                         "step at the peak; sgd: torch's); none: the recipe's", Range(float, 0, 1, optional=True))
     label_smoothing: float | None = option(None, "label smoothing of the cross-entropy; none: the recipe's",
                                            Range(float, 0, 1, hi_open=True, optional=True))
+    mixup: float | None = option(None, "MixUp: train on pairs of images blended by a weight drawn from Beta(a, a), a this "
+                                 "value, with their labels blended alike; none: off", Range(float, 0, 10, lo_open=True, optional=True))
     seed: int = option(0, "training seed (crossval: fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS))
     precision: str = options.precision()
     compile: bool = options.compile_()
@@ -52,6 +55,8 @@ class TrainingConfig:
             if self.arch is None or self.weights is None:
                 raise PipelineError(f"--recipe {self.recipe}: give --arch and --weights, the backbone whose features it fits")
         else:
+            if RECIPES[self.recipe].frozen_epochs and self.weights is None:
+                raise PipelineError(f"--recipe {self.recipe}: fine-tunes pretrained weights; give --weights")
             for key in recipes.OPTIONS:
                 if getattr(self, key) is None:
                     object.__setattr__(self, key, getattr(RECIPES[self.recipe], key))
@@ -65,7 +70,7 @@ class TrainingConfig:
     def training(self) -> dict:
         """The keyword arguments of ``train.train_classifier`` this config sets."""
         return {k: getattr(self, k) for k in ("recipe", "arch", "input_size", "epochs", "batch_size", "lr", "weight_decay",
-                                              "label_smoothing", "precision", "compile")}
+                                              "label_smoothing", "mixup", "precision", "compile")}
 
 
 @dataclass(frozen=True)

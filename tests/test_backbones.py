@@ -123,3 +123,44 @@ def test_coteach_learners_train_from_pretrained_weights(run_copy):
     assert manifest["config"]["input_size"] == 16 and "weights" not in store.verify(run.mask("n20_s0", "both"))["config"]
     err = stage("coteach", run.root, *flags[:-4], "--arch", "resnet18", "--weights", str(run.backbone("n20_s0")), ok=False).stderr
     assert "weights of --arch convnet, not resnet18" in err
+
+
+def test_a_finetune_trains_the_head_alone_then_the_body_at_a_tenth_of_its_rate(run_copy):
+    from pipeline import datasets, train
+    from pipeline.recipes import RECIPES
+
+    run = RunDir(run_copy)
+    stage("backbone", run.root, "--cond", "n20_s0", "--recipe", "sgd", "--epochs", "1", "--batch-size", "64", "--gpu", "cpu")
+    weights, ds = run.backbone("n20_s0"), datasets.cached(run.dataset)
+    data = train.Data(ds.train_x[:256], ds.train_y[:256], ds.test_x[:64], ds.test_y[:64], ds.num_classes)
+    start = backbones.load("convnet", weights).state_dict
+    name, module = backbones._head(backbones.build("convnet", weights, 1, 8, 10)[0])
+    head = {f"{name}.{p}" for p, _ in module.named_parameters()}
+
+    def moved(epochs: int, **kw) -> set[str]:
+        net = train.train_classifier(data, recipe="finetune", arch="convnet", epochs=epochs, batch_size=64, lr=2e-3,
+                                     weight_decay=0.01, label_smoothing=0.1, seed=0, device=torch.device("cpu"),
+                                     weights=weights, **kw).net
+        return {k for k, v in net.named_parameters() if not torch.equal(v.detach(), start[k])}
+
+    assert RECIPES["finetune"].frozen_epochs == 1 and moved(1) == head  # the first epoch: the head alone
+    assert moved(2, mixup=0.4) > head  # then the whole network (MixUp on)
+    net, *_ = backbones.build("convnet", weights, 1, 8, 10)
+    module = train.Classifier(net, recipe="finetune", lr=2e-3, weight_decay=0.01, label_smoothing=0.1, total_steps=10,
+                              head=backbones.head(net))
+    (opt,), _ = module.configure_optimizers()
+    assert isinstance(opt, torch.optim.AdamW)
+    body = len(list(net.parameters())) - len(head)
+    assert sorted((g["initial_lr"], len(g["params"])) for g in opt.param_groups) == [(2e-3 * 0.1, body), (2e-3, len(head))]
+
+
+def test_a_finetune_needs_weights_and_records_its_mixup(run_copy):
+    run = RunDir(run_copy)
+    flags = ["--cond", "n20_s0", "--fold", "0", "--folds", "3", "--recipe", "finetune", "--arch", "convnet", "--gpu", "cpu"]
+    err = stage("crossval", run.root, *flags, ok=False).stderr.strip()
+    assert err == "error: --recipe finetune: fine-tunes pretrained weights; give --weights", err
+    stage("backbone", run.root, "--cond", "n20_s0", "--recipe", "sgd", "--epochs", "1", "--batch-size", "64", "--gpu", "cpu")
+    stage("crossval", run.root, *flags, "--weights", str(run.backbone("n20_s0")), "--epochs", "2", "--mixup", "0.4")
+    config = store.verify(run.shard("n20_s0", 0))["config"]
+    assert config["recipe"] == "finetune" and config["mixup"] == 0.4 and config["batch_size"] == 64
+    assert "mixup" not in store.verify(run.shard("n20_s0", 1))["config"]  # made before MixUp existed: still current

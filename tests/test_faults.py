@@ -76,7 +76,8 @@ def test_sigkill_anywhere_loses_nothing_and_changes_nothing(folds_run, tmp_path)
     for _ in range(8):
         kills += kill_after_lines(start(run, "crossval", *SLOW_FOLD), rng.randint(1, 4), rng)
         intact(run)
-    stage("crossval", run.root, *SLOW_FOLD)
+    rerun = stage("crossval", run.root, *SLOW_FOLD)
+    assert all(run.shard("n40_s40", k).exists() for k in (0, 1, 2)), rerun.stdout
     for _ in range(3):  # kill combine too, mostly during start-up, sometimes while writing (not counted)
         proc = start(run, "combine", "--cond", "n40_s40")
         time.sleep(rng.uniform(1.0, 4.0))

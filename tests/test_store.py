@@ -144,15 +144,14 @@ def test_lock_rules(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert lock.is_stale(path)  # an earlier run of this requeued SLURM job
     monkeypatch.delenv("SLURM_JOB_ID")
-    path.write_text("garbage")
-    assert not lock.is_stale(path)  # maybe being written right now
-    os.utime(path, (time.time() - 60,) * 2)
-    assert lock.is_stale(path)
+    for damaged in ("garbage", ""):
+        path.write_text(damaged)
+        assert lock.is_stale(path)  # a lock appears whole (linked once written): this one is damaged
     with lock.TaskLock(art) as held:
         assert held.held and json.loads(path.read_text())["pid"] == os.getpid()
         with lock.TaskLock(art) as second:
             assert not second.held and second.owner == f"{socket.gethostname()}:{os.getpid()}"
-    assert not path.exists()
+    assert not path.exists() and sorted(p.name for p in tmp_path.iterdir()) == []  # nor the owner files it linked
 
 
 def test_a_lock_heartbeat_runs_while_held(tmp_path, monkeypatch):
