@@ -52,7 +52,7 @@ devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)") --workers-per-gpu "$(WO
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,review]'
 	touch $@
 
 # 8-px digits: the sgd recipe (the airbench recipe is made for 32-px images; on digits n40_s0 fold 0 it

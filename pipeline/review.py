@@ -8,12 +8,18 @@ flag it, and the true label where the run knows it (conditions whose labels diff
 dataset's own, e.g. the paper's noisy CIFAR-10 labels; empty for your own labels as given).
 ``label_issues.png`` shows the first ``top`` of them as a grid of tiles, "given -> suggested" under
 each (and the true label where known); ``by_class`` adds ``label_issues/<given class>.png``, one gallery per given class.
+
+Where the psx comes from a linear probe, the backbone's features of every row are in the run, and cleanlab's
+Datalab checks them for two other kinds of issue: ``data_issues.csv`` lists the outliers (rows far from every
+other in feature space) and near-duplicates (rows with a near-identical neighbour, ``near_duplicate_of``),
+with galleries ``outliers.png`` and ``near_duplicates.png`` (each image beside its nearest duplicate).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from pathlib import Path
 
@@ -44,6 +50,81 @@ def _csv_bytes(found: list[dict], ids: np.ndarray, classes: np.ndarray, true: np
         w.writerow([rank, f["row"], ids[f["row"]], classes[f["given"]], classes[f["suggested"]], f"{f['score']:.6f}",
                     " ".join(f["flagged_by"]), "" if true is None else classes[true[f["row"]]]])
     return buf.getvalue().encode()
+
+
+def features_of(run: RunDir, cond: str) -> Path | None:
+    """The features the psx of ``cond``'s masks was fitted on (a linear probe's: the crossval shards record
+    them as an input), or None (a network's psx, or a psx from elsewhere)."""
+    if masks_psx(run, cond)[1] is not None:
+        return None
+    found = {os.path.normpath(shard.parent / record["path"]) for shard in run.shards(cond).values()
+             if (record := store.verify(shard)["inputs"].get("features"))}
+    return Path(found.pop()) if len(found) == 1 else None
+
+
+def data_issues(features: np.ndarray, noisy: np.ndarray, psx: np.ndarray) -> list[dict]:
+    """Datalab's outliers and near-duplicates among the rows of ``features``: outliers first, then the
+    near-duplicates, each by ascending score (most severe first); a row's near-duplicates, its nearest first."""
+    from cleanlab import Datalab
+
+    try:
+        lab = Datalab({"label": noisy}, label_name="label", verbosity=0)
+    except ImportError:
+        raise PipelineError("outliers and near-duplicates need cleanlab's Datalab: pip install 'cleanlab[datalab]' "
+                            "(make setup does)") from None
+    lab.find_issues(features=features.astype(np.float32), pred_probs=psx,
+                    issue_types={"outlier": {}, "near_duplicate": {}})
+    found, info = lab.get_issues(), lab.get_info("near_duplicate")
+    sets, nearest = info["near_duplicate_sets"], info["nearest_neighbor"]
+    outlier, duplicate = found["is_outlier_issue"].to_numpy(), found["is_near_duplicate_issue"].to_numpy()
+    o_score, d_score = found["outlier_score"].to_numpy(), found["near_duplicate_score"].to_numpy()
+    rows = sorted(np.flatnonzero(outlier | duplicate),
+                  key=lambda i: (not outlier[i], o_score[i] if outlier[i] else d_score[i], i))
+    return [{"row": int(i), "outlier": bool(outlier[i]), "near_duplicate": bool(duplicate[i]),
+             "outlier_score": float(o_score[i]), "near_duplicate_score": float(d_score[i]),
+             "near_duplicate_of": sorted(map(int, sets[i]), key=lambda j: j != nearest[i]) if duplicate[i] else []}
+            for i in rows]
+
+
+def _data_issues_csv(found: list[dict], ids: np.ndarray, classes: np.ndarray, noisy: np.ndarray) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["rank", "row", "id", "given_label", "issue", "outlier_score", "near_duplicate_score", "near_duplicate_of"])
+    for rank, f in enumerate(found, 1):
+        issue = " ".join(k for k in ("outlier", "near_duplicate") if f[k])
+        w.writerow([rank, f["row"], ids[f["row"]], classes[noisy[f["row"]]], issue, f"{f['outlier_score']:.6f}",
+                    f"{f['near_duplicate_score']:.6f}", " ".join(map(str, f["near_duplicate_of"]))])
+    return buf.getvalue().encode()
+
+
+def _data_issue_galleries(run: RunDir, cond: str, dataset: Path, csv_path: Path, top: int, force: bool) -> list:
+    """``outliers.png`` and ``near_duplicates.png`` (each image beside its nearest duplicate) from ``data_issues.csv``."""
+    listed = list(csv.DictReader(io.StringIO(store.read(csv_path).decode())))
+    inputs = {"dataset": dataset, "data_issues": csv_path}
+
+    def outliers():
+        ds = datasets.cached(dataset)
+        shown = [r for r in listed if "outlier" in r["issue"].split()][:top]
+        return plots.gallery(ds.train_x[np.array([int(r["row"]) for r in shown], dtype=int)],
+                             [f"row {r['row']}: {r['given_label']}\nscore {float(r['outlier_score']):.3f}" for r in shown],
+                             f"{cond}: {len(shown)} of the outliers, most isolated first"), {"tiles": len(shown)}
+
+    def pairs():
+        ds = datasets.cached(dataset)
+        shown = [r for r in listed if r["near_duplicate_of"]]
+        shown = [r for r in shown if int(r["row"]) < int(r["near_duplicate_of"].split()[0])][:max(1, top // 2)]
+        rows = [k for r in shown for k in (int(r["row"]), int(r["near_duplicate_of"].split()[0]))]
+        rows = np.array(rows, dtype=int)
+        labels = ds.classes[store.read(run.labels(cond))[rows]]
+        return plots.gallery(ds.train_x[rows],
+                             [f"row {k}: {label}" for k, label in zip(rows, labels)],
+                             f"{cond}: {len(shown)} near-duplicate pairs, each image beside its duplicate"), {"tiles": len(rows)}
+
+    folder = csv_path.parent
+    return [(store.produce(folder / f"{name}.png", root=run.root, stage="review",
+                           inputs={**inputs, "labels": run.labels(cond)} if name == "near_duplicates" else inputs,
+                           config={"top": top}, make=make, force=force), folder / f"{name}.png")
+            for name, make in (("outliers", outliers), ("near_duplicates", pairs))]
 
 
 def _safe(name: str) -> str:
@@ -98,4 +179,24 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
                                       config={"top": top, "class": name}, make=lambda m=mine, t=title: make_png(m, t),
                                       force=force))
             written.append(path)
+    if (feats := features_of(run, cond)) is not None:
+        extra = _data_issues(run, cond, inputs, feats, psx, psx_checksum, top, force)
+        made += [m for m, _ in extra]
+        written += [p for _, p in extra]
     return store.Outcome.of(made), written
+
+
+def _data_issues(run: RunDir, cond: str, inputs: dict, feats: Path, psx: Path, psx_checksum: str | None, top: int,
+                 force: bool) -> list:
+    """``data_issues.csv`` from the features (Datalab), and its galleries: [(outcome, file)]."""
+    csv_path = run.label_issues(cond).with_name("data_issues.csv")
+    inputs = {"dataset": inputs["dataset"], "labels": inputs["labels"], "psx": psx, "features": feats}
+
+    def make():
+        ds, noisy = datasets.cached(inputs["dataset"]), store.read(inputs["labels"])
+        found = data_issues(store.read(feats)["train"], noisy, read_masks_psx(psx, psx_checksum).astype(np.float64))
+        info = {"outliers": sum(f["outlier"] for f in found), "near_duplicates": sum(f["near_duplicate"] for f in found)}
+        return _data_issues_csv(found, ds.train_ids, ds.classes, noisy), info
+
+    made = store.produce(csv_path, root=run.root, stage="review", inputs=inputs, config={}, make=make, force=force)
+    return [(made, csv_path), *_data_issue_galleries(run, cond, inputs["dataset"], csv_path, top, force)]

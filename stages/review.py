@@ -1,6 +1,8 @@
 """review: the label issues to look at, per condition: label_issues.csv (every example a CL method flags,
 ranked by cleanlab's label quality score, with the given and suggested label) and label_issues.png (a
-gallery of the first --top of them, "given -> suggested" under each; --by-class: one per given class)."""
+gallery of the first --top of them, "given -> suggested" under each; --by-class: one per given class); where the
+psx is a linear probe's, Datalab's outliers and near-duplicates in its features: data_issues.csv, outliers.png,
+near_duplicates.png."""
 
 from dataclasses import dataclass
 
@@ -22,8 +24,14 @@ class Review(tasks.Stage):
         made, files = review.run_review(run, task.cond, config.top, config.by_class, force)
         with open(files[0]) as f:
             flagged = sum(1 for _ in f) - 1
-        return made, (f"{made.value}: {task.cond}: {flagged} label issues: {files[0]}, gallery {files[1]}"
-                      + (f" (+{len(files) - 2} per class)" if len(files) > 2 else ""))
+        data = [f for f in files if f.name == "data_issues.csv"]
+        per_class = len(files) - 2 - 3 * len(data)
+        line = f"{made.value}: {task.cond}: {flagged} label issues: {files[0]}, gallery {files[1]}"
+        line += f" (+{per_class} per class)" if per_class else ""
+        if data:
+            info = store.verify(data[0])["info"]
+            line += f"; {info['outliers']} outliers, {info['near_duplicates']} near-duplicates: {data[0]}"
+        return made, line
 
 
 STAGE = Review()

@@ -123,3 +123,20 @@ def blank_cifar(tmp_path_factory) -> Path:
     store.produce(run.dataset, root=run.root, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
                   make=lambda: (ds.arrays(), {"classes": classes}))
     return run.root
+
+
+RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1K_V1 weights have in the hub cache
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch) -> Path:
+    """A torch hub cache (TORCH_HOME) holding random resnet18 weights as IMAGENET1K_V1's file."""
+    import torch
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), checkpoints / RESNET18_FILE)
+    return checkpoints

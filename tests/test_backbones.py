@@ -9,26 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import stage
+from conftest import RESNET18_FILE, stage
 from pipeline import backbones, store
 from pipeline.layout import RunDir
 from stages import crossval
 
 PROBE = ["--recipe", "linear-probe", "--folds", "3", "--gpu", "cpu", "--cond", "n20_s0"]
-RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1K_V1 weights have in the hub cache
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch) -> Path:
-    """A torch hub cache (TORCH_HOME) holding random resnet18 weights as IMAGENET1K_V1's file."""
-    import torchvision
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.resnet18().state_dict(), checkpoints / RESNET18_FILE)
-    return checkpoints
 
 
 def test_a_torchvision_network_by_weights_name_probed_on_gray_images_resized(run_copy, hub):
