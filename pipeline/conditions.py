@@ -117,11 +117,11 @@ def parse_conditions(spec: str, num_classes: int = 10, seed: int = 0) -> list[Co
     return out
 
 
-def from_npy(spec: str) -> Condition:
-    """``NAME=FILE.npy``: a condition whose noisy labels were made elsewhere (rows in dataset order)."""
+def given(spec: str) -> Condition:
+    """``NAME=FILE``: a condition whose labels were made elsewhere (``kinds.given``: a .npy, or a review's decisions)."""
     name, sep, path = spec.partition("=")
     if not sep or not path:
-        raise PipelineError(f"--labels {spec!r}: expected NAME=FILE.npy")
+        raise PipelineError(f"--labels {spec!r}: expected NAME=FILE (a .npy of labels, or a review page's decisions CSV)")
     return Condition(check_name(name), None, None, str(Path(path).resolve()))
 
 

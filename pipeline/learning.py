@@ -3,17 +3,23 @@
 Every learner trains its networks with the CL paper's Co-Teaching optimiser and schedule: Adam, the
 learning rate constant until ``epoch_decay_start`` and then falling linearly to 0, beta1 dropping to 0.1
 there (Han et al.); its ``Spec.losses`` turns each batch into one loss per network. Test accuracy of
-each network is measured after every epoch; ``train_learner`` returns that history.
+each network is measured after every epoch; ``train_learner`` returns that history. A learner's networks
+are ``arch`` on the images (``images``) or logistic heads on a backbone's cached features (``features``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
 from pipeline import backbones
 from pipeline.callbacks import EpochAccuracy
 from pipeline.learner import Spec
+from pipeline.loader import Batches, FeatureBatches
 from pipeline.train import Data, Resumable, fit
 
 
@@ -62,19 +68,44 @@ class Learner(Resumable):
             opt.step()
 
 
-def train_learner(data: Data, spec: Spec, *, arch, epochs, batch_size, lr, epoch_decay_start, seed, device,
-                  weights=None, input_size=None, precision="auto", compile=False, ckpt=None, tag=None, label="coteach",
-                  **own) -> list[list[float]]:
-    """Train the learner ``spec`` on ``data.train_*``; test accuracy of each of its networks after every epoch.
-    ``own``: its own options (``spec.options``); ``weights``, ``input_size``: see ``backbones`` (every network starts
-    from the weights); ``ckpt``, ``precision``, ``compile``: see ``train.fit``. The seed fixes the first network's
-    initialisation and the batch order, whatever the learner (paired seeds)."""
-    pl.seed_everything(seed, workers=False, verbose=False)
-    pretrained = None if weights is None else backbones.load(arch, weights)
-    mean, std = (None, None) if pretrained is None else (pretrained.mean, pretrained.std)
+@dataclass
+class Inputs:
+    """What a learner trains on: its training and test batches, and how to build one of its networks."""
+
+    train: Batches
+    test: Batches
+    network: Callable[[], torch.nn.Module]
+
+
+def images(data: Data, *, arch, weights=None, input_size=None, batch_size, seed, device) -> Inputs:
+    """``arch`` on ``data``'s images (``weights``, ``input_size``: see ``backbones``; every network starts from the
+    weights, normalised with their mean and std, else the training rows')."""
+    w = None if weights is None else backbones.load(arch, weights)
+    mean, std = (None, None) if w is None else (w.mean, w.std)
     train, test = data.batches(device, batch_size, seed, mean=mean, std=std)
-    channels = data.train_x.shape[-1]
-    nets = [backbones.prepared(data.build(arch, weights)[0], channels, input_size) for _ in range(spec.nets)]
-    module = Learner(spec, nets, test, epochs=epochs, lr=lr, epoch_decay_start=epoch_decay_start, **own)
-    fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
+    return Inputs(train, test, lambda: backbones.prepared(data.build(arch, weights)[0], data.train_x.shape[-1], input_size))
+
+
+def features(data: Data, *, batch_size, seed, device) -> Inputs:
+    """A logistic head (one linear layer) on ``data``'s rows of features (a backbone's, ``pipeline.features``),
+    standardised with the training rows' mean and std."""
+    x = data.train_x.astype(np.float32)
+    mean, std = x.mean(0), np.maximum(x.std(0), 1e-6)
+    kw = dict(batch_size=batch_size, device=device, mean=mean, std=std)
+    return Inputs(FeatureBatches(data.train_x, data.train_labels, train=True, seed=seed, rows=data.train_rows,
+                                 n_all=data.n_all, **kw),
+                  FeatureBatches(data.eval_x, data.eval_labels, train=False, **kw),
+                  lambda: torch.nn.Linear(data.train_x.shape[1], data.num_classes))
+
+
+def train_learner(spec: Spec, inputs: Inputs, *, epochs, lr, epoch_decay_start, seed, device, precision="auto",
+                  compile=False, ckpt=None, tag=None, label="coteach", **own) -> list[list[float]]:
+    """Train the learner ``spec`` on ``inputs`` (``images`` or ``features``); test accuracy of each of its
+    networks after every epoch. ``own``: its own options (``spec.options``); ``ckpt``, ``precision``,
+    ``compile``: see ``train.fit``. The seed fixes the first network's initialisation (and the inputs' batch
+    order, made with the same seed), whatever the learner (paired seeds)."""
+    pl.seed_everything(seed, workers=False, verbose=False)
+    nets = [inputs.network() for _ in range(spec.nets)]
+    module = Learner(spec, nets, inputs.test, epochs=epochs, lr=lr, epoch_decay_start=epoch_decay_start, **own)
+    fit(module, inputs.train, device, epochs, ckpt, tag or {}, label, precision, compile)
     return module.history

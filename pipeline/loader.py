@@ -134,3 +134,23 @@ class Batches:
         for i in range(len(self)):
             idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
             yield self._layout(self._augment(self._normalise(idx), shifts[0, idx], shifts[1, idx], flips[idx])), self.labels[idx]
+
+
+class FeatureBatches(Batches):
+    """``Batches`` of feature vectors (N, D; a backbone's pooled features) instead of images: standardised with
+    ``mean``/``std`` (per feature), never augmented; the same order, pairing and ``keep`` as images."""
+
+    def __init__(self, features, labels, *, batch_size, device, mean, std, train, seed=0, rows=None, n_all=None):
+        super().__init__(features, labels, batch_size=batch_size, device=device, mean=np.zeros(1), std=np.ones(1),
+                         train=train, seed=seed, translate=0, rows=rows, n_all=n_all)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1)
+
+    def _normalise(self, idx: torch.Tensor) -> torch.Tensor:
+        return (self.images[idx].float() - self.mean) / self.std
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _augment(self, x: torch.Tensor, *_) -> torch.Tensor:
+        return x

@@ -88,12 +88,14 @@ def input_size():
                   "own size", Range(int, 8, 1024, optional=True))
 
 
-ADDED_LATER = ("weights", "input_size", "mixup")  # left out of a recorded config while none (older runs stay current)
+# Options added after runs existed: left out of a recorded config while at their default (older runs stay current).
+ADDED_LATER = ("weights", "input_size", "mixup", "features")
 
 
 def recorded(config) -> dict:
     """A config as an artifact records it (see ``ADDED_LATER``)."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if not (k in ADDED_LATER and v is None)}
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    return {k: v for k, v in dataclasses.asdict(config).items() if not (k in ADDED_LATER and v == defaults[k])}
 
 
 def flag(name: str) -> str:

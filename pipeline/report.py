@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from pathlib import Path
 
@@ -297,6 +298,25 @@ def _csv(path: Path, rows: list[dict]) -> None:
     store.save(path, pd.DataFrame(rows, dtype=object).to_csv(index=False, lineterminator="\r\n").encode())
 
 
+def review_pages(run: RunDir, conds: list[str]) -> tuple[list[str], list[str]]:
+    """(a line linking each condition's review page, made by review from the files as they are now; a line
+    for each page that is damaged or whose inputs changed since)."""
+    lines, stale = [], []
+    for cond in conds:
+        path = run.label_issues(cond).with_suffix(".html")
+        if not path.exists():
+            continue
+        try:
+            manifest = store.verify(path)  # intact, and so is every input up the chain
+        except PipelineError as e:
+            stale.append(str(e))
+            continue
+        link = os.path.relpath(path, run.report_dir)
+        lines.append(f"Review page of {cond}: [{link}]({link}) ({manifest['info']['cards']} flagged rows to look at and "
+                     "decide; its exported decisions are labels for noise --labels)")
+    return lines, stale
+
+
 def column_heading(loaded: conditions.Loaded) -> str:
     """``n40_s20 (40%, paper 2_4)``; CIFAR-10N conditions say they are real human noise; labels that are
     the dataset's own say so, not 0% (on your own data their noise is what the run tries to find)."""
@@ -324,8 +344,10 @@ def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_w
     else:
         note = f"The paper's psx: {', '.join(dirs)} (4-fold cross-validated ResNet-50, from the paper's repository)."
     table, title = PAPER_TABLES[paper_which]
+    pages, stale_pages = review_pages(run, list(loaded))
     notes = [note, f"The paper's cells: {title} ({table.relative_to(ROOT)}; its 'measure' column says what each row "
-             "measured).", *config_notes(configs)]
+             "measured).", *config_notes(configs), *pages]
+    stale = stale + stale_pages
     text = markdown(acc, det, list(loaded), {c: column_heading(l) for c, l in loaded.items()}, notes, stale + not_compared,
                     title, unmatched, cleaning)
     d = run.report_dir

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import conditions, datasets, plots, store
+from pipeline import conditions, datasets, page, plots, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, mask_paths, masks_psx, read_masks, read_masks_psx
@@ -179,11 +179,49 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
                                       config={"top": top, "class": name}, make=lambda m=mine, t=title: make_png(m, t),
                                       force=force))
             written.append(path)
+    data_csv = None
     if (feats := features_of(run, cond)) is not None:
         extra = _data_issues(run, cond, inputs, feats, psx, psx_checksum, top, force)
         made += [m for m, _ in extra]
         written += [p for _, p in extra]
+        data_csv = extra[0][1]
+    page_path = csv_path.with_suffix(".html")
+    made.append(_page(run, cond, page_path, inputs, csv_path, data_csv, force))
+    written.append(page_path)
     return store.Outcome.of(made), written
+
+
+def _page(run: RunDir, cond: str, path: Path, inputs: dict, csv_path: Path, data_csv: Path | None, force: bool):
+    """``label_issues.html`` (``pipeline.page``): a card per row flagged by a CL method or, where the run has
+    them, as an outlier or near-duplicate."""
+    page_inputs = {"dataset": inputs["dataset"], "labels": inputs["labels"], "label_issues": csv_path}
+    if data_csv is not None:
+        page_inputs["data_issues"] = data_csv
+
+    def make():
+        ds, labels = datasets.cached(inputs["dataset"]), store.read(inputs["labels"])
+        index = {str(c): k for k, c in enumerate(ds.classes)}
+        cards = {}
+        for r in csv.DictReader(io.StringIO(store.read(csv_path).decode())):
+            cards[int(r["row"])] = {"row": int(r["row"]), "given": index[r["given_label"]], "suggested": index[r["suggested_label"]],
+                                    "score": float(r["label_quality"]), "methods": r["flagged_by"].split(),
+                                    "true": index[r["true_label"]] if r["true_label"] else None,
+                                    "outlier": False, "near_duplicate_of": []}
+        if data_csv is not None:
+            for r in csv.DictReader(io.StringIO(store.read(data_csv).decode())):
+                row = int(r["row"])
+                card = cards.setdefault(row, {"row": row, "given": int(labels[row]), "suggested": None, "score": None,
+                                              "methods": [], "true": None, "outlier": False, "near_duplicate_of": []})
+                card["outlier"] = "outlier" in r["issue"].split()
+                card["near_duplicate_of"] = [int(j) for j in r["near_duplicate_of"].split()]
+        shown = sorted({*cards, *(j for c in cards.values() for j in c["near_duplicate_of"][:1])})
+        images = {row: page.thumbnail(ds.train_x[row]) for row in shown}
+        html = page.render(cond, [str(c) for c in ds.classes], [str(i) for i in ds.train_ids], labels.tolist(),
+                           list(cards.values()), images, key=f"{cond}:{store.checksum(csv_path)[len('sha256:'):][:16]}")
+        return html, {"cards": len(cards)}
+
+    return store.produce(path, root=run.root, stage="review", inputs=page_inputs, config={"page": page.PAGE}, make=make,
+                         force=force)
 
 
 def _data_issues(run: RunDir, cond: str, inputs: dict, feats: Path, psx: Path, psx_checksum: str | None, top: int,

@@ -32,7 +32,7 @@ class Backbone(tasks.TrainingStage):
 
     def target(self, run: RunDir, task: tasks.Cond, config: BackboneConfig) -> tuple[Path, dict[str, Path], dict]:
         inputs = {"dataset": run.require(run.dataset, "data"), "labels": conditions.load(run, task.cond).labels}
-        recorded = config.recorded()
+        recorded = config.for_rows(len(store.read(inputs["labels"]))).recorded()
         if config.weights is not None:
             recorded["weights_checksum"] = backbones.checksum(config.arch, config.weights)
         return run.backbone(task.cond), inputs, recorded
@@ -47,7 +47,7 @@ class Backbone(tasks.TrainingStage):
         ds = datasets.cached(run.dataset)
         noisy = store.read(run.labels(task.cond))
         weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
-        trained = train_classifier(Data(ds.train_x, noisy, ds.test_x, ds.test_y, ds.num_classes), **config.training(),
+        trained = train_classifier(Data(ds.train_x, noisy, ds.test_x, ds.test_y, ds.num_classes), **config.for_rows(len(noisy)).training(),
                                    weights=weights, seed=config.seed, device=device, ckpt=ckpt, tag=tag,
                                    label=f"backbone {task.cond}")
         _, h, _, c = ds.train_x.shape

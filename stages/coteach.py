@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline import backbones, conditions, datasets, models, options, store, tasks, workers
+from pipeline import backbones, conditions, datasets, features, models, options, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS
@@ -33,6 +33,8 @@ class SharedConfig:
                        "classification model")
     weights: str | None = options.weights()
     input_size: int | None = options.input_size()
+    features: bool = option(False, "every network is a logistic head (one linear layer) on the pooled features of --arch "
+                            "with --weights, computed once per backbone (as the linear probe's): seconds per task")
     epochs: int = option(250, "training epochs", Range(int, 1, 10_000))
     batch_size: int = option(128, "training batch size", Range(int, 2, 65_536))
     lr: float = option(0.001, "Adam learning rate", Range(float, 0, 10, lo_open=True))
@@ -45,6 +47,8 @@ class SharedConfig:
         options.validate(self)
         if self.arch not in models.ARCHS:
             backbones.check_arch(self.arch)
+        if self.features and self.weights is None:
+            raise PipelineError("--features: give --weights (and --arch), the backbone whose features the heads learn from")
         for spec in LEARNERS:
             if spec.check:
                 spec.check(self.own(spec.name), self.batch_size, "")
@@ -130,11 +134,20 @@ class Coteach(tasks.TrainingStage):
     def target(self, run: RunDir, task: tuple, config: CoteachConfig) -> tuple[Path, dict[str, Path], dict]:
         cond, rows, learner, seed = task
         noise_rate = conditions.load(run, cond).noise_rate
-        return run.coteach(cond, rows, learner, seed), rows_inputs(run, cond, rows), config.for_task(rows, learner, seed, noise_rate)
+        inputs = rows_inputs(run, cond, rows)
+        if config.features:
+            inputs["features"] = features.path(run, config.arch, config.weights, config.input_size)
+        return run.coteach(cond, rows, learner, seed), inputs, config.for_task(rows, learner, seed, noise_rate)
+
+    def run(self, run: RunDir, task: tuple, config: CoteachConfig, device, force: bool = False) -> tuple[store.Outcome, str]:
+        """With ``--features``, the backbone's features first (once per backbone; a dry run only asks whether they are current)."""
+        if config.features:
+            features.produce(run, config.arch, config.weights, config.input_size, device)
+        return super().run(run, task, config, device, force)
 
     def make(self, run: RunDir, task: tuple, config: CoteachConfig, device, ckpt: Path, tag: dict):
         """Train one learner on one condition's kept rows: per-epoch test accuracy of its networks."""
-        from pipeline.learning import train_learner
+        from pipeline import learning
         from pipeline.train import Data, effective_precision
 
         cond, rows, learner, seed = task
@@ -152,15 +165,19 @@ class Coteach(tasks.TrainingStage):
         own = {k: c[k] for k in spec.options}
         if spec.check:  # checked again on the task: resolved options, and the kept rows may be fewer than a batch
             spec.check(own, min(c["batch_size"], int(keep.sum())), f"{where}: '{rows}' keeps {int(keep.sum())} rows: ")
-        acc = train_learner(
-            Data(ds.train_x[keep], noisy[keep], ds.test_x, ds.test_y, ds.num_classes, np.flatnonzero(keep), len(keep)), spec,
-            arch=c["arch"], weights=None if config.weights is None else backbones.weights_file(config.arch, config.weights),
-            input_size=config.input_size, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"],
-            epoch_decay_start=c["epoch_decay_start"],
-            seed=seed, device=device, precision=c["precision"], compile=c["compile"], ckpt=ckpt, tag=tag,
-            label=f"coteach {self.describe(task)}",
-            **own,
-        )
+        batches = dict(batch_size=c["batch_size"], seed=seed, device=device)
+        if config.features:
+            x = store.read(features.path(run, config.arch, config.weights, config.input_size))
+            inputs = learning.features(Data(x["train"][keep], noisy[keep], x["test"], ds.test_y, ds.num_classes,
+                                            np.flatnonzero(keep), len(keep)), **batches)
+        else:
+            weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
+            inputs = learning.images(Data(ds.train_x[keep], noisy[keep], ds.test_x, ds.test_y, ds.num_classes,
+                                          np.flatnonzero(keep), len(keep)),
+                                     arch=c["arch"], weights=weights, input_size=config.input_size, **batches)
+        acc = learning.train_learner(spec, inputs, epochs=c["epochs"], lr=c["lr"], epoch_decay_start=c["epoch_decay_start"],
+                                     seed=seed, device=device, precision=c["precision"], compile=c["compile"], ckpt=ckpt,
+                                     tag=tag, label=f"coteach {self.describe(task)}", **own)
         metrics = {
             "condition": cond, "rows": rows, "learner": learner, "seed": seed, "n_train": int(keep.sum()),
             **own,

@@ -7,6 +7,7 @@ process; `--fold all` runs every fold. `--gpus 0,1,2,3` runs them on one worker 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -36,7 +37,9 @@ class TrainingConfig:
     weights: str | None = options.weights()
     input_size: int | None = options.input_size()
     epochs: int | None = option(None, "training epochs; none: the recipe's", Range(int, 1, 10_000, optional=True))
-    batch_size: int | None = option(None, "training batch size; none: the recipe's", Range(int, 2, 65_536, optional=True))
+    batch_size: int | None = option(None, "training batch size; none: the recipe's (airbench: the batch that makes 36 steps "
+                                    "per epoch on the rows trained on, at most 1,024, with --lr none scaled in proportion)",
+                                    Range(int, 2, 65_536, optional=True))
     lr: float | None = option(None, "peak learning rate (the new head's, with a fine-tune) on the mean loss; none: the recipe's",
                               Range(float, 0, 100, lo_open=True, optional=True))
     weight_decay: float | None = option(None, "weight decay (airbench: decoupled, the fraction each weight shrinks per "
@@ -57,11 +60,21 @@ class TrainingConfig:
         else:
             if RECIPES[self.recipe].frozen_epochs and self.weights is None:
                 raise PipelineError(f"--recipe {self.recipe}: fine-tunes pretrained weights; give --weights")
+            sized = RECIPES[self.recipe].steps_per_epoch and self.batch_size is None  # see ``for_rows``
             for key in recipes.OPTIONS:
-                if getattr(self, key) is None:
+                if getattr(self, key) is None and not (sized and key in ("batch_size", "lr")):
                     object.__setattr__(self, key, getattr(RECIPES[self.recipe], key))
         if self.arch not in models.ARCHS:
             backbones.check_arch(self.arch)
+
+    def for_rows(self, n: int) -> TrainingConfig:
+        """This config for training on ``n`` rows: with --batch-size none and a recipe whose batch follows the set's
+        size (``Recipe.steps_per_epoch``), that batch, and --lr none scaled with it."""
+        if self.batch_size is not None or self.recipe in PROBES:
+            return self
+        r = RECIPES[self.recipe]
+        batch = min(r.batch_size, max(recipes.MIN_BATCH, n // r.steps_per_epoch))
+        return dataclasses.replace(self, batch_size=batch, lr=r.lr * batch / r.batch_size if self.lr is None else self.lr)
 
     def recorded(self) -> dict:
         """The config an artifact records (``options.recorded``)."""
@@ -119,6 +132,8 @@ class Crossval(tasks.TrainingStage):
     def target(self, run: RunDir, task: tuple, config: CrossvalConfig) -> tuple[Path, dict[str, Path], dict]:
         cond, fold = task
         inputs = {"dataset": run.require(run.dataset, "data"), "labels": run.require(run.labels(cond), "noise")}
+        if config.batch_size is None:
+            config = config.for_rows(int(self._rows(run, cond, fold, config)[1].sum()))
         recorded = {"fold": fold, **config.recorded()}
         if config.weights is not None:
             recorded["weights_checksum"] = backbones.checksum(config.arch, config.weights)
@@ -139,8 +154,8 @@ class Crossval(tasks.TrainingStage):
         cond, fold = task
         ds = datasets.cached(run.dataset)
         noisy = store.read(run.labels(cond))
-        fold_of = assign_folds(noisy, config.folds, config.fold_seed, ds.num_classes)
-        held, train = np.flatnonzero(fold_of == fold), fold_of != fold
+        held, train = self._rows(run, cond, fold, config)
+        config = config.for_rows(int(train.sum()))
         if config.recipe in PROBES:
             x = store.read(features.path(run, config.arch, config.weights, config.input_size))["train"]
             trained = probe.fit_predict(x[train], noisy[train], x[held], ds.num_classes, PROBES[config.recipe], device)
@@ -160,6 +175,13 @@ class Crossval(tasks.TrainingStage):
             "precision": effective_precision(config.precision, device),  # what ran; combine refuses a mix
         }
         return {"indices": held, "probs": probs.astype(np.float32)}, info
+
+    @staticmethod
+    def _rows(run: RunDir, cond: str, fold: int, config: CrossvalConfig) -> tuple[np.ndarray, np.ndarray]:
+        """(the held-out rows' indices, a mask of the training rows) of fold ``fold`` of ``cond``."""
+        num_classes = len(store.verify(run.dataset)["info"]["classes"])
+        fold_of = assign_folds(store.read(run.labels(cond)), config.folds, config.fold_seed, num_classes)
+        return np.flatnonzero(fold_of == fold), fold_of != fold
 
     def describe(self, task: tuple) -> str:
         return f"{task[0]} fold {task[1]}"

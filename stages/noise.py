@@ -25,8 +25,9 @@ class Noise(tasks.Stage):
     def add_args(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--conditions", default="",
                        help="'paper' (Table 2's 13), 'paper-all' (17), or NOISE:SPARSITY,... to generate with cleanlab")
-        p.add_argument("--labels", action="append", default=[], metavar="NAME=FILE.npy",
-                       help="a condition whose noisy labels are given (rows in dataset order); repeatable")
+        p.add_argument("--labels", action="append", default=[], metavar="NAME=FILE",
+                       help="a condition whose labels are given: a .npy of one label per training row (dataset order), "
+                            "or the decisions CSV a review page (label_issues.html) exported; repeatable")
         p.add_argument("--cifar10n", default=None, metavar="CIFAR-10_human.pt",
                        help="add CIFAR-10N's real human labels (c10n_aggre, c10n_random1..3, c10n_worse) from its official "
                             "file (github.com/UCSC-REAL/cifar-10-100n); needs CIFAR-10's own training set as the data")
@@ -41,7 +42,7 @@ class Noise(tasks.Stage):
             raise PipelineError("give --conditions, --labels, --cifar10n and/or --remove")
         info = store.verify(run.require(run.dataset, "data"))["info"]
         add = conditions.parse_conditions(args.conditions, len(info["classes"]), args.seed) if args.conditions else []
-        add += [conditions.from_npy(spec) for spec in args.labels]
+        add += [conditions.given(spec) for spec in args.labels]
         add += conditions.from_cifar10n(args.cifar10n) if args.cifar10n else []
         return [Task(tuple(add), tuple(args.remove), args.paper_json)]
 

@@ -25,13 +25,13 @@ class Review(tasks.Stage):
         with open(files[0]) as f:
             flagged = sum(1 for _ in f) - 1
         data = [f for f in files if f.name == "data_issues.csv"]
-        per_class = len(files) - 2 - 3 * len(data)
+        per_class = sum(f.parent.name == "label_issues" for f in files)
         line = f"{made.value}: {task.cond}: {flagged} label issues: {files[0]}, gallery {files[1]}"
         line += f" (+{per_class} per class)" if per_class else ""
         if data:
             info = store.verify(data[0])["info"]
             line += f"; {info['outliers']} outliers, {info['near_duplicates']} near-duplicates: {data[0]}"
-        return made, line
+        return made, line + f"; review page {files[-1]}"
 
 
 STAGE = Review()

@@ -107,6 +107,7 @@ def test_coteach_learners_train_from_pretrained_weights(run_copy):
     manifest = store.verify(run.coteach("n20_s0", "both", "plain", 0))
     assert manifest["config"]["weights_checksum"] == store.checksum(run.backbone("n20_s0"))
     assert manifest["config"]["input_size"] == 16 and "weights" not in store.verify(run.mask("n20_s0", "both"))["config"]
+    assert "features" not in manifest["config"]  # an option at its default is not recorded: older results stay current
     err = stage("coteach", run.root, *flags[:-4], "--arch", "resnet18", "--weights", str(run.backbone("n20_s0")), ok=False).stderr
     assert "weights of --arch convnet, not resnet18" in err
 
@@ -150,3 +151,25 @@ def test_a_finetune_needs_weights_and_records_its_mixup(run_copy):
     config = store.verify(run.shard("n20_s0", 0))["config"]
     assert config["recipe"] == "finetune" and config["mixup"] == 0.4 and config["batch_size"] == 64
     assert "mixup" not in store.verify(run.shard("n20_s0", 1))["config"]  # made before MixUp existed: still current
+
+
+def test_coteach_learners_as_logistic_heads_on_a_backbones_features(run_copy, hub):
+    run = RunDir(run_copy)
+    backbone = ["--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--input-size", "32"]
+    stage("crossval", run.root, *PROBE, *backbone)
+    stage("combine", run.root, "--cond", "n20_s0")
+    stage("masks", run.root, "--cond", "n20_s0")
+    flags = ["--cond", "n20_s0", "--methods", "none,both", "--learners", "plain,coteaching", "--seeds", "0,1", "--epochs", "3",
+             "--batch-size", "64", "--epoch-decay-start", "1", "--lr", "0.01", "--gpu", "cpu"]
+    err = stage("coteach", run.root, *flags, "--features", ok=False).stderr.strip()
+    assert err == "error: --features: give --weights (and --arch), the backbone whose features the heads learn from"
+    out = stage("coteach", run.root, *flags, "--features", *backbone).stdout
+    assert "features resnet18" not in out  # the probe's, made once
+    feats = next((run.root / "features").glob("resnet18_32px_*.npz"))
+    for rows in ("none", "both"):
+        for seed in (0, 1):
+            manifest = store.verify(run.coteach("n20_s0", rows, "plain", seed))
+            assert manifest["config"]["features"] is True and manifest["inputs"]["features"]["checksum"] == store.checksum(feats)
+    a, b = (store.load(run.coteach("n20_s0", "none", "plain", s)) for s in (0, 1))
+    assert a["final_acc"] > 0.5 and a["test_acc"] != b["test_acc"]  # random features still separate digits; seeds differ
+    assert len(store.load(run.coteach("n20_s0", "both", "coteaching", 0))["test_acc"][0]) == 2  # two heads

@@ -94,11 +94,11 @@ def test_the_registry_adds_updates_and_removes_only_when_asked(digits_run, tmp_p
     before = run.registry.read_bytes()
     with pytest.raises(PipelineError, match=r"condition n30_s0 exists as generated noise 0.3, sparsity 0.0, seed 0; "
                                             r"--remove n30_s0 first"):
-        conditions.update(run, [conditions.from_npy(f"n30_s0={given}")], [])
+        conditions.update(run, [conditions.given(f"n30_s0={given}")], [])
     with pytest.raises(PipelineError, match="n25_s0 is given twice"):
         conditions.update(run, gen("0.25:0,0.25:0.0"), [])
     assert run.registry.read_bytes() == before and not run.labels("n25_s0").exists()
-    conditions.update(run, [conditions.from_npy(f"n30_s0={given}")], ["n30_s0"])  # explicit: remove, then add
+    conditions.update(run, [conditions.given(f"n30_s0={given}")], ["n30_s0"])  # explicit: remove, then add
     assert conditions.registry(run)["n30_s0"].kind == "given"
 
 

@@ -83,8 +83,8 @@ def test_every_single_network_learner_trains_and_reports_one_accuracy_per_epoch(
     ds = datasets.cached(RunDir(folds_run).dataset)
     data = Data(ds.train_x[:256], ds.train_y[:256], ds.test_x, ds.test_y, ds.num_classes)
     options = coteach.CoteachConfig().own(name)
-    history = learning.train_learner(data, BY_NAME[name], arch="convnet", batch_size=64, seed=0, device=torch.device("cpu"),
-                                     **SCHEDULE, **options)
+    inputs = learning.images(data, arch="convnet", batch_size=64, seed=0, device=torch.device("cpu"))
+    history = learning.train_learner(BY_NAME[name], inputs, seed=0, device=torch.device("cpu"), **SCHEDULE, **options)
     assert len(history) == 2 and all(len(h) == 1 and 0 <= h[0] <= 1 for h in history)
     assert np.isfinite(history).all()
 

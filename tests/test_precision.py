@@ -14,7 +14,7 @@ from pipeline import callbacks, compiler, datasets, folds, store, train
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
-from pipeline.learning import train_learner
+from pipeline.learning import images, train_learner
 from stages import coteach
 
 CPU = torch.device("cpu")
@@ -92,8 +92,9 @@ def test_every_learner_trains_an_epoch_in_bf16(folds_run, spies, name):
     options = coteach.CoteachConfig().own(name)
     if name == "coteaching":
         options.update(forget_rate=0.2, num_gradual=1)
-    history = train_learner(_digits(folds_run), BY_NAME[name], arch="convnet", epochs=1, batch_size=64, lr=0.001, epoch_decay_start=1,
-                            seed=0, device=CPU, precision="bf16-mixed", **options)
+    inputs = images(_digits(folds_run), arch="convnet", batch_size=64, seed=0, device=CPU)
+    history = train_learner(BY_NAME[name], inputs, epochs=1, lr=0.001, epoch_decay_start=1, seed=0, device=CPU,
+                            precision="bf16-mixed", **options)
     assert len(history) == 1 and all(0 <= a <= 1 for a in history[0]) and len(history[0]) == BY_NAME[name].nets
     assert spies["net"] == {torch.bfloat16}
     assert spies["coteaching"] == ({torch.float32} if name == "coteaching" else set())
@@ -124,13 +125,17 @@ def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_
     assert "from epoch 2" in capsys.readouterr().out
     assert resumed.dtype == np.float32 and np.array_equal(resumed, whole)
 
-    history = dict(arch="convnet", epochs=2, batch_size=64, lr=0.001, epoch_decay_start=1, seed=0, device=CPU,
-                   precision="bf16-mixed", forget_rate=0.2, num_gradual=1, tag={"t": 2})
-    whole = train_learner(data, BY_NAME["coteaching"], **history)
+    history = dict(epochs=2, lr=0.001, epoch_decay_start=1, seed=0, device=CPU, precision="bf16-mixed", forget_rate=0.2,
+                   num_gradual=1, tag={"t": 2})
+
+    def inputs():
+        return images(data, arch="convnet", batch_size=64, seed=0, device=CPU)
+
+    whole = train_learner(BY_NAME["coteaching"], inputs(), **history)
     _stop_after_epoch(monkeypatch, 1)
     with pytest.raises(RuntimeError, match="stopped"):
-        train_learner(data, BY_NAME["coteaching"], **history, ckpt=tmp_path / "coteach.ckpt")
-    assert train_learner(data, BY_NAME["coteaching"], **history, ckpt=tmp_path / "coteach.ckpt") == whole
+        train_learner(BY_NAME["coteaching"], inputs(), **history, ckpt=tmp_path / "coteach.ckpt")
+    assert train_learner(BY_NAME["coteaching"], inputs(), **history, ckpt=tmp_path / "coteach.ckpt") == whole
     assert "from epoch 1" in capsys.readouterr().out
 
 
