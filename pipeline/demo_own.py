@@ -89,6 +89,9 @@ def check(source: Path, run_dir: Path) -> None:
         print(f"{cond}: {len(issues)} images flagged by a CL method, {hits} of them mislabelled in the CSV "
               f"({hits / max(1, len(issues)):.0%}); {hits} of the {len(wrong)} wrong labels found ({hits / max(1, len(wrong)):.0%}). "
               f"The gallery's {len(top)}: {sum(r['id'] in wrong for r in top)} mislabelled.")
+        page = run.label_issues(cond).with_suffix(".html")
+        print(f"{cond}: review page {page} ({store.verify(page)['info']['cards']} cards): open it, mark each card keep, "
+              "relabel or drop, export the decisions, and read them back with noise --labels")
     table = (run.report_dir / "table.md").read_text()
     start = table.find("## Does cleaning help?")
     print(table[start:].split("\n## ")[0] if start >= 0 else "no 'Does cleaning help?' table in the report (make coteach SEEDS=...)")

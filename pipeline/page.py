@@ -144,7 +144,7 @@ function cardNode(card, index) {
     : D.classes[card.given] + " \\u2192 " + D.classes[card.suggested];
   node.append(el("div", "labels", shown));
   const meta = [];
-  if (card.score !== null) meta.push("quality " + card.score.toFixed(4));
+  if (card.score !== null) meta.push("quality " + (card.score < 0.001 ? card.score.toExponential(1) : card.score.toFixed(3)));
   if (card.methods.length) meta.push(card.methods.join(" "));
   if (card.true !== null) meta.push("true: " + D.classes[card.true]);
   if (card.outlier) meta.push("outlier");
