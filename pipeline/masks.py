@@ -111,11 +111,14 @@ def masks_psx(run: RunDir, cond: str) -> tuple[Path, str | None]:
     return Path(config["psx"]), config["psx_checksum"]
 
 
-def rows_inputs(run: RunDir, cond: str, rows: str) -> dict[str, Path]:
-    """What training on ``rows`` (of ``ROWS``) of ``cond`` reads: the dataset, the labels, and that mask only."""
+def rows_inputs(run: RunDir, cond: str, rows: str, features: Path | None = None) -> dict[str, Path]:
+    """What training on ``rows`` (of ``ROWS``) of ``cond`` reads: the dataset, the labels, that mask only, and
+    a backbone's ``features`` where the learner trains on them."""
     inputs = {"dataset": run.require(run.dataset, "data"), "labels": conditions.load(run, cond).labels}
     if rows != "none":
         inputs["mask"] = run.require(run.mask(cond, rows), "masks")
+    if features is not None:
+        inputs["features"] = features
     return inputs
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import conditions, paired, plots, store
+from pipeline import conditions, features, paired, plots, store
 from pipeline.conditions import parse_conditions
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
@@ -92,7 +92,7 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tu
                             for m, d in store.load(run.paper_detection(cond)).items()]
             except PipelineError as e:
                 stale.append(str(e))
-        reads: dict[str, dict] = {}  # rows -> what coteach reads for them now, looked up once per row set
+        reads: dict[tuple, dict] = {}  # (rows, features) -> what coteach reads for them now, looked up once each
         for rows in ROWS:
             for learner in BY_NAME:
                 cell = {}
@@ -101,10 +101,13 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tu
                         continue
                     try:
                         manifest = store.verify(path)
-                        if rows not in reads:
-                            reads[rows] = rows_inputs(run, cond, rows)
-                        store.check_made_from(path, manifest, reads[rows])
-                        config, m = manifest["config"], store.load(path)
+                        config = manifest["config"]
+                        feats = features.path(run, config["arch"], config["weights"], config.get("input_size")) \
+                            if config.get("features") else None
+                        if (rows, feats) not in reads:
+                            reads[rows, feats] = rows_inputs(run, cond, rows, feats)
+                        store.check_made_from(path, manifest, reads[rows, feats])
+                        m = store.load(path)
                     except PipelineError as e:
                         stale.append(str(e))
                         continue

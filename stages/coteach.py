@@ -134,10 +134,9 @@ class Coteach(tasks.TrainingStage):
     def target(self, run: RunDir, task: tuple, config: CoteachConfig) -> tuple[Path, dict[str, Path], dict]:
         cond, rows, learner, seed = task
         noise_rate = conditions.load(run, cond).noise_rate
-        inputs = rows_inputs(run, cond, rows)
-        if config.features:
-            inputs["features"] = features.path(run, config.arch, config.weights, config.input_size)
-        return run.coteach(cond, rows, learner, seed), inputs, config.for_task(rows, learner, seed, noise_rate)
+        feats = features.path(run, config.arch, config.weights, config.input_size) if config.features else None
+        return run.coteach(cond, rows, learner, seed), rows_inputs(run, cond, rows, feats), \
+            config.for_task(rows, learner, seed, noise_rate)
 
     def run(self, run: RunDir, task: tuple, config: CoteachConfig, device, force: bool = False) -> tuple[store.Outcome, str]:
         """With ``--features``, the backbone's features first (once per backbone; a dry run only asks whether they are current)."""

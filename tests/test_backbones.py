@@ -173,3 +173,6 @@ def test_coteach_learners_as_logistic_heads_on_a_backbones_features(run_copy, hu
     a, b = (store.load(run.coteach("n20_s0", "none", "plain", s)) for s in (0, 1))
     assert a["final_acc"] > 0.5 and a["test_acc"] != b["test_acc"]  # random features still separate digits; seeds differ
     assert len(store.load(run.coteach("n20_s0", "both", "coteaching", 0))["test_acc"][0]) == 2  # two heads
+    stage("report", run.root, "--cond", "n20_s0")
+    cleaning = (run.report_dir / "cleaning.csv").read_text()
+    assert "is stale" not in (run.report_dir / "table.md").read_text() and "C+NR" in cleaning  # reported, paired by seed
