@@ -132,7 +132,7 @@ class Crossval(tasks.TrainingStage):
     def target(self, run: RunDir, task: tuple, config: CrossvalConfig) -> tuple[Path, dict[str, Path], dict]:
         cond, fold = task
         inputs = {"dataset": run.require(run.dataset, "data"), "labels": run.require(run.labels(cond), "noise")}
-        if config.batch_size is None:
+        if config.batch_size is None and config.recipe not in PROBES:  # the batch follows the fold's size
             config = config.for_rows(int(self._rows(run, cond, fold, config)[1].sum()))
         recorded = {"fold": fold, **config.recorded()}
         if config.weights is not None:

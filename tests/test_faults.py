@@ -69,11 +69,20 @@ def test_sigkill_anywhere_loses_nothing_and_changes_nothing(folds_run, tmp_path)
     stage("crossval", clean.root, *SLOW_FOLD, "--force")
     stage("combine", clean.root, "--cond", "n40_s40")
 
-    # A fresh run prints 17 progress lines (task count, 12 epochs, 3 shards, time); each try is killed
-    # within its first 4, so the first three tries at least find work left.
+    def work_left() -> bool:
+        return any(not run.shard("n40_s40", k).exists() or os.path.exists(f"{run.shard('n40_s40', k)}.ckpt") for k in (0, 1, 2))
+
+    # Each try is killed within its first 4 progress lines (of 17: task count, 12 epochs, 3 shards, time), at
+    # once or a random fraction of an epoch later. On a busy machine a try can finish before its kill: tries go
+    # on until three were killed while working, and if every fold is done first, fold 2 is made again.
     rng = random.Random(0)
-    kills = 0
-    for _ in range(8):
+    kills = tries = 0
+    while tries < 8 or kills < 3:
+        tries += 1
+        assert tries <= 30, f"{kills} of {tries} tries were killed while working"
+        if not work_left():
+            run.shard("n40_s40", 2).unlink()
+            store.manifest_path(run.shard("n40_s40", 2)).unlink()
         kills += kill_after_lines(start(run, "crossval", *SLOW_FOLD), rng.randint(1, 4), rng)
         intact(run)
     rerun = stage("crossval", run.root, *SLOW_FOLD)
@@ -85,8 +94,7 @@ def test_sigkill_anywhere_loses_nothing_and_changes_nothing(folds_run, tmp_path)
         proc.communicate()
         intact(run)
     stage("combine", run.root, "--cond", "n40_s40")
-    print(f"\nkills survived: {kills}, artifacts checked intact after each: {intact(run)}")
-    assert kills >= 3
+    print(f"\nkills survived: {kills} of {tries} tries, artifacts checked intact after each: {intact(run)}")
     for k in (0, 1, 2):
         a, b = store.load(run.shard("n40_s40", k)), store.load(clean.shard("n40_s40", k))
         assert np.array_equal(a["indices"], b["indices"]) and np.array_equal(a["probs"], b["probs"])

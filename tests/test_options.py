@@ -132,7 +132,7 @@ SEMANTIC = [
     (noise, ["--labels", "..=x.npy"], ["'..'"]),
     (noise, ["--labels", ".hidden=x.npy"], ["'.hidden'"]),
     (noise, ["--labels", "=x.npy"], ["''"]),
-    (noise, ["--labels", "ok"], ["expected NAME=FILE.npy"]),
+    (noise, ["--labels", "ok"], ["expected NAME=FILE (a .npy of labels"]),
     (noise, ["--labels", "ok=/nonexistent.npy"], ["/nonexistent.npy: file not found"]),
     (noise, ["--remove", "nope"], ["--remove nope: no such condition"]),
     (noise, ["--cifar10n", "/nonexistent.pt"], ["/nonexistent.pt: file not found"]),

@@ -127,6 +127,7 @@ def test_a_decisions_file_naming_rows_that_do_not_exist_is_one_line(reviewed, tm
         "not a class": ([lines[0], lines[1].rsplit(",", 2)[0] + ",zebra,relabel"] + lines[2:],
                         "line 2: label 'zebra' is not a class of the dataset"),
         "no header": (lines[1:], "line 1: expected the header row,id,label,decision"),
+        "not a row number": ([lines[0], "²" + lines[1][1:]] + lines[2:], "line 2: row '²' does not exist"),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / f"{name}.csv"

@@ -5,6 +5,7 @@ training row, ``row,id,label,decision``, the label after the decision."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def decisions(path: Path, ds: Dataset) -> np.ndarray:
                 if len(fields) != 4:
                     raise PipelineError(f"{path}: line {line}: expected 4 fields, found {len(fields)}")
                 row, id_, label, decision = fields
-                if not row.isdigit() or int(row) >= n:
+                if not re.fullmatch(r"[0-9]{1,12}", row) or int(row) >= n:
                     raise PipelineError(f"{path}: line {line}: row {row!r} does not exist (the dataset has {n} training rows)")
                 if int(row) != line - 2:
                     raise PipelineError(f"{path}: line {line}: row {row}, expected row {line - 2} (one line per row, in order)")
