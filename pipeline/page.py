@@ -148,7 +148,7 @@ function cardNode(card, index) {
   if (card.methods.length) meta.push(card.methods.join(" "));
   if (card.true !== null) meta.push("true: " + D.classes[card.true]);
   if (card.outlier) meta.push("outlier");
-  node.append(el("div", "meta", "row " + card.row + " \\u00b7 " + meta.join(" \\u00b7 ")));
+  node.append(el("div", "meta", ["row " + card.row].concat(meta).join(" \\u00b7 ")));
   if (card.near_duplicate_of.length) {
     const pair = el("div", "pair");
     const partner = card.near_duplicate_of[0];
