@@ -57,6 +57,8 @@ class TrainingConfig:
         if self.recipe in PROBES:
             if self.arch is None or self.weights is None:
                 raise PipelineError(f"--recipe {self.recipe}: give --arch and --weights, the backbone whose features it fits")
+            if self.mixup is not None:
+                raise PipelineError(f"--mixup {self.mixup}: --recipe {self.recipe} fits features, it trains on no images to mix")
         else:
             if RECIPES[self.recipe].frozen_epochs and self.weights is None:
                 raise PipelineError(f"--recipe {self.recipe}: fine-tunes pretrained weights; give --weights")

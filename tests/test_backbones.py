@@ -51,7 +51,9 @@ def test_weights_that_are_not_here_or_not_weights_are_one_line(run_copy, hub, tm
              (["--arch", "resnet18", "--weights", str(tmp_path / "garbage.pth")], "garbage.pth: not a weights file of tensors"),
              (["--arch", "resnet18", "--weights", "IMAGENET9K"], "--weights 'IMAGENET9K': no such file, nor a torchvision weights name"),
              (["--arch", "resnet19", "--weights", "x"], "--arch 'resnet19': not a network of this pipeline"),
-             (["--arch", "resnet18"], "--recipe linear-probe: give --arch and --weights")]
+             (["--arch", "resnet18"], "--recipe linear-probe: give --arch and --weights"),
+             (["--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--mixup", "0.4"],
+              "--mixup 0.4: --recipe linear-probe fits features, it trains on no images to mix")]
     for flags, message in cases:
         err = stage("crossval", run.root, *PROBE, *flags, ok=False).stderr.strip()
         assert len(err.splitlines()) == 1 and message in err, (flags, err)
