@@ -7,6 +7,8 @@ together they cover every row exactly once and every row is a probability vector
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 from pipeline import store
@@ -33,29 +35,50 @@ def assign_folds(noisy_labels: np.ndarray, folds: int, seed: int, num_classes: i
     return fold_of
 
 
-def check_probs(probs: np.ndarray, num_classes: int, where: str) -> np.ndarray:
-    """Probabilities as float32 rows summing to 1, or a PipelineError naming ``where``."""
+CHUNK_ROWS = 1 << 16  # rows checked (in float64) at a time: memory stays a chunk however long the psx
+
+
+def check_probs(probs: np.ndarray, num_classes: int, where: str, out: np.ndarray | None = None, start: int = 0) -> np.ndarray:
+    """Probabilities as float32 rows summing to 1 (each renormalised in float64), written to ``out`` (default:
+    a new array), or a PipelineError naming ``where`` and the row (counted from ``start``)."""
     probs = np.asarray(probs)
     if probs.ndim != 2 or probs.shape[1] != num_classes:
         raise PipelineError(f"{where}: expected probabilities of shape (n, {num_classes}), got {probs.shape}")
     if not np.issubdtype(probs.dtype, np.floating):
         raise PipelineError(f"{where}: probabilities must be floating point, got {probs.dtype}")
-    p, atol = probs.astype(np.float64), PROB_ATOL.get(probs.dtype, PROB_ATOL_DEFAULT)
-    if not np.isfinite(p).all():
-        raise PipelineError(f"{where}: {int((~np.isfinite(p)).any(axis=1).sum())} rows contain NaN or inf")
-    off = np.abs(p.sum(axis=1) - 1)
-    if (p < 0).any() or off.max() > atol:
-        i = int(np.argmax(off)) if off.max() > atol else int(np.argmax((p < 0).any(axis=1)))
-        raise PipelineError(f"{where}: row {i} is not a probability vector (sums to {p[i].sum():.4f})")
-    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+    out = np.empty(probs.shape, np.float32) if out is None else out
+    atol = PROB_ATOL.get(probs.dtype, PROB_ATOL_DEFAULT)
+    for s in range(0, len(probs), CHUNK_ROWS):
+        p = probs[s : s + CHUNK_ROWS].astype(np.float64)
+        if not np.isfinite(p).all():
+            i = start + s + int(np.argmax(~np.isfinite(p).all(axis=1)))
+            raise PipelineError(f"{where}: row {i} contains NaN or inf")
+        off = np.abs(p.sum(axis=1) - 1)
+        if (p < 0).any() or off.max() > atol:
+            i = int(np.argmax(off)) if off.max() > atol else int(np.argmax((p < 0).any(axis=1)))
+            raise PipelineError(f"{where}: row {start + s + i} is not a probability vector (sums to {p[i].sum():.4f})")
+        out[s : s + len(p)] = p / p.sum(axis=1, keepdims=True)
+    return out
 
 
-def merge(shards: dict[int, tuple[np.ndarray, np.ndarray]], n: int, num_classes: int) -> np.ndarray:
-    """psx (n, classes) from ``{fold: (indices, probs)}``; every row must be covered exactly once."""
-    psx = np.full((n, num_classes), np.nan, np.float32)
+def read_probs(path, num_classes: int, where: str) -> np.ndarray:
+    """An ``.npy`` of probabilities, read in chunks and checked as ``check_probs`` does: one float32 array in
+    memory, never a float64 or mapped copy of the whole."""
+    chunks = store.RowChunks(path, CHUNK_ROWS)
+    if len(chunks.shape) != 2 or chunks.shape[1] != num_classes:
+        raise PipelineError(f"{where}: expected probabilities of shape (n, {num_classes}), got {chunks.shape}")
+    out = np.empty(chunks.shape, np.float32)
+    for start, chunk in chunks:
+        check_probs(chunk, num_classes, where, out=out[start : start + len(chunk)], start=start)
+    return out
+
+
+def merge(shards: Iterable[tuple[int, np.ndarray, np.ndarray]], out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` (n, classes) from ``(fold, indices, probs)``, one shard at a time; every row must be covered
+    exactly once."""
+    n = len(out)
     owner = np.full(n, -1, np.int64)
-    for k in sorted(shards):
-        indices, probs = shards[k]
+    for k, indices, probs in shards:
         if len(indices) != len(probs):
             raise PipelineError(f"fold {k}: {len(indices)} indices but {len(probs)} probability rows")
         if len(indices) and (indices.min() < 0 or indices.max() >= n):
@@ -68,11 +91,11 @@ def merge(shards: dict[int, tuple[np.ndarray, np.ndarray]], n: int, num_classes:
             i = int(indices[np.argmax(taken)])
             raise PipelineError(f"row {i} is held out in both fold {owner[i]} and fold {k}")
         owner[indices] = k
-        psx[indices] = probs
+        out[indices] = probs
     missing = np.flatnonzero(owner < 0)
     if len(missing):
         raise PipelineError(f"{len(missing)} rows are in no fold's shard (e.g. row {int(missing[0])})")
-    return psx
+    return out
 
 
 def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
@@ -100,16 +123,22 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
         noisy = store.read(labels)
         num_classes = len(store.verify(dataset)["info"]["classes"])
         fold_of = assign_folds(noisy, common["folds"], common["fold_seed"], num_classes)
-        parts = {}
-        for k, path in shards.items():
-            z = store.read(path)
-            if set(z) != {"indices", "probs"}:
-                raise PipelineError(f"{path}: expected arrays 'indices' and 'probs', found {sorted(z)}")
-            if not np.array_equal(z["indices"], np.flatnonzero(fold_of == k)):
-                raise PipelineError(f"{path}: its rows are not fold {k}'s rows under the fold assignment")
-            parts[k] = z["indices"], check_probs(z["probs"], num_classes, str(path))
-        psx = merge(parts, len(noisy), num_classes)
-        return psx, {"accuracy_vs_noisy_labels": float(np.mean(psx.argmax(1) == noisy))}
+
+        def parts():  # one shard in memory at a time
+            for k, path in sorted(shards.items()):
+                z = store.read(path)
+                if set(z) != {"indices", "probs"}:
+                    raise PipelineError(f"{path}: expected arrays 'indices' and 'probs', found {sorted(z)}")
+                if not np.array_equal(z["indices"], np.flatnonzero(fold_of == k)):
+                    raise PipelineError(f"{path}: its rows are not fold {k}'s rows under the fold assignment")
+                yield k, z["indices"], check_probs(z["probs"], num_classes, str(path))
+
+        psx, staged = store.staged_array(run.psx(cond), (len(noisy), num_classes), np.float32)
+        merge(parts(), psx)
+        psx.flush()
+        hits = sum(int(np.sum(psx[s : s + CHUNK_ROWS].argmax(1) == noisy[s : s + CHUNK_ROWS]))
+                   for s in range(0, len(noisy), CHUNK_ROWS))
+        return staged, {"accuracy_vs_noisy_labels": hits / len(noisy)}
 
     inputs = {"dataset": dataset, "labels": labels, **{f"fold{k}": p for k, p in shards.items()}}
     return store.produce(run.psx(cond), root=run.root, stage="combine", inputs=inputs, config={"crossval": common}, make=make, force=force)

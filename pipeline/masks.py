@@ -17,13 +17,14 @@ adds rules of its own there (on the paper's psx its masks differ from the paper'
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import conditions, datasets, store
 from pipeline.errors import PipelineError
-from pipeline.folds import check_probs
+from pipeline.folds import check_probs, read_probs
 from pipeline.layout import RunDir
 
 PAPER_PSX = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cl-paper" / "psx"
@@ -38,28 +39,73 @@ CL_METHODS = {
 ROWS = ("none", *CL_METHODS.values())  # the row sets a learner trains on: every row, or a method's kept rows
 
 
-def confident_joint_issues(noisy_labels: np.ndarray, psx: np.ndarray) -> np.ndarray:
-    """C_{y~,y*}: True for the rows counted off the diagonal of the confident joint."""
-    from cleanlab.count import compute_confident_joint
-
-    _, off_diagonal = compute_confident_joint(noisy_labels, psx, return_indices_of_off_diagonals=True)
-    flagged = np.zeros(len(noisy_labels), bool)
-    flagged[np.asarray(off_diagonal, dtype=np.int64)] = True
-    return flagged
+BLOCK_FLOATS = 1 << 26  # psx entries (256 MB of float32) a method works on at once: cleanlab copies a block 2-3 times
 
 
-def find_mask(method: str, noisy_labels: np.ndarray, psx: np.ndarray) -> np.ndarray:
-    """The keep mask of one method (by our id)."""
-    from cleanlab.filter import find_label_issues
+class Finder:
+    """The five methods' keep masks on one psx, in memory bounded by the psx and a block, whatever its size.
 
-    if method == "confident_joint":
-        return ~confident_joint_issues(noisy_labels, psx)
-    return ~find_label_issues(noisy_labels, psx, filter_by=method, n_jobs=1)
+    cleanlab's ``find_label_issues`` copies the psx whole twice (its rows by class, and in ``_reduce_issues``)
+    beside the psx itself: 3x its size. Here the confident joint (cleanlab's ``compute_confident_joint``,
+    calibrated, as ``find_label_issues`` computes it) is counted once over all rows, then every method runs
+    ``find_label_issues`` on blocks of whole classes, given that joint (its ``confident_joint`` argument). Each of
+    those methods decides a row from its class's rows and the joint only (pruning by class or noise rate ranks
+    within a class; the final check and C_confusion look at the row alone), so the masks are those of one call on
+    all rows (``tests/test_paper.py`` checks it against single calls)."""
+
+    def __init__(self, noisy_labels: np.ndarray, psx: np.ndarray, block_floats: int = BLOCK_FLOATS):
+        from cleanlab.count import compute_confident_joint
+
+        self.noisy, self.psx = noisy_labels, psx
+        self.joint, off_diagonal = compute_confident_joint(noisy_labels, psx, return_indices_of_off_diagonals=True)
+        self.off_diagonal = np.asarray(off_diagonal, dtype=np.int64)
+        self.blocks = class_blocks(noisy_labels, psx.shape[1], max(1, block_floats // psx.shape[1]))
+
+    def mask(self, method: str) -> np.ndarray:
+        """The keep mask of one method (by our id)."""
+        from cleanlab.filter import find_label_issues
+
+        flagged = np.zeros(len(self.noisy), bool)
+        if method == "confident_joint":  # C_{y~,y*}: the rows counted off the diagonal of the confident joint
+            flagged[self.off_diagonal] = True
+            return ~flagged
+        for rows in self.blocks:
+            whole = len(rows) == len(self.noisy)
+            with warnings.catch_warnings():  # a block lacks the other classes: "too few examples" of each, by design
+                warnings.filterwarnings("ignore", "May not flag all label issues in class")
+                flagged[rows] = find_label_issues(self.noisy if whole else self.noisy[rows], self.psx if whole else self.psx[rows],
+                                                  filter_by=method, confident_joint=self.joint, n_jobs=1)
+        return ~flagged
+
+
+def class_blocks(noisy_labels: np.ndarray, num_classes: int, max_rows: int) -> list[np.ndarray]:
+    """The rows in blocks of whole classes, in class order: each of at least 2 classes (cleanlab's minimum) and,
+    where classes allow, at most ``max_rows`` rows (a class larger than that is a block of its own with one more)."""
+    counts = np.bincount(noisy_labels, minlength=num_classes)
+    groups, group, rows = [], [], 0
+    for k in np.flatnonzero(counts):
+        if group and len(group) >= 2 and rows + counts[k] > max_rows:
+            groups.append(group)
+            group, rows = [], 0
+        group.append(k)
+        rows += counts[k]
+    if len(group) >= 2 or not groups:
+        groups.append(group)
+    else:
+        groups[-1] += group
+    if len(groups) == 1:
+        return [np.arange(len(noisy_labels))]
+    block_of = np.empty(num_classes, np.int64)
+    for b, g in enumerate(groups):
+        block_of[g] = b
+    order = np.argsort(block_of[noisy_labels], kind="stable")
+    return np.split(order, np.cumsum([counts[g].sum() for g in groups])[:-1])
 
 
 def find_masks(noisy_labels: np.ndarray, psx: np.ndarray) -> dict[str, np.ndarray]:
     """``{method id: keep mask}`` for the five methods."""
-    return {m: find_mask(m, noisy_labels, psx) for m in CL_METHODS.values()}
+    finder = Finder(noisy_labels, psx)
+    return {m: finder.mask(m) for m in CL_METHODS.values()}
 
 
 def detection(keep: np.ndarray, noisy_labels: np.ndarray, true_labels: np.ndarray) -> dict:
@@ -133,12 +179,13 @@ def read_masks(run: RunDir, cond: str) -> dict[str, np.ndarray]:
 
 
 def read_masks_psx(path: Path, checksum: str | None) -> np.ndarray:
-    """The contents of ``masks_psx``'s file, refused if it changed since the masks were made from it."""
+    """The contents of ``masks_psx``'s file, memory-mapped (see ``store.load``), refused if it changed since the
+    masks were made from it."""
     if checksum is None:
-        return store.read(path)
-    if not path.is_file() or store.checksum(path) != checksum:
+        store.verify(path)
+    elif not path.is_file() or store.checksum(path) != checksum:
         raise PipelineError(f"{path}: changed or gone since the masks were made from it; run make masks PSX={path} again")
-    return store.load(path, ".npy")
+    return store.load(path, ".npy", mapped=True)
 
 
 def detect(noisy: np.ndarray, true: np.ndarray, psx: np.ndarray, where: str, num_classes: int) -> tuple[dict, dict]:
@@ -162,20 +209,26 @@ def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = Fal
     if psx is None:
         inputs["psx"] = run.require(run.psx(cond), "combine")
     where = str(inputs.get("psx", psx))
-    read: dict[str, np.ndarray] = {}
+    read: dict = {}
 
-    def checked() -> tuple:
-        """(noisy labels, true labels, psx), read and checked once for every method made."""
+    def finder() -> Finder:
+        """The labels and the psx, read and checked once (in chunks) for every method made."""
         if not read:
             ds = datasets.cached(inputs["dataset"])
-            noisy, probs = store.read(loaded.labels), store.read(inputs["psx"]) if psx is None else store.load(psx, ".npy")
-            read.update(noisy=noisy, true=ds.train_y, psx=checked_psx(probs, noisy, where, ds.num_classes))
-        return read["noisy"], read["true"], read["psx"]
+            noisy = store.read(loaded.labels)
+            if psx is None:
+                store.verify(inputs["psx"])
+            probs = read_probs(inputs.get("psx", psx), ds.num_classes, where)
+            if len(probs) != len(noisy):
+                raise PipelineError(f"{where}: {len(probs)} rows but {len(noisy)} noisy labels")
+            read.update(true=ds.train_y, finder=Finder(noisy, probs),
+                        acc=float(np.mean(probs.argmax(1) == ds.train_y)))
+        return read["finder"]
 
     def make(method: str):
-        noisy, true, probs = checked()
-        keep = find_mask(method, noisy, probs)
-        return keep, {"psx_acc_true": float(np.mean(probs.argmax(1) == true)), "detection": detection(keep, noisy, true)}
+        found = finder()
+        keep = found.mask(method)
+        return keep, {"psx_acc_true": read["acc"], "detection": detection(keep, found.noisy, read["true"])}
 
     config = {"psx": "combine" if psx is None else str(psx.resolve()), "psx_checksum": None if psx is None else store.checksum(psx)}
     return {m: store.produce(path, root=run.root, stage="masks", inputs=inputs, config={**config, "method": m}, make=lambda m=m: make(m),

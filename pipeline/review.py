@@ -148,7 +148,7 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
 
     def make_csv():
         ds, noisy = datasets.cached(inputs["dataset"]), store.read(loaded.labels)
-        rows = issues(noisy, read_masks_psx(psx, psx_checksum).astype(np.float64), read_masks(run, cond))
+        rows = issues(noisy, read_masks_psx(psx, psx_checksum), read_masks(run, cond))
         true = ds.train_y if np.any(noisy != ds.train_y) else None  # the dataset's labels are the truth only then
         info = {"flagged": len(rows), "true_labels_known": true is not None}
         return _csv_bytes(rows, ds.train_ids, ds.classes, true), info
@@ -232,7 +232,7 @@ def _data_issues(run: RunDir, cond: str, inputs: dict, feats: Path, psx: Path, p
 
     def make():
         ds, noisy = datasets.cached(inputs["dataset"]), store.read(inputs["labels"])
-        found = data_issues(store.read(feats)["train"], noisy, read_masks_psx(psx, psx_checksum).astype(np.float64))
+        found = data_issues(store.read(feats)["train"], noisy, read_masks_psx(psx, psx_checksum))
         info = {"outliers": sum(f["outlier"] for f in found), "near_duplicates": sum(f["near_duplicate"] for f in found)}
         return _data_issues_csv(found, ds.train_ids, ds.classes, noisy), info
 

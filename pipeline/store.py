@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import enum
 import hashlib
 import importlib.metadata
@@ -30,7 +31,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -45,20 +46,11 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
     (full disk, read-only or missing folder) leaves the old file and no temp file behind."""
     path, tmp = Path(path), None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get normal file modes
-        with os.fdopen(fd, "wb") as f:
+        tmp = staging(path)
+        with open(tmp, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _commit(tmp, path)
         tmp = None
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
     except OSError as e:
         raise PipelineError(f"{path}: cannot write it ({e.strerror or e})") from None
     finally:
@@ -66,11 +58,58 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
             Path(tmp).unlink(missing_ok=True)
 
 
+_staged: list[Path] = []  # the temp files made since ``produce`` began: removed unless renamed into place
+
+
+def staging(path: Path) -> Path:
+    """A new empty temp file beside ``path`` (normal file modes), to be written and then renamed over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get normal file modes
+    os.close(fd)
+    _staged.append(Path(tmp))
+    return Path(tmp)
+
+
+def staged_array(artifact: Path, shape: tuple, dtype) -> tuple[np.ndarray, Staged]:
+    """A new ``.npy`` of ``shape`` beside ``artifact``, memory-mapped for writing (zeros until written), and the
+    ``Staged`` a ``make`` returns once it is filled: an array larger than memory is written in place."""
+    tmp = staging(artifact)
+    return np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape), Staged(tmp)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """fsync ``tmp``, rename it over ``path``, fsync the folder."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclasses.dataclass(frozen=True)
+class Staged:
+    """What a ``make`` returns for an artifact it wrote itself, in bounded memory, to ``path`` (from ``staging``):
+    ``save`` renames it into place."""
+
+    path: Path
+
+
 def save(path: Path, value: Any) -> None:
     """Write ``value`` atomically in the format ``path``'s suffix names: ``.npy`` an array, ``.npz`` a
-    dict of arrays, ``.json`` a JSON value, anything else bytes."""
+    dict of arrays, ``.json`` a JSON value, anything else bytes; a ``Staged`` file is renamed into place."""
     kind = Path(path).suffix
-    if kind == ".npy":
+    if isinstance(value, Staged):
+        try:
+            _commit(value.path, Path(path))
+        except OSError as e:
+            Path(value.path).unlink(missing_ok=True)
+            raise PipelineError(f"{path}: cannot write it ({e.strerror or e})") from None
+    elif kind == ".npy":
         atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(value), allow_pickle=False))
     elif kind == ".npz":
         atomic_write(path, lambda f: np.savez(f, **value))
@@ -83,15 +122,18 @@ def save(path: Path, value: Any) -> None:
 _read_as: dict[str, str] = {}  # absolute path -> checksum of the bytes ``load`` last returned in this process
 
 
-def load(path: Path, kind: str | None = None) -> Any:
+def load(path: Path, kind: str | None = None, mapped: bool = False) -> Any:
     """Load a file, eagerly, in the format ``kind`` (default: its suffix's, see ``save``); a missing or
     unreadable file, or one of another format, is a PipelineError. The checksum of the bytes read is
-    remembered (``produce`` records inputs at it); a file that changes while it is read is refused."""
+    remembered (``produce`` records inputs at it); a file that changes while it is read is refused.
+    ``mapped``: an ``.npy`` is memory-mapped, not read (pages come from disk as they are touched), copy-on-write
+    so that it is writeable: numpy copies a read-only array whole in ``argmax`` and friends. Nothing is written
+    back, and an artifact is replaced by a rename, never in place, so the mapping keeps the bytes checked here."""
     path = Path(path)
     kind = kind or path.suffix
     try:
         before = checksum(path)
-        value = _parse(path, kind)
+        value = _parse(path, kind, mapped)
         if checksum(path) != before:
             raise PipelineError(f"{path}: changed while it was being read; run again")
     except FileNotFoundError:
@@ -102,16 +144,60 @@ def load(path: Path, kind: str | None = None) -> Any:
     return value
 
 
-def _parse(path: Path, kind: str) -> Any:
+def _parse(path: Path, kind: str, mapped: bool = False) -> Any:
     if kind in (".npy", ".npz"):
         _check_format(path, kind)
         if kind == ".npy":
-            return np.load(path, allow_pickle=False)
+            return np.load(path, allow_pickle=False, mmap_mode="c" if mapped else None)
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     if kind == ".json":
         return json.loads(path.read_text())
     return path.read_bytes()
+
+
+class RowChunks:
+    """An ``.npy`` array's ``shape`` and ``dtype`` (read from its header), iterated as ``(first row, rows)``,
+    ``rows`` at a time, read from the file, not mapped: memory stays one chunk however large the file. Checked
+    like ``load``: a file that changes while it is read is refused; its checksum is remembered."""
+
+    def __init__(self, path: Path, rows: int):
+        self.path, self.rows = Path(path), rows
+        with self._errors():
+            self.before = checksum(self.path)
+            _check_format(self.path, ".npy")
+            with open(self.path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+                if version not in header:
+                    raise ValueError(f".npy format version {version}")
+                self.shape, fortran, self.dtype = header[version](f)
+                self.offset = f.tell()
+            if fortran or self.dtype.hasobject or not self.shape:
+                raise ValueError(f"expected a C-ordered array of numbers, got shape {self.shape} {self.dtype}")
+
+    @contextlib.contextmanager
+    def _errors(self):
+        try:
+            yield
+        except FileNotFoundError:
+            raise PipelineError(f"{self.path}: file not found") from None
+        except (ValueError, OSError, EOFError) as e:
+            raise PipelineError(f"{self.path}: not a readable .npy ({e})") from None
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        per_row = int(np.prod(self.shape[1:]))
+        with self._errors(), open(self.path, "rb") as f:
+            f.seek(self.offset)
+            for start in range(0, self.shape[0], self.rows):
+                count = min(self.rows, self.shape[0] - start)
+                chunk = np.fromfile(f, self.dtype, count * per_row)
+                if len(chunk) != count * per_row:
+                    raise EOFError("the file is shorter than its header says")
+                yield start, chunk.reshape(count, *self.shape[1:])
+        if checksum(self.path) != self.before:
+            raise PipelineError(f"{self.path}: changed while it was being read; run again")
+        _read_as[os.path.abspath(self.path)] = self.before
 
 
 MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04"}  # numpy's header; a zip archive's
@@ -317,14 +403,20 @@ def produce(artifact: Path, *, root: Path, stage: str, inputs: dict[str, Path], 
         if force:
             ckpt_path(artifact).unlink(missing_ok=True)
         start = time.perf_counter()
-        value, info = make()
-        now = _records(artifact, inputs)
-        for name, source in inputs.items():
-            held = _read_as.get(os.path.abspath(source))
-            if now[name] != made_from[name] or held not in (None, made_from[name]["checksum"]):
-                raise PipelineError(f"{artifact}: its input {source} changed while it was being made (or after this "
-                                    f"process read it); nothing was written: run make {stage} again")
-        save(artifact, value)
+        _staged.clear()
+        try:
+            value, info = make()
+            now = _records(artifact, inputs)
+            for name, source in inputs.items():
+                held = _read_as.get(os.path.abspath(source))
+                if now[name] != made_from[name] or held not in (None, made_from[name]["checksum"]):
+                    raise PipelineError(f"{artifact}: its input {source} changed while it was being made (or after "
+                                        f"this process read it); nothing was written: run make {stage} again")
+            save(artifact, value)
+        finally:
+            for tmp in _staged:
+                tmp.unlink(missing_ok=True)
+            _staged.clear()
         save(manifest_path(artifact), {
             "artifact": _made_as(artifact, root), "stage": stage, "checksum": checksum(artifact), "inputs": made_from,
             "config": normalise(config), "info": normalise(info), "wall_s": round(time.perf_counter() - start, 3),

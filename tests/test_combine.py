@@ -72,14 +72,15 @@ def test_merge_is_independent_of_assignment_and_order(n, k, rnd):
     shards = {f: (idx, probs[idx]) for f, (idx, _) in shards.items()}
     order = list(shards)
     rnd.shuffle(order)
-    assert np.array_equal(merge({f: shards[f] for f in order}, n, 3), probs)
+    out = lambda: np.empty((n, 3), np.float32)
+    assert np.array_equal(merge(((f, *shards[f]) for f in order), out()), probs)
     victim = rnd.randrange(n)
     f = fold_of[victim]
     dropped = {**shards, f: tuple(a[shards[f][0] != victim] for a in shards[f])}
     with pytest.raises(PipelineError, match="in no fold"):
-        merge(dropped, n, 3)
+        merge(((f, *s) for f, s in dropped.items()), out())
     other = (f + 1) % k
     if other != f:
         dup = {**shards, other: (np.append(shards[other][0], victim), np.vstack([shards[other][1], probs[victim]]))}
         with pytest.raises(PipelineError, match="both fold"):
-            merge(dup, n, 3)
+            merge(((f, *s) for f, s in dup.items()), out())

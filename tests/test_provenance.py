@@ -274,4 +274,4 @@ def test_masks_refuse_a_psx_rewritten_while_they_are_made(run, monkeypatch):
     noisy = store.load(run.labels("n20_s0"))
     for method, path in masks.mask_paths(run, "n20_s0").items():
         assert f"wrote: {path}" in out
-        assert np.array_equal(store.read(path), masks.find_mask(method, noisy, masks.checked_psx(new_psx, noisy, "", 10)))
+        assert np.array_equal(store.read(path), masks.Finder(noisy, masks.checked_psx(new_psx, noisy, "", 10)).mask(method))
