@@ -35,7 +35,8 @@ DIGITS = digits.NAME
 
 @functools.lru_cache(maxsize=1)
 def _cached(path: Path, stat: tuple) -> Dataset:
-    arrays = store.read(path)
+    store.verify(path)
+    arrays = store.load(path, mapped=True)
     missing = set(Dataset.__dataclass_fields__) - set(arrays)
     if missing:
         raise PipelineError(f"{path}: not a dataset cache (missing {', '.join(sorted(missing))})")
@@ -43,7 +44,8 @@ def _cached(path: Path, stat: tuple) -> Dataset:
 
 
 def cached(path: Path) -> Dataset:
-    """The verified dataset cache, loaded once per process while the file is unchanged."""
+    """The verified dataset cache, opened once per process while the file is unchanged: its images memory-mapped
+    (read from disk as rows are used, so a cache larger than memory works), the rest loaded."""
     st = os.stat(path)
     return _cached(Path(path), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pipeline.errors import PipelineError
+
+MEMORY_ENV = "CL_DEVICE_MEMORY_GIB"  # --device-memory, passed to worker processes
 
 
 def check_gpu(spec: str) -> str:
@@ -42,3 +47,51 @@ def name(device) -> str:
     import torch
 
     return torch.cuda.get_device_name(device)
+
+
+def memory_budget(device) -> int:
+    """Bytes of a training's rows that may be held on ``device`` (more are streamed from the host): ``--device-memory``
+    GiB where given; else half of a GPU's memory, or half of the memory this process may still use on the CPU
+    (the lesser of the machine's available memory and its cgroup's limit less its use)."""
+    if os.environ.get(MEMORY_ENV):
+        return int(float(os.environ[MEMORY_ENV]) * 2**30)
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_properties(device).total_memory // 2
+    return host_available() // 2
+
+
+def host_available() -> int:
+    """Bytes of memory this process may still take: MemAvailable, or less where a cgroup (v1 or v2) above it
+    limits its memory (the limit less what the group uses)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+    available = int(fields["MemAvailable"].split()[0]) * 1024
+    for folder, limit, usage in _cgroup_files():
+        while True:
+            try:
+                cap = (folder / limit).read_text().strip()
+                if cap != "max" and int(cap) < 2**60:
+                    available = min(available, int(cap) - int((folder / usage).read_text()))
+            except (OSError, ValueError):
+                pass
+            if folder == folder.parent or folder.name in ("memory", "cgroup"):
+                break
+            folder = folder.parent
+    return max(0, available)
+
+
+def _cgroup_files() -> list[tuple[Path, str, str]]:
+    """(this process's memory cgroup folder, its limit file, its usage file) for each hierarchy that has one."""
+    found = []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one hierarchy
+            found.append((Path("/sys/fs/cgroup") / path.lstrip("/"), "memory.max", "memory.current"))
+        elif "memory" in controllers.split(","):
+            found.append((Path("/sys/fs/cgroup/memory") / path.lstrip("/"), "memory.limit_in_bytes", "memory.usage_in_bytes"))
+    return found

@@ -2,7 +2,10 @@
 
 The uint8 NHWC images go to the device once; every batch is gathered, normalised, randomly
 translated (reflection padding) and flipped there as a few batched tensor ops. No per-image Python
-work, no worker processes. The randomness of epoch ``e`` is drawn from a generator seeded with
+work, no worker processes. Rows that do not fit the device's budget (``devices.memory_budget``) stay
+where they are (a memory-mapped cache): each batch's rows are gathered by index into a pinned host
+buffer by a background thread, a few batches ahead, and copied over; everything after is the same ops
+on the same rows, so both paths give the same batches. The randomness of epoch ``e`` is drawn from a generator seeded with
 ``(seed, e)``, so an epoch's batches do not depend on what ran before it (resume-friendly). Given the
 rows' indices in a larger set (``rows``, ``n_all``), it is drawn for the whole set and the rows follow
 it: two subsets of one set share, seed for seed, the order and augmentation of the rows they have in
@@ -18,10 +21,93 @@ import torch
 import torch.nn.functional as F
 
 
-def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of uint8 NHWC images, in 0..1 units."""
-    x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255
-    return x.mean(axis=0), np.maximum(x.std(axis=0), 1e-3)
+STATS_ROWS = 1 << 12  # images per chunk when summing pixels
+
+
+def channel_stats(images) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of uint8 NHWC images (an array, a memory-mapped one or ``Rows``), in 0..1 units:
+    exact sums of integers over chunks, so the result does not depend on the order or the chunking."""
+    c = images.shape[-1]
+    total, squares, n = np.zeros(c, object), np.zeros(c, object), 0
+    for start in range(0, len(images), STATS_ROWS):
+        x = np.asarray(images[start : start + STATS_ROWS]).reshape(-1, c).astype(np.int64)
+        total += x.sum(axis=0).astype(object)  # Python ints: no overflow however many pixels
+        squares += (x * x).sum(axis=0).astype(object)
+        n += len(x)
+    mean = np.array([t / (n * 255) for t in total])
+    var = np.array([(n * q - t * t) / (n * n * 255 * 255) for t, q in zip(total, squares)])  # each rounded once
+    return mean, np.maximum(np.sqrt(var), 1e-3)
+
+
+class Rows:
+    """Rows ``index`` of ``images`` (e.g. a fold's rows of a memory-mapped cache), without copying them: a
+    batch's rows are read when it is gathered. Indexing and ``np.asarray`` give arrays, as a copy would."""
+
+    def __init__(self, images: np.ndarray, index: np.ndarray):
+        self.images, self.index = images, np.asarray(index, np.int64)
+        self.shape, self.dtype = (len(self.index), *images.shape[1:]), images.dtype
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return gather(self.images, self.index[idx])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return gather(self.images, self.index)
+
+
+def gather(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``images[rows]``, read in ascending row order (a memory-mapped file is read forward)."""
+    rows = np.asarray(rows)
+    if rows.ndim == 0 or len(rows) < 2:
+        return images[rows]
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((len(rows), *images.shape[1:]), images.dtype)
+    out[order] = images[rows[order]]
+    return out
+
+
+def prefetch(images, batches: list[torch.Tensor], device: torch.device, depth: int = 3):
+    """Each batch's rows (CPU index tensors) of the host ``images``, as a uint8 tensor on ``device``, gathered by
+    a background thread ``depth`` batches ahead into pinned buffers (on CUDA) and copied asynchronously."""
+    import queue
+    import threading
+
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    cuda = device.type == "cuda"
+
+    def work():
+        try:
+            for idx in batches:
+                host = torch.from_numpy(gather(images, idx.numpy()))
+                if cuda:
+                    host = host.pin_memory()  # page-locked: the copy below runs without a staging copy, asynchronously
+                out = host.to(device, non_blocking=True) if cuda else host
+                while not stop.is_set():
+                    try:
+                        ready.put((out, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as e:  # noqa: BLE001 - raised again in the consumer
+            ready.put((None, e))
+
+    thread = threading.Thread(target=work, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        for _ in batches:
+            out, error = ready.get()
+            if error is not None:
+                raise error
+            yield out
+    finally:
+        stop.set()
+        thread.join()
 
 
 class Batches:
@@ -37,7 +123,18 @@ class Batches:
 
     def __init__(self, images, labels, *, batch_size, device, mean, std, train, seed=0, translate=None, alternate_flips=False,
                  rows=None, n_all=None):
-        self.images = torch.as_tensor(np.ascontiguousarray(images)).to(device)  # N,H,W,C uint8
+        from pipeline.devices import memory_budget
+
+        nbytes = int(np.prod(images.shape)) * np.dtype(images.dtype).itemsize
+        budget = memory_budget(torch.device(device))
+        self.streamed = nbytes > budget
+        if self.streamed and train:
+            from pipeline.cli import log
+
+            log(f"streaming {len(labels)} rows ({nbytes / 2**30:.2f} GiB) from the host, a batch at a time: more than the "
+                f"{budget / 2**30:.2f} GiB the device may hold (--device-memory)")
+        # N,H,W,C uint8: on the device, or (streamed) left on the host, read a batch at a time
+        self.images = images if self.streamed else torch.as_tensor(np.ascontiguousarray(np.asarray(images))).to(device)
         self.labels = torch.as_tensor(np.asarray(labels, np.int64)).to(device)
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
@@ -56,7 +153,7 @@ class Batches:
         mask = torch.as_tensor(np.asarray(mask, bool))
         if len(mask) != len(self.labels) or not mask.any():
             raise ValueError(f"keep(): expected a mask of {len(self.labels)} rows keeping at least one")
-        self.kept = mask.to(self.device)
+        self.kept = mask
 
     @property
     def sampler(self) -> "Batches":
@@ -85,10 +182,18 @@ class Batches:
         the data's statistics."""
         n = len(self.labels)
         idx = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 777_777))[: min(k, n)]
-        return self._normalise(idx.sort().values.to(self.device))
+        return self._normalise(next(self._fetch([idx.sort().values])))
 
-    def _normalise(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.images[idx].permute(0, 3, 1, 2).float()
+    def _fetch(self, batches: list[torch.Tensor]):
+        """The rows of each batch (CPU index tensors) on the device, in order: indexed there, or streamed."""
+        if self.streamed:
+            yield from prefetch(self.images, batches, self.device)
+            return
+        for idx in batches:
+            yield self.images[idx.to(self.device)]
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2).float()
         return (x - self.mean) / self.std
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,9 +212,9 @@ class Batches:
     def __iter__(self):
         n = len(self.labels)
         if not self.train:
-            for start in range(0, n, self.batch_size):
-                idx = torch.arange(start, min(start + self.batch_size, n), device=self.device)
-                yield self._layout(self._normalise(idx)), self.labels[idx]
+            order = [torch.arange(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]
+            for idx, x in zip(order, self._fetch(order)):
+                yield self._layout(self._normalise(x)), self.labels[idx.to(self.device)]
             return
         # Drawn for all n_all rows of the set (this epoch's order, and each row's shift and flip).
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -126,14 +231,15 @@ class Batches:
             perm = local[perm]
             perm = perm[perm >= 0]
             shifts, flips = shifts[:, self.rows], flips[self.rows]
-        perm, shifts, flips = perm.to(self.device), shifts.to(self.device), flips.to(self.device)
+        shifts, flips = shifts.to(self.device), flips.to(self.device)
         self.epoch += 1
         if self.kept is not None:
             perm = perm[self.kept[perm]]
             perm = perm.repeat(-(-len(self) * self.batch_size // len(perm)))
-        for i in range(len(self)):
-            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
-            yield self._layout(self._augment(self._normalise(idx), shifts[0, idx], shifts[1, idx], flips[idx])), self.labels[idx]
+        order = [perm[i * self.batch_size : (i + 1) * self.batch_size] for i in range(len(self))]
+        for idx, x in zip(order, self._fetch(order)):
+            idx = idx.to(self.device)
+            yield self._layout(self._augment(self._normalise(x), shifts[0, idx], shifts[1, idx], flips[idx])), self.labels[idx]
 
 
 class FeatureBatches(Batches):
@@ -146,8 +252,8 @@ class FeatureBatches(Batches):
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1)
 
-    def _normalise(self, idx: torch.Tensor) -> torch.Tensor:
-        return (self.images[idx].float() - self.mean) / self.std
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.std
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x

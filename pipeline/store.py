@@ -150,10 +150,42 @@ def _parse(path: Path, kind: str, mapped: bool = False) -> Any:
         if kind == ".npy":
             return np.load(path, allow_pickle=False, mmap_mode="c" if mapped else None)
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            big = _mappable_members(path) if mapped else {}
+            return {k: big[k] if k in big else z[k] for k in z.files}
     if kind == ".json":
         return json.loads(path.read_text())
     return path.read_bytes()
+
+
+MAP_MIN_BYTES = 1 << 20  # members of an .npz smaller than this are read, not mapped
+
+
+def _mappable_members(path: Path) -> dict[str, np.ndarray]:
+    """The large members of an uncompressed ``.npz`` (what ``save`` writes), memory-mapped in place (copy-on-write):
+    ``{name: array}``. A zip stores a member's bytes whole after its local header, so an array's data starts at
+    the header's end plus the ``.npy`` header."""
+    import struct
+    import zipfile
+
+    mapped = {}
+    with zipfile.ZipFile(path) as z, open(path, "rb") as f:
+        for info in z.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size < MAP_MIN_BYTES or not info.filename.endswith(".npy"):
+                continue
+            f.seek(info.header_offset)
+            local = f.read(30)
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                continue
+            shape, fortran, dtype = read_header(f)
+            if dtype.hasobject:
+                continue
+            mapped[info.filename[: -len(".npy")]] = np.memmap(path, dtype=dtype, mode="c", offset=f.tell(), shape=shape,
+                                                              order="F" if fortran else "C")
+    return mapped
 
 
 class RowChunks:

@@ -37,6 +37,9 @@ def parser(stage: tasks.Stage) -> cli.Parser:
     p.add_argument("--workers-per-gpu", type=Range(int, 1, MAX_WORKERS_PER_GPU), default=1,
                    help="worker processes per listed device, each running its own tasks: a small network leaves most of "
                         "a large GPU idle, so several tasks at once finish the grid sooner (with --gpu: that one device)")
+    p.add_argument("--device-memory", type=Range(float, 0, 1 << 20, optional=True), default=None, metavar="GIB",
+                   help="GiB of a training's images a device may hold; more are streamed from the (memory-mapped) cache a "
+                        "batch at a time, with the same batches (none: half a GPU's memory, or half the memory left on the CPU)")
     return p
 
 
@@ -55,6 +58,20 @@ def main(stage: tasks.Stage) -> None:
 def run(args, stage: tasks.Stage) -> None:
     """A stage: its pending tasks one after another (on ``--gpu``), or on one worker process per entry of
     ``--gpus`` (a stage without a device ignores the device: ``--gpus cpu,cpu`` is two CPU workers)."""
+    budget = getattr(args, "device_memory", None)
+    before = os.environ.get(devices.MEMORY_ENV)
+    if budget is not None:
+        os.environ[devices.MEMORY_ENV] = str(budget)  # read where batches are made, in worker processes too
+    try:
+        _run(args, stage)
+    finally:
+        if before is None:
+            os.environ.pop(devices.MEMORY_ENV, None)
+        else:
+            os.environ[devices.MEMORY_ENV] = before
+
+
+def _run(args, stage: tasks.Stage) -> None:
     gpus = worker_devices(args) if stage.pooled else None
     plan = tasks.plan(args, stage)
     if gpus is None:

@@ -18,6 +18,7 @@ import numpy as np
 from pipeline import backbones, conditions, datasets, features, models, options, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
+from pipeline.loader import Rows
 from pipeline.learners import BY_NAME, LEARNERS
 from pipeline.masks import ROWS, rows_inputs
 from pipeline.options import SEED_MAX, Range, option
@@ -171,7 +172,7 @@ class Coteach(tasks.TrainingStage):
                                             np.flatnonzero(keep), len(keep)), **batches)
         else:
             weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
-            inputs = learning.images(Data(ds.train_x[keep], noisy[keep], ds.test_x, ds.test_y, ds.num_classes,
+            inputs = learning.images(Data(Rows(ds.train_x, np.flatnonzero(keep)), noisy[keep], ds.test_x, ds.test_y, ds.num_classes,
                                           np.flatnonzero(keep), len(keep)),
                                      arch=c["arch"], weights=weights, input_size=config.input_size, **batches)
         acc = learning.train_learner(spec, inputs, epochs=c["epochs"], lr=c["lr"], epoch_decay_start=c["epoch_decay_start"],

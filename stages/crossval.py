@@ -18,6 +18,7 @@ from pipeline import backbones, conditions, datasets, features, models, options,
 from pipeline.errors import PipelineError
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
+from pipeline.loader import Rows
 from pipeline.options import SEED_MAX, Range, option
 from pipeline.recipes import PROBES, RECIPES
 
@@ -163,7 +164,8 @@ class Crossval(tasks.TrainingStage):
             trained = probe.fit_predict(x[train], noisy[train], x[held], ds.num_classes, PROBES[config.recipe], device)
         else:
             weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
-            data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
+            rows = np.flatnonzero(train)  # selected by index, read a batch at a time where they do not fit the device
+            data = Data(Rows(ds.train_x, rows), noisy[train], Rows(ds.train_x, held), noisy[held], ds.num_classes)
             trained = train_classifier(data, **config.training(), weights=weights, seed=config.seed + 1000 * fold,
                                        device=device, ckpt=ckpt, tag=tag, label=f"crossval {self.describe(task)}")
         probs = trained.probs

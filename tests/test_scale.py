@@ -1,0 +1,116 @@
+"""Beyond memory: the masks over blocks of classes, psx read in chunks, the memory-mapped cache, and
+streamed batches, each checked against the whole-array computation it replaces."""
+
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FAST_CROSSVAL, stage
+
+from pipeline import folds, loader, masks, store
+
+
+def _psx(n, k, seed):
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, k, n)
+    noisy = np.where(rng.random(n) < 0.3, rng.integers(0, k, n), true)
+    z = rng.standard_normal((n, k)).astype(np.float32) * 2
+    z[np.arange(n), true] += 3
+    p = np.exp(z)
+    return noisy, p / p.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("n,k,block_rows", [(3000, 50, 300), (2000, 7, 1), (4000, 120, 40_000)])
+def test_the_masks_over_blocks_of_classes_are_cleanlabs_on_all_rows(n, k, block_rows):
+    from cleanlab.count import compute_confident_joint
+    from cleanlab.filter import find_label_issues
+
+    noisy, psx = _psx(n, k, n + k)
+    finder = masks.Finder(noisy, psx, block_floats=block_rows * k)
+    assert (len(finder.blocks) > 1) == (block_rows < n)
+    assert np.array_equal(np.sort(np.concatenate(finder.blocks)), np.arange(n))  # every row once
+    for rows in finder.blocks:  # whole classes, at least two
+        assert len(np.unique(noisy[rows])) >= 2 and not np.isin(noisy[rows], noisy[np.setdiff1d(np.arange(n), rows)]).any()
+    for method in masks.CL_METHODS.values():
+        if method == "confident_joint":
+            flagged = np.zeros(n, bool)
+            flagged[compute_confident_joint(noisy, psx, return_indices_of_off_diagonals=True)[1]] = True
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flagged = find_label_issues(noisy, psx, filter_by=method, n_jobs=1)
+        assert flagged.any() and np.array_equal(finder.mask(method), ~flagged), method
+
+
+def test_a_psx_read_in_chunks_is_checked_and_normalised_as_a_whole(tmp_path, monkeypatch):
+    _, psx = _psx(1000, 5, 0)
+    psx = (psx * 1.0004).astype(np.float32)  # off by a little: renormalised
+    path = tmp_path / "psx.npy"
+    store.save(path, psx)
+    monkeypatch.setattr(folds, "CHUNK_ROWS", 77)
+    assert np.array_equal(folds.read_probs(path, 5, "psx"), folds.check_probs(psx, 5, "psx"))
+    psx[613, 2] = np.nan
+    store.save(path, psx)
+    with pytest.raises(Exception, match="psx: row 613 contains NaN"):
+        folds.read_probs(path, 5, "psx")
+    with pytest.raises(Exception, match=r"expected probabilities of shape \(n, 4\)"):
+        folds.read_probs(path, 4, "psx")
+
+
+def test_channel_stats_are_exact_whatever_the_chunks(monkeypatch):
+    images = np.random.default_rng(1).integers(0, 256, (333, 5, 3, 2), dtype=np.uint8)
+    x = images.reshape(-1, 2).astype(np.int64)
+    n = len(x)
+    mean = [Fraction(int(s), n * 255) for s in x.sum(0)]
+    var = [Fraction(int(q), n * 255 * 255) - m * m for q, m in zip((x * x).sum(0), mean)]
+    results = []
+    for rows in (1, 7, 4096):
+        monkeypatch.setattr(loader, "STATS_ROWS", rows)
+        results.append(loader.channel_stats(images))
+        results.append(loader.channel_stats(loader.Rows(np.concatenate([images, images[:9]]), np.arange(333))))
+    for m, s in results:
+        assert m.tolist() == [float(v) for v in mean] and np.allclose(s, [float(v) ** 0.5 for v in var], rtol=1e-15, atol=0)
+        assert m.tobytes() == results[0][0].tobytes() and s.tobytes() == results[0][1].tobytes()
+
+
+def test_the_cache_is_mapped_not_read(tmp_path):
+    arrays = {"train_x": np.random.default_rng(2).integers(0, 256, (3000, 20, 20, 3), dtype=np.uint8),
+              "train_y": np.arange(3000), "classes": np.array(["a", "b"])}
+    path = tmp_path / "cache.npz"
+    store.save(path, arrays)
+    loaded = store.load(path, mapped=True)
+    assert isinstance(loaded["train_x"], np.memmap) and not isinstance(loaded["train_y"], np.memmap)
+    for key, value in arrays.items():
+        assert np.array_equal(loaded[key], value), key
+    rows = loader.Rows(loaded["train_x"], [5, 2999, 0, 5])
+    assert np.array_equal(rows[1:3], arrays["train_x"][[2999, 0]]) and np.array_equal(np.asarray(rows), arrays["train_x"][[5, 2999, 0, 5]])
+
+
+def test_streamed_batches_are_the_batches_on_the_device():
+    import torch
+
+    images = np.random.default_rng(3).integers(0, 256, (500, 8, 8, 3), dtype=np.uint8)
+    kw = dict(batch_size=32, device="cpu", mean=np.full(3, 0.5), std=np.full(3, 0.25), seed=4, rows=np.arange(0, 1000, 2), n_all=1000)
+    made = {}
+    for budget in ("", "0"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CL_DEVICE_MEMORY_GIB", budget)
+            train = loader.Batches(loader.Rows(images, np.arange(500)), np.arange(500), train=True, alternate_flips=True, **kw)
+        assert train.streamed == (budget == "0")
+        train.keep(np.arange(500) % 3 > 0)
+        made[budget] = [torch.cat([x.flatten(), y.float()]) for epoch in range(2) for x, y in train]
+        made[budget] += [torch.cat([x.flatten(), y.float()]) for x, y in train.in_order()] + [train.sample(10).flatten()]
+    assert len(made[""]) == 2 * 15 + 16 + 1
+    assert all(torch.equal(a, b) for a, b in zip(made[""], made["0"]))
+
+
+def test_a_fold_streamed_from_the_cache_writes_the_same_shard(folds_run, tmp_path):
+    run = tmp_path / "run"
+    stage("data", run, "--source", "digits")
+    stage("noise", run, "--conditions", "0.2:0.0")
+    out = stage("crossval", run, "--fold", "1", "--cond", "n20_s0", "--device-memory", "0", *FAST_CROSSVAL).stdout
+    assert "streaming 898 rows" in out
+    ours, theirs = (np.load(Path(r) / "conditions/n20_s0/folds/fold1.npz") for r in (run, folds_run))
+    assert np.array_equal(ours["indices"], theirs["indices"]) and np.array_equal(ours["probs"], theirs["probs"])
