@@ -19,7 +19,10 @@ empty field, a class with no training rows) is an error naming the file and line
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,26 +54,36 @@ def cached(path: Path) -> Dataset:
 
 
 def prepare(run: RunDir, source: str, force: bool = False, image_size: int | None = None, test_fraction: float | None = None,
-            skip_bad: bool = False, audit_test: bool = False) -> store.Outcome:
+            skip_bad: bool = False, audit_test: bool = False, workers: int = 1) -> store.Outcome:
     """Decode ``source`` into the run's cache unless it is current (same source, unchanged, same options);
     The manifest counts the rows ``skip_bad`` left out, with the first few reasons. An option
-    the source cannot apply is refused (see ``read_source``), so the manifest records only options that acted."""
+    the source cannot apply is refused (see ``read_source``), so the manifest records only options that acted.
+    Images are decoded by ``workers`` processes into ``.data.partial/<config>/`` in the run (memory-mapped, so a
+    source larger than memory is decoded in bounded memory), which a killed decode resumes from, then copied
+    into the cache a chunk at a time; the folder is removed once the cache is written."""
     where = source if source == DIGITS else str(Path(source).resolve())
     config = {"source": where, "fingerprint": fingerprint(source), "image_size": image_size,
               "test_fraction": TEST_FRACTION if test_fraction is None else test_fraction, "skip_bad": skip_bad}
     if audit_test:  # recorded only when set: caches made before the option existed stay current
         config["audit_test"] = True
 
+    staging = run.root / ".data.partial" / hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
     def make():
         skipped: list[str] = []
-        ds = read_source(source, image_size, test_fraction, skipped if skip_bad else None, audit_test)
+        for other in staging.parent.glob("*"):  # a killed decode with other options: not resumable
+            if other != staging:
+                shutil.rmtree(other, ignore_errors=True)
+        ds = read_source(source, image_size, test_fraction, skipped if skip_bad else None, audit_test, staging, workers)
         counts = np.bincount(ds.train_y, minlength=ds.num_classes)
         info = {"n_train": len(ds.train_y), "n_test": len(ds.test_y), "image_shape": list(ds.train_x.shape[1:]),
                 "classes": ds.classes.tolist(), "train_per_class": {"min": int(counts.min()), "max": int(counts.max())},
                 "skipped": len(skipped), "skipped_first": skipped[:20]}
         return ds.arrays(), info
 
-    return store.produce(run.dataset, root=run.root, stage="data", inputs={}, config=config, make=make, force=force)
+    made = store.produce(run.dataset, root=run.root, stage="data", inputs={}, config=config, make=make, force=force)
+    shutil.rmtree(staging.parent, ignore_errors=True)
+    return made
 
 
 def find(source: str) -> tuple[Source, Path]:
@@ -94,14 +107,17 @@ def fingerprint(source: str) -> str:
 
 
 def read_source(source: str, image_size: int | None = None, test_fraction: float | None = None,
-                skipped: list[str] | None = None, audit_test: bool = False) -> Dataset:
+                skipped: list[str] | None = None, audit_test: bool = False, staging: Path | None = None,
+                workers: int = 1) -> Dataset:
     """Decode a source into a Dataset. Never downloads. ``skipped``: leave out unusable rows, appending one
     line on each, instead of failing. ``test_fraction`` (None: TEST_FRACTION) applies only to a source without
     a train/test split; an option given to a source that cannot apply it (``--image-size`` to digits,
-    ``--test-fraction`` to a split source, ...) is refused, not recorded."""
+    ``--test-fraction`` to a split source, ...) is refused, not recorded. ``staging``: a folder to decode into
+    (resumable; the images stay there, as ``Rows``, until saved); None: in memory. ``workers``: decoding processes."""
     if image_size is not None and not 1 <= image_size <= 4096:
         raise PipelineError(f"--image-size {image_size}: expected an integer in [1, 4096]")
     if test_fraction is not None and not 0 < test_fraction < 1:
         raise PipelineError(f"--test-fraction {test_fraction}: expected a number in (0, 1)")
     kind, path = find(source)
-    return kind.read(path, Options(image_size, test_fraction, skipped, audit_test))
+    ds = kind.read(path, Options(image_size, test_fraction, skipped, audit_test, staging, workers))
+    return ds if staging is not None else ds.in_memory()

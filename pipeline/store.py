@@ -112,11 +112,33 @@ def save(path: Path, value: Any) -> None:
     elif kind == ".npy":
         atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(value), allow_pickle=False))
     elif kind == ".npz":
-        atomic_write(path, lambda f: np.savez(f, **value))
+        atomic_write(path, lambda f: _write_npz(f, value))
     elif kind == ".json":
         atomic_write(path, lambda f: f.write((json.dumps(value, indent=1, sort_keys=True) + "\n").encode()))
     else:
         atomic_write(path, lambda f: f.write(value))
+
+
+NPZ_CHUNK_BYTES = 1 << 26  # bytes of an array written to an .npz at a time
+
+
+def _write_npz(f, arrays: dict) -> None:
+    """``np.savez``'s file (an uncompressed zip of ``.npy`` members), each array copied a chunk at a time: one given
+    as ``Rows`` or memory-mapped (a dataset larger than memory) is read as it is written, never whole."""
+    import zipfile
+
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name, value in arrays.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as member:
+                if type(value) is np.ndarray:
+                    np.lib.format.write_array(member, value, allow_pickle=False)
+                    continue
+                dtype, shape = np.dtype(value.dtype), tuple(value.shape)
+                np.lib.format.write_array_header_1_0(
+                    member, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+                rows = max(1, NPZ_CHUNK_BYTES // max(1, int(np.prod(shape[1:])) * dtype.itemsize))
+                for start in range(0, shape[0], rows):
+                    member.write(np.ascontiguousarray(value[start : start + rows]).tobytes())
 
 
 _read_as: dict[str, str] = {}  # absolute path -> checksum of the bytes ``load`` last returned in this process

@@ -18,7 +18,7 @@ import numpy as np
 from pipeline import backbones, conditions, datasets, features, models, options, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.loader import Rows
+from pipeline.rows import Rows
 from pipeline.learners import BY_NAME, LEARNERS
 from pipeline.masks import ROWS, rows_inputs
 from pipeline.options import SEED_MAX, Range, option

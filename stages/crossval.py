@@ -18,7 +18,7 @@ from pipeline import backbones, conditions, datasets, features, models, options,
 from pipeline.errors import PipelineError
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
-from pipeline.loader import Rows
+from pipeline.rows import Rows
 from pipeline.options import SEED_MAX, Range, option
 from pipeline.recipes import PROBES, RECIPES
 

@@ -16,6 +16,7 @@ class Task(NamedTuple):
     test_fraction: float | None
     skip_bad: bool
     audit_test: bool
+    workers: int
 
 
 class Data(tasks.Stage):
@@ -35,15 +36,18 @@ class Data(tasks.Stage):
                        help="audit the source's test split: its test images become the rows every stage works on (the "
                             "training rows), and no test set is left; pretrain a backbone on the training split in another "
                             "run (python -m stages.backbone) and probe or fine-tune from it")
+        p.add_argument("--workers", type=Range(int, 1, 256), default=1,
+                       help="processes decoding images (the cache is the same for any number; a killed decode resumes)")
         p.add_argument("--skip-bad", action="store_true",
                        help="leave out unusable rows (unreadable or missing image, duplicate path, unknown class, ...) "
                             "and count them in the manifest, instead of stopping at the first")
 
     def select(self, run: RunDir, args: argparse.Namespace, config) -> list[Task]:
-        return [Task(args.source, args.image_size, args.test_fraction, args.skip_bad, args.audit_test)]
+        return [Task(args.source, args.image_size, args.test_fraction, args.skip_bad, args.audit_test, args.workers)]
 
     def run(self, run: RunDir, task: Task, config, device, force: bool = False) -> tuple[store.Outcome, str]:
-        made = datasets.prepare(run, task.source, force, task.image_size, task.test_fraction, task.skip_bad, task.audit_test)
+        made = datasets.prepare(run, task.source, force, task.image_size, task.test_fraction, task.skip_bad, task.audit_test,
+                                 task.workers)
         info = store.verify(run.dataset)["info"]
         skipped = f"; {info['skipped']} unusable row(s) left out (first: {info['skipped_first'][0]})" if info.get("skipped") else ""
         return made, (f"{made.value}: {run.dataset}  {info['n_train']} train / {info['n_test']} test, "

@@ -133,6 +133,7 @@ def test_symlinks_inside_the_tree_are_followed(tmp_path):
 def test_decoding_logs_a_line_per_chunk(tmp_path, monkeypatch, capsys):
     root = make_imagefolder(tmp_path / "folder", {"a": [f"{i}_a.png" for i in range(3)], "b": ["3_b.png", "4_b.png"]})
     monkeypatch.setattr(base, "LOG_EVERY", 2)
+    monkeypatch.setattr(base, "CHUNK", 1)  # progress is counted as chunks finish
     datasets.read_source(str(root))
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("decode train")]
     assert [ln.split(" (")[0] for ln in lines] == ["decode train: 2/5 images", "decode train: 4/5 images", "decode train: 5/5 images"]

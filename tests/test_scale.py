@@ -10,6 +10,7 @@ import pytest
 from conftest import FAST_CROSSVAL, stage
 
 from pipeline import folds, loader, masks, store
+from pipeline.rows import Rows
 
 
 def _psx(n, k, seed):
@@ -69,7 +70,7 @@ def test_channel_stats_are_exact_whatever_the_chunks(monkeypatch):
     for rows in (1, 7, 4096):
         monkeypatch.setattr(loader, "STATS_ROWS", rows)
         results.append(loader.channel_stats(images))
-        results.append(loader.channel_stats(loader.Rows(np.concatenate([images, images[:9]]), np.arange(333))))
+        results.append(loader.channel_stats(Rows(np.concatenate([images, images[:9]]), np.arange(333))))
     for m, s in results:
         assert m.tolist() == [float(v) for v in mean] and np.allclose(s, [float(v) ** 0.5 for v in var], rtol=1e-15, atol=0)
         assert m.tobytes() == results[0][0].tobytes() and s.tobytes() == results[0][1].tobytes()
@@ -84,7 +85,7 @@ def test_the_cache_is_mapped_not_read(tmp_path):
     assert isinstance(loaded["train_x"], np.memmap) and not isinstance(loaded["train_y"], np.memmap)
     for key, value in arrays.items():
         assert np.array_equal(loaded[key], value), key
-    rows = loader.Rows(loaded["train_x"], [5, 2999, 0, 5])
+    rows = Rows(loaded["train_x"], [5, 2999, 0, 5])
     assert np.array_equal(rows[1:3], arrays["train_x"][[2999, 0]]) and np.array_equal(np.asarray(rows), arrays["train_x"][[5, 2999, 0, 5]])
 
 
@@ -97,7 +98,7 @@ def test_streamed_batches_are_the_batches_on_the_device():
     for budget in ("", "0"):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("CL_DEVICE_MEMORY_GIB", budget)
-            train = loader.Batches(loader.Rows(images, np.arange(500)), np.arange(500), train=True, alternate_flips=True, **kw)
+            train = loader.Batches(Rows(images, np.arange(500)), np.arange(500), train=True, alternate_flips=True, **kw)
         assert train.streamed == (budget == "0")
         train.keep(np.arange(500) % 3 > 0)
         made[budget] = [torch.cat([x.flatten(), y.float()]) for epoch in range(2) for x, y in train]
@@ -114,3 +115,39 @@ def test_a_fold_streamed_from_the_cache_writes_the_same_shard(folds_run, tmp_pat
     assert "streaming 898 rows" in out
     ours, theirs = (np.load(Path(r) / "conditions/n20_s0/folds/fold1.npz") for r in (run, folds_run))
     assert np.array_equal(ours["indices"], theirs["indices"]) and np.array_equal(ours["probs"], theirs["probs"])
+
+
+def test_a_decode_stopped_part_way_resumes_where_it_stopped(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from pipeline import datasets
+    from pipeline.sources import base
+
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(5)
+    for i in range(40):
+        (root / f"c{i % 4}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(root / f"c{i % 4}" / f"{i}.png")
+    monkeypatch.setattr(base, "CHUNK", 8)
+    decoded, real = [], base.Decoder.image
+
+    def image(self, data, name):
+        if name.endswith("_kill.png"):
+            raise RuntimeError("killed")
+        decoded.append(name)
+        return real(self, data, name)
+
+    monkeypatch.setattr(base.Decoder, "image", image)
+    whole = datasets.read_source(str(root), test_fraction=0.25)
+    (root / "c1" / "33.png").rename(root / "c1" / "33_kill.png")  # row 16 in listing order: the decode dies at the 3rd chunk
+    staging = tmp_path / "staging"
+    with pytest.raises(RuntimeError, match="killed"):
+        datasets.read_source(str(root), test_fraction=0.25, staging=staging)
+    (root / "c1" / "33_kill.png").rename(root / "c1" / "33.png")
+    decoded.clear()
+    resumed = datasets.read_source(str(root), test_fraction=0.25, staging=staging)
+    assert len(decoded) == 40 - 16 + 1  # chunks 1 and 2 were kept; the first image is decoded again for its size
+    forked = datasets.read_source(str(root), test_fraction=0.25, staging=tmp_path / "other", workers=3)
+    for key, value in whole.arrays().items():
+        assert np.array_equal(np.asarray(getattr(resumed, key)), value), key
+        assert np.array_equal(np.asarray(getattr(forked, key)), value), key

@@ -4,6 +4,8 @@ may apply, and the decoding helpers (images to uint8 arrays, stacking, a stratif
 from __future__ import annotations
 
 import io
+import json
+import multiprocessing
 import os
 import re
 import time
@@ -14,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.rows import Rows
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 LOG_EVERY = 10_000  # images between progress lines while decoding
@@ -39,6 +42,10 @@ class Dataset:
     def arrays(self) -> dict[str, np.ndarray]:
         return dict(self.__dict__)
 
+    def in_memory(self) -> Dataset:
+        """The same dataset with every array read into memory (the images may be ``Rows`` of a decode's file)."""
+        return Dataset(**{k: np.asarray(v) for k, v in self.__dict__.items()})
+
 
 @dataclass(frozen=True)
 class Options:
@@ -50,6 +57,8 @@ class Options:
     test_fraction: float | None = None
     skipped: list[str] | None = None
     audit_test: bool = False  # the source's test split becomes the audited (training) rows; no test set is left
+    staging: Path | None = None  # a folder to decode into (memory-mapped files, resumable); None: in memory
+    workers: int = 1  # processes decoding images
 
     def only(self, applies: set[str], where, why: str) -> None:
         """Refuse the options given that ``where`` cannot apply (a manifest must not record an option that did nothing)."""
@@ -61,7 +70,7 @@ class Options:
                                 f"({why}); leave it out")
 
     def decoder(self) -> Decoder:
-        return Decoder(self.image_size, self.skipped)
+        return Decoder(self.image_size, self.skipped, self.staging, self.workers)
 
 
 @dataclass(frozen=True)
@@ -83,10 +92,12 @@ def source_index(stem: str) -> int:
 
 class Decoder:
     """Decodes images to uint8 HWC (C = 1 for grayscale, else 3), resizing to ``image_size`` when set;
-    ``skipped`` (a list) collects the reasons for left-out rows instead of failing."""
+    ``skipped`` (a list) collects the reasons for left-out rows instead of failing. ``staging``, ``workers``: see
+    ``decode``. The first image decoded sets the size every other must have (``first``: (size, name))."""
 
-    def __init__(self, image_size: int | None, skipped: list[str] | None):
-        self.image_size, self.skipped = image_size, skipped
+    def __init__(self, image_size: int | None, skipped: list[str] | None, staging: Path | None = None, workers: int = 1):
+        self.image_size, self.skipped, self.staging, self.workers = image_size, skipped, staging, workers
+        self.first: tuple[tuple[int, int], str] | None = None
 
     def none_left(self, where) -> None:
         """With nothing usable left, say so (and why the first row was skipped) instead of the error it would cause later."""
@@ -134,22 +145,25 @@ class Decoder:
         return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
-def stack(splits: dict[str, list[np.ndarray]], names: dict[str, list[str]], where: Path) -> dict[str, np.ndarray]:
-    """Each split's images as one (N, H, W, C) array: one size for all, and 3 channels if any is in colour."""
-    every = [(im, n) for split in splits for im, n in zip(splits[split], names[split])]
-    sizes = {}
-    for im, n in every:
-        sizes.setdefault(im.shape[:2], n)
-    if len(sizes) > 1:
-        (a, na), (b, nb) = list(sizes.items())[:2]
-        raise PipelineError(f"{where}: images differ in size ({a[1]}x{a[0]} {na}, {b[1]}x{b[0]} {nb}, ...); "
-                            "pass --image-size N to resize them all to N x N")
-    colour = any(im.shape[-1] == 3 for im, _ in every)
-    out = {}
-    for split, images in splits.items():
-        images = [np.repeat(im, 3, axis=-1) if colour and im.shape[-1] == 1 else im for im in images]
-        out[split] = np.stack(images) if images else np.zeros((0, 1, 1, 3 if colour else 1), np.uint8)
-    return out
+@dataclass
+class Decoded:
+    """The images of one ``decode``: (n, H, W, 3) uint8 (grey ones repeated), and each row's ``state``: 0 not yet
+    decoded, 1 grey, 3 colour, 2 unusable (left out)."""
+
+    images: np.ndarray
+    state: np.ndarray
+
+    GREY, BAD, COLOUR = 1, 2, 3
+
+    def kept(self) -> np.ndarray:
+        return np.flatnonzero((self.state == self.GREY) | (self.state == self.COLOUR))
+
+
+def stack(parts: dict[str, tuple[Decoded, np.ndarray]]) -> dict[str, np.ndarray | Rows]:
+    """Each split's rows (``{split: (decoded, rows of it)}``) as one (N, H, W, C) array, read where it lies (a
+    memory-mapped decode is not copied): 3 channels if any image of any split is in colour, else 1."""
+    colour = any((d.state[rows] == Decoded.COLOUR).any() for d, rows in parts.values())
+    return {split: Rows(d.images if colour else d.images[..., :1], rows) for split, (d, rows) in parts.items()}
 
 
 def hold_out(y: np.ndarray, test_fraction: float | None, where: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -195,11 +209,111 @@ def dataset(x: dict[str, np.ndarray], y: dict[str, np.ndarray], ids: dict[str, l
     )
 
 
-def decode(items: list[tuple[str, Callable[[], bytes]]], decoder: Decoder, what: str) -> list[np.ndarray | None]:
-    """Decode (name, read) pairs, logging a line per ``LOG_EVERY``; None for skipped ones."""
-    out, start = [], time.perf_counter()
-    for i, (name, read) in enumerate(items, 1):
-        out.append(decoder.image(read(), name))
-        if i % LOG_EVERY == 0 or i == len(items):
-            print(f"decode {what}: {i}/{len(items)} images ({time.perf_counter() - start:.1f} s)", flush=True)
-    return out
+CHUNK = 256  # images per task of a decoding worker
+SAVE_EVERY_S = 5.0  # seconds between saves of a resumable decode's progress
+
+
+def decode(items: list[tuple[str, Callable[[], bytes]]], decoder: Decoder, what: str) -> Decoded:
+    """Decode (name, read) pairs into one array, a progress line per ``LOG_EVERY``. With ``decoder.staging`` the
+    array is a memory-mapped file there (a source larger than memory is decoded in bounded memory) and the rows
+    done are saved as it goes: a decode killed part way resumes where it stopped. ``decoder.workers`` processes
+    decode ``CHUNK`` images at a time (forked: the items are shared, not sent)."""
+    global _job
+    n, start = len(items), time.perf_counter()
+    size = _first_size(items, decoder)
+    shape = (n, *(size or (1, 1)), 3)
+    folder = decoder.staging
+    if folder is None:
+        images, state, reasons = np.zeros(shape, np.uint8), np.zeros(n, np.uint8), {}
+    else:
+        images, state, reasons = _resumed(folder, what, shape)
+        if state.any():
+            print(f"decode {what}: resuming, {int((state > 0).sum())}/{n} images done before", flush=True)
+    todo = [s for s in range(0, n, CHUNK) if not state[s : s + CHUNK].all()]
+    _job = (items, decoder, images)
+    pool = multiprocessing.get_context("fork").Pool(decoder.workers) if decoder.workers > 1 and len(todo) > 1 else None
+    saved, logged = time.perf_counter(), int((state > 0).sum()) // LOG_EVERY
+    try:
+        for first, states, bad in (pool.imap(_decode_chunk, todo) if pool else map(_decode_chunk, todo)):
+            state[first : first + len(states)] = states
+            reasons.update(bad)
+            done = int((state > 0).sum())
+            if done // LOG_EVERY > logged or done == n:
+                logged = done // LOG_EVERY
+                print(f"decode {what}: {done}/{n} images ({time.perf_counter() - start:.1f} s)", flush=True)
+            if folder is not None and time.perf_counter() - saved > SAVE_EVERY_S:
+                _save_progress(folder, what, images, state, reasons)
+                saved = time.perf_counter()
+    finally:
+        _job = None
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if folder is not None:  # what was done is kept, however this ends (a SIGKILL loses SAVE_EVERY_S at most)
+            _save_progress(folder, what, images, state, reasons)
+    if decoder.skipped is not None:
+        decoder.skipped.extend(reasons[i] for i in sorted(reasons))
+    return Decoded(images, state)
+
+
+_job: tuple | None = None  # (items, decoder, images) of the running decode, shared with forked workers
+
+
+def _decode_chunk(first: int) -> tuple[int, np.ndarray, dict[int, str]]:
+    """Decode ``CHUNK`` items from ``first`` into the shared images: (first, their states, {row: why unusable})."""
+    items, decoder, images = _job
+    end = min(first + CHUNK, len(items))
+    states, bad = np.zeros(end - first, np.uint8), {}
+    for i in range(first, end):
+        name, read = items[i]
+        skipped: list[str] = []
+        im = Decoder(decoder.image_size, skipped if decoder.skipped is not None else None).image(read(), name)
+        if im is None:
+            states[i - first], bad[i] = Decoded.BAD, skipped[0]
+            continue
+        if im.shape[:2] != images.shape[1:3]:
+            (h, w), other = images.shape[1:3], decoder.first[1]
+            raise PipelineError(f"{name}: images differ in size ({im.shape[1]}x{im.shape[0]} {name}, {w}x{h} {other}, ...); "
+                                "pass --image-size N to resize them all to N x N")
+        images[i] = im
+        states[i - first] = Decoded.COLOUR if im.shape[-1] == 3 else Decoded.GREY
+    if isinstance(images, np.memmap):
+        images.flush()  # on disk before the progress that counts it
+    return first, states, bad
+
+
+def _first_size(items, decoder: Decoder) -> tuple[int, int] | None:
+    """The size every image must have: ``--image-size``, or the first usable image's (shared by all splits)."""
+    if decoder.image_size:
+        return decoder.image_size, decoder.image_size
+    if decoder.first is None:
+        for name, read in items:
+            im = Decoder(None, []).image(read(), name)
+            if im is not None:
+                decoder.first = im.shape[:2], name
+                break
+    return None if decoder.first is None else decoder.first[0]
+
+
+def _resumed(folder: Path, what: str, shape: tuple) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """(images, state, reasons) of a decode into ``folder``: what an earlier, killed one saved, if it had this shape."""
+    images_path, state_path, reasons_path = (folder / f"{what}{suffix}" for suffix in (".npy", ".state.npy", ".skipped.json"))
+    try:
+        images = np.lib.format.open_memmap(images_path, mode="r+")
+        state, reasons = np.load(state_path), {int(k): v for k, v in json.loads(reasons_path.read_text()).items()}
+        if images.shape == shape and state.shape == shape[:1]:
+            return images, state, reasons
+    except (OSError, ValueError):
+        pass
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (state_path, reasons_path, images_path):
+        path.unlink(missing_ok=True)
+    return np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape), np.zeros(shape[0], np.uint8), {}
+
+
+def _save_progress(folder: Path, what: str, images: np.ndarray, state: np.ndarray, reasons: dict[int, str]) -> None:
+    from pipeline import store
+
+    images.flush()
+    store.save(folder / f"{what}.skipped.json", {str(k): v for k, v in reasons.items()})
+    store.save(folder / f"{what}.state.npy", state)

@@ -86,22 +86,21 @@ def read(path: Path, options: Options) -> Dataset:
         kept.append((line, r, file))
     images = decode([(f"{path}: line {line}: {r['path']}", lambda f=file: f.read_bytes()) for line, r, file in kept],
                      decoder, "csv")
-    kept = [(k, im) for k, im in zip(kept, images) if im is not None]
+    usable = images.kept()
+    kept = [kept[i] for i in usable]
     if not kept:
         decoder.none_left(path)
     check_classes(classes, path)
-    y = np.array([known[key(r["label"])] for (_, r, _), _ in kept], np.int64)
+    y = np.array([known[key(r["label"])] for _, r, _ in kept], np.int64)
     if has_split:
-        is_test = np.array([r["split"].lower() == "test" for (_, r, _), _ in kept], bool)
+        is_test = np.array([r["split"].lower() == "test" for _, r, _ in kept], bool)
         train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
     else:
         train, test = hold_out(y, test_fraction, path, classes)
-    ims, names = [im for _, im in kept], [str(file) for (_, _, file), _ in kept]
-    x = stack({"train": [ims[i] for i in train], "test": [ims[i] for i in test]},
-               {"train": [names[i] for i in train], "test": [names[i] for i in test]}, path)
+    x = stack({"train": (images, usable[train]), "test": (images, usable[test])})
     if options.audit_test and not has_split:
         options.only({"--image-size", "--test-fraction", "--skip-bad"}, path, "it has no split column naming test rows to audit")
-    paths = {s: [kept[i][0][1]["path"] for i in rows] for s, rows in (("train", train), ("test", test))}
+    paths = {s: [kept[i][1]["path"] for i in rows] for s, rows in (("train", train), ("test", test))}
     return dataset(x, {"train": y[train], "test": y[test]}, paths, {s: [os.path.splitext(p)[0] for p in paths[s]] for s in paths},
                    classes, path, options.audit_test)
 

@@ -119,21 +119,20 @@ def read(path: Path, options: Options) -> Dataset:
         classes, entries = imagefolder_index(files, split)
         names = [f"{split}/{classes[c]}/{rel}" if split else f"{classes[c]}/{rel}" for c, rel in entries]
         images = decode([(f"{path}/{n}", lambda n=n: files.read(n)) for n in names], decoder, split or "all")
-        keep = [i for i, im in enumerate(images) if im is not None]
-        if not keep:
+        keep = images.kept()
+        if not len(keep):
             decoder.none_left(f"{path}/{split}" if split else path)
-        found[split] = classes, [entries[i] for i in keep], [images[i] for i in keep], [f"{path}/{names[i]}" for i in keep]
+        found[split] = classes, [entries[i] for i in keep], (images, keep)
     if not has_splits:
-        classes, entries, images, names = found[""]
+        classes, entries, (images, keep) = found[""]
         y = np.array([c for c, _ in entries], np.int64)
         train, test = hold_out(y, test_fraction, path, classes)
-        found = {split: (classes, [entries[i] for i in rows], [images[i] for i in rows], [names[i] for i in rows])
-                 for split, rows in (("train", train), ("test", test))}
+        found = {split: (classes, [entries[i] for i in rows], (images, keep[rows])) for split, rows in (("train", train), ("test", test))}
     train_classes, train_entries = found["train"][:2]
     if found["test"][0] != train_classes:
         raise PipelineError(f"{path}: train/ and test/ have different class folders")
     check_classes(train_classes, path)
-    x = stack({s: found[s][2] for s in found}, {s: found[s][3] for s in found}, path)
+    x = stack({s: found[s][2] for s in found})
     y = {s: [c for c, _ in found[s][1]] for s in found}
     stems = {s: [os.path.splitext(rel)[0] for _, rel in found[s][1]] for s in found}
     ids = {s: [f"{train_classes[c]}/{stem}" for (c, _), stem in zip(found[s][1], stems[s])] for s in found}
