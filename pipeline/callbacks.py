@@ -70,7 +70,7 @@ class LogLine(pl.Callback):
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, module):
-        if not sys.stderr.isatty():
+        if not sys.stderr.isatty() and trainer.is_global_zero:
             loss = float(trainer.callback_metrics["loss"])
             note = "".join(n.note(module) for n in self.notes)
             print(f"{module.label}: epoch {trainer.current_epoch + 1}/{trainer.max_epochs} loss {loss:.4f}{note} "
@@ -88,14 +88,16 @@ class EpochCheckpoint(pl.callbacks.Checkpoint):
     def on_train_epoch_end(self, trainer, module):
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
-            trainer.save_checkpoint(tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            trainer.save_checkpoint(tmp)  # every rank of a several-device task takes part; rank 0 writes
+            if trainer.is_global_zero:
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
         except OSError as e:
             raise PipelineError(f"{self.path}: cannot write the checkpoint ({e.strerror or e})") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            if trainer.is_global_zero:
+                tmp.unlink(missing_ok=True)
 
 
 class Prune(pl.Callback):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 from pipeline.errors import PipelineError
 
 MEMORY_ENV = "CL_DEVICE_MEMORY_GIB"  # --device-memory, passed to worker processes
+GROUP_ENV = "CL_TASK_DEVICES"  # the devices of each task (--devices-per-task), e.g. "0,1" or "cpu,cpu"
 
 
 def check_gpu(spec: str) -> str:
@@ -39,6 +41,38 @@ def pick(gpu: str):
     if int(gpu) >= torch.cuda.device_count():
         raise PipelineError(f"--gpu {gpu}: this machine has CUDA devices 0..{torch.cuda.device_count() - 1}")
     return torch.device("cuda", int(gpu))
+
+
+def group(gpus: list[str], per_task: int) -> list[str]:
+    """Device specs in groups of ``per_task`` for one task each ("0,1", "2,3"); 'cpu' alone is repeated (CPU ranks)."""
+    if per_task == 1:
+        return gpus
+    if gpus == ["cpu"] * len(gpus):
+        return [",".join(["cpu"] * per_task)] * len(gpus)
+    if "cpu" in gpus or len(gpus) % per_task:
+        raise PipelineError(f"--devices-per-task {per_task}: give CUDA devices in groups of {per_task} with --gpus "
+                            f"(got {','.join(gpus)}), or --gpu cpu")
+    return [",".join(gpus[i : i + per_task]) for i in range(0, len(gpus), per_task)]
+
+
+@contextlib.contextmanager
+def task_devices(spec: str):
+    """Within it, tasks train on the group ``spec`` ("cpu,cpu"; one device: nothing set)."""
+    if "," not in spec:
+        yield
+        return
+    os.environ[GROUP_ENV] = spec
+    try:
+        yield
+    finally:
+        os.environ.pop(GROUP_ENV, None)
+
+
+def task_group(device) -> list[str]:
+    """The devices a task on ``device`` trains on: its worker's group (``GROUP_ENV``), or ``device`` alone."""
+    if os.environ.get(GROUP_ENV):
+        return os.environ[GROUP_ENV].split(",")
+    return ["cpu" if device.type != "cuda" else str(device.index)]
 
 
 def name(device) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline import ddp
 from pipeline.rows import Rows, gather
 
 
@@ -209,6 +210,9 @@ class Batches:
             perm = perm[self.kept[perm]]
             perm = perm.repeat(-(-len(self) * self.batch_size // len(perm)))
         order = [perm[i * self.batch_size : (i + 1) * self.batch_size] for i in range(len(self))]
+        rank, size, _ = ddp.world()
+        if size > 1:  # a rank of a task on several devices: its share of every batch (the same steps as one device)
+            order = [idx.view(size, -1)[rank] for idx in order]
         for idx, x in zip(order, self._fetch(order)):
             idx = idx.to(self.device)
             yield self._layout(self._augment(self._normalise(x), shifts[0, idx], shifts[1, idx], flips[idx])), self.labels[idx]

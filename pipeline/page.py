@@ -19,6 +19,7 @@ import json
 import numpy as np
 
 PAGE = 60  # cards per page
+MAX_CARDS = 20_000  # cards on one page, lowest label quality first (the CSVs list every flagged row)
 THUMB = 128  # px: larger images are shown as thumbnails of this size
 
 
@@ -37,11 +38,12 @@ def thumbnail(image: np.ndarray) -> str:
 
 
 def render(cond: str, classes: list[str], ids: list[str], labels: list[int], cards: list[dict],
-           images: dict[int, str], key: str) -> bytes:
+           images: dict[int, str], key: str, flagged: int | None = None) -> bytes:
     """The page: ``cards`` (row, given, suggested, score, methods, true, outlier, near_duplicate_of), the
     thumbnails of their rows and near-duplicate partners (``images``, by row), every training row's id and
-    label (the export writes them all), ``key``: what the browser keeps this page's decisions under."""
-    data = {"cond": cond, "classes": classes, "ids": ids, "labels": labels, "cards": cards,
+    label (the export writes them all), ``key``: what the browser keeps this page's decisions under;
+    ``flagged``: how many rows were flagged, where the cards are the first ``MAX_CARDS`` of them."""
+    data = {"cond": cond, "classes": classes, "ids": ids, "labels": labels, "cards": cards, "flagged": flagged,
             "images": {str(k): v for k, v in images.items()}, "key": key, "page": PAGE}
     # JSON inside <script>: "<" escaped, so no text of the data (a file name, a class) can end the element.
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
@@ -234,7 +236,8 @@ document.addEventListener("keydown", (e) => {
   else if (e.key === "u") decide(row, null);
   else if (/^[0-9]$/.test(e.key) && Number(e.key) < D.classes.length) decide(row, "relabel", Number(e.key));
 });
-$("title").textContent = "label issues: " + D.cond + " (" + D.cards.length + " flagged rows of " + D.labels.length + ")";
+$("title").textContent = "label issues: " + D.cond + " (" + D.cards.length + " flagged rows of " + D.labels.length + ")"
+  + (D.flagged ? "; the " + D.cards.length + " lowest label quality of " + D.flagged + " flagged: the CSV lists all" : "");
 options($("f-given"), D.classes.map((_, k) => k), D.classes);
 options($("f-suggested"), D.classes.map((_, k) => k), D.classes);
 options($("f-method"), METHODS);

@@ -214,14 +214,17 @@ def _page(run: RunDir, cond: str, path: Path, inputs: dict, csv_path: Path, data
                                               "methods": [], "true": None, "outlier": False, "near_duplicate_of": []})
                 card["outlier"] = "outlier" in r["issue"].split()
                 card["near_duplicate_of"] = [int(j) for j in r["near_duplicate_of"].split()]
+        flagged = len(cards)
+        cards = dict(list(cards.items())[: page.MAX_CARDS])  # the CSV's order: lowest label quality first
         shown = sorted({*cards, *(j for c in cards.values() for j in c["near_duplicate_of"][:1])})
         images = {row: page.thumbnail(ds.train_x[row]) for row in shown}
         html = page.render(cond, [str(c) for c in ds.classes], [str(i) for i in ds.train_ids], labels.tolist(),
-                           list(cards.values()), images, key=f"{cond}:{store.checksum(csv_path)[len('sha256:'):][:16]}")
-        return html, {"cards": len(cards)}
+                           list(cards.values()), images, key=f"{cond}:{store.checksum(csv_path)[len('sha256:'):][:16]}",
+                           flagged=flagged if flagged > len(cards) else None)
+        return html, {"cards": len(cards), "flagged": flagged}
 
-    return store.produce(path, root=run.root, stage="review", inputs=page_inputs, config={"page": page.PAGE}, make=make,
-                         force=force)
+    config = {"page": page.PAGE, "max_cards": page.MAX_CARDS}
+    return store.produce(path, root=run.root, stage="review", inputs=page_inputs, config=config, make=make, force=force)
 
 
 def _data_issues(run: RunDir, cond: str, inputs: dict, feats: Path, psx: Path, psx_checksum: str | None, top: int,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from pipeline import cli, conditions, devices, store
+from pipeline import cli, conditions, ddp, devices, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.options import Range
@@ -46,6 +46,7 @@ class Stage(abc.ABC):
     device = False  # tasks train on a device (--gpu / --gpus pick it); else they run on the CPU, without torch
     pooled = True  # tasks may run on worker processes (--gpus) and --max-tasks applies; else the one task runs here
     creates_run = False  # the stage may start a run directory
+    several_devices = False  # a task may train on several devices (--devices-per-task, ``pipeline.ddp``)
 
     def add_args(self, p: argparse.ArgumentParser) -> None:
         """Flags that select tasks (their config has its own, from ``Config``)."""
@@ -114,7 +115,8 @@ class TrainingStage(Stage):
         tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
         made = store.produce(out, root=run.root, stage=self.name, inputs=inputs, config=task_config, force=force, lock=True,
                              device=devices.name(device),
-                             make=lambda: self.make(run, task, config, device, store.ckpt_path(out), tag))
+                             make=lambda: ddp.on_devices(devices.task_group(device), self.make, run, task, config,
+                                                         store.ckpt_path(out), tag))
         if made is store.Outcome.SKIPPED:
             return made, f"{self.describe(task)}: skipped, another process is making it"
         return made, self.summary(run, task, config) if made is store.Outcome.MADE else f"current: {out}"

@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from pipeline import backbones, callbacks, compiler, models
+from pipeline import backbones, callbacks, compiler, ddp, models
 from pipeline.errors import PipelineError
 from pipeline.loader import Batches, channel_stats
 from pipeline.predict import predict_probs
@@ -50,13 +50,23 @@ def effective_precision(precision: str, device: torch.device) -> str:
 
 def make_trainer(device: torch.device, epochs: int, precision: str, hooks: list[pl.Callback] = ()) -> pl.Trainer:
     """``precision``: an effective one (see ``effective_precision``); ``hooks``: the callbacks, in the order they run."""
-    from lightning_fabric.plugins.environments import SLURMEnvironment
+    from lightning_fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+    from pytorch_lightning.strategies import DDPStrategy
 
     _stop_on_sigusr1()
+    _, size, group = ddp.world()
+    cuda = device.type == "cuda"
+    if size > 1:  # a rank of a task on several devices (``pipeline.ddp``): the world it started, not SLURM's
+        # find_unused_parameters: a recipe may stop training some parameters mid-run (airbench freezes its whitening bias)
+        strategy = DDPStrategy(process_group_backend="nccl" if cuda else "gloo", cluster_environment=LightningEnvironment(),
+                               find_unused_parameters=True)
+        placed = dict(strategy=strategy, devices=[int(g) for g in group] if cuda else size)
+    else:
+        placed = dict(plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
+                      devices=[device.index] if cuda else 1)
     return pl.Trainer(
-        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=[device.index] if device.type == "cuda" else 1,
+        **placed,
+        accelerator="gpu" if cuda else "cpu",
         max_epochs=epochs,
         precision=precision,
         logger=False,
@@ -117,7 +127,7 @@ class Resumable(pl.LightningModule):
 
     def log_loss(self, loss: torch.Tensor) -> None:
         # batch_size=1: the epoch value is the mean over steps (every batch has the same size).
-        self.log("loss", loss.detach().float(), on_step=False, on_epoch=True, batch_size=1)
+        self.log("loss", loss.detach().float(), on_step=False, on_epoch=True, batch_size=1, sync_dist=ddp.world()[1] > 1)
 
     def callbacks(self) -> list[pl.Callback]:
         return []
@@ -290,12 +300,13 @@ class Trained:
 
 def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight_decay, label_smoothing, seed, device,
                      weights: Path | None = None, input_size: int | None = None, mixup=None, precision="auto", compile=False,
-                     prune_epoch=None, ckpt=None, tag=None, label="crossval", watch: np.ndarray | None = None) -> Trained:
+                     prune_epoch=None, ckpt=None, tag=None, label="crossval", watch: np.ndarray | None = None) -> Trained | None:
     """Train on ``data.train_*`` and predict ``data.eval_x``. ``ckpt``, ``precision``, ``compile``: see ``fit``;
     ``weights``, ``input_size``: see ``backbones`` (pretrained weights keep their first layer: no whitening init);
     ``mixup``: see ``Classifier``;
     ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every epoch is
-    printed; ``prune_epoch``: see ``Classifier``. Non-finite probabilities are an error. ``recipe``: a name
+    printed; ``prune_epoch``: see ``Classifier``. Non-finite probabilities are an error. On a rank other than 0 of a
+    task on several devices (``pipeline.ddp``), None once trained. ``recipe``: a name
     of ``recipes.RECIPES``, which also sets the augmentation, the whitening sample and TTA."""
     pl.seed_everything(seed, workers=False, verbose=False)
     start = time.perf_counter()
@@ -316,7 +327,13 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
                         total_steps=epochs * len(train), head=None if weights is None else backbones.head(inner),
                         mixup=mixup, watch=None if watch is None else (evaluation, watch),
                         train=train, prune_epoch=prune_epoch)
+    rank, size, _ = ddp.world()
+    if size > 1 and (batch_size % size or prune_epoch is not None):
+        raise PipelineError(f"{label}: " + (f"--batch-size {batch_size} does not split evenly over {size} devices"
+                                            if batch_size % size else "--prune-epoch needs one device per task"))
     fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
+    if rank:
+        return None  # rank 0 predicts and writes
     if module.lookahead:
         module.lookahead.finish(module.net)
     _sync(device)

@@ -37,6 +37,10 @@ def parser(stage: tasks.Stage) -> cli.Parser:
     p.add_argument("--workers-per-gpu", type=Range(int, 1, MAX_WORKERS_PER_GPU), default=1,
                    help="worker processes per listed device, each running its own tasks: a small network leaves most of "
                         "a large GPU idle, so several tasks at once finish the grid sooner (with --gpu: that one device)")
+    if stage.several_devices:
+        p.add_argument("--devices-per-task", type=Range(int, 1, 64), default=1,
+                       help="devices each task trains on, as Lightning DDP ranks sharing every batch (the same steps as one "
+                            "device): CUDA devices taken in groups from --gpus, or CPU processes (gloo) with --gpu cpu")
     p.add_argument("--device-memory", type=Range(float, 0, 1 << 20, optional=True), default=None, metavar="GIB",
                    help="GiB of a training's images a device may hold; more are streamed from the (memory-mapped) cache a "
                         "batch at a time, with the same batches (none: half a GPU's memory, or half the memory left on the CPU)")
@@ -44,10 +48,16 @@ def parser(stage: tasks.Stage) -> cli.Parser:
 
 
 def worker_devices(args) -> list[str] | None:
-    """One entry per worker process (``--gpus`` x ``--workers-per-gpu``, round robin), or None: run here on ``--gpu``."""
+    """One entry per worker process (``--gpus`` x ``--workers-per-gpu``, round robin; with ``--devices-per-task``
+    each a group, "0,1"), or None: run here on ``--gpu``."""
     devices.check_gpu(args.gpu)
+    per_task = getattr(args, "devices_per_task", 1)
     gpus = devices.parse_gpus(args.gpus) if args.gpus else [args.gpu] if args.workers_per_gpu > 1 else None
-    return None if gpus is None else [g for _ in range(args.workers_per_gpu) for g in gpus]
+    if gpus is None:
+        if per_task > 1 and args.gpu != "cpu":
+            raise PipelineError(f"--devices-per-task {per_task}: name the devices with --gpus (e.g. --gpus 0,1), or use --gpu cpu")
+        return None
+    return [g for _ in range(args.workers_per_gpu) for g in devices.group(gpus, per_task)]
 
 
 def main(stage: tasks.Stage) -> None:
@@ -75,7 +85,9 @@ def _run(args, stage: tasks.Stage) -> None:
     gpus = worker_devices(args) if stage.pooled else None
     plan = tasks.plan(args, stage)
     if gpus is None:
-        tasks.run_here(plan, getattr(args, "gpu", "cpu"))
+        here = devices.group([getattr(args, "gpu", "cpu")] * getattr(args, "devices_per_task", 1), getattr(args, "devices_per_task", 1))[0]
+        with devices.task_devices(here):
+            tasks.run_here(plan, here.split(",")[0])
         return
     gpus = gpus[: len(plan.tasks)]  # no idle workers
     where = f" on {len(gpus)} worker(s) ({','.join(gpus)}), {host_threads(len(gpus))} host thread(s) each" if gpus else ""
@@ -95,7 +107,9 @@ def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:
     cli.catch_signals()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us with SIGTERM
     try:
-        device = _device(gpu, threads) if plan.stage.device else None
+        if "," in gpu:
+            os.environ[devices.GROUP_ENV] = gpu  # this worker's tasks train on the group (its own process: not restored)
+        device = _device(gpu.split(",")[0], threads) if plan.stage.device else None
         conn.send(("ready", None, ""))
         while (i := conn.recv()) is not None:
             try:

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline import backbones, conditions, datasets, features, models, options, probe, recipes, store, tasks, workers
+from pipeline import backbones, conditions, datasets, ddp, features, models, options, probe, recipes, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
@@ -115,7 +115,7 @@ class Task(NamedTuple):
 
 
 class Crossval(tasks.TrainingStage):
-    name, unit, Config = "crossval", "(condition, fold)", CrossvalConfig
+    name, unit, Config, several_devices = "crossval", "(condition, fold)", CrossvalConfig, True
 
     def add_args(self, p: argparse.ArgumentParser) -> None:
         super().add_args(p)
@@ -160,6 +160,8 @@ class Crossval(tasks.TrainingStage):
         held, train = self._rows(run, cond, fold, config)
         config = config.for_rows(int(train.sum()))
         if config.recipe in PROBES:
+            if ddp.world()[1] > 1:
+                raise PipelineError(f"--devices-per-task: --recipe {config.recipe} fits features on one device; leave it out")
             x = store.read(features.path(run, config.arch, config.weights, config.input_size))["train"]
             trained = probe.fit_predict(x[train], noisy[train], x[held], ds.num_classes, PROBES[config.recipe], device)
         else:
@@ -168,6 +170,8 @@ class Crossval(tasks.TrainingStage):
             data = Data(Rows(ds.train_x, rows), noisy[train], Rows(ds.train_x, held), noisy[held], ds.num_classes)
             trained = train_classifier(data, **config.training(), weights=weights, seed=config.seed + 1000 * fold,
                                        device=device, ckpt=ckpt, tag=tag, label=f"crossval {self.describe(task)}")
+            if trained is None:
+                return None  # a rank other than 0 of a task on several devices
         probs = trained.probs
         info = {
             "n_train": int(train.sum()),
@@ -178,6 +182,8 @@ class Crossval(tasks.TrainingStage):
             "predict_s": round(trained.predict_s, 3),
             "precision": effective_precision(config.precision, device),  # what ran; combine refuses a mix
         }
+        if ddp.world()[1] > 1:
+            info["devices"] = ddp.world()[1]
         return {"indices": held, "probs": probs.astype(np.float32)}, info
 
     @staticmethod

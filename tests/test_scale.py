@@ -151,3 +151,40 @@ def test_a_decode_stopped_part_way_resumes_where_it_stopped(tmp_path, monkeypatc
     for key, value in whole.arrays().items():
         assert np.array_equal(np.asarray(getattr(resumed, key)), value), key
         assert np.array_equal(np.asarray(getattr(forked, key)), value), key
+
+
+def test_a_fold_on_two_cpu_ranks_resumes_mid_training(run_copy):
+    """--devices-per-task 2 on the CPU: two DDP processes (gloo), each half of every batch; stopped after a
+    checkpoint, the rerun resumes on both ranks from it."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    from pipeline.layout import RunDir
+
+    run = RunDir(run_copy)
+    shard = run.shard("n20_s0", 0)
+    ckpt = Path(f"{shard}.ckpt")
+    shard.unlink()
+    flags = ["--fold", "0", "--cond", "n20_s0", "--folds", "3", "--epochs", "12", "--batch-size", "64", "--gpu", "cpu",
+             "--devices-per-task", "2"]
+    proc = subprocess.Popen([sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), *flags], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and ckpt.exists() and not shard.exists(), err
+    assert len(re.findall(r"epoch 1/12 ", out)) == 1  # one line an epoch: rank 0's
+    again = stage("crossval", run.root, *flags)
+    resumed = re.search(r"resuming \S+ from epoch (\d+)", again.stdout)
+    assert resumed and f": epoch {int(resumed[1]) + 1}/12 " in again.stdout and ": epoch 1/12 " not in again.stdout
+    info = store.verify(shard)["info"]
+    assert info["devices"] == 2 and info["heldout_acc_noisy"] > 0.5 and not ckpt.exists()
+    with pytest.raises(Exception, match="--batch-size 63 does not split evenly over 2 devices"):
+        stage("crossval", run.root, *flags[:-6], "--batch-size", "63", "--gpu", "cpu", "--devices-per-task", "2", "--force")

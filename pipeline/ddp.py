@@ -1,0 +1,126 @@
+"""One task on several devices: its training as Lightning DDP ranks, one process per device.
+
+The task's process is rank 0; ``on_devices`` starts the other ranks (spawned processes that run the same
+``make`` on their device), sets the variables Lightning's environment reads (an externally launched
+world: ``LOCAL_RANK``, ``WORLD_SIZE``, ...), and joins them. In each rank ``make_trainer`` turns to
+``DDPStrategy`` (gloo on the CPU, nccl on CUDA) and ``loader.Batches`` gives the rank its share of every
+batch: the global batch, the schedule and the steps are those of one device, with the gradients averaged
+over the ranks. Only rank 0 writes (checkpoints, the artifact); the others return nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import socket
+
+from pipeline.errors import PipelineError
+
+MARK = "CL_DDP_RANKS"  # set in every rank of a world this module started: "<rank>/<world>/<device,device,...>"
+
+
+def world() -> tuple[int, int, list[str]]:
+    """(this process's rank, the world size, the task's devices) of a task on several devices, or (0, 1, [])."""
+    mark = os.environ.get(MARK)
+    if not mark:
+        return 0, 1, []
+    rank, size, group = mark.split("/")
+    return int(rank), int(size), group.split(",")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _ranked(rank: int, group: list[str], port: int):
+    """The environment of rank ``rank`` of a world over ``group`` (restored after)."""
+    values = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(len(group)), "RANK": str(rank),
+              "LOCAL_RANK": str(rank), "NODE_RANK": "0", MARK: f"{rank}/{len(group)}/{','.join(group)}"}
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _rank_main(rank: int, group: list[str], port: int, make, args: tuple) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: rank 0 stops us
+    with _ranked(rank, group, port):
+        from pipeline import devices
+
+        make(*args[:3], devices.pick(group[rank]), *args[3:])
+
+
+def on_devices(group: list[str], make, *args):
+    """``make(run, task, config, device, *rest)`` trained on every device of ``group`` (CUDA indices, or 'cpu' repeated),
+    as ranks of one DDP world; rank 0's result. ``args``: (run, task, config, *rest), without the device."""
+    from pipeline import devices
+
+    if len(group) == 1:
+        return make(*args[:3], devices.pick(group[0]), *args[3:])
+    port = _free_port()
+    spawn = multiprocessing.get_context("spawn")
+    others = [spawn.Process(target=_rank_main, args=(r, group, port, make, args), name=f"rank {r}") for r in range(1, len(group))]
+    for p in others:
+        p.start()
+    try:
+        with _ranked(0, group, port), _stopping(others):
+            result = make(*args[:3], devices.pick(group[0]), *args[3:])
+    except BaseException:
+        for p in others:
+            p.kill()
+        raise
+    finally:
+        for p in others:
+            p.join()
+        _close()
+    failed = [f"{p.name} exited {p.exitcode}" for p in others if p.exitcode]
+    if failed:
+        raise PipelineError(f"a rank of the {len(group)}-device training failed ({', '.join(failed)}); nothing written")
+    return result
+
+
+@contextlib.contextmanager
+def _stopping(others: list):
+    """A signal that stops rank 0 (SIGTERM, SIGINT) kills the other ranks first: otherwise rank 0 would wait
+    forever for them in its next collective, and they for it. The handler it had runs next (``cli``'s: stop)."""
+    import signal
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def stop(signum, frame):
+        for p in others:
+            p.kill()
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for sig in previous:
+        signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _close() -> None:
+    """End this process's DDP group, so the next task can start its own."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
