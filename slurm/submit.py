@@ -81,7 +81,8 @@ def add_slurm_args(p: argparse.ArgumentParser, stage: tasks.Stage) -> None:
     g.add_argument("--account", help="sbatch --account")
     g.add_argument("--time", type=minutes, default=minutes("4:00:00"), help="time limit per task: minutes or [D-]HH:MM[:SS]")
     g.add_argument("--gpus-per-task", type=Range(int, 0, 64), default=int(stage.device),
-                   help="GPUs per task (0: the task runs on the CPU; a stage that trains nothing needs none)")
+                   help="GPUs per task (0: the task runs on the CPU; a stage that trains nothing needs none); crossval "
+                        "trains a fold on all of them (Lightning DDP, each GPU its share of every batch)")
     g.add_argument("--cpus-per-task", type=Range(int, 1, 1024), default=4, help="CPUs per task (also the task's torch threads)")
     g.add_argument("--mem", type=memory, help="memory per task, e.g. 32G (unset: the cluster's default)")
     g.add_argument("--array-parallelism", type=Range(int, 1, 100_000), default=256, help="at most this many tasks at once (--array=...%%N)")
@@ -228,7 +229,8 @@ def run(args):
     plan = tasks.plan(args, stage)
     name = args.job_name or f"cl-{stage.name}"
     slurm_dir = plan.run.root / "slurm"
-    gpu = "0" if args.gpus_per_task > 0 else "cpu"
+    # A task of a stage that trains on several devices (crossval) trains on all its GPUs, as DDP ranks.
+    gpu = ",".join(map(str, range(args.gpus_per_task if stage.several_devices else 1))) if args.gpus_per_task > 0 else "cpu"
     if not plan.tasks:
         cli.log(f"{stage.name}: nothing to submit: all {plan.total} {stage.unit} tasks are current")
         return

@@ -50,7 +50,8 @@ def execute(one: dict) -> str | None:
     """Run the task of ``entry(...)`` here (a SLURM array element); its log line, None if skipped.
 
     A training stage's device is ``gpu`` of the spec ('cpu', or an index into the GPUs SLURM gave the
-    job), with the job's ``SLURM_CPUS_PER_TASK`` as its CPU threads when set; other stages import no torch."""
+    job; several, "0,1", train the task as DDP ranks), with the job's ``SLURM_CPUS_PER_TASK`` as its CPU threads
+    when set; other stages import no torch."""
     stage, run = registry()[one["stage"]], RunDir(one["run_dir"])
     if not run.root.is_dir():
         raise PipelineError(f"{run.root}: the run directory of this task list is gone (moved or removed); "
@@ -67,8 +68,9 @@ def execute(one: dict) -> str | None:
         threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or 0)
         if threads:
             torch.set_num_threads(threads)
-        device = devices.pick(str(one["gpu"]))
+        device = devices.pick(str(one["gpu"]).split(",")[0])
     cli.log(f"{stage.name}: {stage.describe(task)}{f' on {device}' if device else ''} (run {one['run_dir']})")
-    made, line = stage.run(run, task, config, device, bool(one.get("force")))
+    with devices.task_devices(str(one.get("gpu", "cpu"))):
+        made, line = stage.run(run, task, config, device, bool(one.get("force")))
     cli.log(line)
     return None if made is store.Outcome.SKIPPED else line

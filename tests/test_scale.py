@@ -188,3 +188,27 @@ def test_a_fold_on_two_cpu_ranks_resumes_mid_training(run_copy):
     assert info["devices"] == 2 and info["heldout_acc_noisy"] > 0.5 and not ckpt.exists()
     with pytest.raises(Exception, match="--batch-size 63 does not split evenly over 2 devices"):
         stage("crossval", run.root, *flags[:-6], "--batch-size", "63", "--gpu", "cpu", "--devices-per-task", "2", "--force")
+
+
+def test_a_slurm_element_with_several_gpus_trains_its_fold_on_all_of_them(run_copy):
+    """A crossval task list for --gpus-per-task 2 gives each element the group "0,1"; an element run with the group
+    "cpu,cpu" (no GPU here) trains its fold as two DDP ranks and writes the shard once."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from pipeline.layout import RunDir
+    from stages import tasklist
+
+    run = RunDir(run_copy)
+    run.shard("n20_s0", 1).unlink()
+    proc = subprocess.run([sys.executable, "-m", "slurm.submit", "crossval", "--run-dir", str(run.root), "--cond", "n20_s0",
+                           "--fold", "1", *FAST_CROSSVAL[:-2], "--gpus-per-task", "2", "--tasks-only"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    listing = json.loads(next((run.root / "slurm").glob("*-tasks.json")).read_text())
+    assert listing["gpu"] == "0,1" and "--gpus-per-task=2" in proc.stdout
+    line = tasklist.execute(tasklist.entry({**listing, "gpu": "cpu,cpu"}, 0))
+    assert line == f"wrote {run.shard('n20_s0', 1)}" and store.verify(run.shard("n20_s0", 1))["info"]["devices"] == 2
