@@ -6,7 +6,7 @@ noise stage, and 4 generated fold shards (out-of-sample-like probabilities: the 
 20% mislabelled) -> combine -> masks -> review.
 
 ``images``: an ImageFolder of n JPEG files (CIFAR-10's test images from ../shared, hard-linked over and over: n
-distinct paths, each opened and decoded, resized to --image-size) -> data -> noise -> one crossval fold for one
+distinct paths, each opened and decoded, resized to --image-size; they are unpacked from ../shared) -> data -> noise -> one crossval fold for one
 epoch, its rows streamed from the memory-mapped cache (--device-memory). Most images are the test split (the
 cache holds them; the fold trains on the --train rows), so the fold is an epoch on a subset.
 
@@ -36,7 +36,7 @@ from pipeline.layout import RunDir
 from pipeline.options import Range
 
 ROOT = Path(__file__).resolve().parent.parent
-CIFAR_TEST = ROOT.parent / "shared" / "data" / "cifar10" / "test"
+CIFAR_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 FOLDS, NOISE = 4, 0.2
 
 
@@ -101,11 +101,18 @@ def synthetic_masks_run(run: RunDir, n: int, classes: int) -> None:
                       "fold_seed": 0, "fold": k}, inputs={"dataset": run.dataset, "labels": run.labels("synth")}, make=shard)
 
 
-def image_folder(root: Path, n: int, train: int) -> None:
-    """n JPEG paths under ``root`` (train/ and test/, CIFAR-10's test classes): hard links to its test images."""
-    pool = sorted(CIFAR_TEST.glob("*/*"))
-    if not pool:
-        raise PipelineError(f"{CIFAR_TEST}: no CIFAR-10 test images (../shared); the images bench needs them")
+def image_folder(root: Path, n: int, train: int, out: Path) -> None:
+    """n JPEG paths under ``root`` (train/ and test/, CIFAR-10's test classes): hard links to its test images
+    (unpacked once into ``out`` from ../shared)."""
+    import tarfile
+
+    test = out / "cifar10" / "test"
+    if not test.is_dir():
+        if not CIFAR_TAR.is_file():
+            raise PipelineError(f"{CIFAR_TAR}: not found; the images bench needs CIFAR-10's test images (../shared)")
+        with tarfile.open(CIFAR_TAR) as tar:
+            tar.extractall(out, members=[m for m in tar.getmembers() if m.name.startswith("cifar10/test/")], filter="data")
+    pool = sorted(test.glob("*/*"))
     for i in range(n):
         src = pool[i % len(pool)]
         split = "train" if i < train else "test"
@@ -138,7 +145,7 @@ def bench_images(args) -> list[dict]:
         work = args.out / f"images-{n}"
         shutil.rmtree(work, ignore_errors=True)
         start = time.perf_counter()
-        image_folder(work / "source", n, args.train)
+        image_folder(work / "source", n, args.train, args.out)
         cli.log(f"n={n}: {n} image paths made in {time.perf_counter() - start:.0f} s")
         run = work / "run"
         group = limited(args.memory_gib, "scale-images")

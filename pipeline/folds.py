@@ -7,6 +7,7 @@ together they cover every row exactly once and every row is a probability vector
 
 from __future__ import annotations
 
+import os
 from typing import Iterable
 
 import numpy as np
@@ -35,21 +36,21 @@ def assign_folds(noisy_labels: np.ndarray, folds: int, seed: int, num_classes: i
     return fold_of
 
 
-CHUNK_ROWS = 1 << 16  # rows checked (in float64) at a time: memory stays a chunk however long the psx
+CHUNK_ENTRIES = 1 << 22  # probabilities checked (in float64: 32 MB) at a time, however long the psx
 
 
 def check_probs(probs: np.ndarray, num_classes: int, where: str, out: np.ndarray | None = None, start: int = 0) -> np.ndarray:
     """Probabilities as float32 rows summing to 1 (each renormalised in float64), written to ``out`` (default:
-    a new array), or a PipelineError naming ``where`` and the row (counted from ``start``)."""
+    a new array; it may be ``probs`` itself), or a PipelineError naming ``where`` and the row (counted from ``start``)."""
     probs = np.asarray(probs)
     if probs.ndim != 2 or probs.shape[1] != num_classes:
         raise PipelineError(f"{where}: expected probabilities of shape (n, {num_classes}), got {probs.shape}")
     if not np.issubdtype(probs.dtype, np.floating):
         raise PipelineError(f"{where}: probabilities must be floating point, got {probs.dtype}")
     out = np.empty(probs.shape, np.float32) if out is None else out
-    atol = PROB_ATOL.get(probs.dtype, PROB_ATOL_DEFAULT)
-    for s in range(0, len(probs), CHUNK_ROWS):
-        p = probs[s : s + CHUNK_ROWS].astype(np.float64)
+    atol, rows = PROB_ATOL.get(probs.dtype, PROB_ATOL_DEFAULT), max(1, CHUNK_ENTRIES // num_classes)
+    for s in range(0, len(probs), rows):
+        p = probs[s : s + rows].astype(np.float64)
         if not np.isfinite(p).all():
             i = start + s + int(np.argmax(~np.isfinite(p).all(axis=1)))
             raise PipelineError(f"{where}: row {i} contains NaN or inf")
@@ -64,7 +65,7 @@ def check_probs(probs: np.ndarray, num_classes: int, where: str, out: np.ndarray
 def read_probs(path, num_classes: int, where: str) -> np.ndarray:
     """An ``.npy`` of probabilities, read in chunks and checked as ``check_probs`` does: one float32 array in
     memory, never a float64 or mapped copy of the whole."""
-    chunks = store.RowChunks(path, CHUNK_ROWS)
+    chunks = store.RowChunks(path, CHUNK_ENTRIES)
     if len(chunks.shape) != 2 or chunks.shape[1] != num_classes:
         raise PipelineError(f"{where}: expected probabilities of shape (n, {num_classes}), got {chunks.shape}")
     out = np.empty(chunks.shape, np.float32)
@@ -73,9 +74,9 @@ def read_probs(path, num_classes: int, where: str) -> np.ndarray:
     return out
 
 
-def merge(shards: Iterable[tuple[int, np.ndarray, np.ndarray]], out: np.ndarray) -> np.ndarray:
-    """Fill ``out`` (n, classes) from ``(fold, indices, probs)``, one shard at a time; every row must be covered
-    exactly once."""
+def merge(shards: Iterable[tuple[int, np.ndarray, np.ndarray]], out) -> None:
+    """Fill ``out`` (n rows; an array or a ``RowWriter``) from ``(fold, indices, probs)``, one shard at a time;
+    every row must be covered exactly once."""
     n = len(out)
     owner = np.full(n, -1, np.int64)
     for k, indices, probs in shards:
@@ -95,7 +96,29 @@ def merge(shards: Iterable[tuple[int, np.ndarray, np.ndarray]], out: np.ndarray)
     missing = np.flatnonzero(owner < 0)
     if len(missing):
         raise PipelineError(f"{len(missing)} rows are in no fold's shard (e.g. row {int(missing[0])})")
-    return out
+
+
+class RowWriter:
+    """A new ``.npy`` of float32 (n, k) at ``path``, written row by row where ``merge`` puts them (runs of adjacent
+    rows at once): nothing of it is held in memory or mapped."""
+
+    def __init__(self, path, n: int, k: int):
+        self.file, self.n, self.row_bytes = open(path, "r+b"), n, 4 * k
+        np.lib.format.write_array_header_1_0(self.file, {"descr": "<f4", "fortran_order": False, "shape": (n, k)})
+        self.start = self.file.tell()
+        self.file.truncate(self.start + n * self.row_bytes)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __setitem__(self, indices: np.ndarray, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, np.float32)
+        breaks = np.flatnonzero(np.diff(indices) != 1) + 1  # indices ascend: each run of adjacent rows is one write
+        for lo, hi in zip([0, *breaks], [*breaks, len(indices)]):
+            os.pwrite(self.file.fileno(), rows[lo:hi].tobytes(), self.start + int(indices[lo]) * self.row_bytes)
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
@@ -131,14 +154,17 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
                     raise PipelineError(f"{path}: expected arrays 'indices' and 'probs', found {sorted(z)}")
                 if not np.array_equal(z["indices"], np.flatnonzero(fold_of == k)):
                     raise PipelineError(f"{path}: its rows are not fold {k}'s rows under the fold assignment")
-                yield k, z["indices"], check_probs(z["probs"], num_classes, str(path))
+                probs = z["probs"]
+                yield k, z["indices"], check_probs(probs, num_classes, str(path), out=probs if probs.dtype == np.float32 else None)
 
-        psx, staged = store.staged_array(run.psx(cond), (len(noisy), num_classes), np.float32)
-        merge(parts(), psx)
-        psx.flush()
-        hits = sum(int(np.sum(psx[s : s + CHUNK_ROWS].argmax(1) == noisy[s : s + CHUNK_ROWS]))
-                   for s in range(0, len(noisy), CHUNK_ROWS))
-        return staged, {"accuracy_vs_noisy_labels": hits / len(noisy)}
+        staged = store.staging(run.psx(cond))
+        writer = RowWriter(staged, len(noisy), num_classes)
+        try:
+            merge(parts(), writer)
+        finally:
+            writer.close()
+        hits = sum(int(np.sum(chunk.argmax(1) == noisy[s : s + len(chunk)])) for s, chunk in store.RowChunks(staged, CHUNK_ENTRIES))
+        return store.Staged(staged), {"accuracy_vs_noisy_labels": hits / len(noisy)}
 
     inputs = {"dataset": dataset, "labels": labels, **{f"fold{k}": p for k, p in shards.items()}}
     return store.produce(run.psx(cond), root=run.root, stage="combine", inputs=inputs, config={"crossval": common}, make=make, force=force)

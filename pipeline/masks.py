@@ -178,13 +178,17 @@ def read_masks(run: RunDir, cond: str) -> dict[str, np.ndarray]:
     return {m: store.read(path) for m, path in mask_paths(run, cond).items()}
 
 
-def read_masks_psx(path: Path, checksum: str | None) -> np.ndarray:
-    """The contents of ``masks_psx``'s file, memory-mapped (see ``store.load``), refused if it changed since the
-    masks were made from it."""
+def check_masks_psx(path: Path, checksum: str | None) -> None:
+    """Refuse ``masks_psx``'s file if it changed since the masks were made from it."""
     if checksum is None:
         store.verify(path)
     elif not path.is_file() or store.checksum(path) != checksum:
         raise PipelineError(f"{path}: changed or gone since the masks were made from it; run make masks PSX={path} again")
+
+
+def read_masks_psx(path: Path, checksum: str | None) -> np.ndarray:
+    """The contents of ``masks_psx``'s file, memory-mapped (see ``store.load``), once ``check_masks_psx`` passes."""
+    check_masks_psx(path, checksum)
     return store.load(path, ".npy", mapped=True)
 
 

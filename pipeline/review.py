@@ -28,17 +28,27 @@ import numpy as np
 from pipeline import conditions, datasets, page, plots, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.masks import CL_METHODS, mask_paths, masks_psx, read_masks, read_masks_psx
+from pipeline.folds import CHUNK_ENTRIES
+from pipeline.masks import CL_METHODS, check_masks_psx, mask_paths, masks_psx, read_masks, read_masks_psx
 
-def issues(noisy: np.ndarray, psx: np.ndarray, masks: dict[str, np.ndarray]) -> list[dict]:
-    """The flagged rows (by any method), lowest label quality first: row, given, suggested, score, flagged_by."""
+def label_quality(noisy: np.ndarray, psx: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's label quality: ``cleanlab.rank.get_label_quality_scores``, self-confidence; its argmax class) from
+    the psx file, read in chunks (both are row by row, so the chunks change nothing)."""
     from cleanlab.rank import get_label_quality_scores
 
-    scores = get_label_quality_scores(noisy, psx)
+    scores, suggested = np.empty(len(noisy)), np.empty(len(noisy), np.int64)
+    for start, chunk in store.RowChunks(psx, CHUNK_ENTRIES):
+        end = start + len(chunk)
+        scores[start:end], suggested[start:end] = get_label_quality_scores(noisy[start:end], chunk), chunk.argmax(1)
+    return scores, suggested
+
+
+def issues(noisy: np.ndarray, scores: np.ndarray, suggested: np.ndarray, masks: dict[str, np.ndarray]) -> list[dict]:
+    """The flagged rows (by any method), lowest label quality first: row, given, suggested, score, flagged_by."""
     flagged_by = {paper: ~masks[ours] for paper, ours in CL_METHODS.items()}
     rows = np.flatnonzero(np.any(list(flagged_by.values()), axis=0))
     rows = rows[np.lexsort((rows, scores[rows]))]  # ascending score; ties by row
-    return [{"row": int(i), "given": int(noisy[i]), "suggested": int(psx[i].argmax()), "score": float(scores[i]),
+    return [{"row": int(i), "given": int(noisy[i]), "suggested": int(suggested[i]), "score": float(scores[i]),
              "flagged_by": [m for m, f in flagged_by.items() if f[i]]} for i in rows]
 
 
@@ -148,7 +158,8 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
 
     def make_csv():
         ds, noisy = datasets.cached(inputs["dataset"]), store.read(loaded.labels)
-        rows = issues(noisy, read_masks_psx(psx, psx_checksum), read_masks(run, cond))
+        check_masks_psx(psx, psx_checksum)
+        rows = issues(noisy, *label_quality(noisy, psx), read_masks(run, cond))
         true = ds.train_y if np.any(noisy != ds.train_y) else None  # the dataset's labels are the truth only then
         info = {"flagged": len(rows), "true_labels_known": true is not None}
         return _csv_bytes(rows, ds.train_ids, ds.classes, true), info

@@ -72,13 +72,6 @@ def staging(path: Path) -> Path:
     return Path(tmp)
 
 
-def staged_array(artifact: Path, shape: tuple, dtype) -> tuple[np.ndarray, Staged]:
-    """A new ``.npy`` of ``shape`` beside ``artifact``, memory-mapped for writing (zeros until written), and the
-    ``Staged`` a ``make`` returns once it is filled: an array larger than memory is written in place."""
-    tmp = staging(artifact)
-    return np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape), Staged(tmp)
-
-
 def _commit(tmp: Path, path: Path) -> None:
     """fsync ``tmp``, rename it over ``path``, fsync the folder."""
     with open(tmp, "rb+") as f:
@@ -211,12 +204,13 @@ def _mappable_members(path: Path) -> dict[str, np.ndarray]:
 
 
 class RowChunks:
-    """An ``.npy`` array's ``shape`` and ``dtype`` (read from its header), iterated as ``(first row, rows)``,
-    ``rows`` at a time, read from the file, not mapped: memory stays one chunk however large the file. Checked
-    like ``load``: a file that changes while it is read is refused; its checksum is remembered."""
+    """An ``.npy`` array's ``shape`` and ``dtype`` (read from its header), iterated as ``(first row, rows)``, whole
+    rows of about ``entries`` values at a time, read from the file, not mapped: memory stays one chunk however
+    large the file. Checked like ``load``: a file that changes while it is read is refused; its checksum is
+    remembered."""
 
-    def __init__(self, path: Path, rows: int):
-        self.path, self.rows = Path(path), rows
+    def __init__(self, path: Path, entries: int):
+        self.path, self.entries = Path(path), entries
         with self._errors():
             self.before = checksum(self.path)
             _check_format(self.path, ".npy")
@@ -241,10 +235,11 @@ class RowChunks:
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         per_row = int(np.prod(self.shape[1:]))
+        rows = max(1, self.entries // max(1, per_row))
         with self._errors(), open(self.path, "rb") as f:
             f.seek(self.offset)
-            for start in range(0, self.shape[0], self.rows):
-                count = min(self.rows, self.shape[0] - start)
+            for start in range(0, self.shape[0], rows):
+                count = min(rows, self.shape[0] - start)
                 chunk = np.fromfile(f, self.dtype, count * per_row)
                 if len(chunk) != count * per_row:
                     raise EOFError("the file is shorter than its header says")

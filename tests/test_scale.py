@@ -50,7 +50,7 @@ def test_a_psx_read_in_chunks_is_checked_and_normalised_as_a_whole(tmp_path, mon
     psx = (psx * 1.0004).astype(np.float32)  # off by a little: renormalised
     path = tmp_path / "psx.npy"
     store.save(path, psx)
-    monkeypatch.setattr(folds, "CHUNK_ROWS", 77)
+    monkeypatch.setattr(folds, "CHUNK_ENTRIES", 77 * 5)  # chunks of 77 rows
     assert np.array_equal(folds.read_probs(path, 5, "psx"), folds.check_probs(psx, 5, "psx"))
     psx[613, 2] = np.nan
     store.save(path, psx)
