@@ -151,8 +151,8 @@ def bench_images(args) -> list[dict]:
         group = limited(args.memory_gib, "scale-images")
         steps = [("data", "--source", str(work / "source"), "--image-size", str(args.image_size), "--workers", str(args.workers)),
                  ("noise", "--conditions", "0.2:0"),
-                 ("crossval", "--fold", "0", "--epochs", "1", "--batch-size", str(args.batch_size), "--gpu", "cpu",
-                  "--device-memory", str(args.device_memory))]
+                 ("crossval", "--fold", "0", "--recipe", args.recipe, "--epochs", "1", "--batch-size", str(args.batch_size),
+                  "--gpu", "cpu", "--device-memory", str(args.device_memory))]
         for name, *flags in steps:
             row = {"n": n, "image_size": args.image_size, **timed(name, run, *flags, cgroup=group)}
             if name == "data":
@@ -180,6 +180,7 @@ def main() -> None:
     p.add_argument("--train", type=Range(int, 100, 10**9), default=20000, help="images: of them, the training split's")
     p.add_argument("--image-size", type=Range(int, 8, 512), default=64)
     p.add_argument("--workers", type=Range(int, 1, 256), default=2)
+    p.add_argument("--recipe", choices=("airbench", "sgd"), default="airbench", help="images: crossval's recipe")
     p.add_argument("--batch-size", type=Range(int, 2, 65_536), default=64,
                    help="images: crossval's batch (its activations, not the data, set the fold's memory)")
     p.add_argument("--device-memory", type=Range(float, 0, 1 << 20), default=0.05,
