@@ -212,3 +212,20 @@ def test_a_slurm_element_with_several_gpus_trains_its_fold_on_all_of_them(run_co
     assert listing["gpu"] == "0,1" and "--gpus-per-task=2" in proc.stdout
     line = tasklist.execute(tasklist.entry({**listing, "gpu": "cpu,cpu"}, 0))
     assert line == f"wrote {run.shard('n20_s0', 1)}" and store.verify(run.shard("n20_s0", 1))["info"]["devices"] == 2
+
+
+def test_the_whitening_init_in_one_copy_gives_the_numbers_of_three():
+    import torch
+
+    from pipeline import models
+
+    images = torch.randn(40, 3, 12, 12)
+    c = images.shape[1]
+    patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # the computation before: three full-size copies
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4).double()
+    patches = patches - patches.mean(0)
+    values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+    filters = (vectors / torch.sqrt(values + models.AIRBENCH.whitening_eps)).T.reshape(c * 4, c, 2, 2)
+    net = models.build("airbench", 3, 12, 10)
+    models.init_whitening(net, images)
+    assert torch.equal(models.whitening_layer(net).weight, torch.cat([filters, -filters]).to(torch.float32))
