@@ -46,7 +46,7 @@ run := --run-dir "$(RUN)"
 cond := $(if $(COND),--cond "$(COND)")
 devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)") --workers-per-gpu "$(WORKERS_PER_GPU)"
 
-.PHONY: setup demo demo-own test data noise crossval crossval-all backbone combine masks review coteach report all paper-labels \
+.PHONY: setup demo demo-own test lint data noise crossval crossval-all backbone combine masks review coteach report all paper-labels \
         slurm-crossval slurm-coteach slurm-combine slurm-masks slurm-review slurm-up slurm-down gpu-evidence gpu-kit gpu-rehearsal
 
 setup: $(VENV)/.installed
@@ -92,8 +92,12 @@ gpu-kit: $(SETUP)
 gpu-rehearsal: gpu-kit
 	$(PY) -m bench.gpu_kit rehearse
 
-test: setup
+test: lint
 	$(PY) -m pytest -q
+
+lint: setup  # ruff: lint and formatting, configured in pyproject.toml
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 data: setup
 	@test -n "$(DATA)" || { echo "make data: pass DATA=<ImageFolder root or .tar.gz of one | a CSV of path,label | cifar-10-batches-py folder | digits>" >&2; exit 2; }

@@ -31,8 +31,10 @@ def main(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         out = features.extract(net, images, *backbones.IMAGENET, device, arch)
         seconds = time.perf_counter() - start
-        cli.log(f"{arch} at {args.input_size} px on {device} ({torch.get_num_threads()} threads): {len(images) / seconds:.1f} "
-                f"images/s ({len(images)} images in {seconds:.1f} s, {out.shape[1]} features each)")
+        cli.log(
+            f"{arch} at {args.input_size} px on {device} ({torch.get_num_threads()} threads): {len(images) / seconds:.1f} "
+            f"images/s ({len(images)} images in {seconds:.1f} s, {out.shape[1]} features each)"
+        )
 
 
 def parser() -> cli.Parser:

@@ -48,7 +48,9 @@ def paper_condition(name: str) -> conditions.Condition | None:
     return next((c for c in conditions.parse_conditions("paper-all") if name in (c.name, c.paper_column)), None)
 
 
-def noisy_labels(cond: conditions.Condition, ds: datasets.Dataset, psx_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def noisy_labels(
+    cond: conditions.Condition, ds: datasets.Dataset, psx_dir: Path
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(noisy labels, the paper's psx or None): the paper's own on CIFAR-10, else generated with seed 0."""
     if len(ds.train_y) == CIFAR10_TRAIN_SIZE and ds.num_classes == 10:
         labels = paper.KIND.labels(cond, ds, paper.LABELS, None)[0]
@@ -57,7 +59,9 @@ def noisy_labels(cond: conditions.Condition, ds: datasets.Dataset, psx_dir: Path
     return generate(ds.train_y, ds.num_classes, cond.noise, cond.sparsity, seed=0)[0], None
 
 
-def fold_rows(noisy: np.ndarray, num_classes: int, fold: int, subset: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def fold_rows(
+    noisy: np.ndarray, num_classes: int, fold: int, subset: int | None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, held-out rows) of fold ``fold`` of 4, assigned on the noisy labels (of a random subset)."""
     rows = np.arange(len(noisy))
     if subset and subset < len(rows):
@@ -87,10 +91,14 @@ def paper_recipe(ds, train, device, steps: int, batch_size: int) -> dict:
 
     mean, std = channel_stats(ds.train_x[train])
     size = ds.train_x.shape[1]
-    tf = transforms.Compose([
-        transforms.RandomCrop(size, padding=max(1, size // 8)), transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(), transforms.Normalize(mean.tolist(), std.tolist()),
-    ])
+    tf = transforms.Compose(
+        [
+            transforms.RandomCrop(size, padding=max(1, size // 8)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean.tolist(), std.tolist()),
+        ]
+    )
 
     class Images(torch.utils.data.Dataset):
         def __len__(self):
@@ -101,8 +109,15 @@ def paper_recipe(ds, train, device, steps: int, batch_size: int) -> dict:
             return tf(Image.fromarray(x.squeeze(-1) if x.shape[-1] == 1 else x)), int(ds.train_y[train[i]])
 
     workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
-    loader = torch.utils.data.DataLoader(Images(), batch_size=batch_size, shuffle=True, drop_last=True,
-                                         num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        Images(),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
     net = torchvision.models.resnet50(weights=None, num_classes=ds.num_classes)
     if ds.train_x.shape[-1] != 3:
         net.conv1 = torch.nn.Conv2d(ds.train_x.shape[-1], 64, 7, 2, 3, bias=False)
@@ -142,28 +157,40 @@ def _pct(v: float | None) -> str:
 
 def print_tables(r: dict) -> None:
     ours, paper = r["ours"], r.get("paper_psx")
-    print(f"\n{r['cond']} fold {r['fold']} of 4: {r['n_train']} train / {r['n_heldout']} held out, {r['data']}, on {r['device']}\n")
+    print(
+        f"\n{r['cond']} fold {r['fold']} of 4: {r['n_train']} train / {r['n_heldout']} held out, {r['data']}, on {r['device']}\n"
+    )
     print("| recipe | train s | predict s | total s (incl. start-up) | train images/s | peak GPU GiB |")
     print("|---|---|---|---|---|---|")
-    print(f"| ours ({r['config']['recipe']}, {r['config']['arch']}, {r['config']['epochs']} epochs, {r['precision']}{', compiled' if r['compile'] else ''}) "
-          f"| {r['train_s']:.2f} | {r['predict_s']:.2f} | {r['total_s']:.2f} | {r['images_per_s']:,.0f} | {r['peak_gib']:.2f} |")
+    print(
+        f"| ours ({r['config']['recipe']}, {r['config']['arch']}, {r['config']['epochs']} epochs, {r['precision']}{', compiled' if r['compile'] else ''}) "
+        f"| {r['train_s']:.2f} | {r['predict_s']:.2f} | {r['total_s']:.2f} | {r['images_per_s']:,.0f} | {r['peak_gib']:.2f} |"
+    )
     if r.get("paper_images_per_s"):
-        print(f"| paper (ResNet-50, DataLoader+PIL, {r['paper_steps']} steps) | – | – | – | {r['paper_images_per_s']:,.0f} | – |")
+        print(
+            f"| paper (ResNet-50, DataLoader+PIL, {r['paper_steps']} steps) | – | – | – | {r['paper_images_per_s']:,.0f} | – |"
+        )
         print(f"\nthroughput ratio ours / paper: {r['images_per_s'] / r['paper_images_per_s']:.1f}x")
     if r.get("curve_acc_true"):
-        print("\nheld-out accuracy vs true labels after each epoch (no TTA; --watch, its passes counted in train s): "
-              + " ".join(_pct(a) for a in r["curve_acc_true"]))
+        print(
+            "\nheld-out accuracy vs true labels after each epoch (no TTA; --watch, its passes counted in train s): "
+            + " ".join(_pct(a) for a in r["curve_acc_true"])
+        )
     if r.get("pruned"):
         d = r["pruned"]
-        print(f"\npruned after epoch {d['epoch']}: {d['flagged']} of {r['n_train']} training rows; as label errors: "
-              f"precision {_pct(d['precision'])}%, recall {_pct(d['recall'])}%, F1 {_pct(d['f1'])}%")
+        print(
+            f"\npruned after epoch {d['epoch']}: {d['flagged']} of {r['n_train']} training rows; as label errors: "
+            f"precision {_pct(d['precision'])}%, recall {_pct(d['recall'])}%, F1 {_pct(d['f1'])}%"
+        )
     print(f"\nheld-out rows ({r['noise_rate']:.1%} of their labels wrong): ours | the paper's psx on the same rows\n")
     print("| | ours | paper's psx |")
     print("|---|---|---|")
     print(f"| accuracy vs true labels, % | {_pct(ours['acc_true'])} | {_pct(paper and paper['acc_true'])} |")
     for method in CL_METHODS:
         a, b = ours["detection"][method], (paper or {}).get("detection", {}).get(method, {})
-        cells = [f"{_pct(d.get('precision'))} / {_pct(d.get('recall'))} / {_pct(d.get('f1'))}" if d else "–" for d in (a, b)]
+        cells = [
+            f"{_pct(d.get('precision'))} / {_pct(d.get('recall'))} / {_pct(d.get('f1'))}" if d else "–" for d in (a, b)
+        ]
         print(f"| {method}: precision / recall / F1, % | {cells[0]} | {cells[1]} |")
 
 
@@ -171,9 +198,13 @@ def parser(doc: str) -> cli.Parser:
     """The options every bench harness shares: data, cache, device, condition (then its own, then ``setup``)."""
     p = cli.Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)  # bad flags: one line, exit 2
     p.add_argument("--data", default=str(SHARED_CIFAR), help="a dataset source (see stages.data), e.g. digits")
-    p.add_argument("--cache-dir", type=Path, default=Path("runs/bench"), help="run directory holding the decoded dataset cache")
+    p.add_argument(
+        "--cache-dir", type=Path, default=Path("runs/bench"), help="run directory holding the decoded dataset cache"
+    )
     p.add_argument("--device", default="0", help="CUDA index or cpu")
-    p.add_argument("--cond", default="n0_s0", help="one of the paper's conditions: n0_s0 (clean), n40_s0, ... or its column (0_4)")
+    p.add_argument(
+        "--cond", default="n0_s0", help="one of the paper's conditions: n0_s0 (clean), n40_s0, ... or its column (0_4)"
+    )
     return p
 
 
@@ -198,11 +229,23 @@ def main() -> None:
     t0 = time.perf_counter()
     p = parser(__doc__)
     p.add_argument("--fold", type=int, choices=range(4), default=0, help="the held-out fold (of 4)")
-    p.add_argument("--subset", type=Range(int, 1, 10**9, optional=True), default=None, help="use N training images (folds of those)")
-    p.add_argument("--paper-psx", type=Path, default=PAPER_PSX, help="folder of the paper's *_psx.npy (compared where present)")
-    p.add_argument("--watch", action="store_true",
-                   help="after every epoch, print the held-out accuracy against the true labels (no TTA; costs one pass)")
-    p.add_argument("--paper-steps", type=Range(int, 0, 10**6), default=50, help="steps to time the paper's recipe over (0: skip)")
+    p.add_argument(
+        "--subset",
+        type=Range(int, 1, 10**9, optional=True),
+        default=None,
+        help="use N training images (folds of those)",
+    )
+    p.add_argument(
+        "--paper-psx", type=Path, default=PAPER_PSX, help="folder of the paper's *_psx.npy (compared where present)"
+    )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="after every epoch, print the held-out accuracy against the true labels (no TTA; costs one pass)",
+    )
+    p.add_argument(
+        "--paper-steps", type=Range(int, 0, 10**6), default=50, help="steps to time the paper's recipe over (0: skip)"
+    )
     p.add_argument("--paper-batch-size", type=Range(int, 1, 65_536), default=256)
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     p.add_argument("--probs", type=Path, default=None, help="save the held-out rows and probabilities to this .npz")
@@ -216,18 +259,32 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
-    trained = train_classifier(data, **config.training(), seed=config.seed, device=device, label=f"bench {cond.name}",
-                               watch=ds.train_y[held] if args.watch else None)
+    trained = train_classifier(
+        data,
+        **config.training(),
+        seed=config.seed,
+        device=device,
+        label=f"bench {cond.name}",
+        watch=ds.train_y[held] if args.watch else None,
+    )
     probs = trained.probs
     total = time.perf_counter() - t0
     if args.probs:
         store.atomic_write(args.probs, lambda f: np.savez(f, rows=held, probs=probs))
     r = {
-        "cond": cond.name, "fold": args.fold, "data": args.data, "device": devices.name(device), "compile": config.compile,
+        "cond": cond.name,
+        "fold": args.fold,
+        "data": args.data,
+        "device": devices.name(device),
+        "compile": config.compile,
         "precision": effective_precision(config.precision, device),
-        "config": vars(config), "n_train": len(train), "n_heldout": len(held),
+        "config": vars(config),
+        "n_train": len(train),
+        "n_heldout": len(held),
         "noise_rate": float(np.mean(noisy[held] != ds.train_y[held])),
-        "train_s": trained.train_s, "predict_s": trained.predict_s, "total_s": total,
+        "train_s": trained.train_s,
+        "predict_s": trained.predict_s,
+        "total_s": total,
         "images_per_s": config.epochs * len(train) / trained.train_s,
         "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
         "ours": heldout_quality(probs, noisy[held], ds.train_y[held]),
@@ -236,8 +293,7 @@ def main() -> None:
     if config.prune_epoch is not None:
         keep = np.ones(len(train), bool)
         keep[trained.pruned] = False
-        r["pruned"] = {"epoch": config.prune_epoch,
-                       **detection(keep, noisy[train], ds.train_y[train])}
+        r["pruned"] = {"epoch": config.prune_epoch, **detection(keep, noisy[train], ds.train_y[train])}
     if paper_psx is not None:
         r["paper_psx"] = heldout_quality(paper_psx[held].astype(np.float64), noisy[held], ds.train_y[held])
     if args.paper_steps > 0:

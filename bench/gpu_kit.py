@@ -39,15 +39,28 @@ ROOT = Path(__file__).resolve().parent.parent
 WHEELS, SHARED = ".whl", ".cache/shared"
 CARRY = (WHEELS, SHARED)
 SOURCE = ROOT.parent / "shared" / "data"
-DATA_FILES = ("cifar10-jpeg.tar.gz", "cl-paper/psx")  # the tarball; the paper's psx (bench.fold, the report's detection)
+DATA_FILES = (
+    "cifar10-jpeg.tar.gz",
+    "cl-paper/psx",
+)  # the tarball; the paper's psx (bench.fold, the report's detection)
 LIMIT_BYTES = 64 * 2**20  # the working tree plus carried paths
 COMMAND_CHARS = 2000
 OUT_FILES, OUT_BYTES, OUT_DEPTH = 8, 16 * 2**20, 2
-GPU_ENV = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux", "platform_system": "Linux",
-           "platform_machine": "x86_64", "implementation_name": "cpython", "os_name": "posix", "extra": ""}
-COMMAND = ("python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "
-           f"{WHEELS}/*.whl || exit 3; export PYTHONPATH=/tmp/site; "
-           f"python3 -m bench.evidence --require-shared --shared {SHARED} --run-dir /tmp/evidence-run --out \"$OUT\" $EVIDENCE_ARGS")
+GPU_ENV = {
+    "python_version": "3.12",
+    "python_full_version": "3.12.3",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "implementation_name": "cpython",
+    "os_name": "posix",
+    "extra": "",
+}
+COMMAND = (
+    "python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "
+    f"{WHEELS}/*.whl || exit 3; export PYTHONPATH=/tmp/site; "
+    f'python3 -m bench.evidence --require-shared --shared {SHARED} --run-dir /tmp/evidence-run --out "$OUT" $EVIDENCE_ARGS'
+)
 
 
 def _norm(name: str) -> str:
@@ -64,7 +77,11 @@ def missing() -> dict[str, str]:
     """``{distribution: version installed here}`` the pipeline needs and the GPU machine lacks, dependencies included."""
     import tomllib
 
-    have, todo, need = gpu_machine(), list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]), {}
+    have, todo, need = (
+        gpu_machine(),
+        list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]),
+        {},
+    )
     while todo:
         req = Requirement(todo.pop())
         name = _norm(req.name)
@@ -80,7 +97,9 @@ def missing() -> dict[str, str]:
 
 
 def _tree_bytes() -> int:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
     return sum((ROOT / f).stat().st_size for f in files.decode().split("\0") if f and (ROOT / f).is_file())
 
 
@@ -92,17 +111,40 @@ def kit() -> None:
     wheels = ROOT / WHEELS
     for folder in (wheels, ROOT / SHARED):
         if folder.exists() and not folder.is_dir():
-            raise PipelineError(f"{folder}: a file where the kit's folder goes; move it away and run make gpu-kit again")
+            raise PipelineError(
+                f"{folder}: a file where the kit's folder goes; move it away and run make gpu-kit again"
+            )
     need = missing()
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir()
     pins = [f"{name}=={version}" for name, version in need.items()]
-    got = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
-                          "--implementation", "cp", "--platform", "manylinux2014_x86_64", "-d", str(wheels), *pins],
-                         capture_output=True, text=True)
+    got = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            "--platform",
+            "manylinux2014_x86_64",
+            "-d",
+            str(wheels),
+            *pins,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if got.returncode != 0:
-        raise PipelineError(f"pip could not fetch {' '.join(pins)} for Python 3.12: put their wheels in {WHEELS}/ "
-                         f"by hand ({got.stderr.strip().splitlines()[-1] if got.stderr.strip() else 'no output'})")
+        raise PipelineError(
+            f"pip could not fetch {' '.join(pins)} for Python 3.12: put their wheels in {WHEELS}/ "
+            f"by hand ({got.stderr.strip().splitlines()[-1] if got.stderr.strip() else 'no output'})"
+        )
     for rel in DATA_FILES:
         src, dst = SOURCE / rel, ROOT / SHARED / "data" / rel
         if not src.exists():
@@ -115,7 +157,11 @@ def kit() -> None:
     sizes = {"tree": _tree_bytes(), **{c: _bytes(ROOT / c) for c in CARRY}}
     total = sum(sizes.values())
     print("wheels: " + ", ".join(sorted(p.name for p in wheels.glob("*.whl"))))
-    print("sizes: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sizes.items()) + f"; total {total / 2**20:.1f} of 64 MiB")
+    print(
+        "sizes: "
+        + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sizes.items())
+        + f"; total {total / 2**20:.1f} of 64 MiB"
+    )
     if total > LIMIT_BYTES:
         raise PipelineError(f"the working tree plus the kit is {total / 2**20:.1f} MiB, over the device's 64 MiB")
     if len(COMMAND) > COMMAND_CHARS:
@@ -165,7 +211,9 @@ def rehearse() -> None:
     with tempfile.TemporaryDirectory(prefix="gpu-rehearsal-") as tmp:
         tmp = Path(tmp)
         tree, out = tmp / "tree", tmp / "out"
-        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+        files = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
         for f in [f for f in files.decode().split("\0") if f and (ROOT / f).is_file()]:
             (tree / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, tree / f)
@@ -185,7 +233,9 @@ def rehearse() -> None:
                 shutil.rmtree(d, ignore_errors=True)
         problems = check_out(out)
         seconds = time.perf_counter() - start
-        print(f"rehearsal: exit status {proc.returncode} in {seconds:.0f} s; $OUT: {sorted(p.name for p in out.rglob('*'))}")
+        print(
+            f"rehearsal: exit status {proc.returncode} in {seconds:.0f} s; $OUT: {sorted(p.name for p in out.rglob('*'))}"
+        )
         if proc.returncode != 0 or problems:
             raise PipelineError("the rehearsal failed" + "".join(f"; {p}" for p in problems))
 

@@ -44,15 +44,25 @@ def timed(name: str, run_dir: Path, *args: str, cgroup: Path | None = None) -> d
     """Run ``python -m stages.<name> --run-dir RUN ARGS``; its wall seconds and peak RSS (GiB); fails loudly."""
     start = time.perf_counter()
     enter = None if cgroup is None else (lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
-    proc = subprocess.Popen([sys.executable, "-m", f"stages.{name}", "--run-dir", str(run_dir), *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=enter)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"stages.{name}", "--run-dir", str(run_dir), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=enter,
+    )
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise PipelineError(f"stages.{name} exited {proc.returncode}:\n{out[-3000:]}")
-    return {"stage": name, "wall_s": round(time.perf_counter() - start, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
-            "last_line": out.strip().splitlines()[-2] if out.strip() else ""}
+    return {
+        "stage": name,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
+        "last_line": out.strip().splitlines()[-2] if out.strip() else "",
+    }
 
 
 def limited(gib: float | None, name: str) -> Path | None:
@@ -75,12 +85,24 @@ def synthetic_masks_run(run: RunDir, n: int, classes: int) -> None:
     rng = np.random.default_rng(n)
     true = rng.integers(0, classes, n)
     noisy = np.where(rng.random(n) < NOISE, rng.integers(0, classes, n), true)
-    arrays = {"train_x": np.zeros((n, 1, 1, 1), np.uint8), "train_y": true, "train_ids": np.arange(n).astype(str),
-              "train_source_index": np.full(n, -1), "test_x": np.zeros((0, 1, 1, 1), np.uint8), "test_y": np.zeros(0, np.int64),
-              "classes": np.array([f"c{k}" for k in range(classes)])}
+    arrays = {
+        "train_x": np.zeros((n, 1, 1, 1), np.uint8),
+        "train_y": true,
+        "train_ids": np.arange(n).astype(str),
+        "train_source_index": np.full(n, -1),
+        "test_x": np.zeros((0, 1, 1, 1), np.uint8),
+        "test_y": np.zeros(0, np.int64),
+        "classes": np.array([f"c{k}" for k in range(classes)]),
+    }
     info = {"n_train": n, "n_test": 0, "image_shape": [1, 1, 1], "classes": arrays["classes"].tolist()}
-    store.produce(run.dataset, root=run.root, stage="data", inputs={}, config={"source": "synthetic", "rows": n, "classes": classes},
-                  make=lambda: (arrays, info))
+    store.produce(
+        run.dataset,
+        root=run.root,
+        stage="data",
+        inputs={},
+        config={"source": "synthetic", "rows": n, "classes": classes},
+        make=lambda: (arrays, info),
+    )
     labels = run.root / "noisy.npy"
     store.save(labels, noisy)
     timed("noise", run.root, "--labels", f"synth={labels}")
@@ -97,8 +119,14 @@ def synthetic_masks_run(run: RunDir, n: int, classes: int) -> None:
                 probs[s : s + len(z)] = z / z.sum(1, keepdims=True)
             return {"indices": held, "probs": probs}, {"precision": "32-true"}
 
-        store.produce(run.shard("synth", k), root=run.root, stage="crossval", config={"recipe": "synthetic", "folds": FOLDS,
-                      "fold_seed": 0, "fold": k}, inputs={"dataset": run.dataset, "labels": run.labels("synth")}, make=shard)
+        store.produce(
+            run.shard("synth", k),
+            root=run.root,
+            stage="crossval",
+            config={"recipe": "synthetic", "folds": FOLDS, "fold_seed": 0, "fold": k},
+            inputs={"dataset": run.dataset, "labels": run.labels("synth")},
+            make=shard,
+        )
 
 
 def image_folder(root: Path, n: int, train: int, out: Path) -> None:
@@ -111,7 +139,9 @@ def image_folder(root: Path, n: int, train: int, out: Path) -> None:
         if not CIFAR_TAR.is_file():
             raise PipelineError(f"{CIFAR_TAR}: not found; the images bench needs CIFAR-10's test images (../shared)")
         with tarfile.open(CIFAR_TAR) as tar:
-            tar.extractall(out, members=[m for m in tar.getmembers() if m.name.startswith("cifar10/test/")], filter="data")
+            tar.extractall(
+                out, members=[m for m in tar.getmembers() if m.name.startswith("cifar10/test/")], filter="data"
+            )
     pool = sorted(test.glob("*/*"))
     for i in range(n):
         src = pool[i % len(pool)]
@@ -130,8 +160,16 @@ def bench_masks(args) -> list[dict]:
         synthetic_masks_run(run, n, args.classes)
         cli.log(f"n={n}: synthetic run made in {time.perf_counter() - start:.0f} s")
         for stage in ("combine", "masks", "review"):
-            row = {"n": n, "classes": args.classes, **timed(stage, run.root, *(["--top", "40"] if stage == "review" else []),
-                                                        cgroup=limited(args.memory_gib, f"scale-{stage}"))}
+            row = {
+                "n": n,
+                "classes": args.classes,
+                **timed(
+                    stage,
+                    run.root,
+                    *(["--top", "40"] if stage == "review" else []),
+                    cgroup=limited(args.memory_gib, f"scale-{stage}"),
+                ),
+            }
             cli.log(json.dumps(row))
             rows.append(row)
         if not args.keep:
@@ -149,10 +187,33 @@ def bench_images(args) -> list[dict]:
         cli.log(f"n={n}: {n} image paths made in {time.perf_counter() - start:.0f} s")
         run = work / "run"
         group = limited(args.memory_gib, "scale-images")
-        steps = [("data", "--source", str(work / "source"), "--image-size", str(args.image_size), "--workers", str(args.workers)),
-                 ("noise", "--conditions", "0.2:0"),
-                 ("crossval", "--fold", "0", "--recipe", args.recipe, "--epochs", "1", "--batch-size", str(args.batch_size),
-                  "--gpu", "cpu", "--device-memory", str(args.device_memory))]
+        steps = [
+            (
+                "data",
+                "--source",
+                str(work / "source"),
+                "--image-size",
+                str(args.image_size),
+                "--workers",
+                str(args.workers),
+            ),
+            ("noise", "--conditions", "0.2:0"),
+            (
+                "crossval",
+                "--fold",
+                "0",
+                "--recipe",
+                args.recipe,
+                "--epochs",
+                "1",
+                "--batch-size",
+                str(args.batch_size),
+                "--gpu",
+                "cpu",
+                "--device-memory",
+                str(args.device_memory),
+            ),
+        ]
         for name, *flags in steps:
             row = {"n": n, "image_size": args.image_size, **timed(name, run, *flags, cgroup=group)}
             if name == "data":
@@ -181,19 +242,33 @@ def main() -> None:
     p.add_argument("--image-size", type=Range(int, 8, 512), default=64)
     p.add_argument("--workers", type=Range(int, 1, 256), default=2)
     p.add_argument("--recipe", choices=("airbench", "sgd"), default="airbench", help="images: crossval's recipe")
-    p.add_argument("--batch-size", type=Range(int, 2, 65_536), default=64,
-                   help="images: crossval's batch (its activations, not the data, set the fold's memory)")
-    p.add_argument("--device-memory", type=Range(float, 0, 1 << 20), default=0.05,
-                   help="images: GiB the fold may hold; its training rows are more, so they stream")
-    p.add_argument("--memory-gib", type=Range(float, 0.25, 1 << 20, optional=True), default=None,
-                   help="run every stage in a cgroup limited to this many GiB")
+    p.add_argument(
+        "--batch-size",
+        type=Range(int, 2, 65_536),
+        default=64,
+        help="images: crossval's batch (its activations, not the data, set the fold's memory)",
+    )
+    p.add_argument(
+        "--device-memory",
+        type=Range(float, 0, 1 << 20),
+        default=0.05,
+        help="images: GiB the fold may hold; its training rows are more, so they stream",
+    )
+    p.add_argument(
+        "--memory-gib",
+        type=Range(float, 0.25, 1 << 20, optional=True),
+        default=None,
+        help="run every stage in a cgroup limited to this many GiB",
+    )
     p.add_argument("--keep", action="store_true", help="keep the run directories")
     args = p.parse_args()
     args.rows = [int(v) for v in args.rows.split(",")]
     args.images = [int(v) for v in args.images.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     rows = bench_masks(args) if args.what == "masks" else bench_images(args)
-    store.save(args.out / f"{args.what}.json", {"rows": rows, "memory_gib": args.memory_gib, "host_cpus": os.cpu_count()})
+    store.save(
+        args.out / f"{args.what}.json", {"rows": rows, "memory_gib": args.memory_gib, "host_cpus": os.cpu_count()}
+    )
     print(table(rows))
 
 

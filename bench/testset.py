@@ -25,7 +25,9 @@ from pipeline import cli, devices, store
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--watch", action="store_true", help="after every epoch, print the test accuracy (no TTA; costs one pass)")
+    p.add_argument(
+        "--watch", action="store_true", help="after every epoch, print the test accuracy (no TTA; costs one pass)"
+    )
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args, config, cond, device, ds = setup(p)
     from pipeline.train import Data, train_classifier  # once the arguments are checked (see bench.fold)
@@ -33,16 +35,34 @@ def main() -> None:
     labels, _ = noisy_labels(cond, ds, PAPER_PSX)
     data = Data(ds.train_x, labels, ds.test_x, ds.test_y, ds.num_classes)
     start = time.perf_counter()
-    trained = train_classifier(data, **config.training(), seed=config.seed, device=device, label=f"testset {cond.name}",
-                               watch=ds.test_y if args.watch else None)
+    trained = train_classifier(
+        data,
+        **config.training(),
+        seed=config.seed,
+        device=device,
+        label=f"testset {cond.name}",
+        watch=ds.test_y if args.watch else None,
+    )
     probs, curve = trained.probs, trained.curve
-    r = {"cond": cond.name, "data": args.data, "device": devices.name(device), "config": vars(config),
-         "n_train": len(labels), "n_test": len(ds.test_y), "noise_rate": float(np.mean(labels != ds.train_y)),
-         "train_s": trained.train_s, "predict_s": trained.predict_s, "total_s": time.perf_counter() - start,
-         "test_acc": float(np.mean(probs.argmax(1) == ds.test_y)), "curve_test_acc": curve}
-    print(f"\n{cond.name}: {r['n_train']} train -> {r['n_test']} test, {args.data}, on {r['device']}, "
-          f"{config.recipe}/{config.arch} {config.epochs} epochs: test accuracy {100 * r['test_acc']:.2f}% (TTA); "
-          f"train {r['train_s']:.0f} s, predict {r['predict_s']:.0f} s")
+    r = {
+        "cond": cond.name,
+        "data": args.data,
+        "device": devices.name(device),
+        "config": vars(config),
+        "n_train": len(labels),
+        "n_test": len(ds.test_y),
+        "noise_rate": float(np.mean(labels != ds.train_y)),
+        "train_s": trained.train_s,
+        "predict_s": trained.predict_s,
+        "total_s": time.perf_counter() - start,
+        "test_acc": float(np.mean(probs.argmax(1) == ds.test_y)),
+        "curve_test_acc": curve,
+    }
+    print(
+        f"\n{cond.name}: {r['n_train']} train -> {r['n_test']} test, {args.data}, on {r['device']}, "
+        f"{config.recipe}/{config.arch} {config.epochs} epochs: test accuracy {100 * r['test_acc']:.2f}% (TTA); "
+        f"train {r['train_s']:.0f} s, predict {r['predict_s']:.0f} s"
+    )
     if curve:
         print("per epoch, no TTA: " + " ".join(f"{100 * a:.2f}" for a in curve))
     if args.json:

@@ -32,8 +32,10 @@ def torchvision_archs() -> list[str]:
 def check_arch(arch: str) -> str:
     """``arch`` if it names a network (ours, or torchvision's, which is imported only then)."""
     if arch not in models.ARCHS and arch not in torchvision_archs():
-        raise PipelineError(f"--arch {arch!r}: not a network of this pipeline ({', '.join(models.ARCHS)}) "
-                            "nor a torchvision classification model (torchvision.models.list_models())")
+        raise PipelineError(
+            f"--arch {arch!r}: not a network of this pipeline ({', '.join(models.ARCHS)}) "
+            "nor a torchvision classification model (torchvision.models.list_models())"
+        )
     return arch
 
 
@@ -45,14 +47,21 @@ def weights_file(arch: str, weights: str) -> Path:
     import torchvision
 
     try:
-        found = (torchvision.models.get_weight(weights) if "." in weights
-                 else torchvision.models.get_model_weights(arch)[weights])
+        found = (
+            torchvision.models.get_weight(weights)
+            if "." in weights
+            else torchvision.models.get_model_weights(arch)[weights]
+        )
     except (KeyError, ValueError) as e:
-        raise PipelineError(f"--weights {weights!r}: no such file, nor a torchvision weights name of {arch} ({e})") from None
+        raise PipelineError(
+            f"--weights {weights!r}: no such file, nor a torchvision weights name of {arch} ({e})"
+        ) from None
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(found.url)
     if not cached.is_file():
-        raise PipelineError(f"--weights {weights}: {cached} is missing and nothing is downloaded here; fetch {found.url} "
-                            f"into {cached.parent}, or pass the file as --weights FILE")
+        raise PipelineError(
+            f"--weights {weights}: {cached} is missing and nothing is downloaded here; fetch {found.url} "
+            f"into {cached.parent}, or pass the file as --weights FILE"
+        )
     return cached
 
 
@@ -78,11 +87,15 @@ def load(arch: str, path: Path) -> Weights:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickled objects, garbage, truncated: one line
-        raise PipelineError(f"{path}: not a weights file of tensors ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})") from None
+        raise PipelineError(
+            f"{path}: not a weights file of tensors ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and "arch" in state:  # a backbone this pipeline wrote
         if state["arch"] != arch:
             raise PipelineError(f"{path}: weights of --arch {state['arch']}, not {arch}")
-        return Weights(state["state_dict"], tuple(state["mean"]), tuple(state["std"]), state["arch"], tuple(state["built"]))
+        return Weights(
+            state["state_dict"], tuple(state["mean"]), tuple(state["std"]), state["arch"], tuple(state["built"])
+        )
     if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise PipelineError(f"{path}: not a state_dict (a mapping of names to tensors)")
     return Weights(state, *IMAGENET)
@@ -103,8 +116,10 @@ def build(arch: str, weights: Path | None, in_channels: int, image_size: int, nu
     if w.arch is not None:
         net = models.build(arch, *w.built)
     elif arch not in torchvision_archs():
-        raise PipelineError(f"{weights}: a plain state_dict fits torchvision networks; --arch {arch} takes a backbone "
-                            "written by this pipeline (python -m stages.backbone)")
+        raise PipelineError(
+            f"{weights}: a plain state_dict fits torchvision networks; --arch {arch} takes a backbone "
+            "written by this pipeline (python -m stages.backbone)"
+        )
     else:
         import torchvision
 
@@ -172,7 +187,9 @@ def prepared(net, in_channels: int, input_size: int | None):
             if repeat:
                 x = x.expand(-1, 3, -1, -1)
             if input_size is not None and x.shape[-1] != input_size:
-                x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
+                x = F.interpolate(
+                    x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False
+                )
             return self.net(x)
 
     return Prepared() if repeat or input_size is not None else net
@@ -187,8 +204,10 @@ def check_input(net, arch: str, in_channels: int, image_size: int, input_size: i
             net.eval()(torch.zeros(2, in_channels, image_size, image_size))
     except (RuntimeError, AssertionError, ValueError) as e:
         size = input_size or image_size
-        raise PipelineError(f"--arch {arch} cannot take {size} px images ({str(e).strip().splitlines()[0][:160]}); "
-                            "choose another --input-size") from None
+        raise PipelineError(
+            f"--arch {arch} cannot take {size} px images ({str(e).strip().splitlines()[0][:160]}); "
+            "choose another --input-size"
+        ) from None
 
 
 def checksum(arch: str, weights: str | None) -> str | None:

@@ -33,8 +33,10 @@ class FiniteLoss(pl.Callback):
     def on_train_epoch_end(self, trainer, module):
         loss = float(trainer.callback_metrics["loss"])  # the one host sync of the epoch
         if not math.isfinite(loss):
-            raise PipelineError(f"{module.label}: training diverged: mean loss {loss} in epoch {trainer.current_epoch + 1}; "
-                                "nothing written (lower --lr?)")
+            raise PipelineError(
+                f"{module.label}: training diverged: mean loss {loss} in epoch {trainer.current_epoch + 1}; "
+                "nothing written (lower --lr?)"
+            )
 
 
 class EpochAccuracy(pl.Callback):
@@ -50,8 +52,10 @@ class EpochAccuracy(pl.Callback):
         for net in module.networks():
             probs = predict_probs(net, self.batches, module.precision)
             if not np.isfinite(probs).all():
-                raise PipelineError(f"{module.label}: training diverged: the network predicts NaN or inf in epoch "
-                                    f"{module.current_epoch + 1}; nothing written (lower --lr?)")
+                raise PipelineError(
+                    f"{module.label}: training diverged: the network predicts NaN or inf in epoch "
+                    f"{module.current_epoch + 1}; nothing written (lower --lr?)"
+                )
             accs.append(float(np.mean(probs.argmax(1) == self.labels)))
         module.history.append(accs)
 
@@ -73,8 +77,11 @@ class LogLine(pl.Callback):
         if not sys.stderr.isatty() and trainer.is_global_zero:
             loss = float(trainer.callback_metrics["loss"])
             note = "".join(n.note(module) for n in self.notes)
-            print(f"{module.label}: epoch {trainer.current_epoch + 1}/{trainer.max_epochs} loss {loss:.4f}{note} "
-                  f"({time.perf_counter() - self._start:.1f} s)", flush=True)
+            print(
+                f"{module.label}: epoch {trainer.current_epoch + 1}/{trainer.max_epochs} loss {loss:.4f}{note} "
+                f"({time.perf_counter() - self._start:.1f} s)",
+                flush=True,
+            )
         self._start = time.perf_counter()
 
 
@@ -124,11 +131,16 @@ class Prune(pl.Callback):
         probs = predict_probs(module.net, rows, module.precision)
         flagged = find_label_issues(rows.labels.cpu().numpy(), probs, filter_by="prune_by_noise_rate", n_jobs=1)
         if flagged.all():
-            raise PipelineError(f"{module.label}: confident learning flags every training row at epoch {trainer.current_epoch}; "
-                                "nothing to train on (a later --prune-epoch?)")
+            raise PipelineError(
+                f"{module.label}: confident learning flags every training row at epoch {trainer.current_epoch}; "
+                "nothing to train on (a later --prune-epoch?)"
+            )
         self.train.keep(~flagged)
-        print(f"{module.label}: after epoch {trainer.current_epoch} confident learning drops {int(flagged.sum())} of "
-              f"{len(flagged)} training rows", flush=True)
+        print(
+            f"{module.label}: after epoch {trainer.current_epoch} confident learning drops {int(flagged.sum())} of "
+            f"{len(flagged)} training rows",
+            flush=True,
+        )
 
 
 class FreezeWhiteningBias(pl.Callback):
@@ -140,7 +152,9 @@ class FreezeWhiteningBias(pl.Callback):
     def on_train_epoch_start(self, trainer, module):
         whiten = models.whitening_layer(module.net)
         if whiten is not None:
-            whiten.bias.requires_grad_(trainer.current_epoch < self.epochs)  # no gradient, no step, no decay once frozen
+            whiten.bias.requires_grad_(
+                trainer.current_epoch < self.epochs
+            )  # no gradient, no step, no decay once frozen
 
 
 class FreezeBody(pl.Callback):

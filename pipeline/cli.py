@@ -10,8 +10,8 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
@@ -56,7 +56,9 @@ def add_config_args(p: argparse.ArgumentParser, config_cls) -> None:
     for f in dataclasses.fields(config_cls):
         rng, choices = f.metadata.get("range"), f.metadata.get("choices")
         if isinstance(f.default, bool):
-            group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+            group.add_argument(
+                flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"]
+            )
             continue
         group.add_argument(flag(f.name), type=rng or str, choices=choices, default=f.default, help=f.metadata["help"])
 
@@ -130,8 +132,12 @@ def main(stage: Callable[[], None]) -> None:
         if not isinstance(e, Stopped) and type(e).__name__ != "SIGTERMException":
             raise
         status = e.args[0] if isinstance(e, Stopped) else 143
-        _fail("interrupted; finished artifacts and the last epoch's checkpoint are kept" if status == 130
-              else "stopped by a signal; the last epoch's checkpoint is kept: rerun to resume", status)
+        _fail(
+            "interrupted; finished artifacts and the last epoch's checkpoint are kept"
+            if status == 130
+            else "stopped by a signal; the last epoch's checkpoint is kept: rerun to resume",
+            status,
+        )
 
 
 def _fail(line: str, status: int) -> None:

@@ -65,7 +65,9 @@ def damage(error: BaseException) -> PipelineError | None:
     root = str(cache_dir())
     while error is not None:
         if isinstance(error, (ImportError, OSError)) and root in str(error):
-            return PipelineError(f"torch.compile could not load a file of its cache {root} ({str(error).strip()}); "
-                                 f"remove that folder (or set TORCHINDUCTOR_CACHE_DIR to an empty one) and run again")
+            return PipelineError(
+                f"torch.compile could not load a file of its cache {root} ({str(error).strip()}); "
+                f"remove that folder (or set TORCHINDUCTOR_CACHE_DIR to an empty one) and run again"
+            )
         error = error.__cause__ or error.__context__
     return None

@@ -13,16 +13,16 @@ updates entries; only ``--remove NAME`` drops one (its files stay on disk).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from pipeline import datasets, store
 from pipeline.errors import PipelineError
-from pipeline.layout import RunDir
 from pipeline.kinds import KINDS, cifar10n, paper
+from pipeline.layout import RunDir
 from pipeline.lock import waiting
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -74,7 +74,9 @@ class Loaded:
 
 def check_name(name: str) -> str:
     if not SAFE_NAME.fullmatch(name):
-        raise PipelineError(f"condition name {name!r}: use 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit")
+        raise PipelineError(
+            f"condition name {name!r}: use 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
     return name
 
 
@@ -106,11 +108,15 @@ def parse_conditions(spec: str, num_classes: int = 10, seed: int = 0) -> list[Co
         except ValueError:
             raise PipelineError(f"condition {item!r}: expected NOISE:SPARSITY, e.g. 0.4:0.2 (or 'paper')") from None
         if not 0 <= noise < max_noise:
-            raise PipelineError(f"condition {item!r}: noise must lie in [0, {max_noise:.3g}) for {num_classes} classes "
-                                "(cleanlab needs a noise-matrix trace above 1)")
+            raise PipelineError(
+                f"condition {item!r}: noise must lie in [0, {max_noise:.3g}) for {num_classes} classes "
+                "(cleanlab needs a noise-matrix trace above 1)"
+            )
         if not 0 <= sparsity <= max_sparsity:
-            raise PipelineError(f"condition {item!r}: sparsity must lie in [0, {int(max_sparsity * 1000) / 1000}] for {num_classes} classes "
-                                "(each noisy class keeps at least one nonzero noise rate)")
+            raise PipelineError(
+                f"condition {item!r}: sparsity must lie in [0, {int(max_sparsity * 1000) / 1000}] for {num_classes} classes "
+                "(each noisy class keeps at least one nonzero noise rate)"
+            )
         out.append(Condition(condition_name(noise, sparsity), noise, sparsity, "generated", seed=seed))
     if not out:
         raise PipelineError("no conditions given: use 'paper', 'paper-all' or NOISE:SPARSITY,...")
@@ -121,7 +127,9 @@ def given(spec: str) -> Condition:
     """``NAME=FILE``: a condition whose labels were made elsewhere (``kinds.given``: a .npy, or a review's decisions)."""
     name, sep, path = spec.partition("=")
     if not sep or not path:
-        raise PipelineError(f"--labels {spec!r}: expected NAME=FILE (a .npy of labels, or a review page's decisions CSV)")
+        raise PipelineError(
+            f"--labels {spec!r}: expected NAME=FILE (a .npy of labels, or a review page's decisions CSV)"
+        )
     return Condition(check_name(name), None, None, str(Path(path).resolve()))
 
 
@@ -168,8 +176,9 @@ def load(run: RunDir, cond: str) -> Loaded:
     return Loaded(registry(run)[cond], labels, info["actual_noise_rate"], np.array(info["noise_matrix"]))
 
 
-def update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path | None = None,
-           force: bool = False) -> list[tuple[Condition, store.Outcome]]:
+def update(
+    run: RunDir, add: list[Condition], remove: list[str], json_dir: Path | None = None, force: bool = False
+) -> list[tuple[Condition, store.Outcome]]:
     """Remove ``remove`` from the registry and write and register each of ``add``: (condition, outcome).
     Everything is checked first (names, kinds, every label file): a refused update writes nothing and
     leaves the registry as it was. The whole update holds the registry's lock: noise stages started
@@ -178,8 +187,9 @@ def update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path 
         return _update(run, add, remove, json_dir, force)
 
 
-def _update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path | None,
-            force: bool) -> list[tuple[Condition, store.Outcome]]:
+def _update(
+    run: RunDir, add: list[Condition], remove: list[str], json_dir: Path | None, force: bool
+) -> list[tuple[Condition, store.Outcome]]:
     reg = registry(run)
     for name in remove:
         if name not in reg:
@@ -188,12 +198,16 @@ def _update(run: RunDir, add: list[Condition], remove: list[str], json_dir: Path
     for cond in add:
         check_name(cond.name)
         if cond.name in seen:
-            raise PipelineError(f"condition {cond.name} is given twice ({seen[cond.name].describe()}; {cond.describe()}): "
-                                "give distinct values or names")
+            raise PipelineError(
+                f"condition {cond.name} is given twice ({seen[cond.name].describe()}; {cond.describe()}): "
+                "give distinct values or names"
+            )
         seen[cond.name] = cond
         old = reg.get(cond.name)
         if old is not None and cond.name not in remove and old.kind != cond.kind:
-            raise PipelineError(f"condition {cond.name} exists as {old.describe()}; --remove {cond.name} first, or use another name")
+            raise PipelineError(
+                f"condition {cond.name} exists as {old.describe()}; --remove {cond.name} first, or use another name"
+            )
     writes = [(cond, labels_writer(run, cond, json_dir, force)) for cond in add]  # every label made and checked
     done = [(cond, write()) for cond, write in writes]
     for name in remove:
@@ -209,7 +223,9 @@ def _save(run: RunDir, reg: dict[str, Condition]) -> None:
         store.save(run.registry, [asdict(c) for c in reg.values()])
 
 
-def labels_writer(run: RunDir, cond: Condition, json_dir: Path | None, force: bool = False) -> Callable[[], store.Outcome]:
+def labels_writer(
+    run: RunDir, cond: Condition, json_dir: Path | None, force: bool = False
+) -> Callable[[], store.Outcome]:
     """Make ``cond``'s labels now (or find ``conditions/<name>/labels.npy`` current), checking its source; the
     call that writes them (its manifest records the noise matrix)."""
     kind = KINDS[cond.kind]
@@ -234,5 +250,6 @@ def labels_writer(run: RunDir, cond: Condition, json_dir: Path | None, force: bo
         return noisy, info
 
     made = make() if force or not store.is_current(path, inputs, config) else None
-    return lambda: store.produce(path, root=run.root, stage="noise", inputs=inputs, config=config,
-                                 make=lambda: made or make(), force=force)
+    return lambda: store.produce(
+        path, root=run.root, stage="noise", inputs=inputs, config=config, make=lambda: made or make(), force=force
+    )

@@ -53,8 +53,16 @@ def cached(path: Path) -> Dataset:
     return _cached(Path(path), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
-def prepare(run: RunDir, source: str, force: bool = False, image_size: int | None = None, test_fraction: float | None = None,
-            skip_bad: bool = False, audit_test: bool = False, workers: int = 1) -> store.Outcome:
+def prepare(
+    run: RunDir,
+    source: str,
+    force: bool = False,
+    image_size: int | None = None,
+    test_fraction: float | None = None,
+    skip_bad: bool = False,
+    audit_test: bool = False,
+    workers: int = 1,
+) -> store.Outcome:
     """Decode ``source`` into the run's cache unless it is current (same source, unchanged, same options);
     The manifest counts the rows ``skip_bad`` left out, with the first few reasons. An option
     the source cannot apply is refused (see ``read_source``), so the manifest records only options that acted.
@@ -62,8 +70,13 @@ def prepare(run: RunDir, source: str, force: bool = False, image_size: int | Non
     source larger than memory is decoded in bounded memory), which a killed decode resumes from, then copied
     into the cache a chunk at a time; the folder is removed once the cache is written."""
     where = source if source == DIGITS else str(Path(source).resolve())
-    config = {"source": where, "fingerprint": fingerprint(source), "image_size": image_size,
-              "test_fraction": TEST_FRACTION if test_fraction is None else test_fraction, "skip_bad": skip_bad}
+    config = {
+        "source": where,
+        "fingerprint": fingerprint(source),
+        "image_size": image_size,
+        "test_fraction": TEST_FRACTION if test_fraction is None else test_fraction,
+        "skip_bad": skip_bad,
+    }
     if audit_test:  # recorded only when set: caches made before the option existed stay current
         config["audit_test"] = True
 
@@ -76,9 +89,15 @@ def prepare(run: RunDir, source: str, force: bool = False, image_size: int | Non
                 shutil.rmtree(other, ignore_errors=True)
         ds = read_source(source, image_size, test_fraction, skipped if skip_bad else None, audit_test, staging, workers)
         counts = np.bincount(ds.train_y, minlength=ds.num_classes)
-        info = {"n_train": len(ds.train_y), "n_test": len(ds.test_y), "image_shape": list(ds.train_x.shape[1:]),
-                "classes": ds.classes.tolist(), "train_per_class": {"min": int(counts.min()), "max": int(counts.max())},
-                "skipped": len(skipped), "skipped_first": skipped[:20]}
+        info = {
+            "n_train": len(ds.train_y),
+            "n_test": len(ds.test_y),
+            "image_shape": list(ds.train_x.shape[1:]),
+            "classes": ds.classes.tolist(),
+            "train_per_class": {"min": int(counts.min()), "max": int(counts.max())},
+            "skipped": len(skipped),
+            "skipped_first": skipped[:20],
+        }
         return ds.arrays(), info
 
     made = store.produce(run.dataset, root=run.root, stage="data", inputs={}, config=config, make=make, force=force)
@@ -106,9 +125,15 @@ def fingerprint(source: str) -> str:
     return kind.fingerprint(path)
 
 
-def read_source(source: str, image_size: int | None = None, test_fraction: float | None = None,
-                skipped: list[str] | None = None, audit_test: bool = False, staging: Path | None = None,
-                workers: int = 1) -> Dataset:
+def read_source(
+    source: str,
+    image_size: int | None = None,
+    test_fraction: float | None = None,
+    skipped: list[str] | None = None,
+    audit_test: bool = False,
+    staging: Path | None = None,
+    workers: int = 1,
+) -> Dataset:
     """Decode a source into a Dataset. Never downloads. ``skipped``: leave out unusable rows, appending one
     line on each, instead of failing. ``test_fraction`` (None: TEST_FRACTION) applies only to a source without
     a train/test split; an option given to a source that cannot apply it (``--image-size`` to digits,

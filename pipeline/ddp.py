@@ -38,8 +38,15 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def _ranked(rank: int, group: list[str], port: int):
     """The environment of rank ``rank`` of a world over ``group`` (restored after)."""
-    values = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(len(group)), "RANK": str(rank),
-              "LOCAL_RANK": str(rank), "NODE_RANK": "0", MARK: f"{rank}/{len(group)}/{','.join(group)}"}
+    values = {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": str(len(group)),
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "NODE_RANK": "0",
+        MARK: f"{rank}/{len(group)}/{','.join(group)}",
+    }
     before = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -71,7 +78,10 @@ def on_devices(group: list[str], make, *args):
         return make(*args[:3], devices.pick(group[0]), *args[3:])
     port = _free_port()
     spawn = multiprocessing.get_context("spawn")
-    others = [spawn.Process(target=_rank_main, args=(r, group, port, make, args), name=f"rank {r}") for r in range(1, len(group))]
+    others = [
+        spawn.Process(target=_rank_main, args=(r, group, port, make, args), name=f"rank {r}")
+        for r in range(1, len(group))
+    ]
     for p in others:
         p.start()
     try:

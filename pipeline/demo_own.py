@@ -30,7 +30,6 @@ def build(out: Path, flip: float = 0.1, seed: int = 0) -> Path:
     """Write the images, ``labels.csv`` and ``truth.csv`` under ``out``; returns the CSV's path."""
     from PIL import Image
     from sklearn.datasets import load_digits
-
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
@@ -60,41 +59,54 @@ def build(out: Path, flip: float = 0.1, seed: int = 0) -> Path:
         w.writerows(body)
         store.save(out / file, buf.getvalue().encode())
     train = split == "train"
-    print(f"wrote {len(rows)} images of {', '.join(map(str, SIZES))} px and {out / 'labels.csv'}: {int(train.sum())} train "
-          f"({int(flipped.sum())} labels wrong, {flipped.sum() / train.sum():.1%}), {int((~train).sum())} test (all correct)")
+    print(
+        f"wrote {len(rows)} images of {', '.join(map(str, SIZES))} px and {out / 'labels.csv'}: {int(train.sum())} train "
+        f"({int(flipped.sum())} labels wrong, {flipped.sum() / train.sum():.1%}), {int((~train).sum())} test (all correct)"
+    )
     return out / "labels.csv"
 
 
 def check(source: Path, run_dir: Path) -> None:
     """Print the report's "Does cleaning help?" table and how the flagged images compare with the flips."""
-    from pipeline.layout import RunDir
-
     from pipeline import datasets
+    from pipeline.layout import RunDir
 
     run = RunDir(run_dir)
     made = store.verify(run.dataset)["config"]
     labels = str((source / "labels.csv").resolve())
     if made["source"] != labels or made["fingerprint"] != datasets.fingerprint(labels):
-        raise store.PipelineError(f"{run.dataset}: made from {made['source']} as it was then, not from {labels} as it is "
-                                  "now: rerun make demo-own")
+        raise store.PipelineError(
+            f"{run.dataset}: made from {made['source']} as it was then, not from {labels} as it is "
+            "now: rerun make demo-own"
+        )
     read = lambda f: {r["path"]: r["label"] for r in csv.DictReader(open(source / f, newline="", encoding="utf-8"))}
     given, truth = read("labels.csv"), read("truth.csv")
     if given.keys() != truth.keys():
-        raise store.PipelineError(f"{source / 'truth.csv'}: not the same images as {source / 'labels.csv'}: rerun make demo-own")
+        raise store.PipelineError(
+            f"{source / 'truth.csv'}: not the same images as {source / 'labels.csv'}: rerun make demo-own"
+        )
     wrong = {p for p in given if given[p] != truth[p]}
     for cond in sorted(p.name for p in (run.root / "conditions").iterdir() if p.is_dir()):
         issues = list(csv.DictReader(io.StringIO(store.read(run.label_issues(cond)).decode())))
         hits = sum(r["id"] in wrong for r in issues)
         top = issues[:40]
-        print(f"{cond}: {len(issues)} images flagged by a CL method, {hits} of them mislabelled in the CSV "
-              f"({hits / max(1, len(issues)):.0%}); {hits} of the {len(wrong)} wrong labels found ({hits / max(1, len(wrong)):.0%}). "
-              f"The gallery's {len(top)}: {sum(r['id'] in wrong for r in top)} mislabelled.")
+        print(
+            f"{cond}: {len(issues)} images flagged by a CL method, {hits} of them mislabelled in the CSV "
+            f"({hits / max(1, len(issues)):.0%}); {hits} of the {len(wrong)} wrong labels found ({hits / max(1, len(wrong)):.0%}). "
+            f"The gallery's {len(top)}: {sum(r['id'] in wrong for r in top)} mislabelled."
+        )
         page = run.label_issues(cond).with_suffix(".html")
-        print(f"{cond}: review page {page} ({store.verify(page)['info']['cards']} cards): open it, mark each card keep, "
-              "relabel or drop, export the decisions, and read them back with noise --labels")
+        print(
+            f"{cond}: review page {page} ({store.verify(page)['info']['cards']} cards): open it, mark each card keep, "
+            "relabel or drop, export the decisions, and read them back with noise --labels"
+        )
     table = (run.report_dir / "table.md").read_text()
     start = table.find("## Does cleaning help?")
-    print(table[start:].split("\n## ")[0] if start >= 0 else "no 'Does cleaning help?' table in the report (make coteach SEEDS=...)")
+    print(
+        table[start:].split("\n## ")[0]
+        if start >= 0
+        else "no 'Does cleaning help?' table in the report (make coteach SEEDS=...)"
+    )
 
 
 def main() -> None:
@@ -102,7 +114,12 @@ def main() -> None:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="write the demo dataset")
     b.add_argument("dir", type=Path)
-    b.add_argument("--flip", type=Range(float, 0, 1, hi_open=True), default=0.1, help="fraction of the training labels made wrong (default: 0.1)")
+    b.add_argument(
+        "--flip",
+        type=Range(float, 0, 1, hi_open=True),
+        default=0.1,
+        help="fraction of the training labels made wrong (default: 0.1)",
+    )
     c = sub.add_parser("check", help="after the pipeline: verdicts, and the flagged images against the flips")
     c.add_argument("dir", type=Path)
     c.add_argument("run", type=Path)

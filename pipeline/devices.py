@@ -28,7 +28,9 @@ def parse_gpus(spec: str) -> list[str]:
         return [str(i) for i in range(torch.cuda.device_count())] or ["cpu"]
     gpus = [g.strip() for g in spec.split(",") if g.strip()]
     if not gpus or any(g != "cpu" and not g.isdigit() for g in gpus):
-        raise PipelineError(f"--gpus {spec!r}: expected CUDA indices and/or 'cpu', comma-separated (e.g. 0,1,2,3 or cpu), or all")
+        raise PipelineError(
+            f"--gpus {spec!r}: expected CUDA indices and/or 'cpu', comma-separated (e.g. 0,1,2,3 or cpu), or all"
+        )
     return gpus
 
 
@@ -50,8 +52,10 @@ def group(gpus: list[str], per_task: int) -> list[str]:
     if gpus == ["cpu"] * len(gpus):
         return [",".join(["cpu"] * per_task)] * len(gpus)
     if "cpu" in gpus or len(gpus) % per_task:
-        raise PipelineError(f"--devices-per-task {per_task}: give CUDA devices in groups of {per_task} with --gpus "
-                            f"(got {','.join(gpus)}), or --gpu cpu")
+        raise PipelineError(
+            f"--devices-per-task {per_task}: give CUDA devices in groups of {per_task} with --gpus "
+            f"(got {','.join(gpus)}), or --gpu cpu"
+        )
     return [",".join(gpus[i : i + per_task]) for i in range(0, len(gpus), per_task)]
 
 
@@ -127,5 +131,7 @@ def _cgroup_files() -> list[tuple[Path, str, str]]:
         if controllers == "":  # v2: one hierarchy
             found.append((Path("/sys/fs/cgroup") / path.lstrip("/"), "memory.max", "memory.current"))
         elif "memory" in controllers.split(","):
-            found.append((Path("/sys/fs/cgroup/memory") / path.lstrip("/"), "memory.limit_in_bytes", "memory.usage_in_bytes"))
+            found.append(
+                (Path("/sys/fs/cgroup/memory") / path.lstrip("/"), "memory.limit_in_bytes", "memory.usage_in_bytes")
+            )
     return found

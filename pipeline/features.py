@@ -23,12 +23,17 @@ PROGRESS_EVERY = 10_000  # images between progress lines
 
 
 def config(arch: str, weights: str, input_size: int | None) -> dict:
-    return {"arch": arch, "weights": weights, "weights_checksum": backbones.checksum(arch, weights), "input_size": input_size}
+    return {
+        "arch": arch,
+        "weights": weights,
+        "weights_checksum": backbones.checksum(arch, weights),
+        "input_size": input_size,
+    }
 
 
 def path(run: RunDir, arch: str, weights: str, input_size: int | None) -> Path:
     c = config(arch, weights, input_size)
-    return run.features(f"{arch}_{input_size or 'native'}px_{c['weights_checksum'][len('sha256:'):][:12]}")
+    return run.features(f"{arch}_{input_size or 'native'}px_{c['weights_checksum'][len('sha256:') :][:12]}")
 
 
 def produce(run: RunDir, arch: str, weights: str, input_size: int | None, device) -> store.Outcome:
@@ -48,12 +53,18 @@ def produce(run: RunDir, arch: str, weights: str, input_size: int | None, device
     backbones.check_input(net, arch, c, h, input_size)
 
     def make():
-        arrays = {split: extract(net.to(device).eval(), x, mean, std, device, f"features {out.name} {split}")
-                  for split, x in (("train", ds.train_x), ("test", ds.test_x))}
+        arrays = {
+            split: extract(net.to(device).eval(), x, mean, std, device, f"features {out.name} {split}")
+            for split, x in (("train", ds.train_x), ("test", ds.test_x))
+        }
         seconds = time.perf_counter() - start
         n = len(ds.train_x) + len(ds.test_x)
-        return arrays, {"dim": int(arrays["train"].shape[1]), "seconds": round(seconds, 3),
-                        "images_per_s": round(n / seconds, 1), "device": str(device)}
+        return arrays, {
+            "dim": int(arrays["train"].shape[1]),
+            "seconds": round(seconds, 3),
+            "images_per_s": round(n / seconds, 1),
+            "device": str(device),
+        }
 
     with waiting(out):
         return store.produce(out, root=run.root, stage="crossval", inputs=inputs, config=made_with, make=make)
@@ -70,7 +81,7 @@ def extract(net, images: np.ndarray, mean, std, device, label: str) -> np.ndarra
     out, start = [], time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(images), BATCH):
-            x = torch.as_tensor(images[i:i + BATCH], device=device).permute(0, 3, 1, 2).float() / 255
+            x = torch.as_tensor(images[i : i + BATCH], device=device).permute(0, 3, 1, 2).float() / 255
             out.append(net((x - m) / s).float().flatten(1).cpu().numpy().astype(np.float16))
             done = i + len(x)
             if done % PROGRESS_EVERY < BATCH or done == len(images):

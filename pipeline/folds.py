@@ -8,7 +8,7 @@ together they cover every row exactly once and every row is a probability vector
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -39,7 +39,9 @@ def assign_folds(noisy_labels: np.ndarray, folds: int, seed: int, num_classes: i
 CHUNK_ENTRIES = 1 << 22  # probabilities checked (in float64: 32 MB) at a time, however long the psx
 
 
-def check_probs(probs: np.ndarray, num_classes: int, where: str, out: np.ndarray | None = None, start: int = 0) -> np.ndarray:
+def check_probs(
+    probs: np.ndarray, num_classes: int, where: str, out: np.ndarray | None = None, start: int = 0
+) -> np.ndarray:
     """Probabilities as float32 rows summing to 1 (each renormalised in float64), written to ``out`` (default:
     a new array; it may be ``probs`` itself), or a PipelineError naming ``where`` and the row (counted from ``start``)."""
     probs = np.asarray(probs)
@@ -129,7 +131,7 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
     if not shards:
         raise PipelineError(f"{cond}: no fold shards in {run.condition_dir(cond) / 'folds'}; run make crossval")
     configs = {}
-    for k, path in shards.items():
+    for path in shards.values():
         manifest = store.verify(path)
         config = dict(manifest["config"])
         config.pop("fold", None)  # which fold it is, ``verify`` checked: its path in the run
@@ -139,8 +141,10 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
     common = store.same_config(configs, f"{cond}: the fold shards disagree")
     missing = [k for k in range(common["folds"]) if k not in shards]
     if missing:
-        raise PipelineError(f"{cond}: missing shard(s) for fold {', '.join(map(str, missing))} of {common['folds']} "
-                            f"({run.shard(cond, missing[0])}); run make crossval FOLD={missing[0]}")
+        raise PipelineError(
+            f"{cond}: missing shard(s) for fold {', '.join(map(str, missing))} of {common['folds']} "
+            f"({run.shard(cond, missing[0])}); run make crossval FOLD={missing[0]}"
+        )
 
     def make():
         noisy = store.read(labels)
@@ -155,7 +159,11 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
                 if not np.array_equal(z["indices"], np.flatnonzero(fold_of == k)):
                     raise PipelineError(f"{path}: its rows are not fold {k}'s rows under the fold assignment")
                 probs = z["probs"]
-                yield k, z["indices"], check_probs(probs, num_classes, str(path), out=probs if probs.dtype == np.float32 else None)
+                yield (
+                    k,
+                    z["indices"],
+                    check_probs(probs, num_classes, str(path), out=probs if probs.dtype == np.float32 else None),
+                )
 
         staged = store.staging(run.psx(cond))
         writer = RowWriter(staged, len(noisy), num_classes)
@@ -163,8 +171,19 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
             merge(parts(), writer)
         finally:
             writer.close()
-        hits = sum(int(np.sum(chunk.argmax(1) == noisy[s : s + len(chunk)])) for s, chunk in store.RowChunks(staged, CHUNK_ENTRIES))
+        hits = sum(
+            int(np.sum(chunk.argmax(1) == noisy[s : s + len(chunk)]))
+            for s, chunk in store.RowChunks(staged, CHUNK_ENTRIES)
+        )
         return store.Staged(staged), {"accuracy_vs_noisy_labels": hits / len(noisy)}
 
     inputs = {"dataset": dataset, "labels": labels, **{f"fold{k}": p for k, p in shards.items()}}
-    return store.produce(run.psx(cond), root=run.root, stage="combine", inputs=inputs, config={"crossval": common}, make=make, force=force)
+    return store.produce(
+        run.psx(cond),
+        root=run.root,
+        stage="combine",
+        inputs=inputs,
+        config={"crossval": common},
+        make=make,
+        force=force,
+    )

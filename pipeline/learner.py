@@ -9,8 +9,8 @@ A spec imports nothing heavy, so the CLI and the report read it without loading 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass(frozen=True)

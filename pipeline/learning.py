@@ -9,8 +9,8 @@ are ``arch`` on the images (``images``) or logistic heads on a backbone's cached
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytorch_lightning as pl
@@ -83,7 +83,9 @@ def images(data: Data, *, arch, weights=None, input_size=None, batch_size, seed,
     w = None if weights is None else backbones.load(arch, weights)
     mean, std = (None, None) if w is None else (w.mean, w.std)
     train, test = data.batches(device, batch_size, seed, mean=mean, std=std)
-    return Inputs(train, test, lambda: backbones.prepared(data.build(arch, weights)[0], data.train_x.shape[-1], input_size))
+    return Inputs(
+        train, test, lambda: backbones.prepared(data.build(arch, weights)[0], data.train_x.shape[-1], input_size)
+    )
 
 
 def features(data: Data, *, batch_size, seed, device) -> Inputs:
@@ -92,14 +94,31 @@ def features(data: Data, *, batch_size, seed, device) -> Inputs:
     x = data.train_x.astype(np.float32)
     mean, std = x.mean(0), np.maximum(x.std(0), 1e-6)
     kw = dict(batch_size=batch_size, device=device, mean=mean, std=std)
-    return Inputs(FeatureBatches(data.train_x, data.train_labels, train=True, seed=seed, rows=data.train_rows,
-                                 n_all=data.n_all, **kw),
-                  FeatureBatches(data.eval_x, data.eval_labels, train=False, **kw),
-                  lambda: torch.nn.Linear(data.train_x.shape[1], data.num_classes))
+    return Inputs(
+        FeatureBatches(
+            data.train_x, data.train_labels, train=True, seed=seed, rows=data.train_rows, n_all=data.n_all, **kw
+        ),
+        FeatureBatches(data.eval_x, data.eval_labels, train=False, **kw),
+        lambda: torch.nn.Linear(data.train_x.shape[1], data.num_classes),
+    )
 
 
-def train_learner(spec: Spec, inputs: Inputs, *, epochs, lr, epoch_decay_start, seed, device, precision="auto",
-                  compile=False, ckpt=None, tag=None, label="coteach", **own) -> list[list[float]]:
+def train_learner(
+    spec: Spec,
+    inputs: Inputs,
+    *,
+    epochs,
+    lr,
+    epoch_decay_start,
+    seed,
+    device,
+    precision="auto",
+    compile=False,
+    ckpt=None,
+    tag=None,
+    label="coteach",
+    **own,
+) -> list[list[float]]:
     """Train the learner ``spec`` on ``inputs`` (``images`` or ``features``); test accuracy of each of its
     networks after every epoch. ``own``: its own options (``spec.options``); ``ckpt``, ``precision``,
     ``compile``: see ``train.fit``. The seed fixes the first network's initialisation (and the inputs' batch

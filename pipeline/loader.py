@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import ddp
-from pipeline.rows import Rows, gather
-
+from pipeline.rows import gather
 
 STATS_ROWS = 1 << 12  # images per chunk when summing pixels
 
@@ -94,8 +93,22 @@ class Batches:
     repetition than independent coin flips). ``train=False``: the rows in order, unaugmented, once each.
     """
 
-    def __init__(self, images, labels, *, batch_size, device, mean, std, train, seed=0, translate=None, alternate_flips=False,
-                 rows=None, n_all=None):
+    def __init__(
+        self,
+        images,
+        labels,
+        *,
+        batch_size,
+        device,
+        mean,
+        std,
+        train,
+        seed=0,
+        translate=None,
+        alternate_flips=False,
+        rows=None,
+        n_all=None,
+    ):
         from pipeline.devices import memory_budget
 
         nbytes = int(np.prod(images.shape)) * np.dtype(images.dtype).itemsize
@@ -104,8 +117,10 @@ class Batches:
         if self.streamed and train:
             from pipeline.cli import log
 
-            log(f"streaming {len(labels)} rows ({nbytes / 2**30:.2f} GiB) from the host, a batch at a time: more than the "
-                f"{budget / 2**30:.2f} GiB the device may hold (--device-memory)")
+            log(
+                f"streaming {len(labels)} rows ({nbytes / 2**30:.2f} GiB) from the host, a batch at a time: more than the "
+                f"{budget / 2**30:.2f} GiB the device may hold (--device-memory)"
+            )
         # N,H,W,C uint8: on the device, or (streamed) left on the host, read a batch at a time
         self.images = images if self.streamed else torch.as_tensor(np.ascontiguousarray(np.asarray(images))).to(device)
         self.labels = torch.as_tensor(np.asarray(labels, np.int64)).to(device)
@@ -129,7 +144,7 @@ class Batches:
         self.kept = mask
 
     @property
-    def sampler(self) -> "Batches":
+    def sampler(self) -> Batches:
         """Lightning calls ``sampler.set_epoch(epoch)`` before every epoch (DistributedSampler's protocol),
         so a resumed training draws the epoch it resumes at."""
         return self
@@ -137,7 +152,7 @@ class Batches:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def in_order(self) -> "Batches":
+    def in_order(self) -> Batches:
         """The same rows, in order, unaugmented and all of them (as ``train=False``), sharing the images."""
         view = copy.copy(self)
         view.train, view.kept = False, None
@@ -179,7 +194,12 @@ class Batches:
         x = F.pad(x, (self.pad,) * 4, mode="reflect")  # reflected borders look like images; zeros would not
         rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        x = x[torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+        x = x[
+            torch.arange(b, device=x.device)[:, None, None, None],
+            torch.arange(c, device=x.device)[None, :, None, None],
+            rows,
+            cols,
+        ]
         return torch.where(flip[:, None, None, None], x.flip(3), x)
 
     def __iter__(self):
@@ -194,7 +214,9 @@ class Batches:
         perm = torch.randperm(self.n_all, generator=g)
         shifts = torch.randint(0, 2 * self.pad + 1, (2, self.n_all), generator=g)
         if self.alternate_flips:
-            base = torch.rand(self.n_all, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 999_999)) < 0.5
+            base = (
+                torch.rand(self.n_all, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 999_999)) < 0.5
+            )
             flips = base ^ bool(self.epoch % 2)
         else:
             flips = torch.rand(self.n_all, generator=g) < 0.5
@@ -215,7 +237,10 @@ class Batches:
             order = [idx.view(size, -1)[rank] for idx in order]
         for idx, x in zip(order, self._fetch(order)):
             idx = idx.to(self.device)
-            yield self._layout(self._augment(self._normalise(x), shifts[0, idx], shifts[1, idx], flips[idx])), self.labels[idx]
+            yield (
+                self._layout(self._augment(self._normalise(x), shifts[0, idx], shifts[1, idx], flips[idx])),
+                self.labels[idx],
+            )
 
 
 class FeatureBatches(Batches):
@@ -223,8 +248,19 @@ class FeatureBatches(Batches):
     ``mean``/``std`` (per feature), never augmented; the same order, pairing and ``keep`` as images."""
 
     def __init__(self, features, labels, *, batch_size, device, mean, std, train, seed=0, rows=None, n_all=None):
-        super().__init__(features, labels, batch_size=batch_size, device=device, mean=np.zeros(1), std=np.ones(1),
-                         train=train, seed=seed, translate=0, rows=rows, n_all=n_all)
+        super().__init__(
+            features,
+            labels,
+            batch_size=batch_size,
+            device=device,
+            mean=np.zeros(1),
+            std=np.ones(1),
+            train=train,
+            seed=seed,
+            translate=0,
+            rows=rows,
+            n_all=n_all,
+        )
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1)
 

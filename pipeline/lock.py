@@ -51,7 +51,11 @@ def is_stale(path: Path) -> bool:
     if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int) or owner["pid"] <= 0 or age > STALE_S:
         return True
     job = os.environ.get("SLURM_JOB_ID")
-    if job and owner.get("slurm_job") == job and owner.get("slurm_restart") != os.environ.get("SLURM_RESTART_COUNT", "0"):
+    if (
+        job
+        and owner.get("slurm_job") == job
+        and owner.get("slurm_restart") != os.environ.get("SLURM_RESTART_COUNT", "0")
+    ):
         return True  # an earlier run of this very job, since requeued (maybe onto another node)
     return owner.get("host") == socket.gethostname() and not _alive(owner["pid"], owner.get("started"))
 
@@ -84,10 +88,17 @@ class TaskLock:
         self.held = False
         self._stop = threading.Event()
 
-    def __enter__(self) -> "TaskLock":
-        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid()),
-                         "since": time.time(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
-                         "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0")}).encode()
+    def __enter__(self) -> TaskLock:
+        me = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": _started(os.getpid()),
+                "since": time.time(),
+                "slurm_job": os.environ.get("SLURM_JOB_ID"),
+                "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0"),
+            }
+        ).encode()
         # The owner is written to a file of our own, then linked as the lock (which fails if it exists): the
         # lock appears with its owner in it, so a process killed at any moment never leaves a nameless lock.
         mine = Path(f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -135,4 +146,3 @@ class TaskLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
-

@@ -73,8 +73,13 @@ class Finder:
             whole = len(rows) == len(self.noisy)
             with warnings.catch_warnings():  # a block lacks the other classes: "too few examples" of each, by design
                 warnings.filterwarnings("ignore", "May not flag all label issues in class")
-                flagged[rows] = find_label_issues(self.noisy if whole else self.noisy[rows], self.psx if whole else self.psx[rows],
-                                                  filter_by=method, confident_joint=self.joint, n_jobs=1)
+                flagged[rows] = find_label_issues(
+                    self.noisy if whole else self.noisy[rows],
+                    self.psx if whole else self.psx[rows],
+                    filter_by=method,
+                    confident_joint=self.joint,
+                    n_jobs=1,
+                )
         return ~flagged
 
 
@@ -115,7 +120,11 @@ def detection(keep: np.ndarray, noisy_labels: np.ndarray, true_labels: np.ndarra
     hits = int((flagged & errors).sum())
     precision = hits / flagged.sum() if flagged.any() and errors.any() else None
     recall = hits / errors.sum() if errors.any() else None
-    f1 = None if precision is None or recall is None else (2 * precision * recall / (precision + recall) if hits else 0.0)
+    f1 = (
+        None
+        if precision is None or recall is None
+        else (2 * precision * recall / (precision + recall) if hits else 0.0)
+    )
     return {
         "flagged": int(flagged.sum()),
         "kept": int(keep.sum()),
@@ -150,8 +159,9 @@ def masks_psx(run: RunDir, cond: str) -> tuple[Path, str | None]:
     whose manifest says the rest): what a reader of the masks must read beside them. Every method's mask
     must come from the same one."""
     configs = {str(p): store.verify(run.require(p, "masks"))["config"] for p in mask_paths(run, cond).values()}
-    config = store.same_config({k: {"psx": c["psx"], "psx_checksum": c["psx_checksum"]} for k, c in configs.items()},
-                               f"{cond}'s masks")
+    config = store.same_config(
+        {k: {"psx": c["psx"], "psx_checksum": c["psx_checksum"]} for k, c in configs.items()}, f"{cond}'s masks"
+    )
     if config["psx"] == "combine":
         return run.require(run.psx(cond), "combine"), None
     return Path(config["psx"]), config["psx_checksum"]
@@ -183,7 +193,9 @@ def check_masks_psx(path: Path, checksum: str | None) -> None:
     if checksum is None:
         store.verify(path)
     elif not path.is_file() or store.checksum(path) != checksum:
-        raise PipelineError(f"{path}: changed or gone since the masks were made from it; run make masks PSX={path} again")
+        raise PipelineError(
+            f"{path}: changed or gone since the masks were made from it; run make masks PSX={path} again"
+        )
 
 
 def read_masks_psx(path: Path, checksum: str | None) -> np.ndarray:
@@ -225,8 +237,7 @@ def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = Fal
             probs = read_probs(inputs.get("psx", psx), ds.num_classes, where)
             if len(probs) != len(noisy):
                 raise PipelineError(f"{where}: {len(probs)} rows but {len(noisy)} noisy labels")
-            read.update(true=ds.train_y, finder=Finder(noisy, probs),
-                        acc=float(np.mean(probs.argmax(1) == ds.train_y)))
+            read.update(true=ds.train_y, finder=Finder(noisy, probs), acc=float(np.mean(probs.argmax(1) == ds.train_y)))
         return read["finder"]
 
     def make(method: str):
@@ -234,10 +245,22 @@ def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = Fal
         keep = found.mask(method)
         return keep, {"psx_acc_true": read["acc"], "detection": detection(keep, found.noisy, read["true"])}
 
-    config = {"psx": "combine" if psx is None else str(psx.resolve()), "psx_checksum": None if psx is None else store.checksum(psx)}
-    return {m: store.produce(path, root=run.root, stage="masks", inputs=inputs, config={**config, "method": m}, make=lambda m=m: make(m),
-                             force=force)
-            for m, path in mask_paths(run, cond).items()}
+    config = {
+        "psx": "combine" if psx is None else str(psx.resolve()),
+        "psx_checksum": None if psx is None else store.checksum(psx),
+    }
+    return {
+        m: store.produce(
+            path,
+            root=run.root,
+            stage="masks",
+            inputs=inputs,
+            config={**config, "method": m},
+            make=lambda m=m: make(m),
+            force=force,
+        )
+        for m, path in mask_paths(run, cond).items()
+    }
 
 
 def run_paper_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = False) -> store.Outcome | None:
@@ -255,7 +278,10 @@ def run_paper_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = Fal
     def make():
         ds = datasets.cached(inputs["dataset"])
         return detect(store.read(inputs["labels"]), ds.train_y, store.load(psx, ".npy"), str(psx), ds.num_classes)[1], {
-            "psx_dir": str(psx_dir)}
+            "psx_dir": str(psx_dir)
+        }
 
     config = {"methods": list(CL_METHODS.values()), "psx": str(psx.resolve()), "psx_checksum": store.checksum(psx)}
-    return store.produce(run.paper_detection(cond), root=run.root, stage="masks", inputs=inputs, config=config, make=make, force=force)
+    return store.produce(
+        run.paper_detection(cond), root=run.root, stage="masks", inputs=inputs, config=config, make=make, force=force
+    )

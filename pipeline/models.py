@@ -82,8 +82,15 @@ def _airbench(in_channels: int, num_classes: int, widths: tuple[int, ...], image
     ceil = image_size < 16
 
     def group(c_in: int, c_out: int) -> nn.Sequential:
-        return nn.Sequential(conv(c_in, c_out), nn.MaxPool2d(2, ceil_mode=ceil), norm(c_out), nn.GELU(),
-                             conv(c_out, c_out), norm(c_out), nn.GELU())
+        return nn.Sequential(
+            conv(c_in, c_out),
+            nn.MaxPool2d(2, ceil_mode=ceil),
+            norm(c_out),
+            nn.GELU(),
+            conv(c_out, c_out),
+            norm(c_out),
+            nn.GELU(),
+        )
 
     class Scale(nn.Module):
         """Logits / ``AIRBENCH.logit_divisor``."""
@@ -137,7 +144,9 @@ def build(arch: str, in_channels: int, image_size: int, num_classes: int):
     if image_size < MIN_SIZE[arch]:
         raise PipelineError(f"--arch {arch} needs images of at least {MIN_SIZE[arch]} px; these are {image_size} px")
     if arch == "airbench":
-        return _airbench(in_channels, num_classes, AIRBENCH.widths if image_size >= 32 else AIRBENCH.small_widths, image_size)
+        return _airbench(
+            in_channels, num_classes, AIRBENCH.widths if image_size >= 32 else AIRBENCH.small_widths, image_size
+        )
     if arch == "convnet":
         return _convnet(in_channels, num_classes, (64, 256, 256) if image_size >= 32 else (32, 64, 128))
     if arch == "cifar_cnn":
@@ -151,4 +160,3 @@ def build(arch: str, in_channels: int, image_size: int, num_classes: int):
     if in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return net
-

@@ -65,27 +65,40 @@ def option(default, help: str, range_: Range | None = None, choices: tuple[str, 
 
 def precision():
     """The ``precision`` field of every training config (resolved per device by ``train.effective_precision``)."""
-    return option("auto", "numeric precision of training and prediction: bf16-mixed (bfloat16 autocast, float32 "
-                  "weights), 32-true, or auto (bf16-mixed on CUDA, 32-true on the CPU)", choices=PRECISIONS)
+    return option(
+        "auto",
+        "numeric precision of training and prediction: bf16-mixed (bfloat16 autocast, float32 "
+        "weights), 32-true, or auto (bf16-mixed on CUDA, 32-true on the CPU)",
+        choices=PRECISIONS,
+    )
 
 
 def compile_():
     """The ``compile`` field of every training config."""
-    return option(False, "torch.compile every network (a one-off compile per process, then faster steps; "
-                  "on the CPU it needs a C++ compiler)")
+    return option(
+        False,
+        "torch.compile every network (a one-off compile per process, then faster steps; "
+        "on the CPU it needs a C++ compiler)",
+    )
 
 
 def weights():
     """The ``weights`` field of every training config (see ``pipeline.backbones``)."""
-    return option(None, "starting weights: a torchvision weights name (IMAGENET1K_V1, DEFAULT, "
-                  "ResNet50_Weights.IMAGENET1K_V2) found in the torch hub cache, or a file (a torchvision "
-                  "state_dict, or one python -m stages.backbone wrote); none: random")
+    return option(
+        None,
+        "starting weights: a torchvision weights name (IMAGENET1K_V1, DEFAULT, "
+        "ResNet50_Weights.IMAGENET1K_V2) found in the torch hub cache, or a file (a torchvision "
+        "state_dict, or one python -m stages.backbone wrote); none: random",
+    )
 
 
 def input_size():
     """The ``input_size`` field of every training config."""
-    return option(None, "resize batches to N x N on the device (antialiased) before the network; none: the images' "
-                  "own size", Range(int, 8, 1024, optional=True))
+    return option(
+        None,
+        "resize batches to N x N on the device (antialiased) before the network; none: the images' own size",
+        Range(int, 8, 1024, optional=True),
+    )
 
 
 # Options added after runs existed: left out of a recorded config while at their default (older runs stay current).
@@ -108,7 +121,11 @@ def validate(config) -> None:
         value, meta = getattr(config, f.name), f.metadata
         if isinstance(f.default, bool) and not isinstance(value, bool):
             raise PipelineError(f"{flag(f.name)} {value!r}: expected true or false")
-        if meta.get("choices") is not None and value not in meta["choices"] and not (value is None and f.default is None):
+        if (
+            meta.get("choices") is not None
+            and value not in meta["choices"]
+            and not (value is None and f.default is None)
+        ):
             raise PipelineError(f"{flag(f.name)} {value!r}: choose from {', '.join(meta['choices'])}")
         if meta.get("range") is not None:
             try:
@@ -124,5 +141,5 @@ def int_list(spec: str, range_: Range, what: str) -> list[int]:
     except ValueError:
         values = []
     if not values:
-        raise PipelineError(f"{what} {spec!r}: comma-separated, each {range_.expected[len('expected '):]}")
+        raise PipelineError(f"{what} {spec!r}: comma-separated, each {range_.expected[len('expected ') :]}")
     return list(dict.fromkeys(values))

@@ -37,14 +37,31 @@ def thumbnail(image: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def render(cond: str, classes: list[str], ids: list[str], labels: list[int], cards: list[dict],
-           images: dict[int, str], key: str, flagged: int | None = None) -> bytes:
+def render(
+    cond: str,
+    classes: list[str],
+    ids: list[str],
+    labels: list[int],
+    cards: list[dict],
+    images: dict[int, str],
+    key: str,
+    flagged: int | None = None,
+) -> bytes:
     """The page: ``cards`` (row, given, suggested, score, methods, true, outlier, near_duplicate_of), the
     thumbnails of their rows and near-duplicate partners (``images``, by row), every training row's id and
     label (the export writes them all), ``key``: what the browser keeps this page's decisions under;
     ``flagged``: how many rows were flagged, where the cards are the first ``MAX_CARDS`` of them."""
-    data = {"cond": cond, "classes": classes, "ids": ids, "labels": labels, "cards": cards, "flagged": flagged,
-            "images": {str(k): v for k, v in images.items()}, "key": key, "page": PAGE}
+    data = {
+        "cond": cond,
+        "classes": classes,
+        "ids": ids,
+        "labels": labels,
+        "cards": cards,
+        "flagged": flagged,
+        "images": {str(k): v for k, v in images.items()},
+        "key": key,
+        "page": PAGE,
+    }
     # JSON inside <script>: "<" escaped, so no text of the data (a file name, a class) can end the element.
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     return TEMPLATE.replace("__TITLE__", _escape(f"label issues: {cond}")).replace("__DATA__", payload).encode()

@@ -30,8 +30,16 @@ def paired_difference(cleaned: dict[int, float], baseline: dict[int, float]) -> 
         lo, hi = mean - half, mean + half
     else:
         lo = hi = None
-    return {"seeds": seeds, "differences": d.tolist(), "n": n, "mean": mean, "sd": sd, "ci_low": lo, "ci_high": hi,
-            "verdict": verdict(n, lo, hi)}
+    return {
+        "seeds": seeds,
+        "differences": d.tolist(),
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "ci_low": lo,
+        "ci_high": hi,
+        "verdict": verdict(n, lo, hi),
+    }
 
 
 def verdict(n: int, lo: float | None, hi: float | None) -> str:

@@ -24,7 +24,9 @@ class Fitted:
     predict_s: float
 
 
-def fit_predict(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, num_classes: int, probe: Probe, device) -> Fitted:
+def fit_predict(
+    train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, num_classes: int, probe: Probe, device
+) -> Fitted:
     import torch
     import torch.nn.functional as F
 
@@ -46,7 +48,9 @@ def fit_predict(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, nu
     opt.step(closure)
     fitted = time.perf_counter()
     with torch.no_grad():
-        probs = F.softmax(((torch.as_tensor(np.asarray(eval_x, np.float32), device=device) - mean) / std) @ w + b, dim=1)
+        probs = F.softmax(
+            ((torch.as_tensor(np.asarray(eval_x, np.float32), device=device) - mean) / std) @ w + b, dim=1
+        )
     probs = probs.cpu().numpy()
     if not np.isfinite(probs).all():
         raise PipelineError("linear probe: the fit predicts NaN or inf (features with NaN or inf?); nothing written")

@@ -69,34 +69,71 @@ class Recipe:
 
 RECIPES = {
     "airbench": Recipe(
-        arch="airbench", epochs=10, batch_size=1024,
+        arch="airbench",
+        epochs=10,
+        batch_size=1024,
         steps_per_epoch=36,  # a CIFAR-10 fold's (37,500 rows) at batch 1,024; 6,000 photos: batch 166, lr 0.24
-        lr=1.5, weight_decay=0.002, label_smoothing=0.2,
-        optimizer="sgd", momentum=0.85,
+        lr=1.5,
+        weight_decay=0.002,
+        label_smoothing=0.2,
+        optimizer="sgd",
+        momentum=0.85,
         schedule=(0.2, 0.23, 0.07),  # a short warm-up (the whitened, identity-initialised net is stable from
         # step 1) and a decay that leaves a little learning for the last steps
-        decoupled_decay=True, frozen_epochs=0, body_lr_scale=1.0, bn_bias_lr_scale=64.0, whitening_bias_epochs=3,
+        decoupled_decay=True,
+        frozen_epochs=0,
+        body_lr_scale=1.0,
+        bn_bias_lr_scale=64.0,
+        whitening_bias_epochs=3,
         lookahead=Lookahead(),
         translate_divisor=16,  # 2 px on CIFAR-10
-        alternate_flips=True, whitening_sample=5000, tta=True,
+        alternate_flips=True,
+        whitening_sample=5000,
+        tta=True,
     ),
     "sgd": Recipe(  # plain Nesterov SGD
-        arch="convnet", epochs=20, batch_size=256, steps_per_epoch=None, lr=0.1, weight_decay=5e-4, label_smoothing=0.0,
-        optimizer="sgd", momentum=0.9, schedule=(0.0, 0.2, 0.0), decoupled_decay=False, frozen_epochs=0,
-        body_lr_scale=1.0, bn_bias_lr_scale=1.0, whitening_bias_epochs=None, lookahead=None,
+        arch="convnet",
+        epochs=20,
+        batch_size=256,
+        steps_per_epoch=None,
+        lr=0.1,
+        weight_decay=5e-4,
+        label_smoothing=0.0,
+        optimizer="sgd",
+        momentum=0.9,
+        schedule=(0.0, 0.2, 0.0),
+        decoupled_decay=False,
+        frozen_epochs=0,
+        body_lr_scale=1.0,
+        bn_bias_lr_scale=1.0,
+        whitening_bias_epochs=None,
+        lookahead=None,
         translate_divisor=8,  # 4 px on CIFAR-10
-        alternate_flips=False, whitening_sample=5000, tta=False,
+        alternate_flips=False,
+        whitening_sample=5000,
+        tta=False,
     ),
     "finetune": Recipe(  # a pretrained network (--weights) fine-tuned in the fastai manner, with values chosen here
-        arch="resnet50", epochs=5, batch_size=64, steps_per_epoch=None, lr=2e-3, label_smoothing=0.1,
-        optimizer="adamw", momentum=0.9,
-        weight_decay=0.01, decoupled_decay=False,  # AdamW's own decay: each step shrinks weights by lr x 0.01
+        arch="resnet50",
+        epochs=5,
+        batch_size=64,
+        steps_per_epoch=None,
+        lr=2e-3,
+        label_smoothing=0.1,
+        optimizer="adamw",
+        momentum=0.9,
+        weight_decay=0.01,
+        decoupled_decay=False,  # AdamW's own decay: each step shrinks weights by lr x 0.01
         schedule=(0.04, 0.3, 0.0),  # one cycle: from lr / 25 up over the first 30% of the steps, then down to 0
         frozen_epochs=1,  # one epoch fits the new head on the frozen features; then the whole network
         body_lr_scale=0.1,  # the body at a tenth of the head's rate
-        bn_bias_lr_scale=1.0, whitening_bias_epochs=None, lookahead=None,
+        bn_bias_lr_scale=1.0,
+        whitening_bias_epochs=None,
+        lookahead=None,
         translate_divisor=8,  # up to 1/8 of the image: 28 px at 224
-        alternate_flips=False, whitening_sample=5000, tta=False,
+        alternate_flips=False,
+        whitening_sample=5000,
+        tta=False,
     ),
 }
 MIN_BATCH = 16  # the smallest batch ``steps_per_epoch`` chooses (batch norm needs a few rows per batch)

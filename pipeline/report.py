@@ -54,7 +54,9 @@ def paper_table(which: str = "published") -> tuple[dict[tuple[str, str, str], tu
     return cells, unmatched
 
 
-def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tuple[list[dict], list[str], dict[str, dict[str, dict]], dict[str, conditions.Loaded]]:
+def collect(
+    run: RunDir, conds: list[str], seeds: list[int] | None = None
+) -> tuple[list[dict], list[str], dict[str, dict[str, dict]], dict[str, conditions.Loaded]]:
     """(records, stale, configs, loaded conditions). Records: one per (condition, rows, learner, seed) metrics file
     (``seeds``: only these; default all found), and per (condition, method) detection on this run's masks (psx
     "run") and on the paper's psx ("paper"). Only results whose whole chain verifies are records; the others are
@@ -68,7 +70,12 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tu
             stale.append(str(e))
             continue
         c = loaded.condition
-        base = {"condition": cond, "paper_column": c.paper_column, "noise_rate": loaded.noise_rate, "sparsity": c.sparsity}
+        base = {
+            "condition": cond,
+            "paper_column": c.paper_column,
+            "noise_rate": loaded.noise_rate,
+            "sparsity": c.sparsity,
+        }
         made = {}
         for method, path in mask_paths(run, cond).items():
             try:
@@ -78,18 +85,24 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tu
         made = {m: v for m, v in made.items() if v is not None}
         try:
             if made:
-                configs["masks"][cond] = store.same_config({m: {"psx": v["config"]["psx"]} for m, v in made.items()},
-                                                           f"{cond}'s masks")
+                configs["masks"][cond] = store.same_config(
+                    {m: {"psx": v["config"]["psx"]} for m, v in made.items()}, f"{cond}'s masks"
+                )
                 if configs["masks"][cond]["psx"] == "combine":
                     configs["crossval"][cond] = store.verify(run.psx(cond))["config"]["crossval"]
-            records += [{**base, "kind": "detection", "psx": "run", "method": m, **v["info"]["detection"]} for m, v in made.items()]
+            records += [
+                {**base, "kind": "detection", "psx": "run", "method": m, **v["info"]["detection"]}
+                for m, v in made.items()
+            ]
         except PipelineError as e:
             stale.append(str(e))
         if run.paper_detection(cond).exists():
             try:
                 made = store.verify(run.paper_detection(cond))
-                records += [{**base, "kind": "detection", "psx": "paper", "psx_dir": made["info"]["psx_dir"], "method": m, **d}
-                            for m, d in store.load(run.paper_detection(cond)).items()]
+                records += [
+                    {**base, "kind": "detection", "psx": "paper", "psx_dir": made["info"]["psx_dir"], "method": m, **d}
+                    for m, d in store.load(run.paper_detection(cond)).items()
+                ]
             except PipelineError as e:
                 stale.append(str(e))
         reads: dict[tuple, dict] = {}  # (rows, features) -> what coteach reads for them now, looked up once each
@@ -102,8 +115,11 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tu
                     try:
                         manifest = store.verify(path)
                         config = manifest["config"]
-                        feats = features.path(run, config["arch"], config["weights"], config.get("input_size")) \
-                            if config.get("features") else None
+                        feats = (
+                            features.path(run, config["arch"], config["weights"], config.get("input_size"))
+                            if config.get("features")
+                            else None
+                        )
                         if (rows, feats) not in reads:
                             reads[rows, feats] = rows_inputs(run, cond, rows, feats)
                         store.check_made_from(path, manifest, reads[rows, feats])
@@ -113,12 +129,24 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> tu
                         continue
                     if seeds is None or m["seed"] in seeds:
                         cell[str(path)] = {k: v for k, v in config.items() if k != "seed"}
-                        records.append({**base, "kind": "accuracy", "rows": rows, "learner": learner, "seed": m["seed"],
-                                        "final_acc": m["final_acc"], "best_acc": m["best_acc"], "n_train": m["n_train"]})
+                        records.append(
+                            {
+                                **base,
+                                "kind": "accuracy",
+                                "rows": rows,
+                                "learner": learner,
+                                "seed": m["seed"],
+                                "final_acc": m["final_acc"],
+                                "best_acc": m["best_acc"],
+                                "n_train": m["n_train"],
+                            }
+                        )
                 if cell:
                     what = f"{cond} {cell_name(rows, learner)}: its seeds were trained differently"
                     common = store.same_config(cell, what)
-                    configs["coteach"][f"{cond}/{rows}/{learner}"] = {k: v for k, v in common.items() if k not in ("rows", "learner")}
+                    configs["coteach"][f"{cond}/{rows}/{learner}"] = {
+                        k: v for k, v in common.items() if k not in ("rows", "learner")
+                    }
     return records, stale, configs, found
 
 
@@ -143,9 +171,15 @@ def config_notes(configs: dict[str, dict[str, dict]]) -> list[str]:
                 where = f" (used by {', '.join(cells)})" if len(groups) > 1 else ""
                 notes.append(f"{stage}{' ' + kind if kind else ''} config{where}: `{text}`")
     if rates:
-        per = [f"{cond} {next(iter(r))}" if len(r) == 1 else
-               f"{cond} " + ", ".join(f"{v} ({', '.join(rows)})" for v, rows in r.items()) for cond, r in rates.items()]
-        notes.append("coteach coteaching forget rate (rows in brackets where a condition has several): " + "; ".join(per))
+        per = [
+            f"{cond} {next(iter(r))}"
+            if len(r) == 1
+            else f"{cond} " + ", ".join(f"{v} ({', '.join(rows)})" for v, rows in r.items())
+            for cond, r in rates.items()
+        ]
+        notes.append(
+            "coteach coteaching forget rate (rows in brackets where a condition has several): " + "; ".join(per)
+        )
     return notes
 
 
@@ -191,15 +225,28 @@ def cleaning_summary(records: list[dict], coteach_configs: dict[str, dict]) -> t
             continue
         what = f"{cond} {cell_name(rows_, learner)} against {cell_name('none', learner)}"
         mine, theirs = coteach_configs[f"{cond}/{rows_}/{learner}"], coteach_configs[f"{cond}/none/{learner}"]
-        diff = ", ".join(f"{k}={mine.get(k)!r} (all rows: {theirs.get(k)!r})"
-                         for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k))
+        diff = ", ".join(
+            f"{k}={mine.get(k)!r} (all rows: {theirs.get(k)!r})"
+            for k in sorted(set(mine) | set(theirs))
+            if mine.get(k) != theirs.get(k)
+        )
         if diff:
-            skipped.append(f"{what}: not compared, trained with other options: {diff}; rerun one with the other's options")
+            skipped.append(
+                f"{what}: not compared, trained with other options: {diff}; rerun one with the other's options"
+            )
         elif not set(cleaned) & set(baseline):
             skipped.append(f"{what}: not compared, no seed in common (seeds {sorted(cleaned)} and {sorted(baseline)})")
         else:
-            rows.append({"condition": cond, "rows": rows_, "learner": learner, "name": cell_name(rows_, learner),
-                         "baseline": cell_name("none", learner), **paired.paired_difference(cleaned, baseline)})
+            rows.append(
+                {
+                    "condition": cond,
+                    "rows": rows_,
+                    "learner": learner,
+                    "name": cell_name(rows_, learner),
+                    "baseline": cell_name("none", learner),
+                    **paired.paired_difference(cleaned, baseline),
+                }
+            )
     order = {pair: i for i, pair in enumerate((r, lr) for r in ROWS for lr in BY_NAME)}
     conds = list(dict.fromkeys(r["condition"] for r in records))
     return sorted(rows, key=lambda r: (conds.index(r["condition"]), order[r["rows"], r["learner"]])), skipped
@@ -215,10 +262,16 @@ def detection_summary(records: list[dict]) -> list[dict]:
     wide = det.pivot(index=["condition", "paper_column", "method"], columns="psx", values=measures)
     wide.columns = [f"{psx}_{k}" for k, psx in wide.columns]
     wide = wide.reset_index()
-    wide = wide[["condition", "paper_column", "method"] + [f"{psx}_{k}" for psx in det["psx"].unique() for k in measures]]
+    wide = wide[
+        ["condition", "paper_column", "method"] + [f"{psx}_{k}" for psx in det["psx"].unique() for k in measures]
+    ]
     order = {m: i for i, m in enumerate(CL_METHODS.values())}
-    wide = wide.sort_values(["condition", "method"], key=lambda c: c.map(
-        order if c.name == "method" else {cond: i for i, cond in enumerate(det["condition"].unique())}))
+    wide = wide.sort_values(
+        ["condition", "method"],
+        key=lambda c: c.map(
+            order if c.name == "method" else {cond: i for i, cond in enumerate(det["condition"].unique())}
+        ),
+    )
     return _rows(wide)
 
 
@@ -232,7 +285,10 @@ def _prf(r: dict, psx: str) -> str:
     if r.get(f"{psx}_keep_fraction") is None:
         return "–"
     num = lambda v: "–" if v is None else f"{v:.2f}"
-    return " / ".join(num(r[f"{psx}_{k}"]) for k in ("precision", "recall", "f1")) + f" (keep {r[f'{psx}_keep_fraction']:.2f})"
+    return (
+        " / ".join(num(r[f"{psx}_{k}"]) for k in ("precision", "recall", "f1"))
+        + f" (keep {r[f'{psx}_keep_fraction']:.2f})"
+    )
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -246,8 +302,17 @@ def _pairs(acc: list[dict]) -> list[tuple[str, str]]:
     return [(rows, learner) for rows in ROWS for learner in BY_NAME if (rows, learner) in have]
 
 
-def markdown(acc: list[dict], det: list[dict], conds: list[str], headers: dict[str, str], notes: list[str],
-             stale: list[str], paper_title: str, unmatched: list[str], cleaning: list[dict] = ()) -> str:
+def markdown(
+    acc: list[dict],
+    det: list[dict],
+    conds: list[str],
+    headers: dict[str, str],
+    notes: list[str],
+    stale: list[str],
+    paper_title: str,
+    unmatched: list[str],
+    cleaning: list[dict] = (),
+) -> str:
     """The report's Markdown from ``accuracy_summary``, ``cleaning_summary`` and ``detection_summary``
     rows: accuracy per (rows, learner) x condition (final, best epoch), beside the paper's cells
     (``paper_title``; its rows with no learner here: ``unmatched``), whether cleaning helps, and
@@ -257,42 +322,88 @@ def markdown(acc: list[dict], det: list[dict], conds: list[str], headers: dict[s
     seeds = sorted({int(s) for r in acc for s in r["seeds"].split()})
     most = max((r["n_seeds"] for r in acc), default=0)
     out = []
-    for key, title in (("final_acc", "final epoch (mean of the networks)"),
-                       ("best_acc", "best epoch of any network, as the CL paper reported")):
+    for key, title in (
+        ("final_acc", "final epoch (mean of the networks)"),
+        ("best_acc", "best epoch of any network, as the CL paper reported"),
+    ):
         rows = []
         for pair in _pairs(acc):
-            cells = {r["condition"]: _pct(r[f"{key}_mean"], r[f"{key}_std"]) + (f" (n={r['n_seeds']})" if r["n_seeds"] < most else "")
-                     for r in acc if (r["rows"], r["learner"]) == pair}
+            cells = {
+                r["condition"]: _pct(r[f"{key}_mean"], r[f"{key}_std"])
+                + (f" (n={r['n_seeds']})" if r["n_seeds"] < most else "")
+                for r in acc
+                if (r["rows"], r["learner"]) == pair
+            }
             rows.append([cell_name(*pair)] + [cells.get(c, "–") for c in conds])
-        out.append(f"## Test accuracy (%), {title}; seeds {seeds}, mean ± std over seeds\n\n"
-                   + (_markdown(header, rows) if rows else "No coteach results for these conditions and seeds (make coteach)."))
+        out.append(
+            f"## Test accuracy (%), {title}; seeds {seeds}, mean ± std over seeds\n\n"
+            + (_markdown(header, rows) if rows else "No coteach results for these conditions and seeds (make coteach).")
+        )
     paired = [r for r in acc if r["paper_acc"] is not None]
     if paired:
-        rows = [[r["condition"], cols[r["condition"]], cell_name(r["rows"], r["learner"]), _pct(r["paper_acc"]), r["paper_measure"],
-                 _pct(r["final_acc_mean"], r["final_acc_std"]), _pct(r["final_acc_delta"], sign=True),
-                 _pct(r["best_acc_mean"], r["best_acc_std"]), _pct(r["best_acc_delta"], sign=True)] for r in paired]
-        header = ["condition", "paper column", "rows × learner", "paper", "paper measure", "ours, final", "Δ final",
-                  "ours, best", "Δ best"]
+        rows = [
+            [
+                r["condition"],
+                cols[r["condition"]],
+                cell_name(r["rows"], r["learner"]),
+                _pct(r["paper_acc"]),
+                r["paper_measure"],
+                _pct(r["final_acc_mean"], r["final_acc_std"]),
+                _pct(r["final_acc_delta"], sign=True),
+                _pct(r["best_acc_mean"], r["best_acc_std"]),
+                _pct(r["best_acc_delta"], sign=True),
+            ]
+            for r in paired
+        ]
+        header = [
+            "condition",
+            "paper column",
+            "rows × learner",
+            "paper",
+            "paper measure",
+            "ours, final",
+            "Δ final",
+            "ours, best",
+            "Δ best",
+        ]
         extra = f" Rows of that table with no learner here: {', '.join(unmatched)}." if unmatched else ""
-        out.append(f"## Beside {paper_title}\n\nOurs at the final epoch and, separately, at the best epoch; Δ = ours - paper. "
-                   f"(rows, learner) pairs without a published row are in the tables above only.{extra}\n\n"
-                   + _markdown(header, rows))
+        out.append(
+            f"## Beside {paper_title}\n\nOurs at the final epoch and, separately, at the best epoch; Δ = ours - paper. "
+            f"(rows, learner) pairs without a published row are in the tables above only.{extra}\n\n"
+            + _markdown(header, rows)
+        )
     if cleaning:
-        rows = [[r["condition"], r["name"], r["baseline"], " ".join(map(str, r["seeds"])), _pct(r["mean"], sign=True),
-                 "–" if r["ci_low"] is None else f"[{_pct(r['ci_low'], sign=True)}, {_pct(r['ci_high'], sign=True)}]",
-                 r["verdict"]] for r in cleaning]
-        out.append("## Does cleaning help? Cleaned rows against all rows, same learner, paired by seed\n\n"
-                   "Test accuracy at the final epoch; per seed, the cleaned run minus the all-rows run (both share the seed's "
-                   "initialisation and batch order); mean and 95% paired-t interval over the seeds, in points. "
-                   "`helps` / `hurts`: the interval excludes 0. Per-seed differences: `cleaning_helps.png`.\n\n"
-                   + _markdown(["condition", "cleaned", "against", "seeds", "mean Δ", "95% CI", "verdict"], rows))
+        rows = [
+            [
+                r["condition"],
+                r["name"],
+                r["baseline"],
+                " ".join(map(str, r["seeds"])),
+                _pct(r["mean"], sign=True),
+                "–" if r["ci_low"] is None else f"[{_pct(r['ci_low'], sign=True)}, {_pct(r['ci_high'], sign=True)}]",
+                r["verdict"],
+            ]
+            for r in cleaning
+        ]
+        out.append(
+            "## Does cleaning help? Cleaned rows against all rows, same learner, paired by seed\n\n"
+            "Test accuracy at the final epoch; per seed, the cleaned run minus the all-rows run (both share the seed's "
+            "initialisation and batch order); mean and 95% paired-t interval over the seeds, in points. "
+            "`helps` / `hurts`: the interval excludes 0. Per-seed differences: `cleaning_helps.png`.\n\n"
+            + _markdown(["condition", "cleaned", "against", "seeds", "mean Δ", "95% CI", "verdict"], rows)
+        )
     if det:
         rows = [[r["condition"], ROWS_NAMES[r["method"]], _prf(r, "run"), _prf(r, "paper")] for r in det]
-        out.append("## Label-error detection: precision / recall / F1 (fraction kept)\n\nAgainst the labels the run knows "
-                   "to be true; – where undefined (a condition with the dataset's own labels has no known errors).\n\n"
-                   + _markdown(["condition", "method", "this run's masks", "the paper's psx (ResNet-50)"], rows))
+        out.append(
+            "## Label-error detection: precision / recall / F1 (fraction kept)\n\nAgainst the labels the run knows "
+            "to be true; – where undefined (a condition with the dataset's own labels has no known errors).\n\n"
+            + _markdown(["condition", "method", "this run's masks", "the paper's psx (ResNet-50)"], rows)
+        )
     if stale:
-        out.append("## Not shown: stale or changed results (rerun the stage each names)\n\n" + "\n".join(f"- {e}" for e in stale))
+        out.append(
+            "## Not shown: stale or changed results (rerun the stage each names)\n\n"
+            + "\n".join(f"- {e}" for e in stale)
+        )
     body = "\n\n".join(out) + "\n\n" + "\n".join(f"- {n}" for n in notes)
     return "# Confident Learning: which rows x which learner\n\n" + body + "\n"
 
@@ -315,8 +426,10 @@ def review_pages(run: RunDir, conds: list[str]) -> tuple[list[str], list[str]]:
             stale.append(str(e))
             continue
         link = os.path.relpath(path, run.report_dir)
-        lines.append(f"Review page of {cond}: [{link}]({link}) ({manifest['info']['cards']} flagged rows to look at and "
-                     "decide; its exported decisions are labels for noise --labels)")
+        lines.append(
+            f"Review page of {cond}: [{link}]({link}) ({manifest['info']['cards']} flagged rows to look at and "
+            "decide; its exported decisions are labels for noise --labels)"
+        )
     return lines, stale
 
 
@@ -329,7 +442,9 @@ def column_heading(loaded: conditions.Loaded) -> str:
     return f"{c.name} ({rate}{what})"
 
 
-def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_which: str = "published") -> tuple[list[Path], str]:
+def write(
+    run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_which: str = "published"
+) -> tuple[list[Path], str]:
     """Write the report into ``report/``: ``table.md``, ``table.csv`` (every record), ``accuracy.csv``,
     ``detection.csv`` and ``cleaning.csv`` (the summaries), ``noise_matrices.png``, ``accuracy_vs_noise.png``
     and ``cleaning_helps.png``.
@@ -342,20 +457,43 @@ def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_w
     if not any(c.condition.paper_key for c in loaded.values()):
         note = "The paper's psx: no condition here has the paper's labels; detection on them skipped."
     elif not dirs:
-        note = (f"The paper's psx: no detection on them (make masks makes it where {PAPER_PSX}, or masks "
-                "--paper-psx DIR, holds the paper's psx files).")
+        note = (
+            f"The paper's psx: no detection on them (make masks makes it where {PAPER_PSX}, or masks "
+            "--paper-psx DIR, holds the paper's psx files)."
+        )
     else:
         note = f"The paper's psx: {', '.join(dirs)} (4-fold cross-validated ResNet-50, from the paper's repository)."
     table, title = PAPER_TABLES[paper_which]
     pages, stale_pages = review_pages(run, list(loaded))
-    notes = [note, f"The paper's cells: {title} ({table.relative_to(ROOT)}; its 'measure' column says what each row "
-             "measured).", *config_notes(configs), *pages]
+    notes = [
+        note,
+        f"The paper's cells: {title} ({table.relative_to(ROOT)}; its 'measure' column says what each row measured).",
+        *config_notes(configs),
+        *pages,
+    ]
     stale = stale + stale_pages
-    text = markdown(acc, det, list(loaded), {c: column_heading(l) for c, l in loaded.items()}, notes, stale + not_compared,
-                    title, unmatched, cleaning)
+    text = markdown(
+        acc,
+        det,
+        list(loaded),
+        {c: column_heading(cond) for c, cond in loaded.items()},
+        notes,
+        stale + not_compared,
+        title,
+        unmatched,
+        cleaning,
+    )
     d = run.report_dir
-    files = [d / "table.md", d / "table.csv", d / "accuracy.csv", d / "detection.csv", d / "cleaning.csv",
-             d / "noise_matrices.png", d / "accuracy_vs_noise.png", d / "cleaning_helps.png"]
+    files = [
+        d / "table.md",
+        d / "table.csv",
+        d / "accuracy.csv",
+        d / "detection.csv",
+        d / "cleaning.csv",
+        d / "noise_matrices.png",
+        d / "accuracy_vs_noise.png",
+        d / "cleaning_helps.png",
+    ]
     store.save(files[0], text.encode())
     for path, rows in zip(files[1:5], (records, acc, det, cleaning)):
         _csv(path, rows)
@@ -363,7 +501,7 @@ def write(run: RunDir, conds: list[str], seeds: list[int] | None = None, paper_w
     for (rows, learner, col), (value, _) in paper.items():
         c = PAPER_CONDITIONS[col]
         published.setdefault((rows, learner, c.sparsity), []).append((100 * c.noise, 100 * value))
-    plots.noise_matrices({c: (l.noise_matrix, l.noise_rate) for c, l in loaded.items()}, files[5])
+    plots.noise_matrices({c: (cond.noise_matrix, cond.noise_rate) for c, cond in loaded.items()}, files[5])
     plots.accuracy_vs_noise(acc, {pair: cell_name(*pair) for pair in _pairs(acc)}, published, files[6])
     plots.cleaning_helps(cleaning, files[7])
     return files, text

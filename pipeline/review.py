@@ -27,9 +27,10 @@ import numpy as np
 
 from pipeline import conditions, datasets, page, plots, store
 from pipeline.errors import PipelineError
-from pipeline.layout import RunDir
 from pipeline.folds import CHUNK_ENTRIES
+from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, check_masks_psx, mask_paths, masks_psx, read_masks, read_masks_psx
+
 
 def label_quality(noisy: np.ndarray, psx: Path) -> tuple[np.ndarray, np.ndarray]:
     """(each row's label quality: ``cleanlab.rank.get_label_quality_scores``, self-confidence; its argmax class) from
@@ -48,8 +49,16 @@ def issues(noisy: np.ndarray, scores: np.ndarray, suggested: np.ndarray, masks: 
     flagged_by = {paper: ~masks[ours] for paper, ours in CL_METHODS.items()}
     rows = np.flatnonzero(np.any(list(flagged_by.values()), axis=0))
     rows = rows[np.lexsort((rows, scores[rows]))]  # ascending score; ties by row
-    return [{"row": int(i), "given": int(noisy[i]), "suggested": int(suggested[i]), "score": float(scores[i]),
-             "flagged_by": [m for m, f in flagged_by.items() if f[i]]} for i in rows]
+    return [
+        {
+            "row": int(i),
+            "given": int(noisy[i]),
+            "suggested": int(suggested[i]),
+            "score": float(scores[i]),
+            "flagged_by": [m for m, f in flagged_by.items() if f[i]],
+        }
+        for i in rows
+    ]
 
 
 def _csv_bytes(found: list[dict], ids: np.ndarray, classes: np.ndarray, true: np.ndarray | None) -> bytes:
@@ -57,8 +66,18 @@ def _csv_bytes(found: list[dict], ids: np.ndarray, classes: np.ndarray, true: np
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["rank", "row", "id", "given_label", "suggested_label", "label_quality", "flagged_by", "true_label"])
     for rank, f in enumerate(found, 1):
-        w.writerow([rank, f["row"], ids[f["row"]], classes[f["given"]], classes[f["suggested"]], f"{f['score']:.6f}",
-                    " ".join(f["flagged_by"]), "" if true is None else classes[true[f["row"]]]])
+        w.writerow(
+            [
+                rank,
+                f["row"],
+                ids[f["row"]],
+                classes[f["given"]],
+                classes[f["suggested"]],
+                f"{f['score']:.6f}",
+                " ".join(f["flagged_by"]),
+                "" if true is None else classes[true[f["row"]]],
+            ]
+        )
     return buf.getvalue().encode()
 
 
@@ -67,8 +86,11 @@ def features_of(run: RunDir, cond: str) -> Path | None:
     them as an input), or None (a network's psx, or a psx from elsewhere)."""
     if masks_psx(run, cond)[1] is not None:
         return None
-    found = {os.path.normpath(shard.parent / record["path"]) for shard in run.shards(cond).values()
-             if (record := store.verify(shard)["inputs"].get("features"))}
+    found = {
+        os.path.normpath(shard.parent / record["path"])
+        for shard in run.shards(cond).values()
+        if (record := store.verify(shard)["inputs"].get("features"))
+    }
     return Path(found.pop()) if len(found) == 1 else None
 
 
@@ -80,30 +102,52 @@ def data_issues(features: np.ndarray, noisy: np.ndarray, psx: np.ndarray) -> lis
     try:
         lab = Datalab({"label": noisy}, label_name="label", verbosity=0)
     except ImportError:
-        raise PipelineError("outliers and near-duplicates need cleanlab's Datalab: pip install 'cleanlab[datalab]' "
-                            "(make setup does)") from None
-    lab.find_issues(features=features.astype(np.float32), pred_probs=psx,
-                    issue_types={"outlier": {}, "near_duplicate": {}})
+        raise PipelineError(
+            "outliers and near-duplicates need cleanlab's Datalab: pip install 'cleanlab[datalab]' (make setup does)"
+        ) from None
+    lab.find_issues(
+        features=features.astype(np.float32), pred_probs=psx, issue_types={"outlier": {}, "near_duplicate": {}}
+    )
     found, info = lab.get_issues(), lab.get_info("near_duplicate")
     sets, nearest = info["near_duplicate_sets"], info["nearest_neighbor"]
     outlier, duplicate = found["is_outlier_issue"].to_numpy(), found["is_near_duplicate_issue"].to_numpy()
     o_score, d_score = found["outlier_score"].to_numpy(), found["near_duplicate_score"].to_numpy()
-    rows = sorted(np.flatnonzero(outlier | duplicate),
-                  key=lambda i: (not outlier[i], o_score[i] if outlier[i] else d_score[i], i))
-    return [{"row": int(i), "outlier": bool(outlier[i]), "near_duplicate": bool(duplicate[i]),
-             "outlier_score": float(o_score[i]), "near_duplicate_score": float(d_score[i]),
-             "near_duplicate_of": sorted(map(int, sets[i]), key=lambda j: j != nearest[i]) if duplicate[i] else []}
-            for i in rows]
+    rows = sorted(
+        np.flatnonzero(outlier | duplicate), key=lambda i: (not outlier[i], o_score[i] if outlier[i] else d_score[i], i)
+    )
+    return [
+        {
+            "row": int(i),
+            "outlier": bool(outlier[i]),
+            "near_duplicate": bool(duplicate[i]),
+            "outlier_score": float(o_score[i]),
+            "near_duplicate_score": float(d_score[i]),
+            "near_duplicate_of": sorted(map(int, sets[i]), key=lambda j: j != nearest[i]) if duplicate[i] else [],
+        }
+        for i in rows
+    ]
 
 
 def _data_issues_csv(found: list[dict], ids: np.ndarray, classes: np.ndarray, noisy: np.ndarray) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["rank", "row", "id", "given_label", "issue", "outlier_score", "near_duplicate_score", "near_duplicate_of"])
+    w.writerow(
+        ["rank", "row", "id", "given_label", "issue", "outlier_score", "near_duplicate_score", "near_duplicate_of"]
+    )
     for rank, f in enumerate(found, 1):
         issue = " ".join(k for k in ("outlier", "near_duplicate") if f[k])
-        w.writerow([rank, f["row"], ids[f["row"]], classes[noisy[f["row"]]], issue, f"{f['outlier_score']:.6f}",
-                    f"{f['near_duplicate_score']:.6f}", " ".join(map(str, f["near_duplicate_of"]))])
+        w.writerow(
+            [
+                rank,
+                f["row"],
+                ids[f["row"]],
+                classes[noisy[f["row"]]],
+                issue,
+                f"{f['outlier_score']:.6f}",
+                f"{f['near_duplicate_score']:.6f}",
+                " ".join(map(str, f["near_duplicate_of"])),
+            ]
+        )
     return buf.getvalue().encode()
 
 
@@ -115,34 +159,50 @@ def _data_issue_galleries(run: RunDir, cond: str, dataset: Path, csv_path: Path,
     def outliers():
         ds = datasets.cached(dataset)
         shown = [r for r in listed if "outlier" in r["issue"].split()][:top]
-        return plots.gallery(ds.train_x[np.array([int(r["row"]) for r in shown], dtype=int)],
-                             [f"row {r['row']}: {r['given_label']}\nscore {float(r['outlier_score']):.3f}" for r in shown],
-                             f"{cond}: {len(shown)} of the outliers, most isolated first"), {"tiles": len(shown)}
+        return plots.gallery(
+            ds.train_x[np.array([int(r["row"]) for r in shown], dtype=int)],
+            [f"row {r['row']}: {r['given_label']}\nscore {float(r['outlier_score']):.3f}" for r in shown],
+            f"{cond}: {len(shown)} of the outliers, most isolated first",
+        ), {"tiles": len(shown)}
 
     def pairs():
         ds = datasets.cached(dataset)
         shown = [r for r in listed if r["near_duplicate_of"]]
-        shown = [r for r in shown if int(r["row"]) < int(r["near_duplicate_of"].split()[0])][:max(1, top // 2)]
+        shown = [r for r in shown if int(r["row"]) < int(r["near_duplicate_of"].split()[0])][: max(1, top // 2)]
         rows = [k for r in shown for k in (int(r["row"]), int(r["near_duplicate_of"].split()[0]))]
         rows = np.array(rows, dtype=int)
         labels = ds.classes[store.read(run.labels(cond))[rows]]
-        return plots.gallery(ds.train_x[rows],
-                             [f"row {k}: {label}" for k, label in zip(rows, labels)],
-                             f"{cond}: {len(shown)} near-duplicate pairs, each image beside its duplicate"), {"tiles": len(rows)}
+        return plots.gallery(
+            ds.train_x[rows],
+            [f"row {k}: {label}" for k, label in zip(rows, labels)],
+            f"{cond}: {len(shown)} near-duplicate pairs, each image beside its duplicate",
+        ), {"tiles": len(rows)}
 
     folder = csv_path.parent
-    return [(store.produce(folder / f"{name}.png", root=run.root, stage="review",
-                           inputs={**inputs, "labels": run.labels(cond)} if name == "near_duplicates" else inputs,
-                           config={"top": top}, make=make, force=force), folder / f"{name}.png")
-            for name, make in (("outliers", outliers), ("near_duplicates", pairs))]
+    return [
+        (
+            store.produce(
+                folder / f"{name}.png",
+                root=run.root,
+                stage="review",
+                inputs={**inputs, "labels": run.labels(cond)} if name == "near_duplicates" else inputs,
+                config={"top": top},
+                make=make,
+                force=force,
+            ),
+            folder / f"{name}.png",
+        )
+        for name, make in (("outliers", outliers), ("near_duplicates", pairs))
+    ]
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "class"
 
 
-def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
-               force: bool = False) -> tuple[store.Outcome, list[Path]]:
+def run_review(
+    run: RunDir, cond: str, top: int = 40, by_class: bool = False, force: bool = False
+) -> tuple[store.Outcome, list[Path]]:
     """Write ``label_issues.csv`` and ``label_issues.png`` (and per-class galleries) for ``cond``: (outcome, the files)."""
     if top < 1:
         raise PipelineError(f"--top {top}: expected an integer >= 1")
@@ -150,7 +210,11 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
     # The ranking and suggestions come from the psx the masks were made from (the run's, or masks --psx FILE's).
     psx, psx_checksum = masks_psx(run, cond)
     masks = {m: run.require(path, "masks") for m, path in mask_paths(run, cond).items()}
-    inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels, **{f"mask_{m}": p for m, p in masks.items()}}
+    inputs = {
+        "dataset": run.require(run.dataset, "data"),
+        "labels": loaded.labels,
+        **{f"mask_{m}": p for m, p in masks.items()},
+    }
     config = {"psx": str(psx.resolve()), "psx_checksum": psx_checksum} if psx_checksum else {}
     if psx_checksum is None:
         inputs["psx"] = psx
@@ -164,7 +228,9 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
         info = {"flagged": len(rows), "true_labels_known": true is not None}
         return _csv_bytes(rows, ds.train_ids, ds.classes, true), info
 
-    made = [store.produce(csv_path, root=run.root, stage="review", inputs=inputs, config=config, make=make_csv, force=force)]
+    made = [
+        store.produce(csv_path, root=run.root, stage="review", inputs=inputs, config=config, make=make_csv, force=force)
+    ]
     written = [csv_path]
     listed = list(csv.DictReader(io.StringIO(store.read(csv_path).decode())))
 
@@ -172,13 +238,25 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
         ds = datasets.cached(inputs["dataset"])
         shown = rows[:top]
         images = ds.train_x[[int(r["row"]) for r in shown]] if shown else ds.train_x[:0]
-        captions = [f"{r['given_label']} -> {r['suggested_label']}" + (f"\n(true: {r['true_label']})" if r["true_label"] else "")
-                    for r in shown]
+        captions = [
+            f"{r['given_label']} -> {r['suggested_label']}"
+            + (f"\n(true: {r['true_label']})" if r["true_label"] else "")
+            for r in shown
+        ]
         return plots.gallery(images, captions, title), {"tiles": len(shown)}
 
     what = f"{cond}: {len(listed)} flagged by a CL method; the {min(top, len(listed))} lowest label quality (given -> suggested)"
-    made.append(store.produce(png_path, root=run.root, stage="review", inputs={**inputs, "label_issues": csv_path}, config={"top": top},
-                              make=lambda: make_png(listed, what), force=force))
+    made.append(
+        store.produce(
+            png_path,
+            root=run.root,
+            stage="review",
+            inputs={**inputs, "label_issues": csv_path},
+            config={"top": top},
+            make=lambda: make_png(listed, what),
+            force=force,
+        )
+    )
     written.append(png_path)
     if by_class:
         classes = list(datasets.cached(inputs["dataset"]).classes)
@@ -186,9 +264,17 @@ def run_review(run: RunDir, cond: str, top: int = 40, by_class: bool = False,
             path = run.label_issues(cond).parent / "label_issues" / f"{classes.index(name)}_{_safe(name)}.png"
             mine = [r for r in listed if r["given_label"] == name]
             title = f"{cond}, given class {name}: {len(mine)} flagged; the {min(top, len(mine))} lowest label quality"
-            made.append(store.produce(path, root=run.root, stage="review", inputs={**inputs, "label_issues": csv_path},
-                                      config={"top": top, "class": name}, make=lambda m=mine, t=title: make_png(m, t),
-                                      force=force))
+            made.append(
+                store.produce(
+                    path,
+                    root=run.root,
+                    stage="review",
+                    inputs={**inputs, "label_issues": csv_path},
+                    config={"top": top, "class": name},
+                    make=lambda m=mine, t=title: make_png(m, t),
+                    force=force,
+                )
+            )
             written.append(path)
     data_csv = None
     if (feats := features_of(run, cond)) is not None:
@@ -214,32 +300,57 @@ def _page(run: RunDir, cond: str, path: Path, inputs: dict, csv_path: Path, data
         index = {str(c): k for k, c in enumerate(ds.classes)}
         cards = {}
         for r in csv.DictReader(io.StringIO(store.read(csv_path).decode())):
-            cards[int(r["row"])] = {"row": int(r["row"]), "given": index[r["given_label"]], "suggested": index[r["suggested_label"]],
-                                    "score": float(r["label_quality"]), "methods": r["flagged_by"].split(),
-                                    "true": index[r["true_label"]] if r["true_label"] else None,
-                                    "outlier": False, "near_duplicate_of": []}
+            cards[int(r["row"])] = {
+                "row": int(r["row"]),
+                "given": index[r["given_label"]],
+                "suggested": index[r["suggested_label"]],
+                "score": float(r["label_quality"]),
+                "methods": r["flagged_by"].split(),
+                "true": index[r["true_label"]] if r["true_label"] else None,
+                "outlier": False,
+                "near_duplicate_of": [],
+            }
         if data_csv is not None:
             for r in csv.DictReader(io.StringIO(store.read(data_csv).decode())):
                 row = int(r["row"])
-                card = cards.setdefault(row, {"row": row, "given": int(labels[row]), "suggested": None, "score": None,
-                                              "methods": [], "true": None, "outlier": False, "near_duplicate_of": []})
+                card = cards.setdefault(
+                    row,
+                    {
+                        "row": row,
+                        "given": int(labels[row]),
+                        "suggested": None,
+                        "score": None,
+                        "methods": [],
+                        "true": None,
+                        "outlier": False,
+                        "near_duplicate_of": [],
+                    },
+                )
                 card["outlier"] = "outlier" in r["issue"].split()
                 card["near_duplicate_of"] = [int(j) for j in r["near_duplicate_of"].split()]
         flagged = len(cards)
         cards = dict(list(cards.items())[: page.MAX_CARDS])  # the CSV's order: lowest label quality first
         shown = sorted({*cards, *(j for c in cards.values() for j in c["near_duplicate_of"][:1])})
         images = {row: page.thumbnail(ds.train_x[row]) for row in shown}
-        html = page.render(cond, [str(c) for c in ds.classes], [str(i) for i in ds.train_ids], labels.tolist(),
-                           list(cards.values()), images, key=f"{cond}:{store.checksum(csv_path)[len('sha256:'):][:16]}",
-                           flagged=flagged if flagged > len(cards) else None)
+        html = page.render(
+            cond,
+            [str(c) for c in ds.classes],
+            [str(i) for i in ds.train_ids],
+            labels.tolist(),
+            list(cards.values()),
+            images,
+            key=f"{cond}:{store.checksum(csv_path)[len('sha256:') :][:16]}",
+            flagged=flagged if flagged > len(cards) else None,
+        )
         return html, {"cards": len(cards), "flagged": flagged}
 
     config = {"page": page.PAGE, "max_cards": page.MAX_CARDS}
     return store.produce(path, root=run.root, stage="review", inputs=page_inputs, config=config, make=make, force=force)
 
 
-def _data_issues(run: RunDir, cond: str, inputs: dict, feats: Path, psx: Path, psx_checksum: str | None, top: int,
-                 force: bool) -> list:
+def _data_issues(
+    run: RunDir, cond: str, inputs: dict, feats: Path, psx: Path, psx_checksum: str | None, top: int, force: bool
+) -> list:
     """``data_issues.csv`` from the features (Datalab), and its galleries: [(outcome, file)]."""
     csv_path = run.label_issues(cond).with_name("data_issues.csv")
     inputs = {"dataset": inputs["dataset"], "labels": inputs["labels"], "psx": psx, "features": feats}
@@ -247,7 +358,10 @@ def _data_issues(run: RunDir, cond: str, inputs: dict, feats: Path, psx: Path, p
     def make():
         ds, noisy = datasets.cached(inputs["dataset"]), store.read(inputs["labels"])
         found = data_issues(store.read(feats)["train"], noisy, read_masks_psx(psx, psx_checksum))
-        info = {"outliers": sum(f["outlier"] for f in found), "near_duplicates": sum(f["near_duplicate"] for f in found)}
+        info = {
+            "outliers": sum(f["outlier"] for f in found),
+            "near_duplicates": sum(f["near_duplicate"] for f in found),
+        }
         return _data_issues_csv(found, ds.train_ids, ds.classes, noisy), info
 
     made = store.produce(csv_path, root=run.root, stage="review", inputs=inputs, config={}, make=make, force=force)

@@ -30,8 +30,9 @@ import platform
 import socket
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -128,7 +129,8 @@ def _write_npz(f, arrays: dict) -> None:
                     continue
                 dtype, shape = np.dtype(value.dtype), tuple(value.shape)
                 np.lib.format.write_array_header_1_0(
-                    member, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+                    member, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+                )
                 rows = max(1, NPZ_CHUNK_BYTES // max(1, int(np.prod(shape[1:])) * dtype.itemsize))
                 for start in range(0, shape[0], rows):
                     member.write(np.ascontiguousarray(value[start : start + rows]).tobytes())
@@ -185,21 +187,29 @@ def _mappable_members(path: Path) -> dict[str, np.ndarray]:
     mapped = {}
     with zipfile.ZipFile(path) as z, open(path, "rb") as f:
         for info in z.infolist():
-            if info.compress_type != zipfile.ZIP_STORED or info.file_size < MAP_MIN_BYTES or not info.filename.endswith(".npy"):
+            if (
+                info.compress_type != zipfile.ZIP_STORED
+                or info.file_size < MAP_MIN_BYTES
+                or not info.filename.endswith(".npy")
+            ):
                 continue
             f.seek(info.header_offset)
             local = f.read(30)
             name_len, extra_len = struct.unpack("<HH", local[26:30])
             f.seek(info.header_offset + 30 + name_len + extra_len)
             version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }.get(version)
             if read_header is None:
                 continue
             shape, fortran, dtype = read_header(f)
             if dtype.hasobject:
                 continue
-            mapped[info.filename[: -len(".npy")]] = np.memmap(path, dtype=dtype, mode="c", offset=f.tell(), shape=shape,
-                                                              order="F" if fortran else "C")
+            mapped[info.filename[: -len(".npy")]] = np.memmap(
+                path, dtype=dtype, mode="c", offset=f.tell(), shape=shape, order="F" if fortran else "C"
+            )
     return mapped
 
 
@@ -301,7 +311,9 @@ def read_manifest(artifact: Path) -> dict:
     try:
         manifest = json.loads(mpath.read_text())
     except FileNotFoundError:
-        raise PipelineError(f"{artifact}: has no manifest ({mpath.name}): not made by this pipeline, or not finished") from None
+        raise PipelineError(
+            f"{artifact}: has no manifest ({mpath.name}): not made by this pipeline, or not finished"
+        ) from None
     except (ValueError, UnicodeDecodeError):
         raise PipelineError(f"{mpath}: not valid JSON") from None
     ok = isinstance(manifest, dict) and {"stage", "checksum", "inputs", "config", "info"} <= manifest.keys()
@@ -321,9 +333,10 @@ def verify(artifact: Path, _depth: int = 0) -> dict:
     manifest = read_manifest(artifact)
     redo = f"rerun make {manifest['stage']} (then the stages after it)"
     recorded = PurePosixPath(manifest.get("artifact") or artifact.name)  # what it is: where it was made
-    if Path(os.path.abspath(artifact)).parts[-len(recorded.parts):] != recorded.parts:
-        raise PipelineError(f"{artifact} is stale: its manifest describes {recorded}, another artifact (copied over "
-                            f"this one?); {redo}")
+    if Path(os.path.abspath(artifact)).parts[-len(recorded.parts) :] != recorded.parts:
+        raise PipelineError(
+            f"{artifact} is stale: its manifest describes {recorded}, another artifact (copied over this one?); {redo}"
+        )
     if manifest["checksum"] != checksum(artifact):
         raise PipelineError(f"{artifact}: changed since it was made (checksum differs from its manifest); {redo}")
     sources = {name: Path(os.path.normpath(artifact.parent / rec["path"])) for name, rec in manifest["inputs"].items()}
@@ -346,8 +359,10 @@ def read(artifact: Path) -> Any:
 
 def _records(artifact: Path, inputs: dict[str, Path]) -> dict[str, dict]:
     base = os.path.abspath(Path(artifact).parent)
-    return {name: {"path": os.path.relpath(os.path.abspath(p), base), "checksum": checksum(p)}
-            for name, p in sorted(inputs.items())}
+    return {
+        name: {"path": os.path.relpath(os.path.abspath(p), base), "checksum": checksum(p)}
+        for name, p in sorted(inputs.items())
+    }
 
 
 def is_current(artifact: Path, inputs: dict[str, Path], config: dict) -> bool:
@@ -365,8 +380,10 @@ def check_made_from(artifact: Path, manifest: dict, inputs: dict[str, Path]) -> 
     now, then = _records(artifact, inputs), manifest["inputs"]
     if now != then:
         differ = ", ".join(sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k)))
-        raise PipelineError(f"{artifact} is stale: made from other inputs than make {manifest['stage']} reads for it now "
-                            f"({differ}); rerun make {manifest['stage']}")
+        raise PipelineError(
+            f"{artifact} is stale: made from other inputs than make {manifest['stage']} reads for it now "
+            f"({differ}); rerun make {manifest['stage']}"
+        )
 
 
 def same_config(configs: dict[str, dict], what: str) -> dict:
@@ -379,11 +396,17 @@ def same_config(configs: dict[str, dict], what: str) -> dict:
         return normalise(next(iter(configs.values()), {}))
     ranked = sorted(groups.values(), key=len, reverse=True)
     main, odd = configs[ranked[0][0]], ranked[1][0]
-    diff = ", ".join(f"{k}={configs[odd].get(k)!r} (others: {main.get(k)!r})"
-                     for k in sorted(set(main) | set(configs[odd])) if configs[odd].get(k) != main.get(k))
+    diff = ", ".join(
+        f"{k}={configs[odd].get(k)!r} (others: {main.get(k)!r})"
+        for k in sorted(set(main) | set(configs[odd]))
+        if configs[odd].get(k) != main.get(k)
+    )
     others = sum(len(g) for g in ranked[1:])
-    raise PipelineError(f"{what}: {odd} was made with {diff}" + (f" ({others} such)" if others > 1 else "")
-                        + f"; {len(ranked[0])} other(s) agree: redo the odd one(s) with the same options, or remove them")
+    raise PipelineError(
+        f"{what}: {odd} was made with {diff}"
+        + (f" ({others} such)" if others > 1 else "")
+        + f"; {len(ranked[0])} other(s) agree: redo the odd one(s) with the same options, or remove them"
+    )
 
 
 class Outcome(enum.Enum):
@@ -425,9 +448,18 @@ def in_dry_run() -> bool:
     return _dry.get()
 
 
-def produce(artifact: Path, *, root: Path, stage: str, inputs: dict[str, Path], config: dict,
-            make: Callable[[], tuple[Any, dict]], force: bool = False, device: str = "cpu",
-            lock: bool = False) -> Outcome:
+def produce(
+    artifact: Path,
+    *,
+    root: Path,
+    stage: str,
+    inputs: dict[str, Path],
+    config: dict,
+    make: Callable[[], tuple[Any, dict]],
+    force: bool = False,
+    device: str = "cpu",
+    lock: bool = False,
+) -> Outcome:
     """Make ``artifact`` (a file under the run directory ``root``, whose path there says what it is) unless
     it is current (``force``: always). ``make()`` returns (contents, info); every input must verify first,
     and be the bytes ``make`` read (if this process read it at all). SKIPPED if another process holds its
@@ -459,19 +491,31 @@ def produce(artifact: Path, *, root: Path, stage: str, inputs: dict[str, Path], 
             for name, source in inputs.items():
                 held = _read_as.get(os.path.abspath(source))
                 if now[name] != made_from[name] or held not in (None, made_from[name]["checksum"]):
-                    raise PipelineError(f"{artifact}: its input {source} changed while it was being made (or after "
-                                        f"this process read it); nothing was written: run make {stage} again")
+                    raise PipelineError(
+                        f"{artifact}: its input {source} changed while it was being made (or after "
+                        f"this process read it); nothing was written: run make {stage} again"
+                    )
             save(artifact, value)
         finally:
             for tmp in _staged:
                 tmp.unlink(missing_ok=True)
             _staged.clear()
-        save(manifest_path(artifact), {
-            "artifact": _made_as(artifact, root), "stage": stage, "checksum": checksum(artifact), "inputs": made_from,
-            "config": normalise(config), "info": normalise(info), "wall_s": round(time.perf_counter() - start, 3),
-            "device": device, "host": socket.gethostname(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "versions": _versions(),
-        })
+        save(
+            manifest_path(artifact),
+            {
+                "artifact": _made_as(artifact, root),
+                "stage": stage,
+                "checksum": checksum(artifact),
+                "inputs": made_from,
+                "config": normalise(config),
+                "info": normalise(info),
+                "wall_s": round(time.perf_counter() - start, 3),
+                "device": device,
+                "host": socket.gethostname(),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "versions": _versions(),
+            },
+        )
         ckpt_path(artifact).unlink(missing_ok=True)
     return Outcome.MADE
 

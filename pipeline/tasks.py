@@ -106,17 +106,31 @@ class TrainingStage(Stage):
     def pending(self, run: RunDir, tasks: list[tuple], config, force: bool = False) -> list[tuple]:
         """The tasks whose artifact is not current (all of them with ``force``), and those whose current
         artifact has a checkpoint left beside it (running them removes it)."""
-        return [t for t in tasks if force or not store.is_current(*(target := self.target(run, t, config)))
-                or store.ckpt_path(target[0]).exists()]
+        return [
+            t
+            for t in tasks
+            if force
+            or not store.is_current(*(target := self.target(run, t, config)))
+            or store.ckpt_path(target[0]).exists()
+        ]
 
     def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> tuple[store.Outcome, str]:
         """Make a task's artifact under its lock."""
         out, inputs, task_config = self.target(run, task, config)
         tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
-        made = store.produce(out, root=run.root, stage=self.name, inputs=inputs, config=task_config, force=force, lock=True,
-                             device=devices.name(device),
-                             make=lambda: ddp.on_devices(devices.task_group(device), self.make, run, task, config,
-                                                         store.ckpt_path(out), tag))
+        made = store.produce(
+            out,
+            root=run.root,
+            stage=self.name,
+            inputs=inputs,
+            config=task_config,
+            force=force,
+            lock=True,
+            device=devices.name(device),
+            make=lambda: ddp.on_devices(
+                devices.task_group(device), self.make, run, task, config, store.ckpt_path(out), tag
+            ),
+        )
         if made is store.Outcome.SKIPPED:
             return made, f"{self.describe(task)}: skipped, another process is making it"
         return made, self.summary(run, task, config) if made is store.Outcome.MADE else f"current: {out}"
@@ -126,9 +140,13 @@ def add_args(p: argparse.ArgumentParser, stage: Stage) -> None:
     """The flags that choose a stage's tasks (the stage's own, and --max-tasks) and its config."""
     stage.add_args(p)
     if stage.pooled:
-        p.add_argument("--max-tasks", type=Range(int, 1, 10**9, optional=True), default=None,
-                       help="run at most this many of the pending tasks, in order (the rest stay pending for a later "
-                            "run); none: all")
+        p.add_argument(
+            "--max-tasks",
+            type=Range(int, 1, 10**9, optional=True),
+            default=None,
+            help="run at most this many of the pending tasks, in order (the rest stay pending for a later "
+            "run); none: all",
+        )
     cli.add_config_args(p, stage.Config)
 
 
@@ -157,7 +175,10 @@ def run_here(p: Plan, gpu: str = "cpu") -> None:
     """Run a plan's tasks one after another in this process (a training stage's on ``gpu``, a CUDA index or 'cpu')."""
     device = devices.pick(gpu) if p.tasks and p.stage.device else None  # nothing to train: no torch import
     if p.stage.pooled:
-        cli.log(f"{p.stage.name}: {len(p.tasks)} of {p.total} {p.stage.unit} tasks to run" + (f" on {device}" if device else ""))
+        cli.log(
+            f"{p.stage.name}: {len(p.tasks)} of {p.total} {p.stage.unit} tasks to run"
+            + (f" on {device}" if device else "")
+        )
     for i, task in enumerate(p.tasks, 1):
         line = p.stage.run(p.run, task, p.config, device, p.force)[1]
         cli.log(f"[{i}/{len(p.tasks)}] {line}" if p.stage.pooled else line)

@@ -58,12 +58,17 @@ def make_trainer(device: torch.device, epochs: int, precision: str, hooks: list[
     cuda = device.type == "cuda"
     if size > 1:  # a rank of a task on several devices (``pipeline.ddp``): the world it started, not SLURM's
         # find_unused_parameters: a recipe may stop training some parameters mid-run (airbench freezes its whitening bias)
-        strategy = DDPStrategy(process_group_backend="nccl" if cuda else "gloo", cluster_environment=LightningEnvironment(),
-                               find_unused_parameters=True)
+        strategy = DDPStrategy(
+            process_group_backend="nccl" if cuda else "gloo",
+            cluster_environment=LightningEnvironment(),
+            find_unused_parameters=True,
+        )
         placed = dict(strategy=strategy, devices=[int(g) for g in group] if cuda else size)
     else:
-        placed = dict(plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
-                      devices=[device.index] if cuda else 1)
+        placed = dict(
+            plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
+            devices=[device.index] if cuda else 1,
+        )
     return pl.Trainer(
         **placed,
         accelerator="gpu" if cuda else "cpu",
@@ -99,8 +104,16 @@ class Data:
             mean, std = channel_stats(self.train_x)
         kw = dict(batch_size=batch_size, device=device, mean=mean, std=std)
         return (
-            Batches(self.train_x, self.train_labels, train=True, seed=seed, rows=self.train_rows, n_all=self.n_all,
-                    **kw, **augment),
+            Batches(
+                self.train_x,
+                self.train_labels,
+                train=True,
+                seed=seed,
+                rows=self.train_rows,
+                n_all=self.n_all,
+                **kw,
+                **augment,
+            ),
             Batches(self.eval_x, self.eval_labels, train=False, **kw),
         )
 
@@ -127,7 +140,9 @@ class Resumable(pl.LightningModule):
 
     def log_loss(self, loss: torch.Tensor) -> None:
         # batch_size=1: the epoch value is the mean over steps (every batch has the same size).
-        self.log("loss", loss.detach().float(), on_step=False, on_epoch=True, batch_size=1, sync_dist=ddp.world()[1] > 1)
+        self.log(
+            "loss", loss.detach().float(), on_step=False, on_epoch=True, batch_size=1, sync_dist=ddp.world()[1] > 1
+        )
 
     def callbacks(self) -> list[pl.Callback]:
         return []
@@ -147,15 +162,25 @@ def _resumable(ckpt: Path, tag: dict, module: Resumable) -> int | None:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)  # tensors and plain values: no code runs
         if isinstance(state, dict) and state.get("tag") == tag:
             weights, ours = state["state_dict"], module.state_dict()
-            if not ({"epoch", "loops", "optimizer_states"} <= state.keys() and weights.keys() == ours.keys()
-                    and all(weights[k].shape == v.shape for k, v in ours.items())):
+            if not (
+                {"epoch", "loops", "optimizer_states"} <= state.keys()
+                and weights.keys() == ours.keys()
+                and all(weights[k].shape == v.shape for k, v in ours.items())
+            ):
                 raise ValueError("incomplete")
             return int(state["epoch"]) + 1
-        print(f"warning: discarding checkpoint {ckpt}: {_other_task(state.get('tag') if isinstance(state, dict) else None, tag)}; "
-              "training starts at epoch 0", file=sys.stderr, flush=True)
+        print(
+            f"warning: discarding checkpoint {ckpt}: {_other_task(state.get('tag') if isinstance(state, dict) else None, tag)}; "
+            "training starts at epoch 0",
+            file=sys.stderr,
+            flush=True,
+        )
     except Exception as e:  # noqa: BLE001 - truncated, garbage, incomplete, or from another torch: start afresh
-        print(f"warning: discarding unreadable checkpoint {ckpt} ({type(e).__name__}); training starts at epoch 0",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: discarding unreadable checkpoint {ckpt} ({type(e).__name__}); training starts at epoch 0",
+            file=sys.stderr,
+            flush=True,
+        )
     ckpt.unlink(missing_ok=True)
     return None
 
@@ -167,12 +192,23 @@ def _other_task(theirs, ours: dict) -> str:
         return "it records no task"
     then, now = theirs.get("config") or {}, ours.get("config") or {}
     differ = [f"{k} {then.get(k)!r} -> {v!r}" for k, v in now.items() if then.get(k) != v]
-    differ += [f"{k} changed" for k, v in (ours.get("inputs") or {}).items() if (theirs.get("inputs") or {}).get(k) != v]
+    differ += [
+        f"{k} changed" for k, v in (ours.get("inputs") or {}).items() if (theirs.get("inputs") or {}).get(k) != v
+    ]
     return "made with other options (" + (", ".join(differ) or "another task") + ")"
 
 
-def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ckpt: Path | None, tag: dict, label: str,
-        precision: str = "auto", compile: bool = False) -> None:
+def fit(
+    module: Resumable,
+    train: Batches,
+    device: torch.device,
+    epochs: int,
+    ckpt: Path | None,
+    tag: dict,
+    label: str,
+    precision: str = "auto",
+    compile: bool = False,
+) -> None:
     """``trainer.fit`` with the callbacks in their order (see ``pipeline.callbacks``), resuming from ``ckpt``
     when it holds a checkpoint of the same task (``tag``); Lightning restores the module, its optimisers,
     the callbacks' state and the batches' (``Batches.state_dict``). ``precision``: see ``effective_precision``;
@@ -189,18 +225,27 @@ def fit(module: Resumable, train: Batches, device: torch.device, epochs: int, ck
     module.to(memory_format=torch.channels_last)  # NHWC convolutions (see loader.Batches._layout)
     if compile:
         if removed := compiler.repair():
-            print(f"note: removed {len(removed)} broken librar{'y' if len(removed) == 1 else 'ies'} (a compile killed "
-                  f"mid-way) from torch's compiler cache {compiler.cache_dir()}; they are compiled again", flush=True)
+            print(
+                f"note: removed {len(removed)} broken librar{'y' if len(removed) == 1 else 'ies'} (a compile killed "
+                f"mid-way) from torch's compiler cache {compiler.cache_dir()}; they are compiled again",
+                flush=True,
+            )
         for net in module.networks():
             net.compile()
     notes = [c for c in own if isinstance(c, callbacks.EpochAccuracy)]
-    steps = [callbacks.FiniteLoss(), *own, callbacks.LogLine(notes)] + ([callbacks.EpochCheckpoint(ckpt)] if ckpt else [])
+    steps = [callbacks.FiniteLoss(), *own, callbacks.LogLine(notes)] + (
+        [callbacks.EpochCheckpoint(ckpt)] if ckpt else []
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # our batches are on the device
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own use of a deprecated torch name
-        warnings.filterwarnings("ignore", message=".*The `srun` command is available.*")  # we run under SLURM without srun
+        warnings.filterwarnings(
+            "ignore", message=".*The `srun` command is available.*"
+        )  # we run under SLURM without srun
         try:
-            make_trainer(device, epochs, module.precision, steps).fit(module, train, ckpt_path=resume, weights_only=True)
+            make_trainer(device, epochs, module.precision, steps).fit(
+                module, train, ckpt_path=resume, weights_only=True
+            )
         except Exception as e:
             if compile and (broken := compiler.damage(e)):
                 raise broken from None
@@ -219,8 +264,21 @@ class Classifier(Resumable):
     ``watch`` = (batches, their true labels): accuracy on them after every epoch (benchmarks only).
     """
 
-    def __init__(self, net, *, recipe, lr, weight_decay, label_smoothing, total_steps, head=None, mixup=None, watch=None,
-                 train=None, prune_epoch=None):
+    def __init__(
+        self,
+        net,
+        *,
+        recipe,
+        lr,
+        weight_decay,
+        label_smoothing,
+        total_steps,
+        head=None,
+        mixup=None,
+        watch=None,
+        train=None,
+        prune_epoch=None,
+    ):
         super().__init__()
         self.net, self.recipe, self.lr, self.weight_decay = net, RECIPES[recipe], lr, weight_decay
         self.label_smoothing, self.total_steps, self.watch = label_smoothing, total_steps, watch
@@ -253,8 +311,9 @@ class Classifier(Resumable):
             lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())  # the CPU generator: checkpointed
             other = torch.randperm(len(x)).to(x.device)
             out = self.net(lam * x + (1 - lam) * x[other])
-            loss = lam * F.cross_entropy(out, y, label_smoothing=self.label_smoothing) + \
-                (1 - lam) * F.cross_entropy(out, y[other], label_smoothing=self.label_smoothing)
+            loss = lam * F.cross_entropy(out, y, label_smoothing=self.label_smoothing) + (1 - lam) * F.cross_entropy(
+                out, y[other], label_smoothing=self.label_smoothing
+            )
         self.log_loss(loss)
         return loss
 
@@ -262,14 +321,20 @@ class Classifier(Resumable):
         r = self.recipe
         body = {id(p) for p in self.body}  # trainable, whether or not ``FreezeBody`` has frozen them yet
         params = [p for p in self.net.parameters() if p.requires_grad or id(p) in body]
-        bn = {id(m.bias) for m in self.net.modules() if isinstance(m, torch.nn.BatchNorm2d)} if r.bn_bias_lr_scale != 1 else set()
+        bn = (
+            {id(m.bias) for m in self.net.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+            if r.bn_bias_lr_scale != 1
+            else set()
+        )
         groups: dict[float, list] = {}  # lr -> parameters
         for p in params:
             lr = self.lr * (r.bn_bias_lr_scale if id(p) in bn else 1) * (r.body_lr_scale if id(p) in body else 1)
             groups.setdefault(lr, []).append(p)
         # torch multiplies weight_decay by the group's lr: decoupled decay divides it out.
-        groups = [{"params": g, "lr": lr, "weight_decay": self.weight_decay / lr if r.decoupled_decay else self.weight_decay}
-                  for lr, g in groups.items()]
+        groups = [
+            {"params": g, "lr": lr, "weight_decay": self.weight_decay / lr if r.decoupled_decay else self.weight_decay}
+            for lr, g in groups.items()
+        ]
         if r.optimizer == "adamw":
             opt = torch.optim.AdamW(groups, betas=(r.momentum, 0.99))
         else:
@@ -298,9 +363,29 @@ class Trained:
     pruned: list[int]  # the training rows (indices into data.train_*) dropped at prune_epoch
 
 
-def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight_decay, label_smoothing, seed, device,
-                     weights: Path | None = None, input_size: int | None = None, mixup=None, precision="auto", compile=False,
-                     prune_epoch=None, ckpt=None, tag=None, label="crossval", watch: np.ndarray | None = None) -> Trained | None:
+def train_classifier(
+    data: Data,
+    *,
+    recipe,
+    arch,
+    epochs,
+    batch_size,
+    lr,
+    weight_decay,
+    label_smoothing,
+    seed,
+    device,
+    weights: Path | None = None,
+    input_size: int | None = None,
+    mixup=None,
+    precision="auto",
+    compile=False,
+    prune_epoch=None,
+    ckpt=None,
+    tag=None,
+    label="crossval",
+    watch: np.ndarray | None = None,
+) -> Trained | None:
     """Train on ``data.train_*`` and predict ``data.eval_x``. ``ckpt``, ``precision``, ``compile``: see ``fit``;
     ``weights``, ``input_size``: see ``backbones`` (pretrained weights keep their first layer: no whitening init);
     ``mixup``: see ``Classifier``;
@@ -323,14 +408,29 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     if input_size is not None or arch not in models.ARCHS:  # ours check their size when built
         backbones.check_input(net, arch, c, h, input_size)
         net.train()
-    module = Classifier(net, recipe=recipe, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                        total_steps=epochs * len(train), head=None if weights is None else backbones.head(inner),
-                        mixup=mixup, watch=None if watch is None else (evaluation, watch),
-                        train=train, prune_epoch=prune_epoch)
+    module = Classifier(
+        net,
+        recipe=recipe,
+        lr=lr,
+        weight_decay=weight_decay,
+        label_smoothing=label_smoothing,
+        total_steps=epochs * len(train),
+        head=None if weights is None else backbones.head(inner),
+        mixup=mixup,
+        watch=None if watch is None else (evaluation, watch),
+        train=train,
+        prune_epoch=prune_epoch,
+    )
     rank, size, _ = ddp.world()
     if size > 1 and (batch_size % size or prune_epoch is not None):
-        raise PipelineError(f"{label}: " + (f"--batch-size {batch_size} does not split evenly over {size} devices"
-                                            if batch_size % size else "--prune-epoch needs one device per task"))
+        raise PipelineError(
+            f"{label}: "
+            + (
+                f"--batch-size {batch_size} does not split evenly over {size} devices"
+                if batch_size % size
+                else "--prune-epoch needs one device per task"
+            )
+        )
     fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
     if rank:
         return None  # rank 0 predicts and writes
@@ -342,8 +442,16 @@ def train_classifier(data: Data, *, recipe, arch, epochs, batch_size, lr, weight
     if not np.isfinite(probs).all():
         raise PipelineError(f"{label}: the trained network predicts NaN or inf; nothing written (lower --lr?)")
     pruned = [] if train.kept is None else np.flatnonzero(~train.kept.cpu().numpy()).tolist()
-    return Trained(probs, inner, np.asarray(mean), np.asarray(std), trained - start, time.perf_counter() - trained,
-                   [h[0] for h in module.history], pruned)
+    return Trained(
+        probs,
+        inner,
+        np.asarray(mean),
+        np.asarray(std),
+        trained - start,
+        time.perf_counter() - trained,
+        [h[0] for h in module.history],
+        pruned,
+    )
 
 
 def _sync(device: torch.device) -> None:

@@ -30,20 +30,40 @@ def parser(stage: tasks.Stage) -> cli.Parser:
     tasks.add_args(p, stage)
     if not stage.pooled:
         return p
-    p.add_argument("--gpu", default="0" if stage.device else "cpu",
-                   help="CUDA device index, or 'cpu' (without CUDA: the CPU); tasks run one after another")
-    p.add_argument("--gpus", default="", help="run the tasks on one worker process per listed CUDA index, e.g. 0,1,2,3 "
-                                              "('cpu': one CPU worker, 'cpu,cpu': two; 'all': every visible GPU)")
-    p.add_argument("--workers-per-gpu", type=Range(int, 1, MAX_WORKERS_PER_GPU), default=1,
-                   help="worker processes per listed device, each running its own tasks: a small network leaves most of "
-                        "a large GPU idle, so several tasks at once finish the grid sooner (with --gpu: that one device)")
+    p.add_argument(
+        "--gpu",
+        default="0" if stage.device else "cpu",
+        help="CUDA device index, or 'cpu' (without CUDA: the CPU); tasks run one after another",
+    )
+    p.add_argument(
+        "--gpus",
+        default="",
+        help="run the tasks on one worker process per listed CUDA index, e.g. 0,1,2,3 "
+        "('cpu': one CPU worker, 'cpu,cpu': two; 'all': every visible GPU)",
+    )
+    p.add_argument(
+        "--workers-per-gpu",
+        type=Range(int, 1, MAX_WORKERS_PER_GPU),
+        default=1,
+        help="worker processes per listed device, each running its own tasks: a small network leaves most of "
+        "a large GPU idle, so several tasks at once finish the grid sooner (with --gpu: that one device)",
+    )
     if stage.several_devices:
-        p.add_argument("--devices-per-task", type=Range(int, 1, 64), default=1,
-                       help="devices each task trains on, as Lightning DDP ranks sharing every batch (the same steps as one "
-                            "device): CUDA devices taken in groups from --gpus, or CPU processes (gloo) with --gpu cpu")
-    p.add_argument("--device-memory", type=Range(float, 0, 1 << 20, optional=True), default=None, metavar="GIB",
-                   help="GiB of a training's images a device may hold; more are streamed from the (memory-mapped) cache a "
-                        "batch at a time, with the same batches (none: half a GPU's memory, or half the memory left on the CPU)")
+        p.add_argument(
+            "--devices-per-task",
+            type=Range(int, 1, 64),
+            default=1,
+            help="devices each task trains on, as Lightning DDP ranks sharing every batch (the same steps as one "
+            "device): CUDA devices taken in groups from --gpus, or CPU processes (gloo) with --gpu cpu",
+        )
+    p.add_argument(
+        "--device-memory",
+        type=Range(float, 0, 1 << 20, optional=True),
+        default=None,
+        metavar="GIB",
+        help="GiB of a training's images a device may hold; more are streamed from the (memory-mapped) cache a "
+        "batch at a time, with the same batches (none: half a GPU's memory, or half the memory left on the CPU)",
+    )
     return p
 
 
@@ -55,7 +75,9 @@ def worker_devices(args) -> list[str] | None:
     gpus = devices.parse_gpus(args.gpus) if args.gpus else [args.gpu] if args.workers_per_gpu > 1 else None
     if gpus is None:
         if per_task > 1 and args.gpu != "cpu":
-            raise PipelineError(f"--devices-per-task {per_task}: name the devices with --gpus (e.g. --gpus 0,1), or use --gpu cpu")
+            raise PipelineError(
+                f"--devices-per-task {per_task}: name the devices with --gpus (e.g. --gpus 0,1), or use --gpu cpu"
+            )
         return None
     return [g for _ in range(args.workers_per_gpu) for g in devices.group(gpus, per_task)]
 
@@ -85,17 +107,24 @@ def _run(args, stage: tasks.Stage) -> None:
     gpus = worker_devices(args) if stage.pooled else None
     plan = tasks.plan(args, stage)
     if gpus is None:
-        here = devices.group([getattr(args, "gpu", "cpu")] * getattr(args, "devices_per_task", 1), getattr(args, "devices_per_task", 1))[0]
+        here = devices.group(
+            [getattr(args, "gpu", "cpu")] * getattr(args, "devices_per_task", 1), getattr(args, "devices_per_task", 1)
+        )[0]
         with devices.task_devices(here):
             tasks.run_here(plan, here.split(",")[0])
         return
     gpus = gpus[: len(plan.tasks)]  # no idle workers
-    where = f" on {len(gpus)} worker(s) ({','.join(gpus)}), {host_threads(len(gpus))} host thread(s) each" if gpus else ""
+    where = (
+        f" on {len(gpus)} worker(s) ({','.join(gpus)}), {host_threads(len(gpus))} host thread(s) each" if gpus else ""
+    )
     cli.log(f"{stage.name}: {len(plan.tasks)} of {plan.total} {stage.unit} tasks to run{where}")
     failed = run_pool(plan, gpus)
     if failed:
-        raise PipelineError(f"{len(failed)} of {len(plan.tasks)} {stage.name} task(s) failed:\n  " + "\n  ".join(failed)
-                            + "\nthe others are done: re-running does only what is still pending")
+        raise PipelineError(
+            f"{len(failed)} of {len(plan.tasks)} {stage.name} task(s) failed:\n  "
+            + "\n  ".join(failed)
+            + "\nthe others are done: re-running does only what is still pending"
+        )
 
 
 def host_threads(workers: int) -> int:
@@ -108,7 +137,9 @@ def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us with SIGTERM
     try:
         if "," in gpu:
-            os.environ[devices.GROUP_ENV] = gpu  # this worker's tasks train on the group (its own process: not restored)
+            os.environ[devices.GROUP_ENV] = (
+                gpu  # this worker's tasks train on the group (its own process: not restored)
+            )
         device = _device(gpu.split(",")[0], threads) if plan.stage.device else None
         conn.send(("ready", None, ""))
         while (i := conn.recv()) is not None:

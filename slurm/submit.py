@@ -79,29 +79,63 @@ def add_slurm_args(p: argparse.ArgumentParser, stage: tasks.Stage) -> None:
     g = p.add_argument_group("SLURM")
     g.add_argument("--partition", help="sbatch --partition")
     g.add_argument("--account", help="sbatch --account")
-    g.add_argument("--time", type=minutes, default=minutes("4:00:00"), help="time limit per task: minutes or [D-]HH:MM[:SS]")
-    g.add_argument("--gpus-per-task", type=Range(int, 0, 64), default=int(stage.device),
-                   help="GPUs per task (0: the task runs on the CPU; a stage that trains nothing needs none); crossval "
-                        "trains a fold on all of them (Lightning DDP, each GPU its share of every batch)")
-    g.add_argument("--cpus-per-task", type=Range(int, 1, 1024), default=4, help="CPUs per task (also the task's torch threads)")
+    g.add_argument(
+        "--time", type=minutes, default=minutes("4:00:00"), help="time limit per task: minutes or [D-]HH:MM[:SS]"
+    )
+    g.add_argument(
+        "--gpus-per-task",
+        type=Range(int, 0, 64),
+        default=int(stage.device),
+        help="GPUs per task (0: the task runs on the CPU; a stage that trains nothing needs none); crossval "
+        "trains a fold on all of them (Lightning DDP, each GPU its share of every batch)",
+    )
+    g.add_argument(
+        "--cpus-per-task", type=Range(int, 1, 1024), default=4, help="CPUs per task (also the task's torch threads)"
+    )
     g.add_argument("--mem", type=memory, help="memory per task, e.g. 32G (unset: the cluster's default)")
-    g.add_argument("--array-parallelism", type=Range(int, 1, 100_000), default=256, help="at most this many tasks at once (--array=...%%N)")
-    g.add_argument("--signal-delay", type=Range(int, 0, 3600), default=120, help=f"send SIG{PREEMPT_SIGNAL} this many seconds before the time limit")
-    g.add_argument("--max-timeouts", type=Range(int, 0, 1000), default=3, help="requeue a task after at most this many time-outs (preemptions do not count)")
-    g.add_argument("--extra", type=extra_param, action="append", default=[], metavar="FLAG",
-                   help="another sbatch flag, repeatable: --extra qos=high --extra=--exclusive")
+    g.add_argument(
+        "--array-parallelism",
+        type=Range(int, 1, 100_000),
+        default=256,
+        help="at most this many tasks at once (--array=...%%N)",
+    )
+    g.add_argument(
+        "--signal-delay",
+        type=Range(int, 0, 3600),
+        default=120,
+        help=f"send SIG{PREEMPT_SIGNAL} this many seconds before the time limit",
+    )
+    g.add_argument(
+        "--max-timeouts",
+        type=Range(int, 0, 1000),
+        default=3,
+        help="requeue a task after at most this many time-outs (preemptions do not count)",
+    )
+    g.add_argument(
+        "--extra",
+        type=extra_param,
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="another sbatch flag, repeatable: --extra qos=high --extra=--exclusive",
+    )
     g.add_argument("--job-name", type=job_name, help="default: cl-<stage>")
     g.add_argument("--wait", action="store_true", help="wait for the array to finish; exit status 2 if a task failed")
     g.add_argument("--poll", type=Range(float, 0.1, 3600), default=10.0, help="seconds between checks while waiting")
-    g.add_argument("--tasks-only", action="store_true", help="write the task list and print the sbatch command; submit nothing")
+    g.add_argument(
+        "--tasks-only", action="store_true", help="write the task list and print the sbatch command; submit nothing"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
     p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="stage", required=True)
     for stage in tasklist.registry().values():
-        s = sub.add_parser(stage.name, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                           help=f"one array element per pending {stage.unit} task")
+        s = sub.add_parser(
+            stage.name,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            help=f"one array element per pending {stage.unit} task",
+        )
         s.add_argument("--run-dir", default=cli.DEFAULT_RUN_DIR, help="the run directory holding every artifact")
         s.add_argument("--force", action="store_true", help="redo tasks even where current artifacts exist")
         tasks.add_args(s, stage)
@@ -111,9 +145,14 @@ def parser() -> argparse.ArgumentParser:
 
 def sbatch_flags(args, n: int, name: str) -> dict[str, object]:
     """The sbatch flags (without the dashes) that both submitit and --tasks-only use."""
-    flags: dict[str, object] = {"job-name": name, "time": args.time, "cpus-per-task": args.cpus_per_task,
-                                "array": f"0-{n - 1}%{min(n, args.array_parallelism)}",
-                                "signal": f"{PREEMPT_SIGNAL}@{args.signal_delay}", "requeue": True}
+    flags: dict[str, object] = {
+        "job-name": name,
+        "time": args.time,
+        "cpus-per-task": args.cpus_per_task,
+        "array": f"0-{n - 1}%{min(n, args.array_parallelism)}",
+        "signal": f"{PREEMPT_SIGNAL}@{args.signal_delay}",
+        "requeue": True,
+    }
     for key, value in (("partition", args.partition), ("account", args.account), ("mem", args.mem)):
         if value:
             flags[key] = value
@@ -132,14 +171,24 @@ def submit(plan: tasks.Plan, listing: Path, args, name: str):
     spec = tasklist.load(listing)
     flags = sbatch_flags(args, len(plan.tasks), name)
     named = ("partition", "account", "mem", "gpus-per-task")
-    executor = submitit.AutoExecutor(folder=plan.run.root / "slurm" / "logs" / "%j", cluster="slurm",
-                                     slurm_max_num_timeout=args.max_timeouts)
+    executor = submitit.AutoExecutor(
+        folder=plan.run.root / "slurm" / "logs" / "%j", cluster="slurm", slurm_max_num_timeout=args.max_timeouts
+    )
     executor.update_parameters(
-        name=name, timeout_min=args.time, cpus_per_task=args.cpus_per_task, tasks_per_node=1, nodes=1,
-        slurm_array_parallelism=args.array_parallelism, slurm_signal_delay_s=args.signal_delay,
-        slurm_setup=[f"export SUBMITIT_PREEMPT_SIGNAL={PREEMPT_SIGNAL}",  # submitit's requeue handler listens to it
-                     f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"],
-        slurm_additional_parameters={k: v for k, v in flags.items() if k not in (*named, "job-name", "time", "cpus-per-task", "array")},
+        name=name,
+        timeout_min=args.time,
+        cpus_per_task=args.cpus_per_task,
+        tasks_per_node=1,
+        nodes=1,
+        slurm_array_parallelism=args.array_parallelism,
+        slurm_signal_delay_s=args.signal_delay,
+        slurm_setup=[
+            f"export SUBMITIT_PREEMPT_SIGNAL={PREEMPT_SIGNAL}",  # submitit's requeue handler listens to it
+            f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
+        ],
+        slurm_additional_parameters={
+            k: v for k, v in flags.items() if k not in (*named, "job-name", "time", "cpus-per-task", "array")
+        },
         **{f"slurm_{k.replace('-', '_')}": flags[k] for k in named if k in flags},
     )
     try:
@@ -150,15 +199,21 @@ def submit(plan: tasks.Plan, listing: Path, args, name: str):
 
 
 ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT"}
-SETTLE_S = 30  # an element seen ended (or gone) without a result this long is failed: requeues and slow disks settle first
+SETTLE_S = (
+    30  # an element seen ended (or gone) without a result this long is failed: requeues and slow disks settle first
+)
 
 
 def states(array_id: str) -> dict[str, str] | None:
     """The state of every array element SLURM still knows ('<id>_<index>' -> 'RUNNING', 'COMPLETED', ...),
     finished ones included (``squeue -t all``); None when squeue fails."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-j", array_id, "-o", "%i %T"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-t", "all", "-j", array_id, "-o", "%i %T"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
@@ -195,7 +250,12 @@ def wait(jobs, entries: list[dict], array_id: str, poll: float) -> tuple[list[st
     SETTLE_S: (one line per failed element, the indices of those skipped because another process held
     their task). Reads submitit's result files and ``squeue``, not ``sacct``,
     so it works without SLURM accounting; a requeued element is pending again, not ended."""
-    left, failed, skipped, ended_since = {j.job_id: (i, j, e) for i, (j, e) in enumerate(zip(jobs, entries))}, [], [], {}
+    left, failed, skipped, ended_since = (
+        {j.job_id: (i, j, e) for i, (j, e) in enumerate(zip(jobs, entries))},
+        [],
+        [],
+        {},
+    )
     while left:
         known = states(array_id)
         for jid, (i, job, entry) in list(left.items()):
@@ -230,7 +290,11 @@ def run(args):
     name = args.job_name or f"cl-{stage.name}"
     slurm_dir = plan.run.root / "slurm"
     # A task of a stage that trains on several devices (crossval) trains on all its GPUs, as DDP ranks.
-    gpu = ",".join(map(str, range(args.gpus_per_task if stage.several_devices else 1))) if args.gpus_per_task > 0 else "cpu"
+    gpu = (
+        ",".join(map(str, range(args.gpus_per_task if stage.several_devices else 1)))
+        if args.gpus_per_task > 0
+        else "cpu"
+    )
     if not plan.tasks:
         cli.log(f"{stage.name}: nothing to submit: all {plan.total} {stage.unit} tasks are current")
         return
@@ -239,21 +303,33 @@ def run(args):
     cli.log(f"{stage.name}: {len(plan.tasks)} of {plan.total} {stage.unit} tasks pending; task list {listing}")
     if args.tasks_only:
         flags = sbatch_flags(args, len(plan.tasks), name)
-        flags.update({"output": str(slurm_dir / "logs" / "%A_%a.out"), "open-mode": "append",
-                      "gpus-per-task": args.gpus_per_task,  # 0 overrides the template's default of 1
-                      "signal": f"B:{PREEMPT_SIGNAL}@{args.signal_delay}",  # the template's shell traps it
-                      "export": f"ALL,TASKS={listing}"})
-        cmd = ["sbatch", *(f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items()),
-               str(ROOT / "slurm" / "array.sbatch")]
+        flags.update(
+            {
+                "output": str(slurm_dir / "logs" / "%A_%a.out"),
+                "open-mode": "append",
+                "gpus-per-task": args.gpus_per_task,  # 0 overrides the template's default of 1
+                "signal": f"B:{PREEMPT_SIGNAL}@{args.signal_delay}",  # the template's shell traps it
+                "export": f"ALL,TASKS={listing}",
+            }
+        )
+        cmd = [
+            "sbatch",
+            *(f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items()),
+            str(ROOT / "slurm" / "array.sbatch"),
+        ]
         cli.log("submit it with:\n  " + shlex.join(cmd))
         return
     if shutil.which("sbatch") is None:
-        raise PipelineError("sbatch not found: run this on a SLURM login node (or start one here: slurm/local-cluster.sh start)")
+        raise PipelineError(
+            "sbatch not found: run this on a SLURM login node (or start one here: slurm/local-cluster.sh start)"
+        )
     jobs, entries = submit(plan, listing, args, name)
     array_id = jobs[0].job_id.split("_")[0]
     kind = "array job" if len(jobs) > 1 else "job"  # submitit submits a single task as a plain job
     log = str(jobs[0].paths.stdout).replace(jobs[0].job_id, f"{array_id}_<index>" if len(jobs) > 1 else array_id)
-    cli.log(f"submitted {kind} {array_id} ({name}): {len(jobs)} task(s), at most {min(len(jobs), args.array_parallelism)} at once")
+    cli.log(
+        f"submitted {kind} {array_id} ({name}): {len(jobs)} task(s), at most {min(len(jobs), args.array_parallelism)} at once"
+    )
     cli.log(f"logs: {log} (and .err)" + (f"; index = position in {listing.name}" if len(jobs) > 1 else ""))
     if not args.wait:
         cli.log(f"watch it with `squeue -j {array_id}`; when it is done, run the next stage")
@@ -264,10 +340,15 @@ def run(args):
     except (KeyboardInterrupt, cli.Stopped):
         cli.log(f"stopped waiting; {kind} {array_id} goes on (squeue -j {array_id})")
         sys.exit(130)
-    still = stage.pending(plan.run, [plan.tasks[i] for i in skipped], plan.config)  # left to another process, which may have failed
+    still = stage.pending(
+        plan.run, [plan.tasks[i] for i in skipped], plan.config
+    )  # left to another process, which may have failed
     if failed or still:
-        raise PipelineError(f"{kind} {array_id}: {len(failed)} of {len(jobs)} task(s) failed, {len(still)} still pending:\n  "
-                            + "\n  ".join(failed) + "\nre-submit to run only what is still pending")
+        raise PipelineError(
+            f"{kind} {array_id}: {len(failed)} of {len(jobs)} task(s) failed, {len(still)} still pending:\n  "
+            + "\n  ".join(failed)
+            + "\nre-submit to run only what is still pending"
+        )
     cli.log(f"{kind} {array_id}: all {len(jobs)} task(s) done")
 
 

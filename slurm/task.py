@@ -26,8 +26,7 @@ class Task(submitit.helpers.Checkpointable):
         return tasklist.execute(entry)
 
     def checkpoint(self, entry: dict) -> submitit.helpers.DelayedSubmission:
-        cli.log(f"requeueing {entry['stage']} {tasklist.describe(entry)}: "
-                "it resumes from its last epoch's checkpoint")
+        cli.log(f"requeueing {entry['stage']} {tasklist.describe(entry)}: it resumes from its last epoch's checkpoint")
         return super().checkpoint(entry)
 
 

@@ -47,17 +47,36 @@ class Backbone(tasks.TrainingStage):
         ds = datasets.cached(run.dataset)
         noisy = store.read(run.labels(task.cond))
         weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
-        trained = train_classifier(Data(ds.train_x, noisy, ds.test_x, ds.test_y, ds.num_classes), **config.for_rows(len(noisy)).training(),
-                                   weights=weights, seed=config.seed, device=device, ckpt=ckpt, tag=tag,
-                                   label=f"backbone {task.cond}")
+        trained = train_classifier(
+            Data(ds.train_x, noisy, ds.test_x, ds.test_y, ds.num_classes),
+            **config.for_rows(len(noisy)).training(),
+            weights=weights,
+            seed=config.seed,
+            device=device,
+            ckpt=ckpt,
+            tag=tag,
+            label=f"backbone {task.cond}",
+        )
         _, h, _, c = ds.train_x.shape
         buf = io.BytesIO()
-        torch.save({"arch": config.arch, "state_dict": {k: v.detach().cpu() for k, v in trained.net.state_dict().items()},
-                    "mean": trained.mean.tolist(), "std": trained.std.tolist(), "built": [c, h, ds.num_classes],
-                    "classes": ds.classes.tolist()}, buf)
-        info = {"n_train": len(noisy), "test_acc": float(np.mean(trained.probs.argmax(1) == ds.test_y)) if len(ds.test_y) else None,
-                "train_s": round(trained.train_s, 3), "seconds": round(time.perf_counter() - start, 3),
-                "precision": effective_precision(config.precision, device)}
+        torch.save(
+            {
+                "arch": config.arch,
+                "state_dict": {k: v.detach().cpu() for k, v in trained.net.state_dict().items()},
+                "mean": trained.mean.tolist(),
+                "std": trained.std.tolist(),
+                "built": [c, h, ds.num_classes],
+                "classes": ds.classes.tolist(),
+            },
+            buf,
+        )
+        info = {
+            "n_train": len(noisy),
+            "test_acc": float(np.mean(trained.probs.argmax(1) == ds.test_y)) if len(ds.test_y) else None,
+            "train_s": round(trained.train_s, 3),
+            "seconds": round(time.perf_counter() - start, 3),
+            "precision": effective_precision(config.precision, device),
+        }
         return buf.getvalue(), info
 
     def summary(self, run: RunDir, task: tasks.Cond, config: BackboneConfig) -> str:

@@ -18,10 +18,10 @@ import numpy as np
 from pipeline import backbones, conditions, datasets, features, models, options, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.rows import Rows
 from pipeline.learners import BY_NAME, LEARNERS
 from pipeline.masks import ROWS, rows_inputs
 from pipeline.options import SEED_MAX, Range, option
+from pipeline.rows import Rows
 
 SEEDS = Range(int, 0, SEED_MAX)
 
@@ -30,17 +30,22 @@ SEEDS = Range(int, 0, SEED_MAX)
 class SharedConfig:
     """The options of every learner; ``CoteachConfig`` adds each learner's own."""
 
-    arch: str = option("convnet", "network of every learner: one of pipeline/models.py or any torchvision "
-                       "classification model")
+    arch: str = option(
+        "convnet", "network of every learner: one of pipeline/models.py or any torchvision classification model"
+    )
     weights: str | None = options.weights()
     input_size: int | None = options.input_size()
-    features: bool = option(False, "every network is a logistic head (one linear layer) on the pooled features of --arch "
-                            "with --weights, computed once per backbone (as the linear probe's): seconds per task")
+    features: bool = option(
+        False,
+        "every network is a logistic head (one linear layer) on the pooled features of --arch "
+        "with --weights, computed once per backbone (as the linear probe's): seconds per task",
+    )
     epochs: int = option(250, "training epochs", Range(int, 1, 10_000))
     batch_size: int = option(128, "training batch size", Range(int, 2, 65_536))
     lr: float = option(0.001, "Adam learning rate", Range(float, 0, 10, lo_open=True))
-    epoch_decay_start: int = option(80, "epoch from which the learning rate decays linearly to 0 (and beta1 drops to 0.1)",
-                                    Range(int, 0, 10_000))
+    epoch_decay_start: int = option(
+        80, "epoch from which the learning rate decays linearly to 0 (and beta1 drops to 0.1)", Range(int, 0, 10_000)
+    )
     precision: str = options.precision()
     compile: bool = options.compile_()
 
@@ -49,7 +54,9 @@ class SharedConfig:
         if self.arch not in models.ARCHS:
             backbones.check_arch(self.arch)
         if self.features and self.weights is None:
-            raise PipelineError("--features: give --weights (and --arch), the backbone whose features the heads learn from")
+            raise PipelineError(
+                "--features: give --weights (and --arch), the backbone whose features the heads learn from"
+            )
         for spec in LEARNERS:
             if spec.check:
                 spec.check(self.own(spec.name), self.batch_size, "")
@@ -62,7 +69,9 @@ class SharedConfig:
         """A task's config: the shared options and its learner's own (another learner's do not make it stale)."""
         spec = BY_NAME[learner]
         own = spec.resolve(self.own(learner), noise_rate) if spec.resolve else self.own(learner)
-        shared = {k: v for k, v in options.recorded(self).items() if k in {f.name for f in dataclasses.fields(SharedConfig)}}
+        shared = {
+            k: v for k, v in options.recorded(self).items() if k in {f.name for f in dataclasses.fields(SharedConfig)}
+        }
         if self.weights is not None:
             shared["weights_checksum"] = backbones.checksum(self.arch, self.weights)
         return {**shared, **own, "rows": rows, "learner": learner, "seed": seed}
@@ -74,8 +83,12 @@ def _own_field(name: str, f: dataclasses.Field) -> tuple:
 
 
 CoteachConfig = dataclasses.make_dataclass(
-    "CoteachConfig", [_own_field(name, f) for spec in LEARNERS for name, f in spec.options.items()],
-    bases=(SharedConfig,), frozen=True, namespace={"__module__": __name__, "__doc__": "The coteach stage's config."})
+    "CoteachConfig",
+    [_own_field(name, f) for spec in LEARNERS for name, f in spec.options.items()],
+    bases=(SharedConfig,),
+    frozen=True,
+    namespace={"__module__": __name__, "__doc__": "The coteach stage's config."},
+)
 
 
 def _names(spec: str, allowed: tuple[str, ...], flag: str, extra: str = "") -> list[str]:
@@ -91,8 +104,12 @@ def grid(methods: str, learners: str) -> list[tuple[str, str]]:
     pairs all rows (``none``) with the paper's baselines and each mask's rows with its cleaned learners."""
     rows = _names(methods, ROWS, "--methods")
     if learners == "paper":
-        return [(r, spec.name) for r in rows for spec in LEARNERS
-                if (spec.paper_baseline if r == "none" else spec.paper_cleaned)]
+        return [
+            (r, spec.name)
+            for r in rows
+            for spec in LEARNERS
+            if (spec.paper_baseline if r == "none" else spec.paper_cleaned)
+        ]
     return [(r, lr) for r in rows for lr in _names(learners, tuple(BY_NAME), "--learners", " or paper")]
 
 
@@ -110,24 +127,38 @@ class Coteach(tasks.TrainingStage):
 
     def add_args(self, p: argparse.ArgumentParser) -> None:
         super().add_args(p)
-        p.add_argument("--methods", default="all",
-                       help=f"which rows to train on: comma-separated, from {', '.join(ROWS)} (none = every row), or all")
-        p.add_argument("--learners", default="paper",
-                       help=f"comma-separated, from {', '.join(BY_NAME)}, or all; paper (default): the CL paper's Table 2, "
-                            f"{', '.join(s.name for s in LEARNERS if s.paper_baseline)} on all rows and "
-                            f"{', '.join(s.name for s in LEARNERS if s.paper_cleaned)} on every selected mask's rows")
+        p.add_argument(
+            "--methods",
+            default="all",
+            help=f"which rows to train on: comma-separated, from {', '.join(ROWS)} (none = every row), or all",
+        )
+        p.add_argument(
+            "--learners",
+            default="paper",
+            help=f"comma-separated, from {', '.join(BY_NAME)}, or all; paper (default): the CL paper's Table 2, "
+            f"{', '.join(s.name for s in LEARNERS if s.paper_baseline)} on all rows and "
+            f"{', '.join(s.name for s in LEARNERS if s.paper_cleaned)} on every selected mask's rows",
+        )
         p.add_argument("--seeds", default="0", help="comma-separated seeds (trials), each in 0..2147483647")
 
     def select(self, run: RunDir, args: argparse.Namespace, config: CoteachConfig) -> list[Task]:
         if store.verify(run.require(run.dataset, "data"))["info"].get("n_test") == 0:  # the data stage records it
-            raise PipelineError(f"{run.dataset}: an audit run (data --audit-test) has no test set to evaluate a learner "
-                                "on; coteach needs one")
+            raise PipelineError(
+                f"{run.dataset}: an audit run (data --audit-test) has no test set to evaluate a learner "
+                "on; coteach needs one"
+            )
         pairs, seeds = grid(args.methods, args.learners), options.int_list(args.seeds, SEEDS, "--seeds")
         return [Task(c, r, lr, s) for c in conditions.names(run, args.cond) for r, lr in pairs for s in seeds]
 
     def check(self, run: RunDir, task: list, config: CoteachConfig) -> Task:
-        if not (isinstance(task, list) and len(task) == 4 and task[0] in conditions.registry(run) and task[1] in ROWS
-                and task[2] in BY_NAME and isinstance(task[3], int)):
+        if not (
+            isinstance(task, list)
+            and len(task) == 4
+            and task[0] in conditions.registry(run)
+            and task[1] in ROWS
+            and task[2] in BY_NAME
+            and isinstance(task[3], int)
+        ):
             raise PipelineError(f"task {task!r}: not a (registered condition, rows, learner, seed) coteach task")
         SEEDS.check(task[3])
         return Task(*task)
@@ -136,10 +167,15 @@ class Coteach(tasks.TrainingStage):
         cond, rows, learner, seed = task
         noise_rate = conditions.load(run, cond).noise_rate
         feats = features.path(run, config.arch, config.weights, config.input_size) if config.features else None
-        return run.coteach(cond, rows, learner, seed), rows_inputs(run, cond, rows, feats), \
-            config.for_task(rows, learner, seed, noise_rate)
+        return (
+            run.coteach(cond, rows, learner, seed),
+            rows_inputs(run, cond, rows, feats),
+            config.for_task(rows, learner, seed, noise_rate),
+        )
 
-    def run(self, run: RunDir, task: tuple, config: CoteachConfig, device, force: bool = False) -> tuple[store.Outcome, str]:
+    def run(
+        self, run: RunDir, task: tuple, config: CoteachConfig, device, force: bool = False
+    ) -> tuple[store.Outcome, str]:
         """With ``--features``, the backbone's features first (once per backbone; a dry run only asks whether they are current)."""
         if config.features:
             features.produce(run, config.arch, config.weights, config.input_size, device)
@@ -168,26 +204,60 @@ class Coteach(tasks.TrainingStage):
         batches = dict(batch_size=c["batch_size"], seed=seed, device=device)
         if config.features:
             x = store.read(features.path(run, config.arch, config.weights, config.input_size))
-            inputs = learning.features(Data(x["train"][keep], noisy[keep], x["test"], ds.test_y, ds.num_classes,
-                                            np.flatnonzero(keep), len(keep)), **batches)
+            inputs = learning.features(
+                Data(
+                    x["train"][keep], noisy[keep], x["test"], ds.test_y, ds.num_classes, np.flatnonzero(keep), len(keep)
+                ),
+                **batches,
+            )
         else:
             weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
-            inputs = learning.images(Data(Rows(ds.train_x, np.flatnonzero(keep)), noisy[keep], ds.test_x, ds.test_y, ds.num_classes,
-                                          np.flatnonzero(keep), len(keep)),
-                                     arch=c["arch"], weights=weights, input_size=config.input_size, **batches)
-        acc = learning.train_learner(spec, inputs, epochs=c["epochs"], lr=c["lr"], epoch_decay_start=c["epoch_decay_start"],
-                                     seed=seed, device=device, precision=c["precision"], compile=c["compile"], ckpt=ckpt,
-                                     tag=tag, label=f"coteach {self.describe(task)}", **own)
+            inputs = learning.images(
+                Data(
+                    Rows(ds.train_x, np.flatnonzero(keep)),
+                    noisy[keep],
+                    ds.test_x,
+                    ds.test_y,
+                    ds.num_classes,
+                    np.flatnonzero(keep),
+                    len(keep),
+                ),
+                arch=c["arch"],
+                weights=weights,
+                input_size=config.input_size,
+                **batches,
+            )
+        acc = learning.train_learner(
+            spec,
+            inputs,
+            epochs=c["epochs"],
+            lr=c["lr"],
+            epoch_decay_start=c["epoch_decay_start"],
+            seed=seed,
+            device=device,
+            precision=c["precision"],
+            compile=c["compile"],
+            ckpt=ckpt,
+            tag=tag,
+            label=f"coteach {self.describe(task)}",
+            **own,
+        )
         metrics = {
-            "condition": cond, "rows": rows, "learner": learner, "seed": seed, "n_train": int(keep.sum()),
+            "condition": cond,
+            "rows": rows,
+            "learner": learner,
+            "seed": seed,
+            "n_train": int(keep.sum()),
             **own,
             "test_acc": acc,  # after every epoch, one value per network (two for coteaching)
             "final_acc": float(np.mean(acc[-1])),  # the last epoch, mean of the networks
             "best_acc": float(np.max(acc)),  # the best epoch of any network, as the CL paper reported
             "best_epoch": int(np.argmax(np.max(acc, axis=1))),
         }
-        info = {"seconds": round(time.perf_counter() - start, 3),  # this run's (after a resume: the rest's)
-                "precision": effective_precision(config.precision, device)}
+        info = {
+            "seconds": round(time.perf_counter() - start, 3),  # this run's (after a resume: the rest's)
+            "precision": effective_precision(config.precision, device),
+        }
         return metrics, info
 
     def describe(self, task: tuple) -> str:

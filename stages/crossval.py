@@ -14,13 +14,26 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline import backbones, conditions, datasets, ddp, features, models, options, probe, recipes, store, tasks, workers
+from pipeline import (
+    backbones,
+    conditions,
+    datasets,
+    ddp,
+    features,
+    models,
+    options,
+    probe,
+    recipes,
+    store,
+    tasks,
+    workers,
+)
 from pipeline.errors import PipelineError
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
-from pipeline.rows import Rows
 from pipeline.options import SEED_MAX, Range, option
 from pipeline.recipes import PROBES, RECIPES
+from pipeline.rows import Rows
 
 MAX_FOLDS = 100
 
@@ -29,27 +42,53 @@ MAX_FOLDS = 100
 class TrainingConfig:
     """The options of training a network on a dataset's rows (crossval's folds; the backbone stage's pretraining)."""
 
-    recipe: str = option("airbench", "training recipe: airbench (fast), sgd (plain SGD), finetune (pretrained --weights: "
-                         "the head alone, then the whole network; AdamW), or linear-probe (a logistic regression on "
-                         "the pooled features of --arch with --weights, computed once per backbone); see "
-                         "pipeline/recipes.py. It sets the defaults of the options below", choices=(*RECIPES, *PROBES))
-    arch: str | None = option(None, "network: one of pipeline/models.py or any torchvision classification model "
-                              "(resnet18, convnext_tiny, ...); none: the recipe's")
+    recipe: str = option(
+        "airbench",
+        "training recipe: airbench (fast), sgd (plain SGD), finetune (pretrained --weights: "
+        "the head alone, then the whole network; AdamW), or linear-probe (a logistic regression on "
+        "the pooled features of --arch with --weights, computed once per backbone); see "
+        "pipeline/recipes.py. It sets the defaults of the options below",
+        choices=(*RECIPES, *PROBES),
+    )
+    arch: str | None = option(
+        None,
+        "network: one of pipeline/models.py or any torchvision classification model "
+        "(resnet18, convnext_tiny, ...); none: the recipe's",
+    )
     weights: str | None = options.weights()
     input_size: int | None = options.input_size()
     epochs: int | None = option(None, "training epochs; none: the recipe's", Range(int, 1, 10_000, optional=True))
-    batch_size: int | None = option(None, "training batch size; none: the recipe's (airbench: the batch that makes 36 steps "
-                                    "per epoch on the rows trained on, at most 1,024, with --lr none scaled in proportion)",
-                                    Range(int, 2, 65_536, optional=True))
-    lr: float | None = option(None, "peak learning rate (the new head's, with a fine-tune) on the mean loss; none: the recipe's",
-                              Range(float, 0, 100, lo_open=True, optional=True))
-    weight_decay: float | None = option(None, "weight decay (airbench: decoupled, the fraction each weight shrinks per "
-                                        "step at the peak; sgd: torch's); none: the recipe's", Range(float, 0, 1, optional=True))
-    label_smoothing: float | None = option(None, "label smoothing of the cross-entropy; none: the recipe's",
-                                           Range(float, 0, 1, hi_open=True, optional=True))
-    mixup: float | None = option(None, "MixUp: train on pairs of images blended by a weight drawn from Beta(a, a), a this "
-                                 "value, with their labels blended alike; none: off", Range(float, 0, 10, lo_open=True, optional=True))
-    seed: int = option(0, "training seed (crossval: fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS))
+    batch_size: int | None = option(
+        None,
+        "training batch size; none: the recipe's (airbench: the batch that makes 36 steps "
+        "per epoch on the rows trained on, at most 1,024, with --lr none scaled in proportion)",
+        Range(int, 2, 65_536, optional=True),
+    )
+    lr: float | None = option(
+        None,
+        "peak learning rate (the new head's, with a fine-tune) on the mean loss; none: the recipe's",
+        Range(float, 0, 100, lo_open=True, optional=True),
+    )
+    weight_decay: float | None = option(
+        None,
+        "weight decay (airbench: decoupled, the fraction each weight shrinks per "
+        "step at the peak; sgd: torch's); none: the recipe's",
+        Range(float, 0, 1, optional=True),
+    )
+    label_smoothing: float | None = option(
+        None,
+        "label smoothing of the cross-entropy; none: the recipe's",
+        Range(float, 0, 1, hi_open=True, optional=True),
+    )
+    mixup: float | None = option(
+        None,
+        "MixUp: train on pairs of images blended by a weight drawn from Beta(a, a), a this "
+        "value, with their labels blended alike; none: off",
+        Range(float, 0, 10, lo_open=True, optional=True),
+    )
+    seed: int = option(
+        0, "training seed (crossval: fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS)
+    )
     precision: str = options.precision()
     compile: bool = options.compile_()
 
@@ -57,9 +96,13 @@ class TrainingConfig:
         options.validate(self)
         if self.recipe in PROBES:
             if self.arch is None or self.weights is None:
-                raise PipelineError(f"--recipe {self.recipe}: give --arch and --weights, the backbone whose features it fits")
+                raise PipelineError(
+                    f"--recipe {self.recipe}: give --arch and --weights, the backbone whose features it fits"
+                )
             if self.mixup is not None:
-                raise PipelineError(f"--mixup {self.mixup}: --recipe {self.recipe} fits features, it trains on no images to mix")
+                raise PipelineError(
+                    f"--mixup {self.mixup}: --recipe {self.recipe} fits features, it trains on no images to mix"
+                )
         else:
             if RECIPES[self.recipe].frozen_epochs and self.weights is None:
                 raise PipelineError(f"--recipe {self.recipe}: fine-tunes pretrained weights; give --weights")
@@ -77,7 +120,9 @@ class TrainingConfig:
             return self
         r = RECIPES[self.recipe]
         batch = min(r.batch_size, max(recipes.MIN_BATCH, n // r.steps_per_epoch))
-        return dataclasses.replace(self, batch_size=batch, lr=r.lr * batch / r.batch_size if self.lr is None else self.lr)
+        return dataclasses.replace(
+            self, batch_size=batch, lr=r.lr * batch / r.batch_size if self.lr is None else self.lr
+        )
 
     def recorded(self) -> dict:
         """The config an artifact records (``options.recorded``)."""
@@ -85,23 +130,43 @@ class TrainingConfig:
 
     def training(self) -> dict:
         """The keyword arguments of ``train.train_classifier`` this config sets."""
-        return {k: getattr(self, k) for k in ("recipe", "arch", "input_size", "epochs", "batch_size", "lr", "weight_decay",
-                                              "label_smoothing", "mixup", "precision", "compile")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "recipe",
+                "arch",
+                "input_size",
+                "epochs",
+                "batch_size",
+                "lr",
+                "weight_decay",
+                "label_smoothing",
+                "mixup",
+                "precision",
+                "compile",
+            )
+        }
 
 
 @dataclass(frozen=True)
 class CrossvalConfig(TrainingConfig):
     folds: int = option(4, "number of cross-validation folds", Range(int, 2, MAX_FOLDS))
     fold_seed: int = option(0, "seed of the stratified fold assignment", Range(int, 0, SEED_MAX))
-    prune_epoch: int | None = option(None, "after this many epochs, drop the training rows that confident learning "
-                                     "(prune_by_noise_rate) flags on the network's own predictions, and train the "
-                                     "remaining epochs on the rest; none: never", Range(int, 1, 10_000, optional=True))
+    prune_epoch: int | None = option(
+        None,
+        "after this many epochs, drop the training rows that confident learning "
+        "(prune_by_noise_rate) flags on the network's own predictions, and train the "
+        "remaining epochs on the rest; none: never",
+        Range(int, 1, 10_000, optional=True),
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if self.prune_epoch is not None and (self.recipe in PROBES or self.prune_epoch >= self.epochs):
-            raise PipelineError(f"--prune-epoch {self.prune_epoch}: leaves no epoch to train on the kept rows "
-                                f"(expected below --epochs {self.epochs}, and a recipe that trains epochs)")
+            raise PipelineError(
+                f"--prune-epoch {self.prune_epoch}: leaves no epoch to train on the kept rows "
+                f"(expected below --epochs {self.epochs}, and a recipe that trains epochs)"
+            )
 
     def training(self) -> dict:
         return {**super().training(), "prune_epoch": self.prune_epoch}
@@ -122,13 +187,21 @@ class Crossval(tasks.TrainingStage):
         p.add_argument("--fold", default="all", help="fold index, comma-separated indices, or 'all'")
 
     def select(self, run: RunDir, args: argparse.Namespace, config: CrossvalConfig) -> list[Task]:
-        folds = list(range(config.folds)) if args.fold == "all" else \
-            options.int_list(args.fold, Range(int, 0, config.folds - 1), "--fold")
+        folds = (
+            list(range(config.folds))
+            if args.fold == "all"
+            else options.int_list(args.fold, Range(int, 0, config.folds - 1), "--fold")
+        )
         return [Task(c, k) for c in conditions.names(run, args.cond) for k in folds]
 
     def check(self, run: RunDir, task: list, config: CrossvalConfig) -> Task:
-        if not (isinstance(task, list) and len(task) == 2 and task[0] in conditions.registry(run)
-                and isinstance(task[1], int) and 0 <= task[1] < config.folds):
+        if not (
+            isinstance(task, list)
+            and len(task) == 2
+            and task[0] in conditions.registry(run)
+            and isinstance(task[1], int)
+            and 0 <= task[1] < config.folds
+        ):
             raise PipelineError(f"task {task!r}: not a (registered condition, fold < {config.folds}) crossval task")
         return Task(*task)
 
@@ -144,7 +217,9 @@ class Crossval(tasks.TrainingStage):
             inputs["features"] = features.path(run, config.arch, config.weights, config.input_size)
         return run.shard(cond, fold), inputs, recorded
 
-    def run(self, run: RunDir, task: tuple, config: CrossvalConfig, device, force: bool = False) -> tuple[store.Outcome, str]:
+    def run(
+        self, run: RunDir, task: tuple, config: CrossvalConfig, device, force: bool = False
+    ) -> tuple[store.Outcome, str]:
         """A linear probe's features first (once per backbone; a dry run only asks whether they are current)."""
         if config.recipe in PROBES:
             features.produce(run, config.arch, config.weights, config.input_size, device)
@@ -161,15 +236,25 @@ class Crossval(tasks.TrainingStage):
         config = config.for_rows(int(train.sum()))
         if config.recipe in PROBES:
             if ddp.world()[1] > 1:
-                raise PipelineError(f"--devices-per-task: --recipe {config.recipe} fits features on one device; leave it out")
+                raise PipelineError(
+                    f"--devices-per-task: --recipe {config.recipe} fits features on one device; leave it out"
+                )
             x = store.read(features.path(run, config.arch, config.weights, config.input_size))["train"]
             trained = probe.fit_predict(x[train], noisy[train], x[held], ds.num_classes, PROBES[config.recipe], device)
         else:
             weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
             rows = np.flatnonzero(train)  # selected by index, read a batch at a time where they do not fit the device
             data = Data(Rows(ds.train_x, rows), noisy[train], Rows(ds.train_x, held), noisy[held], ds.num_classes)
-            trained = train_classifier(data, **config.training(), weights=weights, seed=config.seed + 1000 * fold,
-                                       device=device, ckpt=ckpt, tag=tag, label=f"crossval {self.describe(task)}")
+            trained = train_classifier(
+                data,
+                **config.training(),
+                weights=weights,
+                seed=config.seed + 1000 * fold,
+                device=device,
+                ckpt=ckpt,
+                tag=tag,
+                label=f"crossval {self.describe(task)}",
+            )
             if trained is None:
                 return None  # a rank other than 0 of a task on several devices
         probs = trained.probs

@@ -12,10 +12,16 @@ from pipeline.options import option
 
 @dataclass(frozen=True)
 class MasksConfig:
-    psx: str | None = option(None, "use these probabilities instead of the run's psx.npy: a .npy (rows in dataset order; "
-                             "with --cond naming one condition) or a folder of the paper's *_psx.npy files")
-    paper_psx: str = option(str(masks.PAPER_PSX), "folder of the paper's *_psx.npy files: detection on them for conditions "
-                            "with the paper's labels, beside ours in the report (skipped when absent)")
+    psx: str | None = option(
+        None,
+        "use these probabilities instead of the run's psx.npy: a .npy (rows in dataset order; "
+        "with --cond naming one condition) or a folder of the paper's *_psx.npy files",
+    )
+    paper_psx: str = option(
+        str(masks.PAPER_PSX),
+        "folder of the paper's *_psx.npy files: detection on them for conditions "
+        "with the paper's labels, beside ours in the report (skipped when absent)",
+    )
 
 
 class Masks(tasks.Stage):
@@ -27,7 +33,9 @@ class Masks(tasks.Stage):
             raise PipelineError(f"--psx {config.psx} is one file: name one condition with --cond")
         return conds
 
-    def run(self, run: RunDir, task: tasks.Cond, config: MasksConfig, device, force: bool = False) -> tuple[store.Outcome, str]:
+    def run(
+        self, run: RunDir, task: tasks.Cond, config: MasksConfig, device, force: bool = False
+    ) -> tuple[store.Outcome, str]:
         cond, lines = task.cond, []
         paper = masks.run_paper_detection(run, cond, Path(config.paper_psx), force)
         if paper is not None:
@@ -38,8 +46,10 @@ class Masks(tasks.Stage):
             f1 = "-" if d["f1"] is None else f"{d['f1']:.3f}"
             lines.append(f"{made[method].value}: {path}  keep {d['keep_fraction']:.3f}  F1 {f1}")
         if run.old_masks(cond).exists():
-            lines.append(f"note: {run.old_masks(cond)} holds the masks of the layout before one file per method; nothing "
-                         "reads it now (coteach results made from it are stale: make coteach retrains them); remove it")
+            lines.append(
+                f"note: {run.old_masks(cond)} holds the masks of the layout before one file per method; nothing "
+                "reads it now (coteach results made from it are stale: make coteach retrains them); remove it"
+            )
         return store.Outcome.of([*made.values(), *([paper] if paper is not None else [])]), "\n".join(lines)
 
 

@@ -23,18 +23,39 @@ class Noise(tasks.Stage):
     name, unit, pooled = "noise", "(run)", False
 
     def add_args(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--conditions", default="",
-                       help="'paper' (Table 2's 13), 'paper-all' (17), or NOISE:SPARSITY,... to generate with cleanlab")
-        p.add_argument("--labels", action="append", default=[], metavar="NAME=FILE",
-                       help="a condition whose labels are given: a .npy of one label per training row (dataset order), "
-                            "or the decisions CSV a review page (label_issues.html) exported; repeatable")
-        p.add_argument("--cifar10n", default=None, metavar="CIFAR-10_human.pt",
-                       help="add CIFAR-10N's real human labels (c10n_aggre, c10n_random1..3, c10n_worse) from its official "
-                            "file (github.com/UCSC-REAL/cifar-10-100n); needs CIFAR-10's own training set as the data")
-        p.add_argument("--remove", action="append", default=[], metavar="NAME",
-                       help="drop this condition from the registry (its files stay on disk); repeatable")
-        p.add_argument("--paper-json", type=Path, default=None,
-                       help="read paper conditions from the paper's JSON files in this folder instead of data/")
+        p.add_argument(
+            "--conditions",
+            default="",
+            help="'paper' (Table 2's 13), 'paper-all' (17), or NOISE:SPARSITY,... to generate with cleanlab",
+        )
+        p.add_argument(
+            "--labels",
+            action="append",
+            default=[],
+            metavar="NAME=FILE",
+            help="a condition whose labels are given: a .npy of one label per training row (dataset order), "
+            "or the decisions CSV a review page (label_issues.html) exported; repeatable",
+        )
+        p.add_argument(
+            "--cifar10n",
+            default=None,
+            metavar="CIFAR-10_human.pt",
+            help="add CIFAR-10N's real human labels (c10n_aggre, c10n_random1..3, c10n_worse) from its official "
+            "file (github.com/UCSC-REAL/cifar-10-100n); needs CIFAR-10's own training set as the data",
+        )
+        p.add_argument(
+            "--remove",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="drop this condition from the registry (its files stay on disk); repeatable",
+        )
+        p.add_argument(
+            "--paper-json",
+            type=Path,
+            default=None,
+            help="read paper conditions from the paper's JSON files in this folder instead of data/",
+        )
         p.add_argument("--seed", type=Range(int, 0, SEED_MAX), default=0, help="seed of generated noise")
 
     def select(self, run: RunDir, args: argparse.Namespace, config) -> list[Task]:
@@ -49,9 +70,14 @@ class Noise(tasks.Stage):
     def run(self, run: RunDir, task: Task, config, device, force: bool = False) -> tuple[store.Outcome, str]:
         done, lines = conditions.update(run, list(task.add), list(task.remove), task.paper_json, force), []
         for cond, made in done:
-            lines.append(f"{made.value}: {run.labels(cond.name)}  noise="
-                         f"{store.verify(run.labels(cond.name))['info']['actual_noise_rate']:.3f}")
-        lines += [f"removed {name} from {run.registry} (its files in {run.condition_dir(name)} are kept)" for name in task.remove]
+            lines.append(
+                f"{made.value}: {run.labels(cond.name)}  noise="
+                f"{store.verify(run.labels(cond.name))['info']['actual_noise_rate']:.3f}"
+            )
+        lines += [
+            f"removed {name} from {run.registry} (its files in {run.condition_dir(name)} are kept)"
+            for name in task.remove
+        ]
         lines.append(f"conditions: {', '.join(conditions.registry(run)) or 'none'}")
         return store.Outcome.of(made for _, made in done), "\n".join(lines)
 

@@ -23,10 +23,16 @@ class Report(tasks.Stage):
 
     def add_args(self, p: argparse.ArgumentParser) -> None:
         super().add_args(p)
-        p.add_argument("--seeds", default="", help="comma-separated seeds (trials) to aggregate (default: every seed found)")
-        p.add_argument("--paper-table", choices=tuple(report.PAPER_TABLES), default="published",
-                       help="the paper's cells to compare with: published (its Table 2, default) or trial1 (trial 1 of 10 "
-                            "of its Co-Teaching runs)")
+        p.add_argument(
+            "--seeds", default="", help="comma-separated seeds (trials) to aggregate (default: every seed found)"
+        )
+        p.add_argument(
+            "--paper-table",
+            choices=tuple(report.PAPER_TABLES),
+            default="published",
+            help="the paper's cells to compare with: published (its Table 2, default) or trial1 (trial 1 of 10 "
+            "of its Co-Teaching runs)",
+        )
 
     def select(self, run: RunDir, args: argparse.Namespace, config) -> list[Task]:
         seeds = tuple(options.int_list(args.seeds, SEEDS, "--seeds")) if args.seeds else None

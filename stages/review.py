@@ -20,7 +20,9 @@ class ReviewConfig:
 class Review(tasks.Stage):
     name, Config = "review", ReviewConfig
 
-    def run(self, run: RunDir, task: tasks.Cond, config: ReviewConfig, device, force: bool = False) -> tuple[store.Outcome, str]:
+    def run(
+        self, run: RunDir, task: tasks.Cond, config: ReviewConfig, device, force: bool = False
+    ) -> tuple[store.Outcome, str]:
         made, files = review.run_review(run, task.cond, config.top, config.by_class, force)
         with open(files[0]) as f:
             flagged = sum(1 for _ in f) - 1

@@ -18,19 +18,35 @@ from stages import backbone, combine, coteach, crossval, masks, review
 
 def registry() -> dict[str, Stage]:
     """The stages a SLURM array runs, in pipeline order."""
-    return {s.name: s for s in (crossval.STAGE, backbone.STAGE, combine.STAGE, masks.STAGE, review.STAGE, coteach.STAGE)}
+    return {
+        s.name: s for s in (crossval.STAGE, backbone.STAGE, combine.STAGE, masks.STAGE, review.STAGE, coteach.STAGE)
+    }
 
 
 def save(path: Path, p: Plan, gpu: str) -> Path:
-    store.save(path, {"stage": p.stage.name, "run_dir": str(Path(p.run.root).resolve()), "force": p.force, "gpu": gpu,
-                      "config": dataclasses.asdict(p.config), "tasks": [list(t) for t in p.tasks]})
+    store.save(
+        path,
+        {
+            "stage": p.stage.name,
+            "run_dir": str(Path(p.run.root).resolve()),
+            "force": p.force,
+            "gpu": gpu,
+            "config": dataclasses.asdict(p.config),
+            "tasks": [list(t) for t in p.tasks],
+        },
+    )
     return Path(path)
 
 
 def load(path: Path) -> dict:
     spec = store.load(path)
-    if not isinstance(spec, dict) or spec.get("stage") not in registry() or not isinstance(spec.get("tasks"), list) \
-            or not isinstance(spec.get("config"), dict) or not isinstance(spec.get("run_dir"), str):
+    if (
+        not isinstance(spec, dict)
+        or spec.get("stage") not in registry()
+        or not isinstance(spec.get("tasks"), list)
+        or not isinstance(spec.get("config"), dict)
+        or not isinstance(spec.get("run_dir"), str)
+    ):
         raise PipelineError(f"{path}: not a task list (written by python -m slurm.submit)")
     return spec
 
@@ -54,8 +70,10 @@ def execute(one: dict) -> str | None:
     when set; other stages import no torch."""
     stage, run = registry()[one["stage"]], RunDir(one["run_dir"])
     if not run.root.is_dir():
-        raise PipelineError(f"{run.root}: the run directory of this task list is gone (moved or removed); "
-                            f"submit the {stage.name} stage again from where the run is now")
+        raise PipelineError(
+            f"{run.root}: the run directory of this task list is gone (moved or removed); "
+            f"submit the {stage.name} stage again from where the run is now"
+        )
     try:
         config = stage.Config(**one["config"])
     except TypeError as e:

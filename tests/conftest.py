@@ -21,7 +21,18 @@ SHARED = ROOT.parent / "shared"
 needs_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason=f"{SHARED} (shared data) is absent")
 
 FAST_CROSSVAL = ["--folds", "3", "--epochs", "2", "--batch-size", "128", "--gpu", "cpu"]
-FAST_COTEACH = ["--epochs", "2", "--batch-size", "128", "--epoch-decay-start", "1", "--num-gradual", "1", "--gpu", "cpu"]
+FAST_COTEACH = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "128",
+    "--epoch-decay-start",
+    "1",
+    "--num-gradual",
+    "1",
+    "--gpu",
+    "cpu",
+]
 
 
 @dataclass
@@ -116,12 +127,23 @@ def blank_cifar(tmp_path_factory) -> Path:
     stems = [f"{i}_{classes[true[i]]}" for i in range(len(true))]
     order = np.array(sorted(range(len(true)), key=lambda i: (true[i], stems[i])))  # class folder, then file name
     ds = datasets.Dataset(
-        train_x=np.zeros((len(true), 8, 8, 3), np.uint8), train_y=true[order],
-        train_ids=np.array([f"{classes[true[i]]}/{stems[i]}" for i in order]), train_source_index=order,
-        test_x=np.zeros((20, 8, 8, 3), np.uint8), test_y=np.arange(20) % 10, classes=np.array(classes))
+        train_x=np.zeros((len(true), 8, 8, 3), np.uint8),
+        train_y=true[order],
+        train_ids=np.array([f"{classes[true[i]]}/{stems[i]}" for i in order]),
+        train_source_index=order,
+        test_x=np.zeros((20, 8, 8, 3), np.uint8),
+        test_y=np.arange(20) % 10,
+        classes=np.array(classes),
+    )
     run = RunDir(tmp_path_factory.mktemp("blank_cifar") / "run")
-    store.produce(run.dataset, root=run.root, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
-                  make=lambda: (ds.arrays(), {"classes": classes}))
+    store.produce(
+        run.dataset,
+        root=run.root,
+        stage="data",
+        inputs={},
+        config={"source": "blank CIFAR-10"},
+        make=lambda: (ds.arrays(), {"classes": classes}),
+    )
     return run.root
 
 

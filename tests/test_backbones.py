@@ -6,10 +6,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-
 from conftest import RESNET18_FILE, stage
+
 from pipeline import backbones, store
 from pipeline.layout import RunDir
 from stages import crossval
@@ -20,15 +19,21 @@ PROBE = ["--recipe", "linear-probe", "--folds", "3", "--gpu", "cpu", "--cond", "
 def test_a_torchvision_network_by_weights_name_probed_on_gray_images_resized(run_copy, hub):
     """digits are 8 px grayscale: repeated to the weights' 3 channels and resized to 32 px on the device."""
     run = RunDir(run_copy)
-    out = stage("crossval", run.root, *PROBE, "--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--input-size", "32").stdout
+    out = stage(
+        "crossval", run.root, *PROBE, "--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--input-size", "32"
+    ).stdout
     assert "features resnet18_32px_" in out and "train: 1347/1347 images" in out
     manifest = store.verify(run.shard("n20_s0", 0))
     assert manifest["config"]["weights_checksum"] == store.checksum(hub / RESNET18_FILE)
     feats = store.read(next((run.root / "features").glob("resnet18_32px_*.npz")))
-    assert feats["train"].shape == (1347, 512) and feats["train"].dtype == np.float16 and feats["test"].shape == (450, 512)
+    assert (
+        feats["train"].shape == (1347, 512) and feats["train"].dtype == np.float16 and feats["test"].shape == (450, 512)
+    )
     assert 0.5 < manifest["info"]["heldout_acc_noisy"] < 1  # random conv features still separate digits
     stage("combine", run.root, "--cond", "n20_s0")
-    config = crossval.CrossvalConfig(recipe="linear-probe", arch="resnet18", weights="IMAGENET1K_V1", input_size=32, folds=3)
+    config = crossval.CrossvalConfig(
+        recipe="linear-probe", arch="resnet18", weights="IMAGENET1K_V1", input_size=32, folds=3
+    )
     assert crossval.STAGE.pending(run, [("n20_s0", 0)], config) == []
     torch.save({k: v + 1 for k, v in torch.load(hub / RESNET18_FILE).items()}, hub / RESNET18_FILE)  # other weights
     assert crossval.STAGE.pending(run, [("n20_s0", 0)], config) == [("n20_s0", 0)]
@@ -43,17 +48,32 @@ def test_weights_that_are_not_here_or_not_weights_are_one_line(run_copy, hub, tm
     torch.save({"net": torchvision.models.resnet18()}, tmp_path / "pickled.pth")  # a module: code would run to load it
     (tmp_path / "garbage.pth").write_bytes(b"\x80\x02garbage")
     url = torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url
-    cases = [(["--arch", "resnet50", "--weights", "IMAGENET1K_V2"],
-              f"--weights IMAGENET1K_V2: {Path(torch.hub.get_dir()) / 'checkpoints' / url.rsplit('/', 1)[1]} is missing and "
-              f"nothing is downloaded here; fetch {url} into {hub}, or pass the file as --weights FILE"),
-             (["--arch", "resnet18", "--weights", str(tmp_path / "resnet34.pth")], "resnet34.pth: not weights of resnet18"),
-             (["--arch", "resnet18", "--weights", str(tmp_path / "pickled.pth")], "pickled.pth: not a weights file of tensors"),
-             (["--arch", "resnet18", "--weights", str(tmp_path / "garbage.pth")], "garbage.pth: not a weights file of tensors"),
-             (["--arch", "resnet18", "--weights", "IMAGENET9K"], "--weights 'IMAGENET9K': no such file, nor a torchvision weights name"),
-             (["--arch", "resnet19", "--weights", "x"], "--arch 'resnet19': not a network of this pipeline"),
-             (["--arch", "resnet18"], "--recipe linear-probe: give --arch and --weights"),
-             (["--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--mixup", "0.4"],
-              "--mixup 0.4: --recipe linear-probe fits features, it trains on no images to mix")]
+    cases = [
+        (
+            ["--arch", "resnet50", "--weights", "IMAGENET1K_V2"],
+            f"--weights IMAGENET1K_V2: {Path(torch.hub.get_dir()) / 'checkpoints' / url.rsplit('/', 1)[1]} is missing and "
+            f"nothing is downloaded here; fetch {url} into {hub}, or pass the file as --weights FILE",
+        ),
+        (["--arch", "resnet18", "--weights", str(tmp_path / "resnet34.pth")], "resnet34.pth: not weights of resnet18"),
+        (
+            ["--arch", "resnet18", "--weights", str(tmp_path / "pickled.pth")],
+            "pickled.pth: not a weights file of tensors",
+        ),
+        (
+            ["--arch", "resnet18", "--weights", str(tmp_path / "garbage.pth")],
+            "garbage.pth: not a weights file of tensors",
+        ),
+        (
+            ["--arch", "resnet18", "--weights", "IMAGENET9K"],
+            "--weights 'IMAGENET9K': no such file, nor a torchvision weights name",
+        ),
+        (["--arch", "resnet19", "--weights", "x"], "--arch 'resnet19': not a network of this pipeline"),
+        (["--arch", "resnet18"], "--recipe linear-probe: give --arch and --weights"),
+        (
+            ["--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--mixup", "0.4"],
+            "--mixup 0.4: --recipe linear-probe fits features, it trains on no images to mix",
+        ),
+    ]
     for flags, message in cases:
         err = stage("crossval", run.root, *PROBE, *flags, ok=False).stderr.strip()
         assert len(err.splitlines()) == 1 and message in err, (flags, err)
@@ -62,8 +82,20 @@ def test_weights_that_are_not_here_or_not_weights_are_one_line(run_copy, hub, tm
 
 def test_a_backbone_this_pipeline_pretrains_is_a_weights_file_for_another_run(run_copy, tmp_path):
     run = RunDir(run_copy)
-    out = stage("backbone", run.root, "--cond", "n20_s0", "--recipe", "sgd", "--epochs", "2", "--batch-size", "64",
-                "--gpu", "cpu").stdout
+    out = stage(
+        "backbone",
+        run.root,
+        "--cond",
+        "n20_s0",
+        "--recipe",
+        "sgd",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--gpu",
+        "cpu",
+    ).stdout
     weights = run.backbone("n20_s0")
     assert f"wrote {weights}  (convnet, test accuracy" in out
     state = torch.load(weights, weights_only=True)
@@ -74,8 +106,26 @@ def test_a_backbone_this_pipeline_pretrains_is_a_weights_file_for_another_run(ru
     err = stage("crossval", other.root, *PROBE, "--arch", "airbench", "--weights", str(weights), ok=False).stderr
     assert "weights of --arch convnet, not airbench" in err
     # the same file starts a fine-tune (the sgd recipe from the pretrained weights, its own normalisation)
-    stage("crossval", other.root, "--cond", "n20_s0", "--fold", "0", "--folds", "3", "--recipe", "sgd", "--epochs", "1",
-          "--arch", "convnet", "--weights", str(weights), "--gpu", "cpu")
+    stage(
+        "crossval",
+        other.root,
+        "--cond",
+        "n20_s0",
+        "--fold",
+        "0",
+        "--folds",
+        "3",
+        "--recipe",
+        "sgd",
+        "--epochs",
+        "1",
+        "--arch",
+        "convnet",
+        "--weights",
+        str(weights),
+        "--gpu",
+        "cpu",
+    )
     assert store.verify(other.shard("n20_s0", 0))["config"]["weights"] == str(weights)
 
 
@@ -92,25 +142,77 @@ def test_the_head_is_replaced_and_features_are_what_precedes_it():
 
 def test_an_input_size_the_network_cannot_take_is_one_line(run_copy):
     """torchvision's ViT takes 224 px only."""
-    err = stage("crossval", run_copy, "--cond", "n20_s0", "--fold", "0", "--folds", "3", "--gpu", "cpu", "--recipe", "sgd",
-                "--arch", "vit_b_16", "--input-size", "32", ok=False).stderr.strip()
+    err = stage(
+        "crossval",
+        run_copy,
+        "--cond",
+        "n20_s0",
+        "--fold",
+        "0",
+        "--folds",
+        "3",
+        "--gpu",
+        "cpu",
+        "--recipe",
+        "sgd",
+        "--arch",
+        "vit_b_16",
+        "--input-size",
+        "32",
+        ok=False,
+    ).stderr.strip()
     assert len(err.splitlines()) == 1 and "--arch vit_b_16 cannot take 32 px images" in err, err
 
 
 def test_coteach_learners_train_from_pretrained_weights(run_copy):
     """The learners take the same --arch/--weights/--input-size: train on the cleaned rows from a pretrained network."""
     run = RunDir(run_copy)
-    stage("backbone", run.root, "--cond", "n20_s0", "--recipe", "sgd", "--epochs", "1", "--batch-size", "64", "--gpu", "cpu")
+    stage(
+        "backbone",
+        run.root,
+        "--cond",
+        "n20_s0",
+        "--recipe",
+        "sgd",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--gpu",
+        "cpu",
+    )
     stage("combine", run.root, "--cond", "n20_s0")
     stage("masks", run.root, "--cond", "n20_s0")
-    flags = ["--cond", "n20_s0", "--methods", "both", "--learners", "plain", "--epochs", "1", "--batch-size", "64",
-             "--epoch-decay-start", "1", "--gpu", "cpu", "--weights", str(run.backbone("n20_s0")), "--input-size", "16"]
+    flags = [
+        "--cond",
+        "n20_s0",
+        "--methods",
+        "both",
+        "--learners",
+        "plain",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--epoch-decay-start",
+        "1",
+        "--gpu",
+        "cpu",
+        "--weights",
+        str(run.backbone("n20_s0")),
+        "--input-size",
+        "16",
+    ]
     stage("coteach", run.root, *flags)
     manifest = store.verify(run.coteach("n20_s0", "both", "plain", 0))
     assert manifest["config"]["weights_checksum"] == store.checksum(run.backbone("n20_s0"))
-    assert manifest["config"]["input_size"] == 16 and "weights" not in store.verify(run.mask("n20_s0", "both"))["config"]
+    assert (
+        manifest["config"]["input_size"] == 16 and "weights" not in store.verify(run.mask("n20_s0", "both"))["config"]
+    )
     assert "features" not in manifest["config"]  # an option at its default is not recorded: older results stay current
-    err = stage("coteach", run.root, *flags[:-4], "--arch", "resnet18", "--weights", str(run.backbone("n20_s0")), ok=False).stderr
+    err = stage(
+        "coteach", run.root, *flags[:-4], "--arch", "resnet18", "--weights", str(run.backbone("n20_s0")), ok=False
+    ).stderr
     assert "weights of --arch convnet, not resnet18" in err
 
 
@@ -119,7 +221,20 @@ def test_a_finetune_trains_the_head_alone_then_the_body_at_a_tenth_of_its_rate(r
     from pipeline.recipes import RECIPES
 
     run = RunDir(run_copy)
-    stage("backbone", run.root, "--cond", "n20_s0", "--recipe", "sgd", "--epochs", "1", "--batch-size", "64", "--gpu", "cpu")
+    stage(
+        "backbone",
+        run.root,
+        "--cond",
+        "n20_s0",
+        "--recipe",
+        "sgd",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--gpu",
+        "cpu",
+    )
     weights, ds = run.backbone("n20_s0"), datasets.cached(run.dataset)
     data = train.Data(ds.train_x[:256], ds.train_y[:256], ds.test_x[:64], ds.test_y[:64], ds.num_classes)
     start = backbones.load("convnet", weights).state_dict
@@ -127,28 +242,75 @@ def test_a_finetune_trains_the_head_alone_then_the_body_at_a_tenth_of_its_rate(r
     head = {f"{name}.{p}" for p, _ in module.named_parameters()}
 
     def moved(epochs: int, **kw) -> set[str]:
-        net = train.train_classifier(data, recipe="finetune", arch="convnet", epochs=epochs, batch_size=64, lr=2e-3,
-                                     weight_decay=0.01, label_smoothing=0.1, seed=0, device=torch.device("cpu"),
-                                     weights=weights, **kw).net
+        net = train.train_classifier(
+            data,
+            recipe="finetune",
+            arch="convnet",
+            epochs=epochs,
+            batch_size=64,
+            lr=2e-3,
+            weight_decay=0.01,
+            label_smoothing=0.1,
+            seed=0,
+            device=torch.device("cpu"),
+            weights=weights,
+            **kw,
+        ).net
         return {k for k, v in net.named_parameters() if not torch.equal(v.detach(), start[k])}
 
     assert RECIPES["finetune"].frozen_epochs == 1 and moved(1) == head  # the first epoch: the head alone
     assert moved(2, mixup=0.4) > head  # then the whole network (MixUp on)
     net, *_ = backbones.build("convnet", weights, 1, 8, 10)
-    module = train.Classifier(net, recipe="finetune", lr=2e-3, weight_decay=0.01, label_smoothing=0.1, total_steps=10,
-                              head=backbones.head(net))
+    module = train.Classifier(
+        net,
+        recipe="finetune",
+        lr=2e-3,
+        weight_decay=0.01,
+        label_smoothing=0.1,
+        total_steps=10,
+        head=backbones.head(net),
+    )
     (opt,), _ = module.configure_optimizers()
     assert isinstance(opt, torch.optim.AdamW)
     body = len(list(net.parameters())) - len(head)
-    assert sorted((g["initial_lr"], len(g["params"])) for g in opt.param_groups) == [(2e-3 * 0.1, body), (2e-3, len(head))]
+    assert sorted((g["initial_lr"], len(g["params"])) for g in opt.param_groups) == [
+        (2e-3 * 0.1, body),
+        (2e-3, len(head)),
+    ]
 
 
 def test_a_finetune_needs_weights_and_records_its_mixup(run_copy):
     run = RunDir(run_copy)
-    flags = ["--cond", "n20_s0", "--fold", "0", "--folds", "3", "--recipe", "finetune", "--arch", "convnet", "--gpu", "cpu"]
+    flags = [
+        "--cond",
+        "n20_s0",
+        "--fold",
+        "0",
+        "--folds",
+        "3",
+        "--recipe",
+        "finetune",
+        "--arch",
+        "convnet",
+        "--gpu",
+        "cpu",
+    ]
     err = stage("crossval", run.root, *flags, ok=False).stderr.strip()
     assert err == "error: --recipe finetune: fine-tunes pretrained weights; give --weights", err
-    stage("backbone", run.root, "--cond", "n20_s0", "--recipe", "sgd", "--epochs", "1", "--batch-size", "64", "--gpu", "cpu")
+    stage(
+        "backbone",
+        run.root,
+        "--cond",
+        "n20_s0",
+        "--recipe",
+        "sgd",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--gpu",
+        "cpu",
+    )
     stage("crossval", run.root, *flags, "--weights", str(run.backbone("n20_s0")), "--epochs", "2", "--mixup", "0.4")
     config = store.verify(run.shard("n20_s0", 0))["config"]
     assert config["recipe"] == "finetune" and config["mixup"] == 0.4 and config["batch_size"] == 64
@@ -161,8 +323,26 @@ def test_coteach_learners_as_logistic_heads_on_a_backbones_features(run_copy, hu
     stage("crossval", run.root, *PROBE, *backbone)
     stage("combine", run.root, "--cond", "n20_s0")
     stage("masks", run.root, "--cond", "n20_s0")
-    flags = ["--cond", "n20_s0", "--methods", "none,both", "--learners", "plain,coteaching", "--seeds", "0,1", "--epochs", "3",
-             "--batch-size", "64", "--epoch-decay-start", "1", "--lr", "0.01", "--gpu", "cpu"]
+    flags = [
+        "--cond",
+        "n20_s0",
+        "--methods",
+        "none,both",
+        "--learners",
+        "plain,coteaching",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--epoch-decay-start",
+        "1",
+        "--lr",
+        "0.01",
+        "--gpu",
+        "cpu",
+    ]
     err = stage("coteach", run.root, *flags, "--features", ok=False).stderr.strip()
     assert err == "error: --features: give --weights (and --arch), the backbone whose features the heads learn from"
     out = stage("coteach", run.root, *flags, "--features", *backbone).stdout
@@ -171,10 +351,16 @@ def test_coteach_learners_as_logistic_heads_on_a_backbones_features(run_copy, hu
     for rows in ("none", "both"):
         for seed in (0, 1):
             manifest = store.verify(run.coteach("n20_s0", rows, "plain", seed))
-            assert manifest["config"]["features"] is True and manifest["inputs"]["features"]["checksum"] == store.checksum(feats)
+            assert manifest["config"]["features"] is True and manifest["inputs"]["features"][
+                "checksum"
+            ] == store.checksum(feats)
     a, b = (store.load(run.coteach("n20_s0", "none", "plain", s)) for s in (0, 1))
-    assert a["final_acc"] > 0.5 and a["test_acc"] != b["test_acc"]  # random features still separate digits; seeds differ
+    assert (
+        a["final_acc"] > 0.5 and a["test_acc"] != b["test_acc"]
+    )  # random features still separate digits; seeds differ
     assert len(store.load(run.coteach("n20_s0", "both", "coteaching", 0))["test_acc"][0]) == 2  # two heads
     stage("report", run.root, "--cond", "n20_s0")
     cleaning = (run.report_dir / "cleaning.csv").read_text()
-    assert "is stale" not in (run.report_dir / "table.md").read_text() and "C+NR" in cleaning  # reported, paired by seed
+    assert (
+        "is stale" not in (run.report_dir / "table.md").read_text() and "C+NR" in cleaning
+    )  # reported, paired by seed

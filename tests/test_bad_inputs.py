@@ -6,10 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import stage
-from pipeline.kinds import paper
+
 from pipeline.errors import PipelineError
+from pipeline.kinds import paper
 from pipeline.layout import RunDir
 
 
@@ -57,13 +57,16 @@ def test_label_count_differs_from_image_count(run, tmp_path):
     refused(run, "noise", "--labels", f"x={path}", expect=[str(path), "7 labels for 1347 training images"])
 
 
-@pytest.mark.parametrize("damage,expect", [
-    (lambda p: p * 1.5, "not a probability vector"),
-    (lambda p: np.where(np.arange(p.size).reshape(p.shape) == 7, np.nan, p), "NaN or inf"),
-    (lambda p: np.where(np.arange(p.size).reshape(p.shape) == 7, np.inf, p), "NaN or inf"),
-    (lambda p: p[:, :9], "shape (n, 10)"),
-    (lambda p: p[:-3], "rows but 1347 noisy labels"),
-])
+@pytest.mark.parametrize(
+    "damage,expect",
+    [
+        (lambda p: p * 1.5, "not a probability vector"),
+        (lambda p: np.where(np.arange(p.size).reshape(p.shape) == 7, np.nan, p), "NaN or inf"),
+        (lambda p: np.where(np.arange(p.size).reshape(p.shape) == 7, np.inf, p), "NaN or inf"),
+        (lambda p: p[:, :9], "shape (n, 10)"),
+        (lambda p: p[:-3], "rows but 1347 noisy labels"),
+    ],
+)
 def test_bad_psx(run, tmp_path, damage, expect):
     path = tmp_path / "psx.npy"
     np.save(path, damage(np.load(run.psx("n20_s0"))))
@@ -79,23 +82,52 @@ def test_shard_from_a_different_dataset_or_labels(run, tmp_path):
         src = f"{RunDir(other).shard('n20_s0', 1)}{suffix}"
         (run.shard("n20_s0", 1).parent / f"fold1.npz{suffix}").write_bytes(open(src, "rb").read())
     run.psx("n20_s0").unlink()
-    refused(run, "combine", "--cond", "n20_s0",
-            expect=[f"{run.shard('n20_s0', 1)} is stale: {run.labels('n20_s0')} changed after it was made; rerun make crossval"])
+    refused(
+        run,
+        "combine",
+        "--cond",
+        "n20_s0",
+        expect=[
+            f"{run.shard('n20_s0', 1)} is stale: {run.labels('n20_s0')} changed after it was made; rerun make crossval"
+        ],
+    )
 
 
 def test_mask_of_the_wrong_length(run):
     masks = run.mask("n20_s0", "prune_by_class")
     np.save(masks, np.ones(5, bool))
-    refused(run, "coteach", "--cond", "n20_s0", "--methods", "prune_by_class", "--epochs", "1", "--gpu", "cpu",
-            expect=[str(masks), "checksum"])
+    refused(
+        run,
+        "coteach",
+        "--cond",
+        "n20_s0",
+        "--methods",
+        "prune_by_class",
+        "--epochs",
+        "1",
+        "--gpu",
+        "cpu",
+        expect=[str(masks), "checksum"],
+    )
 
 
 def test_empty_class(run, tmp_path):
     n = len(np.load(run.labels("n20_s0")))
     path = labels_file(run, tmp_path, np.arange(n) % 9)  # class 9 never appears
     stage("noise", run.root, "--labels", f"noclass9={path}")
-    refused(run, "crossval", "--cond", "noclass9", "--fold", "0", "--folds", "3", "--gpu", "cpu",
-            expect=["noisy label 9 has only 0 examples"])
+    refused(
+        run,
+        "crossval",
+        "--cond",
+        "noclass9",
+        "--fold",
+        "0",
+        "--folds",
+        "3",
+        "--gpu",
+        "cpu",
+        expect=["noisy label 9 has only 0 examples"],
+    )
 
 
 def test_more_folds_than_examples_per_class(run, tmp_path):
@@ -103,8 +135,19 @@ def test_more_folds_than_examples_per_class(run, tmp_path):
     labels = np.arange(n) % 9
     labels[:50] = 9
     stage("noise", run.root, "--labels", f"few9={labels_file(run, tmp_path, labels)}")
-    refused(run, "crossval", "--cond", "few9", "--fold", "0", "--folds", "60", "--gpu", "cpu",
-            expect=["noisy label 9 has only 50 examples: cannot split it into 60 folds"])
+    refused(
+        run,
+        "crossval",
+        "--cond",
+        "few9",
+        "--fold",
+        "0",
+        "--folds",
+        "60",
+        "--gpu",
+        "cpu",
+        expect=["noisy label 9 has only 50 examples: cannot split it into 60 folds"],
+    )
 
 
 def write_json(path, mapping):

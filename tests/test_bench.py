@@ -6,16 +6,41 @@ import sys
 import warnings
 
 import pytest
-
 from conftest import ROOT
 
 
 def test_bench_fold_runs_on_cpu(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.fold", "--data", "digits", "--cache-dir", str(tmp_path), "--cond", "n40_s0",
-         "--device", "cpu", "--subset", "400", "--epochs", "1", "--batch-size", "64", "--lr", "0.1",
-         "--paper-steps", "1", "--paper-batch-size", "16", "--json", str(tmp_path / "fold.json")],
-        cwd=ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bench.fold",
+            "--data",
+            "digits",
+            "--cache-dir",
+            str(tmp_path),
+            "--cond",
+            "n40_s0",
+            "--device",
+            "cpu",
+            "--subset",
+            "400",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.1",
+            "--paper-steps",
+            "1",
+            "--paper-batch-size",
+            "16",
+            "--json",
+            str(tmp_path / "fold.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -31,9 +56,29 @@ def test_bench_fold_runs_on_cpu(tmp_path):
 
 def test_bench_testset_trains_on_every_training_row_and_scores_the_test_set(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.testset", "--data", "digits", "--cache-dir", str(tmp_path), "--device", "cpu",
-         "--epochs", "3", "--batch-size", "64", "--lr", "0.2", "--watch", "--json", str(tmp_path / "t.json")],
-        cwd=ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bench.testset",
+            "--data",
+            "digits",
+            "--cache-dir",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.2",
+            "--watch",
+            "--json",
+            str(tmp_path / "t.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     figures = json.loads((tmp_path / "t.json").read_text())
@@ -48,8 +93,22 @@ def test_gpu_evidence_tiny_runs_every_step_in_one_call(tmp_path):
     import tarfile
 
     out = tmp_path / "out"
-    proc = subprocess.run(["make", "-s", "gpu-evidence", "TINY=1", f"RUN={tmp_path / 'run'}", f"OUT={out}",
-                           f"PY={sys.executable}", "SETUP=", "EVIDENCE_ARGS=--budget-s 7200"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "make",
+            "-s",
+            "gpu-evidence",
+            "TINY=1",
+            f"RUN={tmp_path / 'run'}",
+            f"OUT={out}",
+            f"PY={sys.executable}",
+            "SETUP=",
+            "EVIDENCE_ARGS=--budget-s 7200",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
     assert files == ["log.txt", "report.tar.gz", "summary.md", "table.md", "timings.json"]
@@ -62,7 +121,10 @@ def test_gpu_evidence_tiny_runs_every_step_in_one_call(tmp_path):
     assert [(r["workers"], r["tasks"]) for r in cv["rounds"]] == [(1, 1), (2, 2)] and cv["rest"]["tasks"] == 3
     assert len(cv["fold_s"]) == 6 and all(s > 0 for s in cv["fold_s"].values()) and len(cv["complete_conditions"]) == 2
     ct = fig["coteach"]
-    assert (ct["epochs"], ct["tasks"], len(ct["task_s"])) == (2, 18, 18) and set(ct["probe"]["epoch_s"]) == {"coteaching", "plain"}
+    assert (ct["epochs"], ct["tasks"], len(ct["task_s"])) == (2, 18, 18) and set(ct["probe"]["epoch_s"]) == {
+        "coteaching",
+        "plain",
+    }
     ex = fig["extrapolation"]
     assert ex["crossval_52_folds_s"] > 0 and ex["grid_250_epochs_s"] > ex["grid_2_epochs_s"] > 0
     summary = (out / "summary.md").read_text()
@@ -81,7 +143,9 @@ def test_the_coteach_epochs_chosen_fit_the_time_left():
     assert _epochs_that_fit(15 * 10 + 27, 1, 1, probe, 1.0) == 10
     assert _epochs_that_fit((15 * 10 + 27) / 4, 1, 4, probe, 1.0) == 10  # four workers at once
     assert _epochs_that_fit(20, 1, 1, probe, 1.0) == 0
-    assert _epochs_that_fit(2 * (15 * 10 + 27), 2, 1, {**probe, "epoch_s": {"coteaching": 2.0}}, 1.0) == 10  # plain = half
+    assert (
+        _epochs_that_fit(2 * (15 * 10 + 27), 2, 1, {**probe, "epoch_s": {"coteaching": 2.0}}, 1.0) == 10
+    )  # plain = half
 
 
 def test_the_gpu_kit_carries_what_the_gpu_machine_lacks_and_its_command_fits(tmp_path):
@@ -105,24 +169,35 @@ def test_the_gpu_kit_carries_what_the_gpu_machine_lacks_and_its_command_fits(tmp
 
 
 def test_bad_input_to_a_bench_harness_is_one_line_and_exit_status_2(tmp_path):
-    cases = [("bench.fold", ["--data", str(tmp_path / "absent")], "no such dataset"),
-             ("bench.fold", ["--subset", "x"], "--subset: 'x': expected an integer"),
-             ("bench.fold", ["--subset", "-5"], "--subset: '-5': expected an integer"),
-             ("bench.fold", ["--device", "gpu7"], "--device 'gpu7': expected a CUDA device index"),
-             ("bench.fold", ["--cond", "n99"], "--cond 'n99': not one of the paper's conditions"),
-             ("bench.fold", ["--paper-steps", "-1"], "--paper-steps: '-1'"),
-             ("bench.testset", ["--data", str(tmp_path / "absent")], "no such dataset"),
-             ("bench.testset", ["--epochs", "0"], "--epochs: '0'")]
+    cases = [
+        ("bench.fold", ["--data", str(tmp_path / "absent")], "no such dataset"),
+        ("bench.fold", ["--subset", "x"], "--subset: 'x': expected an integer"),
+        ("bench.fold", ["--subset", "-5"], "--subset: '-5': expected an integer"),
+        ("bench.fold", ["--device", "gpu7"], "--device 'gpu7': expected a CUDA device index"),
+        ("bench.fold", ["--cond", "n99"], "--cond 'n99': not one of the paper's conditions"),
+        ("bench.fold", ["--paper-steps", "-1"], "--paper-steps: '-1'"),
+        ("bench.testset", ["--data", str(tmp_path / "absent")], "no such dataset"),
+        ("bench.testset", ["--epochs", "0"], "--epochs: '0'"),
+    ]
     for module, flags, message in cases:
-        proc = subprocess.run([sys.executable, "-m", module, "--data", "digits", "--device", "cpu", "--cache-dir", str(tmp_path),
-                               *flags], cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", module, "--data", "digits", "--device", "cpu", "--cache-dir", str(tmp_path), *flags],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], (flags, proc.stderr)
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], (
+            flags,
+            proc.stderr,
+        )
 
 
 def mount_tmpfs_ro(path) -> None:
     path.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a read-only tmpfs here ({proc.stderr.strip() or 'not root'})")
 
@@ -134,13 +209,19 @@ def test_the_tools_fail_like_the_stages(tmp_path, monkeypatch, capsys):
     ro = tmp_path / "ro"
     mount_tmpfs_ro(ro)
     try:
-        cases = [(["--budget-s", "nan"], "--budget-s: 'nan': expected a finite number in [120, 86400]"),
-                 (["--budget-s", "inf"], "--budget-s: 'inf'"),
-                 (["--out", str(ro)], f"{ro}: the --out folder is not writable"),
-                 (["--out", str(file / "out")], f"{file / 'out'}: cannot create the --out folder (Not a directory)")]
+        cases = [
+            (["--budget-s", "nan"], "--budget-s: 'nan': expected a finite number in [120, 86400]"),
+            (["--budget-s", "inf"], "--budget-s: 'inf'"),
+            (["--out", str(ro)], f"{ro}: the --out folder is not writable"),
+            (["--out", str(file / "out")], f"{file / 'out'}: cannot create the --out folder (Not a directory)"),
+        ]
         for flags, message in cases:
-            proc = subprocess.run([sys.executable, "-m", "bench.evidence", "--tiny", "--run-dir", str(tmp_path / "run"), *flags],
-                                  cwd=ROOT, capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "bench.evidence", "--tiny", "--run-dir", str(tmp_path / "run"), *flags],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
             lines = proc.stderr.strip().splitlines()
             assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (flags, proc.stderr)
     finally:
@@ -156,5 +237,7 @@ def test_the_tools_fail_like_the_stages(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(gpu_kit.kit)
     err = capsys.readouterr().err.strip()
-    assert e.value.code == 2 and err == (f"error: {tmp_path / gpu_kit.WHEELS}: a file where the kit's folder goes; move it "
-                                         "away and run make gpu-kit again"), err
+    assert e.value.code == 2 and err == (
+        f"error: {tmp_path / gpu_kit.WHEELS}: a file where the kit's folder goes; move it "
+        "away and run make gpu-kit again"
+    ), err

@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import stage
+
 from pipeline import conditions, report, store
 from pipeline.kinds import cifar10n, paper
 from pipeline.layout import RunDir
@@ -55,13 +55,19 @@ def test_cifar10n_labels_become_five_conditions_in_dataset_order(run, tmp_path, 
     assert report.column_heading(loaded) == f"c10n_worse ({100 * loaded.noise_rate:.0f}%, real human noise)"
 
 
-@pytest.mark.parametrize("bad,expect", [
-    (dict(clean_shift=1), "clean_label disagrees with the dataset's labels in 50000 of 50000 rows"),
-    (dict(drop="worse_label"), "expected a dict with keys clean_label and aggre_label"),
-    (dict(worse=lambda v: [[int(x) for x in v[:3]], [1]]), "worse_label: not an array of labels (ValueError"),
-    (dict(worse=lambda v: torch.from_numpy(v).bfloat16()), "worse_label: not an array of labels (TypeError"),
-    (dict(worse=lambda v: torch.from_numpy(v).float() + 0.5), "worse_label: labels must be a 1-D integer array, got float32"),
-])
+@pytest.mark.parametrize(
+    "bad,expect",
+    [
+        (dict(clean_shift=1), "clean_label disagrees with the dataset's labels in 50000 of 50000 rows"),
+        (dict(drop="worse_label"), "expected a dict with keys clean_label and aggre_label"),
+        (dict(worse=lambda v: [[int(x) for x in v[:3]], [1]]), "worse_label: not an array of labels (ValueError"),
+        (dict(worse=lambda v: torch.from_numpy(v).bfloat16()), "worse_label: not an array of labels (TypeError"),
+        (
+            dict(worse=lambda v: torch.from_numpy(v).float() + 0.5),
+            "worse_label: labels must be a 1-D integer array, got float32",
+        ),
+    ],
+)
 def test_a_cifar10n_file_that_does_not_fit_is_refused_in_one_line(run, tmp_path, bad, expect):
     path = tmp_path / "CIFAR-10_human.pt"
     human_file(path, **bad)

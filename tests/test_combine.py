@@ -4,10 +4,10 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import stage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import stage
 from pipeline import masks, store
 from pipeline.errors import PipelineError
 from pipeline.folds import merge
@@ -43,12 +43,29 @@ def test_truncated_psx_is_refused_by_masks(run_copy):
 @pytest.mark.parametrize("option", [("--epochs", "1"), ("--fold-seed", "1")])
 def test_a_shard_made_with_other_options_is_named_and_refused(run_copy, option):
     run = RunDir(run_copy)
-    stage("crossval", run.root, "--cond", "n20_s0", "--fold", "1", "--folds", "3", "--epochs", "2", "--batch-size", "128",
-          "--gpu", "cpu", *option)
+    stage(
+        "crossval",
+        run.root,
+        "--cond",
+        "n20_s0",
+        "--fold",
+        "1",
+        "--folds",
+        "3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "128",
+        "--gpu",
+        "cpu",
+        *option,
+    )
     err = stage("combine", run.root, "--cond", "n20_s0", ok=False).stderr.strip()
     name = option[0][2:].replace("-", "_")
-    assert err == (f"error: n20_s0: the fold shards disagree: {run.shard('n20_s0', 1)} was made with {name}={int(option[1])} "
-                   f"(others: {2 if name == 'epochs' else 0}); 2 other(s) agree: redo the odd one(s) with the same options, or remove them")
+    assert err == (
+        f"error: n20_s0: the fold shards disagree: {run.shard('n20_s0', 1)} was made with {name}={int(option[1])} "
+        f"(others: {2 if name == 'epochs' else 0}); 2 other(s) agree: redo the odd one(s) with the same options, or remove them"
+    )
     assert not run.psx("n20_s0").exists()
 
 
@@ -57,8 +74,14 @@ def test_a_leftover_shard_of_another_fold_count_is_named(run_copy):
     extra = run.shard("n20_s0", 3)
     shutil.copy(run.shard("n20_s0", 0), extra)
     manifest = store.load(store.manifest_path(run.shard("n20_s0", 0)))
-    store.save(store.manifest_path(extra), {**manifest, "artifact": "conditions/n20_s0/folds/fold3.npz",
-                                            "config": {**manifest["config"], "fold": 3, "folds": 4}})
+    store.save(
+        store.manifest_path(extra),
+        {
+            **manifest,
+            "artifact": "conditions/n20_s0/folds/fold3.npz",
+            "config": {**manifest["config"], "fold": 3, "folds": 4},
+        },
+    )
     err = stage("combine", run.root, "--cond", "n20_s0", ok=False).stderr
     assert f"{extra} was made with fold_seed" not in err and f"{extra} was made with folds=4 (others: 3)" in err
 

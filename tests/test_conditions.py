@@ -4,15 +4,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import stage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import stage
 from pipeline import conditions, store
+from pipeline.errors import PipelineError
 from pipeline.kinds import paper
 from pipeline.kinds.base import validate_labels
 from pipeline.kinds.generated import generate
-from pipeline.errors import PipelineError
 
 
 def test_paper_conditions_are_named_by_their_actual_noise():
@@ -37,12 +37,15 @@ def test_generated_noise_matches_the_request():
     assert np.array_equal(noisy, again)
 
 
-@pytest.mark.parametrize("labels,message", [
-    (np.array([0, 1, 10]), "outside 0..9"),
-    (np.array([0, -1, 2]), "outside 0..9"),
-    (np.array([0, 1]), "2 labels for 3"),
-    (np.array([0.0, 1.0, 2.0]), "integer"),
-])
+@pytest.mark.parametrize(
+    "labels,message",
+    [
+        (np.array([0, 1, 10]), "outside 0..9"),
+        (np.array([0, -1, 2]), "outside 0..9"),
+        (np.array([0, 1]), "2 labels for 3"),
+        (np.array([0.0, 1.0, 2.0]), "integer"),
+    ],
+)
 def test_bad_labels_are_refused(labels, message):
     with pytest.raises(PipelineError, match=message):
         validate_labels(labels, 3, 10, "x.npy")
@@ -82,7 +85,9 @@ def test_the_registry_adds_updates_and_removes_only_when_asked(digits_run, tmp_p
     conditions.update(run, gen("0.4:0.4"), [])  # another list: added, nothing dropped
     assert list(conditions.registry(run)) == ["n20_s0", "n40_s40"]
     first = run.labels("n20_s0").read_bytes()
-    assert conditions.update(run, gen("0.2:0.0"), []) == [(gen("0.2:0.0")[0], store.Outcome.CURRENT)]  # same: nothing redone
+    assert conditions.update(run, gen("0.2:0.0"), []) == [
+        (gen("0.2:0.0")[0], store.Outcome.CURRENT)
+    ]  # same: nothing redone
     conditions.update(run, gen("0.2:0.0", seed=5), [])  # same name, new seed: updated in place
     assert conditions.registry(run)["n20_s0"].seed == 5 and run.labels("n20_s0").read_bytes() != first
     conditions.update(run, gen("0.3:0.0,0.304:0.0"), [])  # close rates: distinct names
@@ -92,8 +97,11 @@ def test_the_registry_adds_updates_and_removes_only_when_asked(digits_run, tmp_p
     given = tmp_path / "given.npy"
     np.save(given, store.load(run.labels("n30_s0")))
     before = run.registry.read_bytes()
-    with pytest.raises(PipelineError, match=r"condition n30_s0 exists as generated noise 0.3, sparsity 0.0, seed 0; "
-                                            r"--remove n30_s0 first"):
+    with pytest.raises(
+        PipelineError,
+        match=r"condition n30_s0 exists as generated noise 0.3, sparsity 0.0, seed 0; "
+        r"--remove n30_s0 first",
+    ):
         conditions.update(run, [conditions.given(f"n30_s0={given}")], [])
     with pytest.raises(PipelineError, match="n25_s0 is given twice"):
         conditions.update(run, gen("0.25:0,0.25:0.0"), [])
@@ -127,13 +135,22 @@ def test_noise_stages_started_together_each_register_their_conditions(run_copy):
     import sys
 
     from conftest import ROOT
+
     from pipeline import conditions
     from pipeline.layout import RunDir
 
     before = conditions.names(RunDir(run_copy))
     specs = ["0.1:0.0", "0.3:0.0", "0.5:0.0", "0.3:0.2"]
-    procs = [subprocess.Popen([sys.executable, "-m", "stages.noise", "--run-dir", str(run_copy), "--conditions", spec],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for spec in specs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "stages.noise", "--run-dir", str(run_copy), "--conditions", spec],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for spec in specs
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0] * len(specs), outs
     names = conditions.names(RunDir(run_copy))
@@ -151,8 +168,11 @@ def test_a_refused_noise_command_writes_nothing(run_copy, tmp_path):
     good, bad = tmp_path / "good.npy", tmp_path / "bad.npy"
     np.save(good, np.arange(n) % 10)
     np.save(bad, np.full(n, 99))
-    for args in (["--remove", "n20_s0", "--labels", f"x={bad}"], ["--labels", f"ok={good}", "--labels", f"y={bad}"],
-                 ["--conditions", "0.3:0.0", "--labels", f"y={bad}"]):
+    for args in (
+        ["--remove", "n20_s0", "--labels", f"x={bad}"],
+        ["--labels", f"ok={good}", "--labels", f"y={bad}"],
+        ["--conditions", "0.3:0.0", "--labels", f"y={bad}"],
+    ):
         err = stage("noise", run.root, *args, ok=False).stderr.strip()
         assert err == f"error: {bad}: label 99 at row 0 is outside 0..9", err
         assert run.registry.read_bytes() == before
@@ -161,8 +181,10 @@ def test_a_refused_noise_command_writes_nothing(run_copy, tmp_path):
     assert list(conditions.registry(run)) == ["n40_s40", "ok"]
 
 
-@pytest.mark.parametrize("save,found", [(lambda p, a: np.savez(p, labels=a), "an .npz file"),
-                                        (lambda p, a: np.savetxt(p, a, fmt="%d"), "a text file")])
+@pytest.mark.parametrize(
+    "save,found",
+    [(lambda p, a: np.savez(p, labels=a), "an .npz file"), (lambda p, a: np.savetxt(p, a, fmt="%d"), "a text file")],
+)
 def test_labels_of_another_format_are_named(run_copy, tmp_path, save, found):
     labels = tmp_path / "labels.npz"
     save(labels, store.load(run_copy / "conditions" / "n20_s0" / "labels.npy"))

@@ -53,7 +53,10 @@ def test_cifar_batches_are_put_in_imagefolder_order(tmp_path):
     labels = rng.integers(0, 10, 60)
     data = rng.integers(0, 256, (60, 3072), dtype=np.uint8)
     for b in range(5):
-        pickle.dump({"data": data[b * 10:(b + 1) * 10], "labels": list(labels[b * 10:(b + 1) * 10])}, open(folder / f"data_batch_{b + 1}", "wb"))
+        pickle.dump(
+            {"data": data[b * 10 : (b + 1) * 10], "labels": list(labels[b * 10 : (b + 1) * 10])},
+            open(folder / f"data_batch_{b + 1}", "wb"),
+        )
     pickle.dump({"data": data[50:], "labels": list(labels[50:])}, open(folder / "test_batch", "wb"))
     ds = datasets.read_source(str(tmp_path))
     expected = sorted(range(50), key=lambda i: (labels[i], f"{i}_{classes[labels[i]]}"))
@@ -61,8 +64,13 @@ def test_cifar_batches_are_put_in_imagefolder_order(tmp_path):
     assert list(ds.train_ids) == [f"{classes[labels[i]]}/{i}_{classes[labels[i]]}" for i in expected]
     assert np.array_equal(ds.train_x[0], data[expected[0]].reshape(3, 32, 32).transpose(1, 2, 0))
 
-    bad = {"data": data[:10, :3000], "labels": list(labels[:10])}, {"data": data[:10], "labels": [10] * 10}, \
-        {"data": data[:10], "labels": [-1] * 10}, {"data": data[:10]}, ["not", "a", "dict"]
+    bad = (
+        {"data": data[:10, :3000], "labels": list(labels[:10])},
+        {"data": data[:10], "labels": [10] * 10},
+        {"data": data[:10], "labels": [-1] * 10},
+        {"data": data[:10]},
+        ["not", "a", "dict"],
+    )
     for value in bad:
         pickle.dump(value, open(folder / "data_batch_3", "wb"))
         with pytest.raises(PipelineError, match=f"^{folder / 'data_batch_3'}: not a CIFAR-10 batch"):
@@ -86,7 +94,7 @@ def test_unreadable_image_is_named(tmp_path):
 
 def test_sixteen_bit_images_are_scaled_not_saturated(tmp_path):
     root = make_imagefolder(tmp_path / "folder", {"a": ["1_a.png"], "b": ["2_b.png"]})
-    deep = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    deep = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     Image.fromarray(deep).save(root / "train" / "a" / "1_a.png")
     ds = datasets.read_source(str(root))
     expected = ((deep.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
@@ -108,11 +116,14 @@ def test_empty_class_folder_is_refused(tmp_path):
         datasets.read_source(str(tmp_path / "f.tar.gz"))
 
 
-@pytest.mark.parametrize("link,target,message", [
-    ("train/a/loop", "..", "a symlink loop"),
-    ("train/a/out.png", "OUTSIDE", "a symlink out of the dataset folder"),
-    ("train/a/broken.png", "nothing-here.png", "a broken symlink"),
-])
+@pytest.mark.parametrize(
+    "link,target,message",
+    [
+        ("train/a/loop", "..", "a symlink loop"),
+        ("train/a/out.png", "OUTSIDE", "a symlink out of the dataset folder"),
+        ("train/a/broken.png", "nothing-here.png", "a broken symlink"),
+    ],
+)
 def test_symlinks_stay_inside_the_tree(tmp_path, link, target, message):
     root = make_imagefolder(tmp_path / "folder", {"a": ["1_a.png"], "b": ["2_b.png"]})
     outside = tmp_path / "outside.png"
@@ -136,4 +147,8 @@ def test_decoding_logs_a_line_per_chunk(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(base, "CHUNK", 1)  # progress is counted as chunks finish
     datasets.read_source(str(root))
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("decode train")]
-    assert [ln.split(" (")[0] for ln in lines] == ["decode train: 2/5 images", "decode train: 4/5 images", "decode train: 5/5 images"]
+    assert [ln.split(" (")[0] for ln in lines] == [
+        "decode train: 2/5 images",
+        "decode train: 4/5 images",
+        "decode train: 5/5 images",
+    ]

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import FAST_COTEACH, FAST_CROSSVAL, ROOT, stage
+
 from pipeline import conditions, store
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
@@ -24,9 +24,15 @@ def test_every_stage_then_rerun_does_nothing(run_copy):
     stage("masks", run.root)
     trained = stage("coteach", run.root, *FAST_COTEACH).stdout
     # One line per epoch (stdout is not a terminal), with the test accuracy of each network.
-    assert re.search(r"^coteach n40_s40 none x coteaching seed 0: epoch 2/2 loss \d+\.\d{4} test acc 0\.\d{4}/0\.\d{4} "
-                     r"\(\d+\.\d s\)$", trained, re.M)
-    assert re.search(r"^coteach n40_s40 none x sce seed 0: epoch 2/2 loss \d+\.\d{4} test acc 0\.\d{4} \(", trained, re.M)
+    assert re.search(
+        r"^coteach n40_s40 none x coteaching seed 0: epoch 2/2 loss \d+\.\d{4} test acc 0\.\d{4}/0\.\d{4} "
+        r"\(\d+\.\d s\)$",
+        trained,
+        re.M,
+    )
+    assert re.search(
+        r"^coteach n40_s40 none x sce seed 0: epoch 2/2 loss \d+\.\d{4} test acc 0\.\d{4} \(", trained, re.M
+    )
     out = stage("report", run.root).stdout
 
     conds = conditions.names(run)
@@ -45,8 +51,13 @@ def test_every_stage_then_rerun_does_nothing(run_copy):
             assert [len(a) for a in metrics["test_acc"]] == [nets, nets] and 0 <= metrics["final_acc"] <= 1
             assert metrics["n_train"] == (len(noisy) if rows == "none" else int(masks[rows].sum()))
             assert ("forget_rate" in metrics) == (learner == "coteaching")
-    for name in ("PBNR × Co-Teaching", "all rows × Co-Teaching", "all rows × cross-entropy", "all rows × Mixup",
-                 "all rows × SCE"):
+    for name in (
+        "PBNR × Co-Teaching",
+        "all rows × Co-Teaching",
+        "all rows × cross-entropy",
+        "all rows × Mixup",
+        "all rows × SCE",
+    ):
         assert f"| {name} |" in out
     assert (run.report_dir / "table.csv").exists()
 
@@ -58,9 +69,15 @@ def test_every_stage_then_rerun_does_nothing(run_copy):
     assert "wrote" not in stage("masks", run.root).stdout
     assert "0 of 18" in stage("coteach", run.root, *FAST_COTEACH).stdout
     assert artifact_mtimes(run.root) == before
-    imported = subprocess.run([sys.executable, "-X", "importtime", "-m", "stages.coteach", "--run-dir", str(run.root),
-                               *FAST_COTEACH], cwd=ROOT, capture_output=True, text=True).stderr
-    assert "pipeline.learners" in imported and not re.search(r"\|\s+(torch|pytorch_lightning|cleanlab)$", imported, re.M)
+    imported = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "stages.coteach", "--run-dir", str(run.root), *FAST_COTEACH],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stderr
+    assert "pipeline.learners" in imported and not re.search(
+        r"\|\s+(torch|pytorch_lightning|cleanlab)$", imported, re.M
+    )
 
 
 def test_changed_config_redoes_only_what_depends_on_it(run_copy):

@@ -15,15 +15,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, stage
+
 from pipeline import store
 from pipeline.layout import RunDir
 from pipeline.lock import TaskLock
 from stages import coteach, crossval
 
 SHORT = ["--folds", "3", "--epochs", "2", "--batch-size", "128", "--gpu", "cpu"]
-SLOW_FOLD = ["--folds", "3", "--epochs", "4", "--batch-size", "64", "--gpu", "cpu", "--cond", "n40_s40", "--fold", "all"]
+SLOW_FOLD = [
+    "--folds",
+    "3",
+    "--epochs",
+    "4",
+    "--batch-size",
+    "64",
+    "--gpu",
+    "cpu",
+    "--cond",
+    "n40_s40",
+    "--fold",
+    "all",
+]
 
 
 def intact(run: RunDir) -> int:
@@ -35,8 +48,13 @@ def intact(run: RunDir) -> int:
 
 
 def start(run: RunDir, name: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", f"stages.{name}", "--run-dir", str(run.root), *args],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", f"stages.{name}", "--run-dir", str(run.root), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def kill_after_lines(proc: subprocess.Popen, lines: int, rng: random.Random) -> bool:
@@ -70,7 +88,9 @@ def test_sigkill_anywhere_loses_nothing_and_changes_nothing(folds_run, tmp_path)
     stage("combine", clean.root, "--cond", "n40_s40")
 
     def work_left() -> bool:
-        return any(not run.shard("n40_s40", k).exists() or os.path.exists(f"{run.shard('n40_s40', k)}.ckpt") for k in (0, 1, 2))
+        return any(
+            not run.shard("n40_s40", k).exists() or os.path.exists(f"{run.shard('n40_s40', k)}.ckpt") for k in (0, 1, 2)
+        )
 
     # Each try is killed within its first 4 progress lines (of 17: task count, 12 epochs, 3 shards, time), at
     # once or a random fraction of an epoch later. On a busy machine a try can finish before its kill: tries go
@@ -105,8 +125,23 @@ def test_sigkill_anywhere_loses_nothing_and_changes_nothing(folds_run, tmp_path)
 def test_same_seed_gives_the_same_shard_bytes(run_copy):
     run = RunDir(run_copy)
     before = run.shard("n20_s0", 0).read_bytes()
-    stage("crossval", run.root, "--fold", "0", "--cond", "n20_s0", "--folds", "3", "--epochs", "2",
-          "--batch-size", "128", "--gpu", "cpu", "--force")
+    stage(
+        "crossval",
+        run.root,
+        "--fold",
+        "0",
+        "--cond",
+        "n20_s0",
+        "--folds",
+        "3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "128",
+        "--gpu",
+        "cpu",
+        "--force",
+    )
     assert run.shard("n20_s0", 0).read_bytes() == before
 
 
@@ -140,27 +175,38 @@ def leftovers(run: RunDir) -> list[str]:
     return [p.name for p in run.root.rglob("*") if p.name.endswith((".tmp", ".lock"))]
 
 
-@pytest.mark.parametrize("sig,status,then", [
-    (signal.SIGUSR1, 143, "resume"),
-    (signal.SIGINT, 130, "truncate the checkpoint"),
-    (signal.SIGTERM, 143, "force"),
-])
+@pytest.mark.parametrize(
+    "sig,status,then",
+    [
+        (signal.SIGUSR1, 143, "resume"),
+        (signal.SIGINT, 130, "truncate the checkpoint"),
+        (signal.SIGTERM, 143, "force"),
+    ],
+)
 def test_a_signal_stops_cleanly_and_the_rerun_resumes_or_starts_afresh(run_copy, sig, status, then):
     run = RunDir(run_copy)
     shard = run.shard("n20_s0", 0)
     ckpt = Path(f"{shard}.ckpt")
     shard.unlink()
     flags = ["--fold", "0", "--cond", "n20_s0", "--folds", "3", "--epochs", "20", "--batch-size", "128", "--gpu", "cpu"]
-    proc = subprocess.Popen([sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), *flags], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), *flags],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == status, err
-    assert err.strip().splitlines()[-1] == ("interrupted; finished artifacts and the last epoch's checkpoint are kept"
-                                           if sig == signal.SIGINT else "stopped by a signal; the last epoch's checkpoint is kept: rerun to resume")
+    assert err.strip().splitlines()[-1] == (
+        "interrupted; finished artifacts and the last epoch's checkpoint are kept"
+        if sig == signal.SIGINT
+        else "stopped by a signal; the last epoch's checkpoint is kept: rerun to resume"
+    )
     assert ckpt.exists() and not shard.exists() and not leftovers(run)
     if then == "truncate the checkpoint":
         ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
@@ -195,7 +241,9 @@ def test_a_diverging_training_fails_and_writes_nothing(run_copy, stage_obj):
         config = coteach.CoteachConfig(epochs=2, batch_size=128, epoch_decay_start=1, num_gradual=1)
         task = ("n20_s0", "none", "coteaching", 0)
     object.__setattr__(config, "lr", 1e30)
-    with pytest.raises(store.PipelineError, match=r"training diverged: mean loss (nan|inf) in epoch 1; nothing written"):
+    with pytest.raises(
+        store.PipelineError, match=r"training diverged: mean loss (nan|inf) in epoch 1; nothing written"
+    ):
         stage_obj.run(run, task, config, torch.device("cpu"))
     out = stage_obj.target(run, task, config)[0]
     assert not out.exists() and not store.ckpt_path(out).exists() and not leftovers(run)
@@ -223,7 +271,9 @@ def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_same_result(run_c
 
 def mount_tmpfs(path: Path, size: str) -> None:
     path.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'not root'})")
 
@@ -255,6 +305,10 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tiny_disk):
 def test_a_read_only_run_is_one_line(tiny_disk):
     run = tiny_disk
     subprocess.run(["mount", "-o", "remount,ro", str(run.root.parent)], check=True)
-    for name, args in (("combine", []), ("crossval", ["--fold", "0", *SHORT, "--force"]), ("noise", ["--remove", "n20_s0"])):
+    for name, args in (
+        ("combine", []),
+        ("crossval", ["--fold", "0", *SHORT, "--force"]),
+        ("noise", ["--remove", "n20_s0"]),
+    ):
         err = stage(name, run.root, *args, ok=False).stderr.strip()
         assert err == f"error: {run.root}: the run directory is not writable", err

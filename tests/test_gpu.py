@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import stage
+
 from pipeline import store
 from pipeline.layout import RunDir
 
@@ -16,11 +16,42 @@ def test_crossval_and_coteach_on_gpu(tmp_path):
     run = RunDir(tmp_path / "run")
     stage("data", run.root, "--source", "digits")
     stage("noise", run.root, "--conditions", "0.2:0.0")
-    stage("crossval", run.root, "--fold", "all", "--folds", "3", "--epochs", "8", "--batch-size", "64", "--lr", "0.1", "--gpu", GPU)
+    stage(
+        "crossval",
+        run.root,
+        "--fold",
+        "all",
+        "--folds",
+        "3",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.1",
+        "--gpu",
+        GPU,
+    )
     stage("combine", run.root)
     stage("masks", run.root)
-    stage("coteach", run.root, "--epochs", "10", "--batch-size", "64", "--epoch-decay-start", "5",
-          "--num-gradual", "3", "--gpu", GPU, "--methods", "prune_by_noise_rate,none", "--learners", "coteaching,mixup")
+    stage(
+        "coteach",
+        run.root,
+        "--epochs",
+        "10",
+        "--batch-size",
+        "64",
+        "--epoch-decay-start",
+        "5",
+        "--num-gradual",
+        "3",
+        "--gpu",
+        GPU,
+        "--methods",
+        "prune_by_noise_rate,none",
+        "--learners",
+        "coteaching,mixup",
+    )
 
     cond = "n20_s0"
     assert store.verify(run.shard(cond, 0))["device"] == torch.cuda.get_device_name(0)

@@ -8,8 +8,12 @@ PACKAGES = ("pipeline", "stages", "slurm", "bench")
 
 
 def import_graph() -> dict[str, set[str]]:
-    mods = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
-            for pkg in PACKAGES for f in (ROOT / pkg).rglob("*.py") if f.parts[-2:] != (pkg, "__init__.py")}
+    mods = {
+        ".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
+        for pkg in PACKAGES
+        for f in (ROOT / pkg).rglob("*.py")
+        if f.parts[-2:] != (pkg, "__init__.py")
+    }
     graph = {}
     for name, path in mods.items():
         deps = set()
@@ -31,7 +35,7 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(v)
         for w in sorted(graph[v]):
             if state.get(w) == "open":
-                return path[path.index(w):] + [w]
+                return path[path.index(w) :] + [w]
             if w not in state and (found := visit(w)):
                 return found
         state[v] = "done"
@@ -51,7 +55,13 @@ def test_the_cycle_finder_finds_a_planted_cycle():
 
 def test_no_module_imports_in_a_circle():
     graph = import_graph()
-    assert {"pipeline.store", "pipeline.tasks", "pipeline.report", "stages.crossval", "pipeline.learners",
-            "pipeline.learners.coteaching"} <= set(graph)
+    assert {
+        "pipeline.store",
+        "pipeline.tasks",
+        "pipeline.report",
+        "stages.crossval",
+        "pipeline.learners",
+        "pipeline.learners.coteaching",
+    } <= set(graph)
     assert "pipeline.learners.coteaching" in graph["pipeline.learners"]
     assert cycle(graph) is None, " -> ".join(cycle(graph))

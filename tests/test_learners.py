@@ -20,15 +20,21 @@ SCHEDULE = dict(epochs=2, lr=0.001, epoch_decay_start=1)
 
 def test_the_default_grid_is_the_papers_table_2():
     assert coteach.grid("all", "paper") == [
-        ("none", "coteaching"), ("none", "plain"), ("none", "mixup"), ("none", "sce"),
-        *((m, "coteaching") for m in ("predicted_neq_given", "prune_by_class", "confident_joint", "both", "prune_by_noise_rate")),
+        ("none", "coteaching"),
+        ("none", "plain"),
+        ("none", "mixup"),
+        ("none", "sce"),
+        *(
+            (m, "coteaching")
+            for m in ("predicted_neq_given", "prune_by_class", "confident_joint", "both", "prune_by_noise_rate")
+        ),
     ]
     assert coteach.grid("both", "paper") == [("both", "coteaching")]
     assert coteach.grid("all", "plain") == [(r, "plain") for r in coteach.ROWS]  # train on the cleaned rows
     assert coteach.grid("none,both", "all") == [(r, lr) for r in ("none", "both") for lr in BY_NAME]
     own = [name for spec in LEARNERS for name in spec.options]
     assert len(own) == len(set(own))  # no two learners share an option name
-    assert [f.name for f in dataclasses.fields(coteach.CoteachConfig)][-len(own):] == own
+    assert [f.name for f in dataclasses.fields(coteach.CoteachConfig)][-len(own) :] == own
     with pytest.raises(PipelineError, match=f"--learners 'cot': choose from {', '.join(BY_NAME)}, comma-separated"):
         coteach.grid("all", "cot")
 
@@ -62,7 +68,9 @@ def test_gce_matches_its_definition_and_its_limits():
     assert gce.item() == pytest.approx(((1 - p_y**0.7) / 0.7).mean().item(), rel=1e-5)
     (near_ce,) = losses("gce", logits, y, gce_q=1e-4)
     assert near_ce.item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-3)
-    assert losses("gce", logits, y, gce_q=1.0)[0].item() == pytest.approx(losses("mae", logits, y)[0].item() / 2, rel=1e-5)
+    assert losses("gce", logits, y, gce_q=1.0)[0].item() == pytest.approx(
+        losses("mae", logits, y)[0].item() / 2, rel=1e-5
+    )
 
 
 def test_mixup_mixes_images_and_labels_with_a_beta_weight():
@@ -75,7 +83,9 @@ def test_mixup_mixes_images_and_labels_with_a_beta_weight():
     pair = torch.randperm(8)
     mixed = lam * x + (1 - lam) * x[pair]
     assert 0 < lam < 1
-    assert loss.item() == pytest.approx((lam * F.cross_entropy(mixed, y) + (1 - lam) * F.cross_entropy(mixed, y[pair])).item())
+    assert loss.item() == pytest.approx(
+        (lam * F.cross_entropy(mixed, y) + (1 - lam) * F.cross_entropy(mixed, y[pair])).item()
+    )
 
 
 @pytest.mark.parametrize("name", [s.name for s in LEARNERS if s.nets == 1])
@@ -97,8 +107,17 @@ def test_paired_seeds_share_the_batch_order_and_augmentation_of_common_rows():
     rng = np.random.default_rng(0)
     n = 60
     images, keep = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8), rng.random(n) < 0.6
-    kw = dict(batch_size=1, device="cpu", mean=np.full(1, 0.5), std=np.full(1, 0.25), train=True, seed=5, translate=1,
-              alternate_flips=True, n_all=n)
+    kw = dict(
+        batch_size=1,
+        device="cpu",
+        mean=np.full(1, 0.5),
+        std=np.full(1, 0.25),
+        train=True,
+        seed=5,
+        translate=1,
+        alternate_flips=True,
+        n_all=n,
+    )
     full = Batches(images, np.arange(n), rows=np.arange(n), **kw)
     cleaned = Batches(images[keep], np.flatnonzero(keep), rows=np.flatnonzero(keep), **kw)
     plain = Batches(images, np.arange(n), **{k: v for k, v in kw.items() if k != "n_all"})
@@ -124,7 +143,9 @@ def test_a_network_gone_nan_fails_rather_than_scoring_the_share_of_class_0(folds
     assert accuracy.note(module).startswith(" test acc 0.") and len(module.history) == 1
     with torch.no_grad():
         next(net.parameters()).fill_(float("nan"))
-    with pytest.raises(PipelineError, match=r"training diverged: the network predicts NaN or inf in epoch 1; nothing written"):
+    with pytest.raises(
+        PipelineError, match=r"training diverged: the network predicts NaN or inf in epoch 1; nothing written"
+    ):
         accuracy.on_train_epoch_end(None, module)
 
 
@@ -137,8 +158,10 @@ def test_the_forget_rate_is_checked_against_the_batch_that_trains(kept, rate):
     if int((1 - rate) * batch) >= 1:
         coteaching.check({"forget_rate": rate}, batch, "")
         return
-    with pytest.raises(PipelineError, match=f"^m.npz: 'both' keeps {kept} rows: --forget-rate {rate}: keeps no example of a "
-                                            f"batch of {batch} "):
+    with pytest.raises(
+        PipelineError,
+        match=f"^m.npz: 'both' keeps {kept} rows: --forget-rate {rate}: keeps no example of a batch of {batch} ",
+    ):
         coteaching.check({"forget_rate": rate}, batch, f"m.npz: 'both' keeps {kept} rows: ")
 
 
@@ -157,5 +180,7 @@ def test_a_mask_keeping_fewer_rows_than_a_batch_is_refused_by_the_forget_rate_no
 
     monkeypatch.setattr(coteach.store, "read", reading)
     config = coteach.CoteachConfig(epochs=1, batch_size=128, epoch_decay_start=1, num_gradual=1, forget_rate=0.7)
-    with pytest.raises(PipelineError, match=r"masks/both.npy: 'both' keeps 3 rows: --forget-rate 0.7: keeps no example of a batch of 3"):
+    with pytest.raises(
+        PipelineError, match=r"masks/both.npy: 'both' keeps 3 rows: --forget-rate 0.7: keeps no example of a batch of 3"
+    ):
         coteach.STAGE.run(run, ("n20_s0", "both", "coteaching", 0), config, torch.device("cpu"))

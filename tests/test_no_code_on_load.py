@@ -6,8 +6,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from conftest import FAST_CROSSVAL, stage
+
 from pipeline import datasets, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
@@ -41,8 +41,11 @@ def _cifar_folder(folder, n=4):
     rng = np.random.default_rng(0)
     pickle.dump({"label_names": ["a", "b"]}, open(folder / "batches.meta", "wb"))
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        pickle.dump({"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [0, 1] * (n // 2)},
-                    open(folder / name, "wb"), protocol=2)
+        pickle.dump(
+            {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [0, 1] * (n // 2)},
+            open(folder / name, "wb"),
+            protocol=2,
+        )
     return folder
 
 
@@ -52,8 +55,11 @@ def _cifar_folder(folder, n=4):
 def test_a_planted_cifar10_batch_is_refused_without_running(tmp_path, marker, protocol, where, how):
     folder = _cifar_folder(tmp_path / "cifar-10-batches-py")
     assert len(datasets.read_source(str(folder)).train_y) == 20  # the real format loads (both numpy module names)
-    value = {"as the batch": Planted(marker), "inside its dict": {"data": Planted(marker), "labels": [0]},
-             "an object array": {"data": np.array([1, "x"], dtype=object), "labels": [0]}}[how]
+    value = {
+        "as the batch": Planted(marker),
+        "inside its dict": {"data": Planted(marker), "labels": [0]},
+        "an object array": {"data": np.array([1, "x"], dtype=object), "labels": [0]},
+    }[how]
     pickle.dump(value, open(folder / where, "wb"), protocol=protocol)
     with pytest.raises(PipelineError) as e:
         datasets.read_source(str(folder))
@@ -109,11 +115,16 @@ def test_a_planted_slurm_result_is_a_failure_without_running(tmp_path, marker):
     assert read_result(path) == (False, "PipelineError: boom")
 
 
-@pytest.mark.parametrize("suffix,content,named", [
-    (".npy", "npz", "an .npz file, not the .npy file"), (".npz", "npy", "an .npy file, not the .npz file"),
-    (".npy", "csv", "a text file, not the .npy file"), (".npz", "junk", "not a NumPy file, not the .npz file"),
-    (".npy", "empty", "not a NumPy file"),
-])
+@pytest.mark.parametrize(
+    "suffix,content,named",
+    [
+        (".npy", "npz", "an .npz file, not the .npy file"),
+        (".npz", "npy", "an .npy file, not the .npz file"),
+        (".npy", "csv", "a text file, not the .npy file"),
+        (".npz", "junk", "not a NumPy file, not the .npz file"),
+        (".npy", "empty", "not a NumPy file"),
+    ],
+)
 def test_a_wrong_file_format_is_named(tmp_path, suffix, content, named):
     path = tmp_path / f"x{suffix}"
     with open(path, "wb") as f:

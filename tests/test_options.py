@@ -11,10 +11,18 @@ from pipeline import cli, workers
 from pipeline.errors import PipelineError
 from pipeline.options import Range
 from slurm import submit
-from stages import coteach, combine, crossval, data, masks, noise, report, review
+from stages import combine, coteach, crossval, data, masks, noise, report, review
 
-ENTRY_POINTS = {"data": data, "noise": noise, "crossval": crossval, "combine": combine, "masks": masks,
-                "review": review, "coteach": coteach, "report": report}
+ENTRY_POINTS = {
+    "data": data,
+    "noise": noise,
+    "crossval": crossval,
+    "combine": combine,
+    "masks": masks,
+    "review": review,
+    "coteach": coteach,
+    "report": report,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -76,11 +84,13 @@ def parsers():
 
 
 def typed_flags():
-    for where, p, module in parsers():
+    for where, p, _ in parsers():
         for a in p._actions:
             if isinstance(a.type, Range):
                 for value in bad_values(a.type):
-                    yield pytest.param(where, p, a.option_strings[0], value, id=f"{where} {a.option_strings[0]} {value!r}")
+                    yield pytest.param(
+                        where, p, a.option_strings[0], value, id=f"{where} {a.option_strings[0]} {value!r}"
+                    )
             elif a.choices and a.option_strings:
                 yield pytest.param(where, p, a.option_strings[0], "bogus", id=f"{where} {a.option_strings[0]} bogus")
 
@@ -119,7 +129,11 @@ SEMANTIC = [
     (coteach, ["--seeds", "1.5"], ["--seeds"]),
     (coteach, ["--seeds", ""], ["--seeds"]),
     (coteach, ["--seeds", "99999999999"], ["--seeds"]),
-    (coteach, ["--forget-rate", "0.995", "--batch-size", "128"], ["--forget-rate 0.995: keeps no example of a batch of 128"]),
+    (
+        coteach,
+        ["--forget-rate", "0.995", "--batch-size", "128"],
+        ["--forget-rate 0.995: keeps no example of a batch of 128"],
+    ),
     (coteach, ["--sce-alpha", "0", "--sce-beta", "0"], ["sce would learn nothing"]),
     (noise, ["--conditions", "1.5:0"], ["noise must lie in [0, 0.9)"]),
     (noise, ["--conditions", "0.9:0"], ["noise must lie in"]),
@@ -171,17 +185,39 @@ def test_range_agrees_with_itself():
 def test_a_tampered_task_list_is_one_line(folds_run, tmp_path, capsys):
     from slurm import task as slurm_task
 
-    good = {"stage": "crossval", "run_dir": str(folds_run), "force": False, "gpu": "cpu",
-            "config": {"folds": 3, "fold_seed": 0, "arch": "convnet", "epochs": 2, "batch_size": 128, "lr": 0.1,
-                       "weight_decay": 5e-4, "seed": 0},
-            "tasks": [["n20_s0", 0]]}
+    good = {
+        "stage": "crossval",
+        "run_dir": str(folds_run),
+        "force": False,
+        "gpu": "cpu",
+        "config": {
+            "folds": 3,
+            "fold_seed": 0,
+            "arch": "convnet",
+            "epochs": 2,
+            "batch_size": 128,
+            "lr": 0.1,
+            "weight_decay": 5e-4,
+            "seed": 0,
+        },
+        "tasks": [["n20_s0", 0]],
+    }
     cases = {
         "missing": (None, "file not found"),
         "not json": ("{", "not a readable .json"),
         "another stage": ({**good, "stage": "train"}, "not a task list"),
-        "bad option": ({**good, "config": {**good["config"], "epochs": -1}}, "--epochs -1: expected an integer in [1, 10000]"),
-        "unknown option": ({**good, "config": {**good["config"], "momentum": 0.9}}, "config does not fit the crossval stage"),
-        "fold out of range": ({**good, "tasks": [["n20_s0", 7]]}, "not a (registered condition, fold < 3) crossval task"),
+        "bad option": (
+            {**good, "config": {**good["config"], "epochs": -1}},
+            "--epochs -1: expected an integer in [1, 10000]",
+        ),
+        "unknown option": (
+            {**good, "config": {**good["config"], "momentum": 0.9}},
+            "config does not fit the crossval stage",
+        ),
+        "fold out of range": (
+            {**good, "tasks": [["n20_s0", 7]]},
+            "not a (registered condition, fold < 3) crossval task",
+        ),
         "unknown condition": ({**good, "tasks": [["../x", 0]]}, "not a (registered condition"),
     }
     for name, (content, expect) in cases.items():
@@ -194,8 +230,10 @@ def test_a_tampered_task_list_is_one_line(folds_run, tmp_path, capsys):
     refused(slurm_task, [str(path), "1"], capsys, folds_run, ["task index 1: the list has tasks 0..0"])
 
 
-@pytest.mark.parametrize("warning", [UserWarning("a library's\nmultiline warning"), DeprecationWarning("old"),
-                                     RuntimeWarning("overflow encountered")])
+@pytest.mark.parametrize(
+    "warning",
+    [UserWarning("a library's\nmultiline warning"), DeprecationWarning("old"), RuntimeWarning("overflow encountered")],
+)
 def test_a_warning_before_an_error_leaves_stderr_one_line(capsys, warning):
     import warnings
 
@@ -203,7 +241,7 @@ def test_a_warning_before_an_error_leaves_stderr_one_line(capsys, warning):
 
     def failing():
         warnings.simplefilter("always")
-        warnings.warn(warning)
+        warnings.warn(warning, stacklevel=1)
         raise PipelineError("data.csv: the real cause")
 
     saved = warnings.showwarning

@@ -5,9 +5,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import stage
 from PIL import Image
 
-from conftest import stage
 from pipeline import datasets, plots, review, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
@@ -36,7 +36,9 @@ def flat_folder(root, classes=("a", "b"), per_class=4, size=lambda i: 8, make=No
 
 def test_mixed_sizes_need_image_size_which_resizes_with_antialiasing(tmp_path):
     root = flat_folder(tmp_path / "f", size=lambda i: (8, 13, 20)[i % 3])
-    with pytest.raises(PipelineError, match=r"images differ in size \(\d+x\d+ \S+, \d+x\d+ \S+, ...\); pass --image-size N"):
+    with pytest.raises(
+        PipelineError, match=r"images differ in size \(\d+x\d+ \S+, \d+x\d+ \S+, ...\); pass --image-size N"
+    ):
         datasets.read_source(str(root))
     ds = datasets.read_source(str(root), image_size=10, test_fraction=0.25)
     assert ds.train_x.shape == (6, 10, 10, 3) and ds.test_x.shape == (2, 10, 10, 3)
@@ -69,8 +71,14 @@ def test_modes_grayscale_stays_one_channel_rgba_palette_and_16_bit_convert(tmp_p
     deep = decode(Image.fromarray(np.full((4, 4), 65535, np.uint16)))
     assert deep.shape == (4, 4, 1) and (deep == 255).all()
     # Mixed modes: everything becomes RGB, the grayscale images repeated over the channels.
-    mixed = flat_folder(tmp_path / "mixed", make=lambda i, s: Image.fromarray(np.full((s, s), 77, np.uint8), "L") if i % 2
-                        else Image.fromarray(np.full((s, s, 3), 77, np.uint8)))
+    mixed = flat_folder(
+        tmp_path / "mixed",
+        make=lambda i, s: (
+            Image.fromarray(np.full((s, s), 77, np.uint8), "L")
+            if i % 2
+            else Image.fromarray(np.full((s, s, 3), 77, np.uint8))
+        ),
+    )
     ds = datasets.read_source(str(mixed), test_fraction=0.25)
     assert ds.train_x.shape[-1] == 3 and (ds.train_x == 77).all()
 
@@ -108,21 +116,29 @@ def test_a_csv_of_paths_and_labels_relative_to_it(tmp_path):
         i = int(row_id.split("/")[1][:-4])
         assert ds.classes[y] == ("cat", "dog")[i % 2] and np.array_equal(x, np.asarray(Image.open(tmp_path / row_id)))
     numbered = [[p, {"cat": "10", "dog": "9"}[c]] for p, c in rows]  # integers sort as numbers
-    assert list(datasets.read_source(str(write_csv(tmp_path / "n.csv", numbered)), test_fraction=0.25).classes) == ["9", "10"]
+    assert list(datasets.read_source(str(write_csv(tmp_path / "n.csv", numbered)), test_fraction=0.25).classes) == [
+        "9",
+        "10",
+    ]
     split = [[p, c, "test" if i < 2 else "train"] for i, (p, c) in enumerate(rows)]
     ds = datasets.read_source(str(write_csv(tmp_path / "s.csv", split, ("path", "label", "split"))))
     assert list(ds.train_ids) == [p for p, _ in rows[2:]] and len(ds.test_y) == 2
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda rows: rows + [["img/missing.png", "cat"]], r"line 10: img/missing.png: file not found"),
-    (lambda rows: rows + [["img/0.png", "cat"]], r"line 10: img/0.png: the same image as line 2"),
-    (lambda rows: rows + [["img/./1.png", "dog"]], r"line 10: img/./1.png: the same image as line 3"),
-    (lambda rows: [r + ["train"] for r in rows[:-1]] + [rows[-1] + ["test"]] + [["img/0.png", "bird", "test"]],
-     r"line 10: class 'bird' has no training rows"),
-    (lambda rows: rows + [["", "cat"]], r"line 10: empty path"),
-    (lambda rows: rows + [["img/a\0b.png", "cat"]], r"line 10: the path contains a NUL byte"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda rows: rows + [["img/missing.png", "cat"]], r"line 10: img/missing.png: file not found"),
+        (lambda rows: rows + [["img/0.png", "cat"]], r"line 10: img/0.png: the same image as line 2"),
+        (lambda rows: rows + [["img/./1.png", "dog"]], r"line 10: img/./1.png: the same image as line 3"),
+        (
+            lambda rows: [r + ["train"] for r in rows[:-1]] + [rows[-1] + ["test"]] + [["img/0.png", "bird", "test"]],
+            r"line 10: class 'bird' has no training rows",
+        ),
+        (lambda rows: rows + [["", "cat"]], r"line 10: empty path"),
+        (lambda rows: rows + [["img/a\0b.png", "cat"]], r"line 10: the path contains a NUL byte"),
+    ],
+)
 def test_a_bad_csv_row_names_the_file_and_line_or_is_skipped_and_counted(tmp_path, edit, message):
     rows = edit(csv_source(tmp_path))
     header = ("path", "label", "split") if len(rows[0]) == 3 else ("path", "label")
@@ -155,7 +171,9 @@ def test_skip_bad_is_counted_in_the_data_manifest(tmp_path):
     assert err == f"error: {path}: line 10: img/gone.png: file not found"
     out = stage("data", tmp_path / "run", "--source", str(path), "--test-fraction", "0.25", "--skip-bad").stdout
     info = store.verify(RunDir(tmp_path / "run").dataset)["info"]
-    assert info["skipped"] == 1 and "gone.png: file not found" in info["skipped_first"][0] and "1 unusable row(s)" in out
+    assert (
+        info["skipped"] == 1 and "gone.png: file not found" in info["skipped_first"][0] and "1 unusable row(s)" in out
+    )
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +216,10 @@ def test_the_gallery_has_one_tile_per_shown_issue(reviewed):
         assert store.verify(run.label_issues(cond).with_suffix(".png"))["info"]["tiles"] == min(12, listed)
         per_class = sorted((run.label_issues(cond).parent / "label_issues").glob("*.png"))
         assert per_class and all(store.verify(p)["info"]["tiles"] <= 12 for p in per_class)
-    assert plots.gallery_size(17) == (plots.gallery_size(1)[0], plots.gallery_size(8)[1] + 2 * round(
-        (plots.TILE_IN + plots.CAPTION_IN) * plots.DPI))
+    assert plots.gallery_size(17) == (
+        plots.gallery_size(1)[0],
+        plots.gallery_size(8)[1] + 2 * round((plots.TILE_IN + plots.CAPTION_IN) * plots.DPI),
+    )
 
 
 def test_the_demo_own_source_flips_only_training_labels_and_reads_back(tmp_path):
@@ -218,12 +238,22 @@ def test_the_demo_own_source_flips_only_training_labels_and_reads_back(tmp_path)
     ds = datasets.cached(RunDir(tmp_path / "run").dataset)
     assert len(ds.test_y) == len(test) and ds.train_x.shape[1:] == (8, 8, 1)
     demo_own.build(tmp_path / "src", flip=0.2)  # check must not score the run against other flips
-    with pytest.raises(PipelineError, match="made from .* as it was then, not from .* as it is now: rerun make demo-own"):
+    with pytest.raises(
+        PipelineError, match="made from .* as it was then, not from .* as it is now: rerun make demo-own"
+    ):
         demo_own.check(tmp_path / "src", tmp_path / "run")
 
 
-@pytest.mark.parametrize("header", [("path", "label", "label"), ("path", "path", "label"), ("path", "label", "split", "split"),
-                                    (" path", "label", "path "), ("label", "path", "note", "note")])
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("path", "label", "label"),
+        ("path", "path", "label"),
+        ("path", "label", "split", "split"),
+        (" path", "label", "path "),
+        ("label", "path", "note", "note"),
+    ],
+)
 def test_a_header_naming_a_column_twice_is_refused(tmp_path, header):
     rows = [r + ["train"] * (len(header) - 2) for r in csv_source(tmp_path)]
     path = write_csv(tmp_path / "labels.csv", rows, header)
@@ -252,7 +282,12 @@ def _all_bad(tmp_path, kind):
     return write_csv(tmp_path / "labels.csv", rows)
 
 
-KINDS = ["csv: every file missing", "csv: every image garbage", "csv: every path a directory", "imagefolder: every image garbage"]
+KINDS = [
+    "csv: every file missing",
+    "csv: every image garbage",
+    "csv: every path a directory",
+    "imagefolder: every image garbage",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -292,8 +327,10 @@ def _source(tmp_path, kind):
 OPTIONS = {"image_size": 6, "skip_bad": True, "test_fraction": 0.25}
 
 
-@pytest.mark.parametrize("kind", ["digits", "cifar-10-batches-py", "imagefolder train/test", "csv with a split column", "csv",
-                                  "class folders"])
+@pytest.mark.parametrize(
+    "kind",
+    ["digits", "cifar-10-batches-py", "imagefolder train/test", "csv with a split column", "csv", "class folders"],
+)
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 def test_an_option_the_source_cannot_apply_is_refused_and_nothing_is_recorded(tmp_path, kind, option):
     source, applies = _source(tmp_path, kind)
@@ -310,14 +347,17 @@ def test_an_option_the_source_cannot_apply_is_refused_and_nothing_is_recorded(tm
     assert run.dataset.read_bytes() == before and store.verify(run.dataset)["config"][option] in (None, False, 0.2)
 
 
-@pytest.mark.parametrize("name,content,named", [
-    ("labels.txt", b"path,label\na.png,0\n", "a text file, not a source"),
-    ("labels.npy", b"\x93NUMPY\x01\x00", "a NumPy .npy file, not a dataset source"),
-    ("images.zip", b"PK\x03\x04....", "a zip archive, not a source"),
-    ("one.png", b"\x89PNG\r\n\x1a\n....", "a single image, not a dataset source"),
-    ("broken.tar.gz", b"\x1f\x8b\x08\x00junk", "a gzip file that is not a readable tar archive"),
-    ("blob.bin", bytes(range(0, 40)), "not a directory, a .csv or a readable tar archive"),
-])
+@pytest.mark.parametrize(
+    "name,content,named",
+    [
+        ("labels.txt", b"path,label\na.png,0\n", "a text file, not a source"),
+        ("labels.npy", b"\x93NUMPY\x01\x00", "a NumPy .npy file, not a dataset source"),
+        ("images.zip", b"PK\x03\x04....", "a zip archive, not a source"),
+        ("one.png", b"\x89PNG\r\n\x1a\n....", "a single image, not a dataset source"),
+        ("broken.tar.gz", b"\x1f\x8b\x08\x00junk", "a gzip file that is not a readable tar archive"),
+        ("blob.bin", bytes(range(0, 40)), "not a directory, a .csv or a readable tar archive"),
+    ],
+)
 def test_a_file_of_the_wrong_format_as_a_source_is_named_in_one_line(tmp_path, name, content, named):
     path = tmp_path / name
     path.write_bytes(content)

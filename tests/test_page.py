@@ -7,15 +7,17 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import stage
+
 from pipeline import datasets, store
 from pipeline.layout import RunDir
 
 COND = "n40_s40"
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-browser_needed = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no chromium and chromedriver (Debian packages "
-                                    "chromium, chromium-driver; .ci/run installs them)")
+browser_needed = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="no chromium and chromedriver (Debian packages chromium, chromium-driver; .ci/run installs them)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,9 @@ def test_every_flagged_row_is_a_card_and_a_filter_narrows_them(reviewed, browser
     assert card.find_element(By.CSS_SELECTOR, ".labels").text.startswith(given)
     Select(browser.find_element(By.ID, "f-method")).select_by_visible_text("C_{y~,y*}")
     both = shown_rows(browser)
-    assert both == [int(r["row"]) for r in issues if r["given_label"] == given and "C_{y~,y*}" in r["flagged_by"].split()]
+    assert both == [
+        int(r["row"]) for r in issues if r["given_label"] == given and "C_{y~,y*}" in r["flagged_by"].split()
+    ]
 
 
 @browser_needed
@@ -105,7 +109,8 @@ def test_decisions_exported_and_read_back_change_exactly_those_labels(reviewed, 
     exported.write_text(browser.execute_script("return decisionsCsv()"))
     lines = list(csv.DictReader(exported.open()))
     assert [(int(r["row"]), r["decision"]) for r in lines if r["decision"]] == sorted(
-        [(rows[0], "relabel"), (rows[1], "keep"), (rows[2], "drop"), (rows[3], "relabel")])
+        [(rows[0], "relabel"), (rows[1], "keep"), (rows[2], "drop"), (rows[3], "relabel")]
+    )
     out = stage("noise", reviewed.root, "--labels", f"reviewed={exported}").stdout
     assert "reviewed" in out
     after = store.read(reviewed.labels("reviewed"))
@@ -119,13 +124,19 @@ def test_a_decisions_file_naming_rows_that_do_not_exist_is_one_line(reviewed, tm
     lines = ["row,id,label,decision"] + [f"{i},{ds.train_ids[i]},{ds.classes[labels[i]]}," for i in range(len(labels))]
     registry = reviewed.registry.read_bytes()
     cases = {
-        "extra row": (lines + [f"{len(labels)},x,{ds.classes[0]},drop"],
-                      f"line {len(labels) + 2}: row '{len(labels)}' does not exist (the dataset has {len(labels)} training rows)"),
+        "extra row": (
+            lines + [f"{len(labels)},x,{ds.classes[0]},drop"],
+            f"line {len(labels) + 2}: row '{len(labels)}' does not exist (the dataset has {len(labels)} training rows)",
+        ),
         "missing rows": (lines[:-5], f"5 of {len(labels)} training rows missing (from row {len(labels) - 5})"),
-        "another dataset": ([lines[0], "0,other.png," + lines[1].split(",", 2)[2]] + lines[2:],
-                            "line 2: id 'other.png' is not row 0's"),
-        "not a class": ([lines[0], lines[1].rsplit(",", 2)[0] + ",zebra,relabel"] + lines[2:],
-                        "line 2: label 'zebra' is not a class of the dataset"),
+        "another dataset": (
+            [lines[0], "0,other.png," + lines[1].split(",", 2)[2]] + lines[2:],
+            "line 2: id 'other.png' is not row 0's",
+        ),
+        "not a class": (
+            [lines[0], lines[1].rsplit(",", 2)[0] + ",zebra,relabel"] + lines[2:],
+            "line 2: label 'zebra' is not a class of the dataset",
+        ),
         "no header": (lines[1:], "line 1: expected the header row,id,label,decision"),
         "not a row number": ([lines[0], "²" + lines[1][1:]] + lines[2:], "line 2: row '²' does not exist"),
     }
@@ -146,10 +157,16 @@ def test_the_report_links_each_review_page_and_names_one_whose_inputs_changed(re
     run = RunDir(shutil.copytree(reviewed.root, tmp_path / "run"))
     stage("report", run.root)
     link = f"../conditions/{COND}/label_issues.html"
-    assert f"Review page of {COND}: [{link}]({link}) ({len(flagged(run))} flagged rows" in (run.report_dir / "table.md").read_text()
+    assert (
+        f"Review page of {COND}: [{link}]({link}) ({len(flagged(run))} flagged rows"
+        in (run.report_dir / "table.md").read_text()
+    )
     issues = run.label_issues(COND)
     changed = store.read(issues).replace(b"\n", b"\r\n")  # the label issues remade after the page: intact, other bytes
     store.produce(issues, root=run.root, stage="review", inputs={}, config={}, force=True, make=lambda: (changed, {}))
     stage("report", run.root)
     text = (run.report_dir / "table.md").read_text()
-    assert "Review page of" not in text and f"{issues.with_suffix('.html')} is stale: {issues} changed after it was made" in text
+    assert (
+        "Review page of" not in text
+        and f"{issues.with_suffix('.html')} is stale: {issues} changed after it was made" in text
+    )

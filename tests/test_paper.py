@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import SHARED, needs_shared
+
 from pipeline import conditions
 from pipeline.kinds import paper
 from pipeline.masks import CL_METHODS, detection, find_masks, mask_paths
@@ -26,7 +26,8 @@ def cifar_index():
 def test_json_importer_matches_all_50000_images(cifar_index):
     ids, true = cifar_index
     labels = paper.import_json(
-        JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.2__noise_amount__0.4.json.gz", ids, 10)
+        JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.2__noise_amount__0.4.json.gz", ids, 10
+    )
     assert len(labels) == 50_000
     assert 0.39 < np.mean(labels != true) < 0.41
 
@@ -35,7 +36,8 @@ def test_json_importer_rejects_a_missing_image(cifar_index):
     ids, _ = cifar_index
     with pytest.raises(conditions.PipelineError, match="keys match no image"):
         paper.import_json(
-            JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.0__noise_amount__0.2.json.gz", ids[1:], 10)
+            JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.0__noise_amount__0.2.json.gz", ids[1:], 10
+        )
 
 
 def test_shipped_array_equals_the_paper_json(tmp_path):
@@ -97,6 +99,7 @@ def test_c_confident_joint_is_the_papers_definition(cifar_index, sparsity, amoun
 def test_stages_on_cifar10_with_the_paper_labels_and_psx(tmp_path, cifar_index):
     """data (the JPEG tarball) -> noise (paper, from the shipped array) -> masks on the paper's psx."""
     from conftest import stage
+
     from pipeline import store
     from pipeline.layout import RunDir
 
@@ -106,14 +109,17 @@ def test_stages_on_cifar10_with_the_paper_labels_and_psx(tmp_path, cifar_index):
     assert len(conditions.names(run)) == 13
     ids, true = cifar_index
     from_json = paper.import_json(
-        JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.4__noise_amount__0.6.json.gz", ids, 10)
+        JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.4__noise_amount__0.6.json.gz", ids, 10
+    )
     assert np.array_equal(store.load(run.labels("n70_s40")), from_json)
     info = store.verify(run.labels("n70_s40"))["info"]
     assert info["paper_column"] == "4_6" and abs(info["actual_noise_rate"] - 0.6995) < 1e-3
     out = stage("masks", run.root, "--cond", "n20_s0,n70_s40", "--psx", str(PSX_DIR)).stdout
     assert "prune_by_noise_rate" in out
     made = {m: store.verify(p)["info"] for m, p in mask_paths(run, "n20_s0").items()}
-    assert made["both"]["psx_acc_true"] > 0.75  # the paper's ResNet-50 at 20% noise: 80%; rows out of order would give 10%
+    assert (
+        made["both"]["psx_acc_true"] > 0.75
+    )  # the paper's ResNet-50 at 20% noise: 80%; rows out of order would give 10%
     assert made["confident_joint"]["detection"]["recall"] > 0.8
     # masks made from the paper's psx and the paper-psx detection beside them agree
     assert f"wrote: {run.paper_detection('n70_s40')} (on the paper's psx)" in out

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import FAST_CROSSVAL, stage
+
 from pipeline import callbacks, compiler, datasets, folds, store, train
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
@@ -60,7 +60,7 @@ def test_bf16_crossval_shards_are_float32_probabilities_and_cleanlab_sees_float3
     crossval(run, "--precision", "bf16-mixed", "--prune-epoch", "1")
     assert spies["net"] == {torch.bfloat16}  # the network ran under bf16 autocast
     assert spies["find_label_issues"] == {np.dtype(np.float32)}  # the pruning's cleanlab call
-    for k, path in run.shards(COND).items():
+    for path in run.shards(COND).values():
         manifest, shard = store.verify(path), store.read(path)
         assert manifest["config"]["precision"] == manifest["info"]["precision"] == "bf16-mixed"
         assert shard["probs"].dtype == np.float32 and np.isfinite(shard["probs"]).all()
@@ -93,8 +93,17 @@ def test_every_learner_trains_an_epoch_in_bf16(folds_run, spies, name):
     if name == "coteaching":
         options.update(forget_rate=0.2, num_gradual=1)
     inputs = images(_digits(folds_run), arch="convnet", batch_size=64, seed=0, device=CPU)
-    history = train_learner(BY_NAME[name], inputs, epochs=1, lr=0.001, epoch_decay_start=1, seed=0, device=CPU,
-                            precision="bf16-mixed", **options)
+    history = train_learner(
+        BY_NAME[name],
+        inputs,
+        epochs=1,
+        lr=0.001,
+        epoch_decay_start=1,
+        seed=0,
+        device=CPU,
+        precision="bf16-mixed",
+        **options,
+    )
     assert len(history) == 1 and all(0 <= a <= 1 for a in history[0]) and len(history[0]) == BY_NAME[name].nets
     assert spies["net"] == {torch.bfloat16}
     assert spies["coteaching"] == ({torch.float32} if name == "coteaching" else set())
@@ -113,10 +122,24 @@ def _stop_after_epoch(monkeypatch, epoch: int):
     monkeypatch.setattr(callbacks.EpochCheckpoint, "on_train_epoch_end", stopping)
 
 
-def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does(folds_run, tmp_path, monkeypatch, capsys):
+def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does(
+    folds_run, tmp_path, monkeypatch, capsys
+):
     data = _digits(folds_run, 300)
-    kw = dict(recipe="airbench", arch="airbench", epochs=3, batch_size=64, lr=0.2, weight_decay=0.002, label_smoothing=0.2,
-              seed=0, device=CPU, precision="bf16-mixed", prune_epoch=1, tag={"t": 1})
+    kw = dict(
+        recipe="airbench",
+        arch="airbench",
+        epochs=3,
+        batch_size=64,
+        lr=0.2,
+        weight_decay=0.002,
+        label_smoothing=0.2,
+        seed=0,
+        device=CPU,
+        precision="bf16-mixed",
+        prune_epoch=1,
+        tag={"t": 1},
+    )
     whole = train.train_classifier(data, **kw).probs
     _stop_after_epoch(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="stopped"):
@@ -125,8 +148,17 @@ def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_
     assert "from epoch 2" in capsys.readouterr().out
     assert resumed.dtype == np.float32 and np.array_equal(resumed, whole)
 
-    history = dict(epochs=2, lr=0.001, epoch_decay_start=1, seed=0, device=CPU, precision="bf16-mixed", forget_rate=0.2,
-                   num_gradual=1, tag={"t": 2})
+    history = dict(
+        epochs=2,
+        lr=0.001,
+        epoch_decay_start=1,
+        seed=0,
+        device=CPU,
+        precision="bf16-mixed",
+        forget_rate=0.2,
+        num_gradual=1,
+        tag={"t": 2},
+    )
 
     def inputs():
         return images(data, arch="convnet", batch_size=64, seed=0, device=CPU)
@@ -143,8 +175,11 @@ def test_compiled_crossval_writes_the_shards_and_compiles_each_network(run_copy,
     run = RunDir(run_copy)
     compiled = []
     module_compile = torch.nn.Module.compile
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: (compiled.append(type(self).__name__),
-                                                                             module_compile(self, *a, **k))[1])
+    monkeypatch.setattr(
+        torch.nn.Module,
+        "compile",
+        lambda self, *a, **k: (compiled.append(type(self).__name__), module_compile(self, *a, **k))[1],
+    )
     crossval(run, "--compile", "--fold", "0")
     shard = store.read(run.shard(COND, 0))
     assert compiled == ["Sequential"] and store.verify(run.shard(COND, 0))["config"]["compile"] is True
@@ -162,7 +197,8 @@ def test_precision_and_compile_are_checked_at_the_boundary():
 
 
 def test_an_eager_checkpoint_rerun_compiled_restarts_in_one_line_and_a_broken_compiler_cache_is_rebuilt(
-        run_copy, monkeypatch, tmp_path):
+    run_copy, monkeypatch, tmp_path
+):
     """--compile is part of the config: an eager fold's checkpoint is discarded, saying why. A compile killed
     mid-way leaves empty or cut libraries in inductor's cache; the next process's compile removes and rebuilds
     them instead of failing to load them."""
@@ -170,6 +206,7 @@ def test_an_eager_checkpoint_rerun_compiled_restarts_in_one_line_and_a_broken_co
     import sys
 
     from conftest import ROOT
+
     from stages import crossval as crossval_stage
 
     run, cache = RunDir(run_copy), tmp_path / "inductor"
@@ -182,17 +219,38 @@ def test_an_eager_checkpoint_rerun_compiled_restarts_in_one_line_and_a_broken_co
     tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
     crossval_stage.STAGE.make(run, (COND, 0), config, CPU, store.ckpt_path(shard), tag)  # stopped after its last epoch
     ran = stage("crossval", run.root, "--cond", COND, "--fold", "0", *FAST_CROSSVAL, "--compile")
-    assert (f"warning: discarding checkpoint {store.ckpt_path(shard)}: made with other options (compile False -> True); "
-            "training starts at epoch 0") in ran.stderr.splitlines(), ran.stderr
+    assert (
+        f"warning: discarding checkpoint {store.ckpt_path(shard)}: made with other options (compile False -> True); "
+        "training starts at epoch 0"
+    ) in ran.stderr.splitlines(), ran.stderr
     assert store.verify(shard)["config"]["compile"] is True and not store.ckpt_path(shard).exists()
 
     libraries = sorted(cache.rglob("*.so"))
     assert libraries and all(compiler.intact(lib) for lib in libraries)
-    for i, lib in enumerate(libraries):  # what a kill mid-way leaves: empty, or cut short (new files: this process maps the old)
+    for i, lib in enumerate(
+        libraries
+    ):  # what a kill mid-way leaves: empty, or cut short (new files: this process maps the old)
         lib.with_suffix(".tmp").write_bytes(b"" if i % 2 else lib.read_bytes()[: lib.stat().st_size // 2])
         lib.with_suffix(".tmp").replace(lib)
-    proc = subprocess.run([sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), "--cond", COND, "--fold", "0",
-                           *FAST_CROSSVAL, "--compile", "--force"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.crossval",
+            "--run-dir",
+            str(run.root),
+            "--cond",
+            COND,
+            "--fold",
+            "0",
+            *FAST_CROSSVAL,
+            "--compile",
+            "--force",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"note: removed {len(libraries)} broken librar" in proc.stdout, proc.stdout
     assert f"(a compile killed mid-way) from torch's compiler cache {cache}; they are compiled again" in proc.stdout
@@ -212,9 +270,17 @@ def test_the_compiler_cache_repair_leaves_a_library_being_compiled_alone(tmp_pat
     cut.write_bytes(whole.read_bytes()[:-100])
     busy.write_bytes(b"\x7fELF")
     (tmp_path / "locks").mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
-                               f"lock = FileLock({str(tmp_path / 'locks' / 'cbusy.lock')!r}); lock.acquire(); print('held', flush=True); "
-                               "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from filelock import FileLock; "
+            f"lock = FileLock({str(tmp_path / 'locks' / 'cbusy.lock')!r}); lock.acquire(); print('held', flush=True); "
+            "time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert compiler.repair(tmp_path) == [cut, empty]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FAST_COTEACH, stage
+
 from pipeline import conditions, report, store
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS
@@ -24,8 +24,32 @@ def full_run(folds_run, tmp_path_factory) -> Path:
     root = shutil.copytree(folds_run, tmp_path_factory.mktemp("full") / "run")
     stage("combine", root)
     stage("masks", root)
-    stage("coteach", root, "--cond", "n20_s0", "--methods", "both,none", "--learners", "coteaching", *FAST_COTEACH, "--epochs", "1")
-    stage("coteach", root, "--cond", "n20_s0", "--methods", "none", "--learners", "mixup,sce", *FAST_COTEACH, "--epochs", "1")
+    stage(
+        "coteach",
+        root,
+        "--cond",
+        "n20_s0",
+        "--methods",
+        "both,none",
+        "--learners",
+        "coteaching",
+        *FAST_COTEACH,
+        "--epochs",
+        "1",
+    )
+    stage(
+        "coteach",
+        root,
+        "--cond",
+        "n20_s0",
+        "--methods",
+        "none",
+        "--learners",
+        "mixup,sce",
+        *FAST_COTEACH,
+        "--epochs",
+        "1",
+    )
     return root
 
 
@@ -120,8 +144,25 @@ def test_new_noise_makes_downstream_stages_refuse_and_the_report_drop_old_result
     err = stage("masks", run.root, "--cond", "n20_s0", ok=False).stderr.strip()
     assert len(err.splitlines()) == 1
     assert "psx.npy is stale" in err and "labels.npy changed after it was made; rerun make crossval" in err
-    assert "3 of 3" in stage("crossval", run.root, "--cond", "n20_s0", "--fold", "all", "--folds", "3", "--gpu", "cpu",
-                             "--epochs", "1", "--lr", "0.01").stdout.splitlines()[0]
+    assert (
+        "3 of 3"
+        in stage(
+            "crossval",
+            run.root,
+            "--cond",
+            "n20_s0",
+            "--fold",
+            "all",
+            "--folds",
+            "3",
+            "--gpu",
+            "cpu",
+            "--epochs",
+            "1",
+            "--lr",
+            "0.01",
+        ).stdout.splitlines()[0]
+    )
     out = stage("report", run.root).stdout
     assert not accuracy_row(out, "C+NR × Co-Teaching") and not accuracy_row(out, "all rows × Co-Teaching")
     assert f"{run.coteach('n20_s0', 'both', 'coteaching', 0)} is stale" in out
@@ -131,7 +172,14 @@ def test_new_noise_makes_downstream_stages_refuse_and_the_report_drop_old_result
 def test_another_dataset_makes_every_later_stage_stale(run):
     ds = store.load(run.dataset)
     ds["train_x"] = 255 - ds["train_x"]
-    store.produce(run.dataset, root=run.root, stage="data", inputs={}, config={"source": "inverted"}, make=lambda: (ds, {"classes": list(ds["classes"])}))
+    store.produce(
+        run.dataset,
+        root=run.root,
+        stage="data",
+        inputs={},
+        config={"source": "inverted"},
+        make=lambda: (ds, {"classes": list(ds["classes"])}),
+    )
     err = stage("combine", run.root, ok=False).stderr
     assert "is stale" in err and "dataset.npz changed after it was made; rerun make noise" in err
     out = stage("report", run.root).stdout
@@ -194,19 +242,31 @@ def test_a_result_of_the_one_file_masks_layout_is_stale_not_reported(run):
     old input is intact) but is not what coteach reads now, so the report leaves it out, naming why."""
     old = run.old_masks("n20_s0")
     both = run.mask("n20_s0", "both")
-    store.produce(old, root=run.root, stage="masks", inputs={}, config={}, make=lambda: ({"both": store.load(both)}, {}))
+    store.produce(
+        old, root=run.root, stage="masks", inputs={}, config={}, make=lambda: ({"both": store.load(both)}, {})
+    )
     result = run.coteach("n20_s0", "both", "coteaching", 0)
     manifest = store.verify(result)
     inputs = {"dataset": run.dataset, "labels": run.labels("n20_s0"), "masks": old}
-    store.produce(result, root=run.root, stage="coteach", inputs=inputs, config=manifest["config"], force=True,
-                  make=lambda: (store.load(result), manifest["info"]))
+    store.produce(
+        result,
+        root=run.root,
+        stage="coteach",
+        inputs=inputs,
+        config=manifest["config"],
+        force=True,
+        make=lambda: (store.load(result), manifest["info"]),
+    )
     store.verify(result)  # intact
     out = stage("report", run.root).stdout
     assert f"{result} is stale: made from other inputs than make coteach reads for it now (mask, masks)" in out
     assert not accuracy_row(out, "C+NR × Co-Teaching")
     config = coteach.CoteachConfig(epochs=1, batch_size=128, epoch_decay_start=1, num_gradual=1)
     assert coteach.STAGE.pending(run, [("n20_s0", "both", "coteaching", 0)], config) != []
-    assert f"note: {old} holds the masks of the layout before one file per method" in stage("masks", run.root, "--force").stdout
+    assert (
+        f"note: {old} holds the masks of the layout before one file per method"
+        in stage("masks", run.root, "--force").stdout
+    )
 
 
 def copy_over(src: Path, dst: Path) -> None:
@@ -230,8 +290,20 @@ def test_a_mask_copied_over_another_methods_is_read_as_nothing_but_stale(run):
     records, stale, *_ = report.collect(run, conditions.names(run))
     assert any(s.startswith(claim) for s in stale)
     assert not [r for r in records if r["kind"] == "detection" and r["condition"] == "n20_s0" and r["method"] == "both"]
-    err = stage("coteach", run.root, "--cond", "n20_s0", "--methods", "both", "--learners", "coteaching", *FAST_COTEACH,
-                "--epochs", "1", ok=False).stderr.strip()
+    err = stage(
+        "coteach",
+        run.root,
+        "--cond",
+        "n20_s0",
+        "--methods",
+        "both",
+        "--learners",
+        "coteaching",
+        *FAST_COTEACH,
+        "--epochs",
+        "1",
+        ok=False,
+    ).stderr.strip()
     assert len(err.splitlines()) == 1 and claim in err, err
     out = stage("masks", run.root, "--cond", "n20_s0").stdout
     assert f"wrote: {both}" in out and f"current: {pbc}" in out
@@ -244,8 +316,10 @@ def test_a_result_copied_over_another_seeds_is_not_counted_twice(run):
     copy_over(seed0, seed1)
     records, stale, *_ = report.collect(run, conditions.names(run))
     assert [r["seed"] for r in records if r["kind"] == "accuracy" and r["rows"] == "both"] == [0]
-    assert any(s.startswith(f"{seed1} is stale: its manifest describes conditions/n20_s0/coteach/both/coteaching/seed0.json")
-               for s in stale), stale
+    assert any(
+        s.startswith(f"{seed1} is stale: its manifest describes conditions/n20_s0/coteach/both/coteaching/seed0.json")
+        for s in stale
+    ), stale
 
 
 def test_masks_refuse_a_psx_rewritten_while_they_are_made(run, monkeypatch):
@@ -261,17 +335,28 @@ def test_masks_refuse_a_psx_rewritten_while_they_are_made(run, monkeypatch):
         made = produce(artifact, **kwargs)
         if kwargs["stage"] == "masks" and not rewritten:
             rewritten.append(artifact)
-            produce(psx_path, root=run.root, stage="combine", config=manifest["config"], force=True,
-                    inputs={k: psx_path.parent / r["path"] for k, r in manifest["inputs"].items()},
-                    make=lambda: (new_psx, manifest["info"]))
+            produce(
+                psx_path,
+                root=run.root,
+                stage="combine",
+                config=manifest["config"],
+                force=True,
+                inputs={k: psx_path.parent / r["path"] for k, r in manifest["inputs"].items()},
+                make=lambda: (new_psx, manifest["info"]),
+            )
         return made
 
     monkeypatch.setattr(store, "produce", produce_then_rewrite)
     err = stage("masks", run.root, "--cond", "n20_s0", "--force", ok=False).stderr.strip()
-    assert len(err.splitlines()) == 1 and f"its input {psx_path} changed while it was being made (or after this process read it)" in err
+    assert (
+        len(err.splitlines()) == 1
+        and f"its input {psx_path} changed while it was being made (or after this process read it)" in err
+    )
     monkeypatch.setattr(store, "produce", produce)
     out = stage("masks", run.root, "--cond", "n20_s0").stdout
     noisy = store.load(run.labels("n20_s0"))
     for method, path in masks.mask_paths(run, "n20_s0").items():
         assert f"wrote: {path}" in out
-        assert np.array_equal(store.read(path), masks.Finder(noisy, masks.checked_psx(new_psx, noisy, "", 10)).mask(method))
+        assert np.array_equal(
+            store.read(path), masks.Finder(noisy, masks.checked_psx(new_psx, noisy, "", 10)).mask(method)
+        )

@@ -15,8 +15,18 @@ def _flipped_per_epoch(epochs: int, alternate: bool) -> np.ndarray:
     """(epochs, n) whether each image came out mirrored; images are ramps, so a flip is visible."""
     n, size = 40, 8
     images = np.broadcast_to(np.arange(size, dtype=np.uint8)[None, None, :, None] * 30, (n, size, size, 3)).copy()
-    b = Batches(images, np.arange(n), batch_size=8, device="cpu", mean=np.zeros(3), std=np.ones(3) / 255,
-                train=True, seed=3, translate=0, alternate_flips=alternate)
+    b = Batches(
+        images,
+        np.arange(n),
+        batch_size=8,
+        device="cpu",
+        mean=np.zeros(3),
+        std=np.ones(3) / 255,
+        train=True,
+        seed=3,
+        translate=0,
+        alternate_flips=alternate,
+    )
     out = np.zeros((epochs, n), bool)
     for e in range(epochs):
         for x, y in b:
@@ -62,7 +72,9 @@ def test_recipe_defaults_fill_only_what_is_left_open():
     assert {k: getattr(cifar_fold, k) for k in OPTIONS} == {k: getattr(RECIPES["airbench"], k) for k in OPTIONS}
     photos = CrossvalConfig().for_rows(6_000)
     assert (photos.batch_size, photos.lr, photos.epochs) == (166, 1.5 * 166 / 1024, 10)
-    assert CrossvalConfig(lr=0.5).for_rows(6_000).lr == 0.5 and CrossvalConfig(batch_size=64).for_rows(10).batch_size == 64
+    assert (
+        CrossvalConfig(lr=0.5).for_rows(6_000).lr == 0.5 and CrossvalConfig(batch_size=64).for_rows(10).batch_size == 64
+    )
     assert CrossvalConfig().for_rows(100).batch_size == 16  # at least MIN_BATCH
     sgd = CrossvalConfig(recipe="sgd", lr=0.3)
     assert sgd.lr == 0.3 and sgd.arch == "convnet" and sgd.label_smoothing == 0.0
@@ -97,10 +109,14 @@ def test_batchnorm_biases_learn_64x_and_the_whitening_bias_freezes_after_3_epoch
     train = Batches(images, labels, batch_size=32, device="cpu", mean=np.full(3, 0.5), std=np.full(3, 0.3), train=True)
     net = models.build("airbench", 3, 8, 4)
     models.init_whitening(net, train.sample(64))
-    module = Classifier(net, recipe="airbench", lr=0.5, weight_decay=0.0, label_smoothing=0.0, total_steps=5 * len(train))
+    module = Classifier(
+        net, recipe="airbench", lr=0.5, weight_decay=0.0, label_smoothing=0.0, total_steps=5 * len(train)
+    )
     (opt,), _ = module.configure_optimizers()
     bn_biases = {id(m.bias) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)}
-    assert {id(p) for p in opt.param_groups[1]["params"]} == bn_biases and opt.param_groups[1]["lr"] == 64 * opt.param_groups[0]["lr"]
+    assert {id(p) for p in opt.param_groups[1]["params"]} == bn_biases and opt.param_groups[1][
+        "lr"
+    ] == 64 * opt.param_groups[0]["lr"]
     assert any(p is net[0].bias for p in opt.param_groups[0]["params"])
 
     seen = []
@@ -112,13 +128,27 @@ def test_batchnorm_biases_learn_64x_and_the_whitening_bias_freezes_after_3_epoch
 
     trainer = make_trainer(torch.device("cpu"), 5, "32-true", [*module.callbacks(), Record()])
     trainer.fit(module, train)
-    assert seen == [True, True, True, False, False]  # gradient steps in epochs 1-3 only (the lookahead still averages it)
+    assert seen == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]  # gradient steps in epochs 1-3 only (the lookahead still averages it)
 
 
 def test_kept_rows_fill_every_batch_of_an_epoch_and_only_they_appear():
     n = 40
-    b = Batches(np.zeros((n, 8, 8, 3), np.uint8), np.arange(n), batch_size=8, device="cpu", mean=np.zeros(3),
-                std=np.ones(3), train=True, seed=1)
+    b = Batches(
+        np.zeros((n, 8, 8, 3), np.uint8),
+        np.arange(n),
+        batch_size=8,
+        device="cpu",
+        mean=np.zeros(3),
+        std=np.ones(3),
+        train=True,
+        seed=1,
+    )
     keep = np.arange(n) % 3 == 0  # 14 rows
     b.keep(keep)
     seen = np.concatenate([y.numpy() for _, y in b])
@@ -142,8 +172,20 @@ def test_pruning_drops_mostly_wrong_labels_and_a_resumed_run_restores_the_same_r
     from pipeline.train import train_classifier
 
     data, true = _noisy_digits()
-    kw = dict(recipe="airbench", arch="airbench", epochs=4, batch_size=64, lr=0.2, weight_decay=0.002, label_smoothing=0.2,
-              seed=0, device=torch.device("cpu"), prune_epoch=2, ckpt=tmp_path / "fold.ckpt", tag={"t": 1})
+    kw = dict(
+        recipe="airbench",
+        arch="airbench",
+        epochs=4,
+        batch_size=64,
+        lr=0.2,
+        weight_decay=0.002,
+        label_smoothing=0.2,
+        seed=0,
+        device=torch.device("cpu"),
+        prune_epoch=2,
+        ckpt=tmp_path / "fold.ckpt",
+        tag={"t": 1},
+    )
     first = train_classifier(data, **kw)
     wrong = data.train_labels != true
     assert 0 < len(first.pruned) < len(true) and wrong[first.pruned].mean() > 1.5 * wrong.mean()

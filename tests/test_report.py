@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import FAST_COTEACH, SHARED, needs_shared, stage
 from PIL import Image
 
-from conftest import FAST_COTEACH, SHARED, needs_shared, stage
 from pipeline import conditions, datasets, folds, masks, report, store
 from pipeline.layout import RunDir
 from pipeline.sources import imagefolder
@@ -38,8 +38,21 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
     for cond in conditions.names(run):  # combine and masks in-process: only coteach and report are under test here
         folds.combine(run, cond)
         masks.run_masks(run, cond)
-    stage("coteach", run.root, "--cond", "n20_s0", "--methods", "both,none", "--learners", "coteaching", "--seeds", "0,1",
-          *FAST_COTEACH, "--epochs", "1")
+    stage(
+        "coteach",
+        run.root,
+        "--cond",
+        "n20_s0",
+        "--methods",
+        "both,none",
+        "--learners",
+        "coteaching",
+        "--seeds",
+        "0,1",
+        *FAST_COTEACH,
+        "--epochs",
+        "1",
+    )
     out = stage("report", run.root).stdout
 
     md = (run.report_dir / "table.md").read_text()
@@ -57,11 +70,15 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
     assert set(acc) == {("n20_s0", "both", "coteaching"), ("n20_s0", "none", "coteaching")}
     r = acc["n20_s0", "both", "coteaching"]
     assert r["n_seeds"] == "2" and r["seeds"] == "0 1" and r["paper_acc"] == "" and r["best_acc_delta"] == ""
-    assert float(r["final_acc_mean"]) == pytest.approx(final.mean()) and float(r["final_acc_std"]) == pytest.approx(final.std(ddof=1))
+    assert float(r["final_acc_mean"]) == pytest.approx(final.mean()) and float(r["final_acc_std"]) == pytest.approx(
+        final.std(ddof=1)
+    )
     det = rows(run.report_dir / "detection.csv")
     assert len(det) == 10 and not any("paper_f1" in r for r in det)
     ours = store.verify(run.mask("n40_s40", "prune_by_noise_rate"))["info"]["detection"]
-    assert float(next(r for r in det if r["condition"] == "n40_s40" and r["method"] == "prune_by_noise_rate")["run_f1"]) == pytest.approx(ours["f1"])
+    assert float(
+        next(r for r in det if r["condition"] == "n40_s40" and r["method"] == "prune_by_noise_rate")["run_f1"]
+    ) == pytest.approx(ours["f1"])
     assert len([r for r in rows(run.report_dir / "table.csv") if r["kind"] == "accuracy"]) == 4
     for name in ("accuracy_vs_noise.png", "noise_matrices.png"):
         assert_png(run.report_dir / name)
@@ -77,11 +94,27 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
     assert "| all rows × Co-Teaching |" not in md
 
     # A seed trained with other options is not averaged in: the report names it.
-    stage("coteach", run.root, "--cond", "n20_s0", "--methods", "both", "--seeds", "2", *FAST_COTEACH, "--epochs", "1", "--lr", "0.002")
+    stage(
+        "coteach",
+        run.root,
+        "--cond",
+        "n20_s0",
+        "--methods",
+        "both",
+        "--seeds",
+        "2",
+        *FAST_COTEACH,
+        "--epochs",
+        "1",
+        "--lr",
+        "0.002",
+    )
     err = stage("report", run.root, ok=False).stderr.strip()
     odd = run.coteach("n20_s0", "both", "coteaching", 2)
-    assert err == (f"error: n20_s0 C+NR × Co-Teaching: its seeds were trained differently: {odd} was made with "
-                   "lr=0.002 (others: 0.001); 2 other(s) agree: redo the odd one(s) with the same options, or remove them")
+    assert err == (
+        f"error: n20_s0 C+NR × Co-Teaching: its seeds were trained differently: {odd} was made with "
+        "lr=0.002 (others: 0.001); 2 other(s) agree: redo the odd one(s) with the same options, or remove them"
+    )
 
 
 @needs_shared
@@ -92,16 +125,28 @@ def test_detection_on_the_paper_psx_is_made_by_masks_and_read_by_the_report(tmp_
     classes, entries = imagefolder.imagefolder_index(files, "train")
     stems = [rel.rsplit(".", 1)[0] for _, rel in entries]
     ds = datasets.Dataset(
-        train_x=np.zeros((len(entries), 8, 8, 3), np.uint8), train_y=np.array([c for c, _ in entries]),
+        train_x=np.zeros((len(entries), 8, 8, 3), np.uint8),
+        train_y=np.array([c for c, _ in entries]),
         train_ids=np.array([f"{classes[c]}/{s}" for (c, _), s in zip(entries, stems)]),
         train_source_index=np.array([source_index(s) for s in stems]),
-        test_x=np.zeros((10, 8, 8, 3), np.uint8), test_y=np.arange(10), classes=np.array(classes))
+        test_x=np.zeros((10, 8, 8, 3), np.uint8),
+        test_y=np.arange(10),
+        classes=np.array(classes),
+    )
     run = RunDir(tmp_path / "run")
-    store.produce(run.dataset, root=run.root, stage="data", inputs={}, config={"source": "blank CIFAR-10"},
-                  make=lambda: (ds.arrays(), {"classes": classes}))
+    store.produce(
+        run.dataset,
+        root=run.root,
+        stage="data",
+        inputs={},
+        config={"source": "blank CIFAR-10"},
+        make=lambda: (ds.arrays(), {"classes": classes}),
+    )
     stage("noise", run.root, "--conditions", "paper")
     masks.run_masks(run, "n20_s0", masks.resolve_psx(masks.PAPER_PSX, run, "n20_s0"))
-    assert [masks.run_paper_detection(run, c, masks.PAPER_PSX) for c in ("n20_s0", "n40_s60", "n40_s0")] == [store.Outcome.MADE] * 3
+    assert [masks.run_paper_detection(run, c, masks.PAPER_PSX) for c in ("n20_s0", "n40_s60", "n40_s0")] == [
+        store.Outcome.MADE
+    ] * 3
     out = stage("report", run.root, "--cond", "n20_s0,n40_s60").stdout
 
     assert f"The paper's psx: {masks.PAPER_PSX} (4-fold" in out
@@ -117,7 +162,9 @@ def test_detection_on_the_paper_psx_is_made_by_masks_and_read_by_the_report(tmp_
     assert store.verify(made)["config"]["psx"].endswith("0_6__noise_amount__0_4__resnet50_psx.npy")
     before = made.stat().st_mtime_ns
     report.write(run, ["n40_s60"])
-    assert masks.run_paper_detection(run, "n40_s60", masks.PAPER_PSX) == store.Outcome.CURRENT  # current: not made again
+    assert (
+        masks.run_paper_detection(run, "n40_s60", masks.PAPER_PSX) == store.Outcome.CURRENT
+    )  # current: not made again
     assert made.stat().st_mtime_ns == before and not (run.report_dir / "paper_psx").exists()  # the report makes nothing
     assert_png(run.report_dir / "noise_matrices.png")
 
@@ -136,18 +183,35 @@ def test_the_published_table_sits_beside_ours_for_the_papers_conditions(blank_ci
     stage("masks", run.root, "--cond", "n20_s0", "--psx", str(tmp_path / "psx.npy"))
     assert np.array_equal(~store.load(run.mask("n20_s0", "both")), noisy != true)
     for methods, learners in (("both", "coteaching,plain"), ("none", "plain")):
-        stage("coteach", run.root, "--cond", "n20_s0", "--methods", methods, "--learners", learners,
-              *FAST_COTEACH, "--epochs", "1", "--batch-size", "4096")
+        stage(
+            "coteach",
+            run.root,
+            "--cond",
+            "n20_s0",
+            "--methods",
+            methods,
+            "--learners",
+            learners,
+            *FAST_COTEACH,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4096",
+        )
     md = stage("report", run.root, "--cond", "n20_s0").stdout
     beside = md.split("## Beside the CL paper's Table 2 as published")[1].split("## ")[0]
 
     acc = {(r["rows"], r["learner"]): r for r in rows(run.report_dir / "accuracy.csv")}
-    for (rows_, learner), name, published in ((("both", "coteaching"), "C+NR × Co-Teaching", 90.8),
-                                              (("none", "plain"), "all rows × cross-entropy", 78.4)):
+    for (rows_, learner), name, published in (
+        (("both", "coteaching"), "C+NR × Co-Teaching", 90.8),
+        (("none", "plain"), "all rows × cross-entropy", 78.4),
+    ):
         m = store.load(run.coteach("n20_s0", rows_, learner, 0))
         final, best = 100 * m["final_acc"], 100 * m["best_acc"]
-        assert (f"| n20_s0 | 0_2 | {name} | {published:.1f} | as published | {final:.1f} | {final - published:+.1f} | "
-                f"{best:.1f} | {best - published:+.1f} |") in beside
+        assert (
+            f"| n20_s0 | 0_2 | {name} | {published:.1f} | as published | {final:.1f} | {final - published:+.1f} | "
+            f"{best:.1f} | {best - published:+.1f} |"
+        ) in beside
         assert float(acc[rows_, learner]["paper_acc"]) == pytest.approx(published / 100)
     assert "C+NR × cross-entropy" not in beside and "| C+NR × cross-entropy | " in md
     assert "Rows of that table with no learner here: INCV, MentorNet, S-Model, Reed." in beside
@@ -159,28 +223,55 @@ def test_the_published_table_sits_beside_ours_for_the_papers_conditions(blank_ci
 
 def test_config_notes_one_line_per_config_and_coteach_per_learner():
     cv = {"epochs": 10}
-    configs = {"crossval": {"n20_s0": cv, "n40_s0": cv},
-               "coteach": {"n20_s0/none/plain": {"lr": 1}, "n20_s0/prune_by_class/coteaching": {"lr": 1, "forget_rate": 0.1},
-                           "n20_s0/both/coteaching": {"lr": 1, "forget_rate": 0.2},
-                           "n40_s0/prune_by_class/coteaching": {"lr": 2, "forget_rate": 0.2}}}
+    configs = {
+        "crossval": {"n20_s0": cv, "n40_s0": cv},
+        "coteach": {
+            "n20_s0/none/plain": {"lr": 1},
+            "n20_s0/prune_by_class/coteaching": {"lr": 1, "forget_rate": 0.1},
+            "n20_s0/both/coteaching": {"lr": 1, "forget_rate": 0.2},
+            "n40_s0/prune_by_class/coteaching": {"lr": 2, "forget_rate": 0.2},
+        },
+    }
     notes = report.config_notes(configs)
     assert notes[0] == 'crossval config: `{"epochs": 10}`' and len(notes) == 5
     assert notes[1] == 'coteach plain config: `{"lr": 1}`'  # a learner's own options differ by design: not "mixed"
-    assert notes[2] == 'coteach coteaching config (used by n20_s0/prune_by_class/coteaching, n20_s0/both/coteaching): `{"lr": 1}`'
-    assert notes[4] == ("coteach coteaching forget rate (rows in brackets where a condition has several): "
-                        "n20_s0 0.1 (PBC), 0.2 (C+NR); n40_s0 0.2")
+    assert (
+        notes[2]
+        == 'coteach coteaching config (used by n20_s0/prune_by_class/coteaching, n20_s0/both/coteaching): `{"lr": 1}`'
+    )
+    assert notes[4] == (
+        "coteach coteaching forget rate (rows in brackets where a condition has several): "
+        "n20_s0 0.1 (PBC), 0.2 (C+NR); n40_s0 0.2"
+    )
 
 
 def test_cleaning_is_compared_only_with_all_rows_trained_alike_on_shared_seeds():
-    rec = lambda rows, seed, acc: {"kind": "accuracy", "condition": "n20_s0", "rows": rows, "learner": "plain",
-                                   "seed": seed, "final_acc": acc}
-    records = [rec("none", 0, 0.80), rec("none", 1, 0.82), rec("both", 0, 0.83), rec("both", 1, 0.84),
-               rec("prune_by_class", 0, 0.9), rec("prune_by_noise_rate", 5, 0.9)]
-    configs = {"n20_s0/none/plain": {"epochs": 12}, "n20_s0/both/plain": {"epochs": 12},
-               "n20_s0/prune_by_class/plain": {"epochs": 250}, "n20_s0/prune_by_noise_rate/plain": {"epochs": 12}}
+    rec = lambda rows, seed, acc: {
+        "kind": "accuracy",
+        "condition": "n20_s0",
+        "rows": rows,
+        "learner": "plain",
+        "seed": seed,
+        "final_acc": acc,
+    }
+    records = [
+        rec("none", 0, 0.80),
+        rec("none", 1, 0.82),
+        rec("both", 0, 0.83),
+        rec("both", 1, 0.84),
+        rec("prune_by_class", 0, 0.9),
+        rec("prune_by_noise_rate", 5, 0.9),
+    ]
+    configs = {
+        "n20_s0/none/plain": {"epochs": 12},
+        "n20_s0/both/plain": {"epochs": 12},
+        "n20_s0/prune_by_class/plain": {"epochs": 250},
+        "n20_s0/prune_by_noise_rate/plain": {"epochs": 12},
+    }
     rows, skipped = report.cleaning_summary(records, configs)
     assert [(r["rows"], r["n"]) for r in rows] == [("both", 2)] and rows[0]["mean"] == pytest.approx(0.025)
     assert skipped == [
         "n20_s0 PBC × cross-entropy against all rows × cross-entropy: not compared, trained with other options: "
         "epochs=250 (all rows: 12); rerun one with the other's options",
-        "n20_s0 PBNR × cross-entropy against all rows × cross-entropy: not compared, no seed in common (seeds [5] and [0, 1])"]
+        "n20_s0 PBNR × cross-entropy against all rows × cross-entropy: not compared, no seed in common (seeds [5] and [0, 1])",
+    ]

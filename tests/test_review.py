@@ -40,6 +40,7 @@ def test_a_probes_features_give_outliers_and_near_duplicates_with_galleries(fold
     """Planted: three exact copies of other rows (near-duplicates: each found with its original) and three
     images of noise among the digits (outliers)."""
     from conftest import stage
+
     from pipeline.sources.base import Dataset
 
     ds = datasets.cached(RunDir(folds_run).dataset)
@@ -48,11 +49,31 @@ def test_a_probes_features_give_outliers_and_near_duplicates_with_galleries(fold
     x[[20, 21, 22]] = np.random.default_rng(0).integers(0, 256, (3, *x.shape[1:]), dtype=np.uint8)
     planted = Dataset(x, ds.train_y, ds.train_ids, ds.train_source_index, ds.test_x, ds.test_y, ds.classes)
     run = RunDir(tmp_path / "run")
-    store.produce(run.dataset, root=run.root, stage="data", inputs={}, config={"source": "planted digits"},
-                  make=lambda: (planted.arrays(), {"classes": list(ds.classes)}))
+    store.produce(
+        run.dataset,
+        root=run.root,
+        stage="data",
+        inputs={},
+        config={"source": "planted digits"},
+        make=lambda: (planted.arrays(), {"classes": list(ds.classes)}),
+    )
     stage("noise", run.root, "--conditions", "0.2:0.0")
-    stage("crossval", run.root, "--recipe", "linear-probe", "--arch", "resnet18", "--weights", "IMAGENET1K_V1",
-          "--input-size", "32", "--folds", "3", "--gpu", "cpu")
+    stage(
+        "crossval",
+        run.root,
+        "--recipe",
+        "linear-probe",
+        "--arch",
+        "resnet18",
+        "--weights",
+        "IMAGENET1K_V1",
+        "--input-size",
+        "32",
+        "--folds",
+        "3",
+        "--gpu",
+        "cpu",
+    )
     for name in ("combine", "masks"):
         stage(name, run.root)
     out = stage("review", run.root, "--top", "8").stdout
@@ -67,4 +88,6 @@ def test_a_probes_features_give_outliers_and_near_duplicates_with_galleries(fold
     assert sorted(ranks) == list(range(1, len(rows) + 1))
     info = store.verify(folder / "near_duplicates.png")["info"]
     assert info["tiles"] % 2 == 0 and info["tiles"] >= 6  # pairs, side by side
-    assert store.verify(folder / "outliers.png")["info"]["tiles"] == min(8, sum("outlier" in r["issue"] for r in rows.values()))
+    assert store.verify(folder / "outliers.png")["info"]["tiles"] == min(
+        8, sum("outlier" in r["issue"] for r in rows.values())
+    )

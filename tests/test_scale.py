@@ -33,7 +33,9 @@ def test_the_masks_over_blocks_of_classes_are_cleanlabs_on_all_rows(n, k, block_
     assert (len(finder.blocks) > 1) == (block_rows < n)
     assert np.array_equal(np.sort(np.concatenate(finder.blocks)), np.arange(n))  # every row once
     for rows in finder.blocks:  # whole classes, at least two
-        assert len(np.unique(noisy[rows])) >= 2 and not np.isin(noisy[rows], noisy[np.setdiff1d(np.arange(n), rows)]).any()
+        assert (
+            len(np.unique(noisy[rows])) >= 2 and not np.isin(noisy[rows], noisy[np.setdiff1d(np.arange(n), rows)]).any()
+        )
     for method in masks.CL_METHODS.values():
         if method == "confident_joint":
             flagged = np.zeros(n, bool)
@@ -72,13 +74,18 @@ def test_channel_stats_are_exact_whatever_the_chunks(monkeypatch):
         results.append(loader.channel_stats(images))
         results.append(loader.channel_stats(Rows(np.concatenate([images, images[:9]]), np.arange(333))))
     for m, s in results:
-        assert m.tolist() == [float(v) for v in mean] and np.allclose(s, [float(v) ** 0.5 for v in var], rtol=1e-15, atol=0)
+        assert m.tolist() == [float(v) for v in mean] and np.allclose(
+            s, [float(v) ** 0.5 for v in var], rtol=1e-15, atol=0
+        )
         assert m.tobytes() == results[0][0].tobytes() and s.tobytes() == results[0][1].tobytes()
 
 
 def test_the_cache_is_mapped_not_read(tmp_path):
-    arrays = {"train_x": np.random.default_rng(2).integers(0, 256, (3000, 20, 20, 3), dtype=np.uint8),
-              "train_y": np.arange(3000), "classes": np.array(["a", "b"])}
+    arrays = {
+        "train_x": np.random.default_rng(2).integers(0, 256, (3000, 20, 20, 3), dtype=np.uint8),
+        "train_y": np.arange(3000),
+        "classes": np.array(["a", "b"]),
+    }
     path = tmp_path / "cache.npz"
     store.save(path, arrays)
     loaded = store.load(path, mapped=True)
@@ -86,14 +93,24 @@ def test_the_cache_is_mapped_not_read(tmp_path):
     for key, value in arrays.items():
         assert np.array_equal(loaded[key], value), key
     rows = Rows(loaded["train_x"], [5, 2999, 0, 5])
-    assert np.array_equal(rows[1:3], arrays["train_x"][[2999, 0]]) and np.array_equal(np.asarray(rows), arrays["train_x"][[5, 2999, 0, 5]])
+    assert np.array_equal(rows[1:3], arrays["train_x"][[2999, 0]]) and np.array_equal(
+        np.asarray(rows), arrays["train_x"][[5, 2999, 0, 5]]
+    )
 
 
 def test_streamed_batches_are_the_batches_on_the_device():
     import torch
 
     images = np.random.default_rng(3).integers(0, 256, (500, 8, 8, 3), dtype=np.uint8)
-    kw = dict(batch_size=32, device="cpu", mean=np.full(3, 0.5), std=np.full(3, 0.25), seed=4, rows=np.arange(0, 1000, 2), n_all=1000)
+    kw = dict(
+        batch_size=32,
+        device="cpu",
+        mean=np.full(3, 0.5),
+        std=np.full(3, 0.25),
+        seed=4,
+        rows=np.arange(0, 1000, 2),
+        n_all=1000,
+    )
     made = {}
     for budget in ("", "0"):
         with pytest.MonkeyPatch.context() as mp:
@@ -102,7 +119,9 @@ def test_streamed_batches_are_the_batches_on_the_device():
         assert train.streamed == (budget == "0")
         train.keep(np.arange(500) % 3 > 0)
         made[budget] = [torch.cat([x.flatten(), y.float()]) for epoch in range(2) for x, y in train]
-        made[budget] += [torch.cat([x.flatten(), y.float()]) for x, y in train.in_order()] + [train.sample(10).flatten()]
+        made[budget] += [torch.cat([x.flatten(), y.float()]) for x, y in train.in_order()] + [
+            train.sample(10).flatten()
+        ]
     assert len(made[""]) == 2 * 15 + 16 + 1
     assert all(torch.equal(a, b) for a, b in zip(made[""], made["0"]))
 
@@ -139,7 +158,9 @@ def test_a_decode_stopped_part_way_resumes_where_it_stopped(tmp_path, monkeypatc
 
     monkeypatch.setattr(base.Decoder, "image", image)
     whole = datasets.read_source(str(root), test_fraction=0.25)
-    (root / "c1" / "33.png").rename(root / "c1" / "33_kill.png")  # row 16 in listing order: the decode dies at the 3rd chunk
+    (root / "c1" / "33.png").rename(
+        root / "c1" / "33_kill.png"
+    )  # row 16 in listing order: the decode dies at the 3rd chunk
     staging = tmp_path / "staging"
     with pytest.raises(RuntimeError, match="killed"):
         datasets.read_source(str(root), test_fraction=0.25, staging=staging)
@@ -170,10 +191,29 @@ def test_a_fold_on_two_cpu_ranks_resumes_mid_training(run_copy):
     shard = run.shard("n20_s0", 0)
     ckpt = Path(f"{shard}.ckpt")
     shard.unlink()
-    flags = ["--fold", "0", "--cond", "n20_s0", "--folds", "3", "--epochs", "12", "--batch-size", "64", "--gpu", "cpu",
-             "--devices-per-task", "2"]
-    proc = subprocess.Popen([sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), *flags], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    flags = [
+        "--fold",
+        "0",
+        "--cond",
+        "n20_s0",
+        "--folds",
+        "3",
+        "--epochs",
+        "12",
+        "--batch-size",
+        "64",
+        "--gpu",
+        "cpu",
+        "--devices-per-task",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), *flags],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 180
     while not ckpt.exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -187,7 +227,18 @@ def test_a_fold_on_two_cpu_ranks_resumes_mid_training(run_copy):
     info = store.verify(shard)["info"]
     assert info["devices"] == 2 and info["heldout_acc_noisy"] > 0.5 and not ckpt.exists()
     with pytest.raises(Exception, match="--batch-size 63 does not split evenly over 2 devices"):
-        stage("crossval", run.root, *flags[:-6], "--batch-size", "63", "--gpu", "cpu", "--devices-per-task", "2", "--force")
+        stage(
+            "crossval",
+            run.root,
+            *flags[:-6],
+            "--batch-size",
+            "63",
+            "--gpu",
+            "cpu",
+            "--devices-per-task",
+            "2",
+            "--force",
+        )
 
 
 def test_a_slurm_element_with_several_gpus_trains_its_fold_on_all_of_them(run_copy):
@@ -204,9 +255,27 @@ def test_a_slurm_element_with_several_gpus_trains_its_fold_on_all_of_them(run_co
 
     run = RunDir(run_copy)
     run.shard("n20_s0", 1).unlink()
-    proc = subprocess.run([sys.executable, "-m", "slurm.submit", "crossval", "--run-dir", str(run.root), "--cond", "n20_s0",
-                           "--fold", "1", *FAST_CROSSVAL[:-2], "--gpus-per-task", "2", "--tasks-only"],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slurm.submit",
+            "crossval",
+            "--run-dir",
+            str(run.root),
+            "--cond",
+            "n20_s0",
+            "--fold",
+            "1",
+            *FAST_CROSSVAL[:-2],
+            "--gpus-per-task",
+            "2",
+            "--tasks-only",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     listing = json.loads(next((run.root / "slurm").glob("*-tasks.json")).read_text())
     assert listing["gpu"] == "0,1" and "--gpus-per-task=2" in proc.stdout

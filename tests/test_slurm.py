@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from pipeline import store
 from pipeline.layout import RunDir
 from stages import crossval
@@ -32,7 +32,9 @@ def slurm_env():
     """The environment for SLURM clients (SLURM_CONF); starts the local cluster, stops it after if it started it."""
     missing = [b for b in ("sbatch", "squeue", "scancel", "slurmctld", "slurmd", "munged") if shutil.which(b) is None]
     if missing:
-        pytest.skip(f"SLURM is not installed (no {', '.join(missing)}): apt-get install slurmctld slurmd slurm-client munge")
+        pytest.skip(
+            f"SLURM is not installed (no {', '.join(missing)}): apt-get install slurmctld slurmd slurm-client munge"
+        )
     was_up = subprocess.run([CLUSTER, "status"], capture_output=True).returncode == 0
     proc = subprocess.run([CLUSTER, "start"], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
@@ -58,7 +60,9 @@ def submit_cmd(stage_name: str, run: RunDir, *args: str) -> list[str]:
 
 
 def submit(env, stage_name: str, run: RunDir, *args: str) -> str:
-    proc = subprocess.run(submit_cmd(stage_name, run, *args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        submit_cmd(stage_name, run, *args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, f"slurm.submit exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -75,7 +79,9 @@ def test_crossval_array_then_combine_array(slurm_env, noisy_run):
         log = (run.root / "slurm" / "logs" / f"{job[1]}_{k}" / f"{job[1]}_{k}_0_log.out").read_text()
         assert f"wrote {run.shard(cond, k)}" in log
 
-    out = submit(slurm_env, "combine", run, "--cond", cond, *ON_CPU[2:], "--wait")  # a stage that trains nothing: no GPU asked
+    out = submit(
+        slurm_env, "combine", run, "--cond", cond, *ON_CPU[2:], "--wait"
+    )  # a stage that trains nothing: no GPU asked
     job = re.search(r"submitted job (\d+) \(cl-combine\): 1 task\(s\)", out)
     assert job and "all 1 task(s) done" in out, out
     log = (run.root / "slurm" / "logs" / job[1] / f"{job[1]}_0_log.out").read_text()
@@ -91,8 +97,14 @@ def test_crossval_array_then_combine_array(slurm_env, noisy_run):
 def test_signalled_task_is_requeued_and_resumes_from_its_checkpoint(slurm_env, noisy_run):
     run, cond = noisy_run, "n20_s0"
     train = ["--cond", cond, "--fold", "0,1", "--folds", "3", "--epochs", "8", "--batch-size", "128"]
-    proc = subprocess.Popen(submit_cmd("crossval", run, *train, *ON_CPU, "--wait"), cwd=ROOT, env=slurm_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        submit_cmd("crossval", run, *train, *ON_CPU, "--wait"),
+        cwd=ROOT,
+        env=slurm_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     head, job, ckpt = "", None, Path(f"{run.shard(cond, 0)}.ckpt")
     try:
         while job is None and (line := proc.stdout.readline()):
@@ -135,7 +147,9 @@ def test_the_one_sbatch_template_runs_a_task_list_without_submitit(slurm_env, no
     cmd = shlex.split(out.split("submit it with:\n", 1)[1].strip().splitlines()[0])
     assert cmd[0] == "sbatch" and cmd[-1] == str(ROOT / "slurm" / "array.sbatch") and "--job-name=cl-crossval" in cmd
     env = {**slurm_env, "CL_PYTHON": sys.executable}
-    proc = subprocess.run([*cmd[:-1], "--wait", cmd[-1]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [*cmd[:-1], "--wait", cmd[-1]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     config = crossval.CrossvalConfig(folds=3, epochs=2, batch_size=128)  # FAST
     assert crossval.STAGE.pending(run, [(cond, 0)], config) == []

@@ -21,7 +21,12 @@ def chain(tmp_path, n=4):
     paths = [tmp_path / f"a{i}.npy" for i in range(n)]
     for i, p in enumerate(paths):
         inputs = {"prev": paths[i - 1]} if i else {}
-        assert store.produce(p, root=p.parent, stage=f"s{i}", inputs=inputs, config={"k": i}, make=lambda i=i: (np.arange(3) + i, {})) == store.Outcome.MADE
+        assert (
+            store.produce(
+                p, root=p.parent, stage=f"s{i}", inputs=inputs, config={"k": i}, make=lambda i=i: (np.arange(3) + i, {})
+            )
+            == store.Outcome.MADE
+        )
     return paths
 
 
@@ -32,7 +37,15 @@ def test_a_change_anywhere_up_the_chain_makes_everything_below_stale(tmp_path_fa
     target = paths[where]
     if how == "remade":  # its stage ran again and made something else: it verifies, what was made from it does not
         inputs = {"prev": paths[where - 1]} if where else {}
-        store.produce(target, root=target.parent, stage=f"s{where}", inputs=inputs, config={"k": where}, make=lambda: (np.arange(4), {}), force=True)
+        store.produce(
+            target,
+            root=target.parent,
+            stage=f"s{where}",
+            inputs=inputs,
+            config={"k": where},
+            make=lambda: (np.arange(4), {}),
+            force=True,
+        )
     elif how == "overwritten":
         store.save(target, np.arange(4))  # a valid file, not the one its manifest describes
     elif how == "truncate":
@@ -53,7 +66,10 @@ def test_a_change_anywhere_up_the_chain_makes_everything_below_stale(tmp_path_fa
                 store.read(p)
             assert str(target) in str(e.value) or store.manifest_path(target).name in str(e.value)
     if where < 3 and how == "remade":  # the message names the deepest broken link and what redoes it
-        with pytest.raises(PipelineError, match=rf"a{where + 1}\.npy is stale: \S*a{where}\.npy changed after it was made; rerun make s{where + 1}"):
+        with pytest.raises(
+            PipelineError,
+            match=rf"a{where + 1}\.npy is stale: \S*a{where}\.npy changed after it was made; rerun make s{where + 1}",
+        ):
             store.verify(paths[3])
     if how == "overwritten":
         with pytest.raises(PipelineError, match=rf"a{where}\.npy: changed since it was made .*; rerun make s{where} "):
@@ -68,15 +84,25 @@ def test_current_means_same_config_and_same_inputs(tmp_path):
     assert not store.is_current(b, {"prev": a, "more": c}, {"k": 1})
     calls = []
     make = lambda: calls.append(1) or (np.arange(3) + 1, {})
-    assert store.produce(b, root=b.parent, stage="s1", inputs={"prev": a}, config={"k": 1}, make=make) == store.Outcome.CURRENT and not calls
-    assert store.produce(b, root=b.parent, stage="s1", inputs={"prev": a}, config={"k": 1}, make=make, force=True) == store.Outcome.MADE and calls
+    assert (
+        store.produce(b, root=b.parent, stage="s1", inputs={"prev": a}, config={"k": 1}, make=make)
+        == store.Outcome.CURRENT
+        and not calls
+    )
+    assert (
+        store.produce(b, root=b.parent, stage="s1", inputs={"prev": a}, config={"k": 1}, make=make, force=True)
+        == store.Outcome.MADE
+        and calls
+    )
 
 
 def test_a_stale_input_is_refused_before_making(tmp_path):
     a, b = chain(tmp_path, 2)
     a.write_bytes(a.read_bytes()[:-1])
     with pytest.raises(PipelineError, match=r"a0\.npy: changed since it was made .*rerun make s0"):
-        store.produce(tmp_path / "x.npy", root=tmp_path, stage="x", inputs={"b": b}, config={}, make=lambda: (np.zeros(1), {}))
+        store.produce(
+            tmp_path / "x.npy", root=tmp_path, stage="x", inputs={"b": b}, config={}, make=lambda: (np.zeros(1), {})
+        )
     assert not (tmp_path / "x.npy").exists()
 
 
@@ -121,8 +147,9 @@ def test_truncated_npy_is_a_clear_error(tmp_path):
 
 
 def write_lock(path, **owner):
-    path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": lock._started(os.getpid()),
-                                **owner}))
+    path.write_text(
+        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": lock._started(os.getpid()), **owner})
+    )
     return path
 
 

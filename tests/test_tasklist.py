@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, stage
+
 from pipeline import store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
@@ -20,8 +20,14 @@ WORDS = {o.value for o in store.Outcome}
 def entry(run: RunDir, name: str, task: list) -> dict:
     """One array element's spec of stage ``name`` (default config), as ``tasklist.entry`` gives it."""
     s = tasklist.registry()[name]
-    return {"stage": name, "run_dir": str(run.root), "force": False, "gpu": "cpu",
-            "config": dataclasses.asdict(s.Config()), "task": task}
+    return {
+        "stage": name,
+        "run_dir": str(run.root),
+        "force": False,
+        "gpu": "cpu",
+        "config": dataclasses.asdict(s.Config()),
+        "task": task,
+    }
 
 
 @pytest.mark.parametrize("name", ["combine", "masks", "review"])
@@ -42,10 +48,13 @@ def test_a_task_list_whose_run_directory_is_gone_says_so(run_copy, tmp_path):
     shutil.move(run.root, tmp_path / "moved")
     with pytest.raises(PipelineError, match=f"{run.root}: the run directory of this task list is gone"):
         tasklist.execute(tasklist.entry(tasklist.load(listing), 0))
-    proc = subprocess.run([sys.executable, "-m", "slurm.task", str(listing), "0"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "slurm.task", str(listing), "0"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         f"error: {run.root}: the run directory of this task list is gone (moved or removed); submit the crossval "
-        "stage again from where the run is now"], proc.stderr
+        "stage again from where the run is now"
+    ], proc.stderr
 
 
 def test_max_tasks_takes_the_first_pending_tasks_of_every_stage(run_copy):

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST_CROSSVAL, ROOT, stage
+
 from pipeline import conditions
 from pipeline.layout import RunDir
 
@@ -66,7 +66,9 @@ def test_failing_task_does_not_stop_the_others_and_rerun_does_only_it(run_dir):
     proc = stage("crossval", run_dir.root, *args, ok=False)
     assert sorted(written(proc.stdout)) == sorted(str(run_dir.shard("n20_s0", k)) for k in (0, 1))
     assert len(re.findall(r"FAILED n40_s40 fold \d: \S+labels\.npy: changed since it was made", proc.stdout)) == 2
-    assert "2 of 4 crossval task(s) failed" in proc.stderr and "re-running does only what is still pending" in proc.stderr
+    assert (
+        "2 of 4 crossval task(s) failed" in proc.stderr and "re-running does only what is still pending" in proc.stderr
+    )
     before = {k: run_dir.shard("n20_s0", k).stat().st_mtime_ns for k in (0, 1)}
 
     labels.write_bytes(good)

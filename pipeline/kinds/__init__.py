@@ -7,4 +7,9 @@ generating noise matrix where there is one) and puts the condition in words (``d
 
 from pipeline.kinds import cifar10n, generated, given, paper
 
-KINDS = {"paper": paper.KIND, "generated": generated.KIND, "given": given.KIND, "cifar10n": cifar10n.KIND}  # by Condition.kind
+KINDS = {
+    "paper": paper.KIND,
+    "generated": generated.KIND,
+    "given": given.KIND,
+    "cifar10n": cifar10n.KIND,
+}  # by Condition.kind

@@ -32,8 +32,10 @@ def cifar10_rows(ds: Dataset, what: str, otherwise: str = "") -> np.ndarray:
     is CIFAR-10's whole training set (labels given by that index, ``what``, need it)."""
     idx = ds.train_source_index
     if ds.num_classes != 10 or len(idx) != CIFAR10_TRAIN_SIZE or sorted(idx) != list(range(CIFAR10_TRAIN_SIZE)):
-        raise PipelineError(f"{what} need CIFAR-10's 50,000 training images named <i>_<class> (ImageFolder) or "
-                            f"cifar-10-batches-py{otherwise}")
+        raise PipelineError(
+            f"{what} need CIFAR-10's 50,000 training images named <i>_<class> (ImageFolder) or "
+            f"cifar-10-batches-py{otherwise}"
+        )
     return idx
 
 

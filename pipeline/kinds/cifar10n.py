@@ -13,8 +13,13 @@ from pipeline.kinds.base import CIFAR10_TRAIN_SIZE, FromFile, cifar10_rows, vali
 from pipeline.sources.base import Dataset
 
 # CIFAR-10N's label sets (keys of CIFAR-10_human.pt) by the condition name they get here.
-SETS = {"c10n_aggre": "aggre_label", "c10n_random1": "random_label1", "c10n_random2": "random_label2",
-        "c10n_random3": "random_label3", "c10n_worse": "worse_label"}
+SETS = {
+    "c10n_aggre": "aggre_label",
+    "c10n_random1": "random_label1",
+    "c10n_random2": "random_label2",
+    "c10n_random3": "random_label3",
+    "c10n_worse": "worse_label",
+}
 
 
 def _numpy_globals() -> list:
@@ -23,8 +28,13 @@ def _numpy_globals() -> list:
     from numpy._core.multiarray import _reconstruct
 
     ints = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
-    return [np.ndarray, np.dtype, _reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"),
-            *(type(np.dtype(t)) for t in ints)]
+    return [
+        np.ndarray,
+        np.dtype,
+        _reconstruct,
+        (_reconstruct, "numpy.core.multiarray._reconstruct"),
+        *(type(np.dtype(t)) for t in ints),
+    ]
 
 
 def read(path: Path, key: str, ds: Dataset) -> np.ndarray:
@@ -39,7 +49,9 @@ def read(path: Path, key: str, ds: Dataset) -> np.ndarray:
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
     except Exception as e:  # noqa: BLE001 - not a torch file, or one holding more than label arrays
-        raise PipelineError(f"{path}: not a CIFAR-10N label file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        raise PipelineError(
+            f"{path}: not a CIFAR-10N label file ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+        ) from None
     wanted = ("clean_label", *SETS.values())  # all checked, whichever is asked for: all five conditions or none
     if not isinstance(data, dict) or any(k not in data for k in wanted):
         have = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
@@ -50,12 +62,16 @@ def read(path: Path, key: str, ds: Dataset) -> np.ndarray:
         try:
             value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
         except (TypeError, ValueError, RuntimeError) as e:  # ragged lists, exotic tensors
-            raise PipelineError(f"{path}: {k}: not an array of labels ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+            raise PipelineError(
+                f"{path}: {k}: not an array of labels ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            ) from None
         arrays[k] = validate_labels(value, CIFAR10_TRAIN_SIZE, 10, f"{path}: {k}")
     if not np.array_equal(arrays["clean_label"][idx], ds.train_y):
         wrong = int(np.sum(arrays["clean_label"][idx] != ds.train_y))
-        raise PipelineError(f"{path}: clean_label disagrees with the dataset's labels in {wrong} of {CIFAR10_TRAIN_SIZE} "
-                            "rows: not CIFAR-10N for this CIFAR-10 training set, or in another order")
+        raise PipelineError(
+            f"{path}: clean_label disagrees with the dataset's labels in {wrong} of {CIFAR10_TRAIN_SIZE} "
+            "rows: not CIFAR-10N for this CIFAR-10 training set, or in another order"
+        )
     return arrays[key][idx]
 
 

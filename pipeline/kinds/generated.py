@@ -10,7 +10,9 @@ from pipeline.errors import PipelineError
 from pipeline.sources.base import Dataset
 
 
-def generate(true: np.ndarray, num_classes: int, noise: float, sparsity: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def generate(
+    true: np.ndarray, num_classes: int, noise: float, sparsity: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(noisy labels, generating noise matrix) via cleanlab's ``benchmarking.noise_generation``."""
     from cleanlab.benchmarking.noise_generation import generate_noise_matrix_from_trace, generate_noisy_labels
 
@@ -18,12 +20,20 @@ def generate(true: np.ndarray, num_classes: int, noise: float, sparsity: float, 
         return true.copy(), np.eye(num_classes)
     py = np.bincount(true, minlength=num_classes) / len(true)
     try:
-        nm = generate_noise_matrix_from_trace(num_classes, num_classes * (1 - noise), py=py, frac_zero_noise_rates=sparsity,
-                                              valid_noise_matrix=True, seed=seed)
+        nm = generate_noise_matrix_from_trace(
+            num_classes,
+            num_classes * (1 - noise),
+            py=py,
+            frac_zero_noise_rates=sparsity,
+            valid_noise_matrix=True,
+            seed=seed,
+        )
     except ValueError as e:
         raise PipelineError(f"noise={noise}, sparsity={sparsity}: cleanlab cannot generate it ({e})") from None
     if nm is None:
-        raise PipelineError(f"noise={noise}, sparsity={sparsity}: cleanlab found no valid noise matrix for these classes")
+        raise PipelineError(
+            f"noise={noise}, sparsity={sparsity}: cleanlab found no valid noise matrix for these classes"
+        )
     np.random.seed(seed)  # generate_noisy_labels draws from numpy's global generator
     return np.asarray(generate_noisy_labels(true, nm), np.int64), nm
 

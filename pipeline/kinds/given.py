@@ -40,27 +40,39 @@ def decisions(path: Path, ds: Dataset) -> np.ndarray:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
             if next(reader, None) != ["row", "id", "label", "decision"]:
-                raise PipelineError(f"{path}: line 1: expected the header row,id,label,decision (a review page's export)")
+                raise PipelineError(
+                    f"{path}: line 1: expected the header row,id,label,decision (a review page's export)"
+                )
             for line, fields in enumerate(reader, 2):
                 if len(fields) != 4:
                     raise PipelineError(f"{path}: line {line}: expected 4 fields, found {len(fields)}")
                 row, id_, label, decision = fields
                 if not re.fullmatch(r"[0-9]{1,12}", row) or int(row) >= n:
-                    raise PipelineError(f"{path}: line {line}: row {row!r} does not exist (the dataset has {n} training rows)")
+                    raise PipelineError(
+                        f"{path}: line {line}: row {row!r} does not exist (the dataset has {n} training rows)"
+                    )
                 if int(row) != line - 2:
-                    raise PipelineError(f"{path}: line {line}: row {row}, expected row {line - 2} (one line per row, in order)")
+                    raise PipelineError(
+                        f"{path}: line {line}: row {row}, expected row {line - 2} (one line per row, in order)"
+                    )
                 if id_ != str(ids[int(row)]):
-                    raise PipelineError(f"{path}: line {line}: id {id_!r} is not row {row}'s ({ids[int(row)]!r}): "
-                                        "decisions made on another dataset?")
+                    raise PipelineError(
+                        f"{path}: line {line}: id {id_!r} is not row {row}'s ({ids[int(row)]!r}): "
+                        "decisions made on another dataset?"
+                    )
                 if label not in classes:
                     raise PipelineError(f"{path}: line {line}: label {label!r} is not a class of the dataset")
                 if decision not in DECISIONS:
-                    raise PipelineError(f"{path}: line {line}: decision {decision!r}: expected keep, relabel, drop or empty")
+                    raise PipelineError(
+                        f"{path}: line {line}: decision {decision!r}: expected keep, relabel, drop or empty"
+                    )
                 labels[int(row)] = classes[label]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise PipelineError(f"{path}: not a readable decisions CSV ({e})") from None
     if (labels < 0).any():
-        raise PipelineError(f"{path}: {int((labels < 0).sum())} of {n} training rows missing (from row {int(np.argmax(labels < 0))})")
+        raise PipelineError(
+            f"{path}: {int((labels < 0).sum())} of {n} training rows missing (from row {int(np.argmax(labels < 0))})"
+        )
     return labels
 
 

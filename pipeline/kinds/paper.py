@@ -27,8 +27,10 @@ from pipeline.sources.base import Dataset, source_index
 LABELS = Path(__file__).resolve().parent.parent.parent / "data" / "cl_paper_cifar10_noisy_labels.npz"
 SPARSITIES = (0.0, 0.2, 0.4, 0.6)
 # (sparsity, noise amount) of Table 2's 13 conditions ("paper") and of all 17 label files ("paper-all").
-GRID = {name: [(0.0, 0.0)] + [(s, n) for n in amounts for s in SPARSITIES]
-        for name, amounts in (("paper", (0.2, 0.4, 0.6)), ("paper-all", (0.2, 0.4, 0.6, 0.8)))}
+GRID = {
+    name: [(0.0, 0.0)] + [(s, n) for n in amounts for s in SPARSITIES]
+    for name, amounts in (("paper", (0.2, 0.4, 0.6)), ("paper-all", (0.2, 0.4, 0.6, 0.8)))
+}
 
 
 def file_key(sparsity: float, noise_amount: float) -> str:

@@ -34,8 +34,10 @@ def check(own: dict, batch: int, where: str) -> None:
     """Co-Teaching keeps int((1 - rate) x batch) examples of a batch: at least one, or it learns nothing."""
     rate = own["forget_rate"]
     if rate is not None and int((1 - rate) * batch) < 1:
-        raise PipelineError(f"{where}--forget-rate {rate}: keeps no example of a batch of {batch} "
-                            f"(Co-Teaching keeps int((1 - rate) x batch)); expected below {1 - 1 / batch:g}")
+        raise PipelineError(
+            f"{where}--forget-rate {rate}: keeps no example of a batch of {batch} "
+            f"(Co-Teaching keeps int((1 - rate) x batch)); expected below {1 - 1 / batch:g}"
+        )
 
 
 def resolve(own: dict, noise_rate: float) -> dict:
@@ -44,11 +46,25 @@ def resolve(own: dict, noise_rate: float) -> dict:
 
 
 SPEC = Spec(
-    "coteaching", "Co-Teaching", 2, losses, paper_baseline=True, paper_cleaned=True, check=check, resolve=resolve,
+    "coteaching",
+    "Co-Teaching",
+    2,
+    losses,
+    paper_baseline=True,
+    paper_cleaned=True,
+    check=check,
+    resolve=resolve,
     options={
-        "num_gradual": option(10, "coteaching: epochs over which the forget rate ramps up linearly (at most --epochs)",
-                              Range(int, 0, 10_000)),
-        "forget_rate": option(None, "coteaching: fraction of each batch's largest losses left out; none: half the "
-                                    "condition's actual noise rate, as the CL paper did",
-                              Range(float, 0, 1, hi_open=True, optional=True)),
-    })
+        "num_gradual": option(
+            10,
+            "coteaching: epochs over which the forget rate ramps up linearly (at most --epochs)",
+            Range(int, 0, 10_000),
+        ),
+        "forget_rate": option(
+            None,
+            "coteaching: fraction of each batch's largest losses left out; none: half the "
+            "condition's actual noise rate, as the CL paper did",
+            Range(float, 0, 1, hi_open=True, optional=True),
+        ),
+    },
+)

@@ -15,6 +15,14 @@ def losses(nets, x, y, *, epoch, epochs, gce_q):
     return [((1 - p_label.pow(gce_q)) / gce_q).mean()]
 
 
-SPEC = Spec("gce", "GCE", 1, losses, options={
-    "gce_q": option(0.7, "gce: the exponent q of (1 - p_label^q) / q (Zhang & Sabuncu: 0.7)", Range(float, 0, 1, lo_open=True)),
-})
+SPEC = Spec(
+    "gce",
+    "GCE",
+    1,
+    losses,
+    options={
+        "gce_q": option(
+            0.7, "gce: the exponent q of (1 - p_label^q) / q (Zhang & Sabuncu: 0.7)", Range(float, 0, 1, lo_open=True)
+        ),
+    },
+)

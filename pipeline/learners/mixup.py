@@ -27,6 +27,15 @@ def losses(nets, x, y, *, epoch, epochs, mixup_alpha):
     return [lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[pair])]
 
 
-SPEC = Spec("mixup", "Mixup", 1, losses, paper_baseline=True, options={
-    "mixup_alpha": option(1.0, "mixup: the mixing weight is drawn from Beta(alpha, alpha)", Range(float, 0, 100, lo_open=True)),
-})
+SPEC = Spec(
+    "mixup",
+    "Mixup",
+    1,
+    losses,
+    paper_baseline=True,
+    options={
+        "mixup_alpha": option(
+            1.0, "mixup: the mixing weight is drawn from Beta(alpha, alpha)", Range(float, 0, 100, lo_open=True)
+        ),
+    },
+)

@@ -23,10 +23,24 @@ def losses(nets, x, y, *, epoch, epochs, sce_alpha, sce_beta):
 
 def check(own: dict, batch: int, where: str) -> None:
     if own["sce_alpha"] == 0 and own["sce_beta"] == 0:
-        raise PipelineError(f"{where}--sce-alpha 0 --sce-beta 0: the loss would be 0 and sce would learn nothing; make one positive")
+        raise PipelineError(
+            f"{where}--sce-alpha 0 --sce-beta 0: the loss would be 0 and sce would learn nothing; make one positive"
+        )
 
 
-SPEC = Spec("sce", "SCE", 1, losses, paper_baseline=True, check=check, options={
-    "sce_alpha": option(0.1, "sce: weight of the cross-entropy term (Wang et al.: 0.1 on CIFAR-10)", Range(float, 0, 100)),
-    "sce_beta": option(1.0, "sce: weight of the reverse cross-entropy term (Wang et al.: 1.0 on CIFAR-10)", Range(float, 0, 100)),
-})
+SPEC = Spec(
+    "sce",
+    "SCE",
+    1,
+    losses,
+    paper_baseline=True,
+    check=check,
+    options={
+        "sce_alpha": option(
+            0.1, "sce: weight of the cross-entropy term (Wang et al.: 0.1 on CIFAR-10)", Range(float, 0, 100)
+        ),
+        "sce_beta": option(
+            1.0, "sce: weight of the reverse cross-entropy term (Wang et al.: 1.0 on CIFAR-10)", Range(float, 0, 100)
+        ),
+    },
+)

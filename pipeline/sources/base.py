@@ -9,9 +9,9 @@ import multiprocessing
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -62,12 +62,18 @@ class Options:
 
     def only(self, applies: set[str], where, why: str) -> None:
         """Refuse the options given that ``where`` cannot apply (a manifest must not record an option that did nothing)."""
-        given = {"--image-size": self.image_size is not None, "--test-fraction": self.test_fraction is not None,
-                 "--skip-bad": self.skipped is not None, "--audit-test": self.audit_test}
+        given = {
+            "--image-size": self.image_size is not None,
+            "--test-fraction": self.test_fraction is not None,
+            "--skip-bad": self.skipped is not None,
+            "--audit-test": self.audit_test,
+        }
         bad = [flag for flag, on in given.items() if on and flag not in applies]
         if bad:
-            raise PipelineError(f"{where}: {' and '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply to this source "
-                                f"({why}); leave it out")
+            raise PipelineError(
+                f"{where}: {' and '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply to this source "
+                f"({why}); leave it out"
+            )
 
     def decoder(self) -> Decoder:
         return Decoder(self.image_size, self.skipped, self.staging, self.workers)
@@ -95,15 +101,18 @@ class Decoder:
     ``skipped`` (a list) collects the reasons for left-out rows instead of failing. ``staging``, ``workers``: see
     ``decode``. The first image decoded sets the size every other must have (``first``: (size, name))."""
 
-    def __init__(self, image_size: int | None, skipped: list[str] | None, staging: Path | None = None, workers: int = 1):
+    def __init__(
+        self, image_size: int | None, skipped: list[str] | None, staging: Path | None = None, workers: int = 1
+    ):
         self.image_size, self.skipped, self.staging, self.workers = image_size, skipped, staging, workers
         self.first: tuple[tuple[int, int], str] | None = None
 
     def none_left(self, where) -> None:
         """With nothing usable left, say so (and why the first row was skipped) instead of the error it would cause later."""
         if self.skipped:
-            raise PipelineError(f"{where}: --skip-bad left no usable image ({len(self.skipped)} skipped; the first: "
-                                f"{self.skipped[0]})")
+            raise PipelineError(
+                f"{where}: --skip-bad left no usable image ({len(self.skipped)} skipped; the first: {self.skipped[0]})"
+            )
 
     def bad(self, message: str) -> None:
         if self.skipped is None:
@@ -125,10 +134,14 @@ class Decoder:
             with Image.open(io.BytesIO(data)) as im:
                 im.load()
                 if im.mode in ("I", "F"):
-                    raise PipelineError(f"{name}: {'32-bit integer' if im.mode == 'I' else 'floating-point'} pixels "
-                                        f"(mode {im.mode}); convert it to 8 or 16 bits per channel")
+                    raise PipelineError(
+                        f"{name}: {'32-bit integer' if im.mode == 'I' else 'floating-point'} pixels "
+                        f"(mode {im.mode}); convert it to 8 or 16 bits per channel"
+                    )
                 if im.mode.startswith("I;16"):  # scaled to 8 bits, rounding, not clipped
-                    im = Image.fromarray(((np.asarray(im).astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8), "L")
+                    im = Image.fromarray(
+                        ((np.asarray(im).astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8), "L"
+                    )
                 elif im.mode == "P":
                     im = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 if im.mode in ("LA", "La", "RGBA", "RGBa", "PA"):
@@ -166,19 +179,27 @@ def stack(parts: dict[str, tuple[Decoded, np.ndarray]]) -> dict[str, np.ndarray 
     return {split: Rows(d.images if colour else d.images[..., :1], rows) for split, (d, rows) in parts.items()}
 
 
-def hold_out(y: np.ndarray, test_fraction: float | None, where: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def hold_out(
+    y: np.ndarray, test_fraction: float | None, where: Path, classes: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, test rows), stratified by class, seeded, each in source order."""
     from sklearn.model_selection import train_test_split
 
     counts = np.bincount(y, minlength=len(classes))
     if counts.min() < 2:
         c = int(np.argmin(counts))
-        raise PipelineError(f"{where}: class {classes[c]!r} has {counts[c]} image(s); a stratified test split needs 2 "
-                            "or more per class (add images, or give the split yourself)")
+        raise PipelineError(
+            f"{where}: class {classes[c]!r} has {counts[c]} image(s); a stratified test split needs 2 "
+            "or more per class (add images, or give the split yourself)"
+        )
     try:
-        train, test = train_test_split(np.arange(len(y)), test_size=test_fraction or TEST_FRACTION, random_state=0, stratify=y)
+        train, test = train_test_split(
+            np.arange(len(y)), test_size=test_fraction or TEST_FRACTION, random_state=0, stratify=y
+        )
     except ValueError as e:
-        raise PipelineError(f"{where}: cannot hold out --test-fraction {test_fraction or TEST_FRACTION} stratified ({e})") from None
+        raise PipelineError(
+            f"{where}: cannot hold out --test-fraction {test_fraction or TEST_FRACTION} stratified ({e})"
+        ) from None
     return np.sort(train), np.sort(test)
 
 
@@ -187,25 +208,41 @@ def check_classes(classes: list[str], where: Path) -> None:
         raise PipelineError(f"{where}: {len(classes)} class(es); expected 2 to {MAX_CLASSES}")
 
 
-def dataset(x: dict[str, np.ndarray], y: dict[str, np.ndarray], ids: dict[str, list[str]], stems: dict[str, list[str]],
-            classes: list[str], where: Path, audit_test: bool = False) -> Dataset:
+def dataset(
+    x: dict[str, np.ndarray],
+    y: dict[str, np.ndarray],
+    ids: dict[str, list[str]],
+    stems: dict[str, list[str]],
+    classes: list[str],
+    where: Path,
+    audit_test: bool = False,
+) -> Dataset:
     """The Dataset of a file source's splits (``ids``, ``stems``: each split's); ``audit_test``: its test split
     becomes the training rows (what the pipeline audits), with no test set."""
     for split in ("train", "test"):
         if not len(y[split]):
-            raise PipelineError(f"{where}: no usable {split} images" + (" to audit (--audit-test)" if audit_test and split == "test" else ""))
+            raise PipelineError(
+                f"{where}: no usable {split} images"
+                + (" to audit (--audit-test)" if audit_test and split == "test" else "")
+            )
     if audit_test:
         x, y = {"train": x["test"], "test": x["test"][:0]}, {"train": y["test"], "test": y["test"][:0]}
         ids, stems = {"train": ids["test"]}, {"train": stems["test"]}
     ids, stems = ids["train"], stems["train"]
     empty = [classes[k] for k in np.flatnonzero(np.bincount(y["train"], minlength=len(classes)) == 0)]
     if empty:  # e.g. every training image of a class was unreadable and skipped
-        raise PipelineError(f"{where}: class(es) {', '.join(map(repr, empty[:5]))}{', ...' if len(empty) > 5 else ''} "
-                            "have no usable training images")
+        raise PipelineError(
+            f"{where}: class(es) {', '.join(map(repr, empty[:5]))}{', ...' if len(empty) > 5 else ''} "
+            "have no usable training images"
+        )
     return Dataset(
-        train_x=x["train"], train_y=np.asarray(y["train"], np.int64), train_ids=np.array(ids, dtype=str),
+        train_x=x["train"],
+        train_y=np.asarray(y["train"], np.int64),
+        train_ids=np.array(ids, dtype=str),
         train_source_index=np.array([source_index(os.path.basename(s)) for s in stems], np.int64),
-        test_x=x["test"], test_y=np.asarray(y["test"], np.int64), classes=np.array(classes),
+        test_x=x["test"],
+        test_y=np.asarray(y["test"], np.int64),
+        classes=np.array(classes),
     )
 
 
@@ -234,7 +271,7 @@ def decode(items: list[tuple[str, Callable[[], bytes]]], decoder: Decoder, what:
     pool = multiprocessing.get_context("fork").Pool(decoder.workers) if decoder.workers > 1 and len(todo) > 1 else None
     saved, logged = time.perf_counter(), int((state > 0).sum()) // LOG_EVERY
     try:
-        for first, states, bad in (pool.imap(_decode_chunk, todo) if pool else map(_decode_chunk, todo)):
+        for first, states, bad in pool.imap(_decode_chunk, todo) if pool else map(_decode_chunk, todo):
             state[first : first + len(states)] = states
             reasons.update(bad)
             done = int((state > 0).sum())
@@ -273,8 +310,10 @@ def _decode_chunk(first: int) -> tuple[int, np.ndarray, dict[int, str]]:
             continue
         if im.shape[:2] != images.shape[1:3]:
             (h, w), other = images.shape[1:3], decoder.first[1]
-            raise PipelineError(f"{name}: images differ in size ({im.shape[1]}x{im.shape[0]} {name}, {w}x{h} {other}, ...); "
-                                "pass --image-size N to resize them all to N x N")
+            raise PipelineError(
+                f"{name}: images differ in size ({im.shape[1]}x{im.shape[0]} {name}, {w}x{h} {other}, ...); "
+                "pass --image-size N to resize them all to N x N"
+            )
         images[i] = im
         states[i - first] = Decoded.COLOUR if im.shape[-1] == 3 else Decoded.GREY
     if isinstance(images, np.memmap):
@@ -297,7 +336,9 @@ def _first_size(items, decoder: Decoder) -> tuple[int, int] | None:
 
 def _resumed(folder: Path, what: str, shape: tuple) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """(images, state, reasons) of a decode into ``folder``: what an earlier, killed one saved, if it had this shape."""
-    images_path, state_path, reasons_path = (folder / f"{what}{suffix}" for suffix in (".npy", ".state.npy", ".skipped.json"))
+    images_path, state_path, reasons_path = (
+        folder / f"{what}{suffix}" for suffix in (".npy", ".state.npy", ".skipped.json")
+    )
     try:
         images = np.lib.format.open_memmap(images_path, mode="r+")
         state, reasons = np.load(state_path), {int(k): v for k, v in json.loads(reasons_path.read_text()).items()}
@@ -308,7 +349,11 @@ def _resumed(folder: Path, what: str, shape: tuple) -> tuple[np.ndarray, np.ndar
     folder.mkdir(parents=True, exist_ok=True)
     for path in (state_path, reasons_path, images_path):
         path.unlink(missing_ok=True)
-    return np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape), np.zeros(shape[0], np.uint8), {}
+    return (
+        np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape),
+        np.zeros(shape[0], np.uint8),
+        {},
+    )
 
 
 def _save_progress(folder: Path, what: str, images: np.ndarray, state: np.ndarray, reasons: dict[int, str]) -> None:

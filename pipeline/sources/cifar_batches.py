@@ -29,8 +29,11 @@ class _BatchUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         from numpy._core import multiarray
 
-        allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _plain_dtype,
-                   ("_codecs", "encode"): codecs.encode}  # protocol 2 writes bytes as encode(str, 'latin1')
+        allowed = {
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): _plain_dtype,
+            ("_codecs", "encode"): codecs.encode,
+        }  # protocol 2 writes bytes as encode(str, 'latin1')
         for core in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1's and 2's module names
             allowed |= {(core, "_reconstruct"): multiarray._reconstruct, (core, "scalar"): multiarray.scalar}
         if (module, name) not in allowed:
@@ -49,13 +52,23 @@ def claims(path: Path) -> bool:
 def read(path: Path, options: Options) -> Dataset:
     folder = _folder(path)
     options.only(set(), folder, "a cifar-10-batches-py folder: 32x32 images with their own test_batch")
+
     def unpickle(name):
         try:
             with open(folder / name, "rb") as f:
                 return _BatchUnpickler(f, encoding="latin1").load()
         except IsADirectoryError:
             raise PipelineError(f"{folder / name}: a directory, not a CIFAR-10 batch file") from None
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, KeyError, IndexError) as e:
+        except (
+            OSError,
+            pickle.UnpicklingError,
+            EOFError,
+            AttributeError,
+            ValueError,
+            TypeError,
+            KeyError,
+            IndexError,
+        ) as e:
             text = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
             raise PipelineError(f"{folder / name}: cannot read CIFAR-10 batch ({text})") from None
 
@@ -65,7 +78,9 @@ def read(path: Path, options: Options) -> Dataset:
         try:
             data, labels = np.asarray(b["data"]), np.asarray(b["labels"])
             if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
-                raise ValueError(f"data {data.dtype} {data.shape} and labels {labels.shape}: expected N x 3072 uint8 and N")
+                raise ValueError(
+                    f"data {data.dtype} {data.shape} and labels {labels.shape}: expected N x 3072 uint8 and N"
+                )
             if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= len(classes):
                 raise ValueError(f"labels must be integers in [0, {len(classes)})")
         except (TypeError, KeyError, IndexError, ValueError) as e:

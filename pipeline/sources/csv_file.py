@@ -32,11 +32,15 @@ def _rows(path: Path) -> tuple[list[str], list[dict]]:
         raise PipelineError(f"{path}: not a readable CSV ({e})") from None
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
-        raise PipelineError(f"{path}: line 1: the header names {', '.join(map(repr, twice))} more than once; which is meant is ambiguous")
+        raise PipelineError(
+            f"{path}: line 1: the header names {', '.join(map(repr, twice))} more than once; which is meant is ambiguous"
+        )
     missing = [c for c in ("path", "label") if c not in header]
     if missing:
-        raise PipelineError(f"{path}: line 1: no {' or '.join(missing)} column (expected a header path,label[,split]; has "
-                            f"{','.join(header) or 'nothing'})")
+        raise PipelineError(
+            f"{path}: line 1: no {' or '.join(missing)} column (expected a header path,label[,split]; has "
+            f"{','.join(header) or 'nothing'})"
+        )
     return header, [{k.strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in rows]
 
 
@@ -66,7 +70,9 @@ def read(path: Path, options: Options) -> Dataset:
             continue
         seen[file] = line
         if not file.is_file():
-            decoder.bad(f"{where}: {r['path']}: " + ("a directory, not an image file" if file.is_dir() else "file not found"))
+            decoder.bad(
+                f"{where}: {r['path']}: " + ("a directory, not an image file" if file.is_dir() else "file not found")
+            )
             continue
         usable.append((line, r, file))
 
@@ -80,12 +86,15 @@ def read(path: Path, options: Options) -> Dataset:
     kept = []
     for line, r, file in usable:
         if key(r["label"]) not in known:
-            decoder.bad(f"{path}: line {line}: class {r['label']!r} has no training rows (classes: "
-                        f"{', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")
+            decoder.bad(
+                f"{path}: line {line}: class {r['label']!r} has no training rows (classes: "
+                f"{', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})"
+            )
             continue
         kept.append((line, r, file))
-    images = decode([(f"{path}: line {line}: {r['path']}", lambda f=file: f.read_bytes()) for line, r, file in kept],
-                     decoder, "csv")
+    images = decode(
+        [(f"{path}: line {line}: {r['path']}", lambda f=file: f.read_bytes()) for line, r, file in kept], decoder, "csv"
+    )
     usable = images.kept()
     kept = [kept[i] for i in usable]
     if not kept:
@@ -99,10 +108,19 @@ def read(path: Path, options: Options) -> Dataset:
         train, test = hold_out(y, test_fraction, path, classes)
     x = stack({"train": (images, usable[train]), "test": (images, usable[test])})
     if options.audit_test and not has_split:
-        options.only({"--image-size", "--test-fraction", "--skip-bad"}, path, "it has no split column naming test rows to audit")
+        options.only(
+            {"--image-size", "--test-fraction", "--skip-bad"}, path, "it has no split column naming test rows to audit"
+        )
     paths = {s: [kept[i][1]["path"] for i in rows] for s, rows in (("train", train), ("test", test))}
-    return dataset(x, {"train": y[train], "test": y[test]}, paths, {s: [os.path.splitext(p)[0] for p in paths[s]] for s in paths},
-                   classes, path, options.audit_test)
+    return dataset(
+        x,
+        {"train": y[train], "test": y[test]},
+        paths,
+        {s: [os.path.splitext(p)[0] for p in paths[s]] for s in paths},
+        classes,
+        path,
+        options.audit_test,
+    )
 
 
 def fingerprint(path: Path) -> str:

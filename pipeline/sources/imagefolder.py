@@ -14,8 +14,17 @@ import numpy as np
 
 from pipeline import store
 from pipeline.errors import PipelineError
-from pipeline.sources.base import (IMG_EXTENSIONS, Dataset, Options, Source, check_classes, dataset, decode, hold_out,
-                                   stack)
+from pipeline.sources.base import (
+    IMG_EXTENSIONS,
+    Dataset,
+    Options,
+    Source,
+    check_classes,
+    dataset,
+    decode,
+    hold_out,
+    stack,
+)
 
 
 def walk(root: Path) -> tuple[list[str], set[str]]:
@@ -34,7 +43,9 @@ def walk(root: Path) -> tuple[list[str], set[str]]:
             real = path.resolve()
             if entry.is_symlink():
                 if real != top and top not in real.parents:
-                    raise PipelineError(f"{path}: a symlink out of the dataset folder (to {real}); copy the files in instead")
+                    raise PipelineError(
+                        f"{path}: a symlink out of the dataset folder (to {real}); copy the files in instead"
+                    )
                 if not real.exists():
                     raise PipelineError(f"{path}: a broken symlink")
             if entry.is_dir(follow_symlinks=True):
@@ -71,15 +82,18 @@ class Files:
             raise PipelineError(f"{path}: {_what_file(path, e)}") from None
         # The archive may wrap the layout in a folder (cifar10/train/...): strip up to train/, or, without
         # train/, one folder that holds everything (wrapped/<class>/<image>).
-        roots = ["" if n.startswith("train/") else n[: n.index("/train/") + 1] for n in blobs
-                 if n.startswith("train/") or "/train/" in n]
+        roots = [
+            "" if n.startswith("train/") else n[: n.index("/train/") + 1]
+            for n in blobs
+            if n.startswith("train/") or "/train/" in n
+        ]
         tops = {n.split("/")[0] for n in blobs}
         wrapped = len(tops) == 1 and all(n.count("/") >= 2 for n in blobs)
         prefix = min(roots, key=len) if roots else (f"{tops.pop()}/" if wrapped else "")
-        self.blobs = {n[len(prefix):]: b for n, b in blobs.items() if n.startswith(prefix)}
+        self.blobs = {n[len(prefix) :]: b for n, b in blobs.items() if n.startswith(prefix)}
         self.names = list(self.blobs)
         parents = {"/".join(n.split("/")[:i]) for n in self.names for i in range(1, n.count("/") + 1)}
-        self.dirs = {d[len(prefix):] for d in dirs if d.startswith(prefix)} | parents
+        self.dirs = {d[len(prefix) :] for d in dirs if d.startswith(prefix)} | parents
 
     def read(self, name: str) -> bytes:
         if self.blobs is None:
@@ -98,8 +112,13 @@ def imagefolder_index(files: Files, split: str) -> tuple[list[str], list[tuple[i
     entries: dict[str, list[str]] = {c: [] for c in classes}
     for name in files.names:
         parts = name.split("/")
-        if len(parts) >= depth + 2 and name.startswith(top) and parts[depth] in entries and name.lower().endswith(IMG_EXTENSIONS):
-            entries[parts[depth]].append("/".join(parts[depth + 1:]))
+        if (
+            len(parts) >= depth + 2
+            and name.startswith(top)
+            and parts[depth] in entries
+            and name.lower().endswith(IMG_EXTENSIONS)
+        ):
+            entries[parts[depth]].append("/".join(parts[depth + 1 :]))
     empty = [c for c in classes if not entries[c]]
     if empty:
         raise PipelineError(f"{files.path}/{top}{empty[0]}: class folder holds no images ({', '.join(IMG_EXTENSIONS)})")
@@ -127,7 +146,10 @@ def read(path: Path, options: Options) -> Dataset:
         classes, entries, (images, keep) = found[""]
         y = np.array([c for c, _ in entries], np.int64)
         train, test = hold_out(y, test_fraction, path, classes)
-        found = {split: (classes, [entries[i] for i in rows], (images, keep[rows])) for split, rows in (("train", train), ("test", test))}
+        found = {
+            split: (classes, [entries[i] for i in rows], (images, keep[rows]))
+            for split, rows in (("train", train), ("test", test))
+        }
     train_classes, train_entries = found["train"][:2]
     if found["test"][0] != train_classes:
         raise PipelineError(f"{path}: train/ and test/ have different class folders")
@@ -145,11 +167,19 @@ def _what_file(path: Path, error: Exception) -> str:
     """Why ``path`` is no dataset source, by what its first bytes say it is (one line)."""
     with open(path, "rb") as f:
         head = f.read(8)
-    kinds = [(b"PK\x03\x04", "a zip archive, not a source: pass a .tar.gz of an ImageFolder, or unpack it and pass the folder"),
-             (store.MAGIC[".npy"], "a NumPy .npy file, not a dataset source (a labels or psx file belongs to noise or masks)"),
-             (b"\x89PNG", "a single image, not a dataset source: pass the folder of class folders"),
-             (b"\xff\xd8\xff", "a single image, not a dataset source: pass the folder of class folders"),
-             (b"\x1f\x8b", f"a gzip file that is not a readable tar archive ({str(error).splitlines()[0]})")]
+    kinds = [
+        (
+            b"PK\x03\x04",
+            "a zip archive, not a source: pass a .tar.gz of an ImageFolder, or unpack it and pass the folder",
+        ),
+        (
+            store.MAGIC[".npy"],
+            "a NumPy .npy file, not a dataset source (a labels or psx file belongs to noise or masks)",
+        ),
+        (b"\x89PNG", "a single image, not a dataset source: pass the folder of class folders"),
+        (b"\xff\xd8\xff", "a single image, not a dataset source: pass the folder of class folders"),
+        (b"\x1f\x8b", f"a gzip file that is not a readable tar archive ({str(error).splitlines()[0]})"),
+    ]
     for magic, what in kinds:
         if head.startswith(magic):
             return what
