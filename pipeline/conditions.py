@@ -140,10 +140,10 @@ def from_cifar10n(path: str) -> list[Condition]:
 
 
 def noise_matrix(noisy: np.ndarray, true: np.ndarray, num_classes: int) -> np.ndarray:
-    """Empirical ``P(noisy=i | true=j)`` as cleanlab lays it out: column j sums to 1."""
-    counts = np.zeros((num_classes, num_classes))
-    np.add.at(counts, (noisy, true), 1)
-    return counts / np.maximum(counts.sum(axis=0, keepdims=True), 1)
+    """Empirical ``P(noisy=i | true=j)`` as cleanlab lays it out: column j sums to 1 (0 for a class with no rows)."""
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(true, noisy, labels=np.arange(num_classes), normalize="true").T
 
 
 def registry(run: RunDir) -> dict[str, Condition]:

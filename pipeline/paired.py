@@ -3,12 +3,10 @@
 Seed s of both runs shares its initialisation and its batch order (``loader.Batches``), so the
 per-seed difference in test accuracy removes most of the seed-to-seed spread that makes unpaired
 comparisons flip sign. Over n seeds: the mean difference, a 95% confidence interval from the paired
-t distribution (mean ± t(0.975, n-1) · sd / sqrt(n), sample sd), and a verdict in plain words.
+t distribution (scipy's ``ttest_rel``), and a verdict in plain words.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -21,15 +19,14 @@ def paired_difference(cleaned: dict[int, float], baseline: dict[int, float]) -> 
     from scipy import stats
 
     seeds = sorted(set(cleaned) & set(baseline))
-    d = np.array([cleaned[s] - baseline[s] for s in seeds], dtype=np.float64)
+    a, b = (np.array([x[s] for s in seeds], dtype=np.float64) for x in (cleaned, baseline))
+    d = a - b
     n = len(d)
     mean = float(d.mean()) if n else None
     sd = float(d.std(ddof=1)) if n > 1 else None
+    lo = hi = None
     if n > 1 and sd > 1e-12:
-        half = float(stats.t.ppf((1 + LEVEL) / 2, n - 1)) * sd / math.sqrt(n)
-        lo, hi = mean - half, mean + half
-    else:
-        lo = hi = None
+        lo, hi = map(float, stats.ttest_rel(a, b).confidence_interval(LEVEL))
     return {
         "seeds": seeds,
         "differences": d.tolist(),
