@@ -2,7 +2,7 @@
 
 ``Resumable`` and ``fit`` (with ``pipeline.callbacks``: per-epoch checkpoints, divergence checks, cluster
 log lines) carry every training; ``Classifier`` / ``train_classifier`` are crossval's; the coteach stage's
-learners (``pipeline.learning``) build on the same pieces. All take their batches from ``loader.Batches``
+learners (``pipeline.learners.training``) build on the same pieces. All take their batches from ``loader.Batches``
 (device-resident, augmented on the device) and predict with ``predict.predict_probs``.
 """
 

@@ -183,7 +183,7 @@ class Coteach(tasks.TrainingStage):
 
     def make(self, run: RunDir, task: tuple, config: CoteachConfig, device, ckpt: Path, tag: dict):
         """Train one learner on one condition's kept rows: per-epoch test accuracy of its networks."""
-        from pipeline import learning
+        from pipeline.learners import training
         from pipeline.train import Data, effective_precision
 
         cond, rows, learner, seed = task
@@ -204,7 +204,7 @@ class Coteach(tasks.TrainingStage):
         batches = dict(batch_size=c["batch_size"], seed=seed, device=device)
         if config.features:
             x = store.read(features.path(run, config.arch, config.weights, config.input_size))
-            inputs = learning.features(
+            inputs = training.features(
                 Data(
                     x["train"][keep], noisy[keep], x["test"], ds.test_y, ds.num_classes, np.flatnonzero(keep), len(keep)
                 ),
@@ -212,7 +212,7 @@ class Coteach(tasks.TrainingStage):
             )
         else:
             weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
-            inputs = learning.images(
+            inputs = training.images(
                 Data(
                     Rows(ds.train_x, np.flatnonzero(keep)),
                     noisy[keep],
@@ -227,7 +227,7 @@ class Coteach(tasks.TrainingStage):
                 input_size=config.input_size,
                 **batches,
             )
-        acc = learning.train_learner(
+        acc = training.train_learner(
             spec,
             inputs,
             epochs=c["epochs"],

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline import datasets, learning
+from pipeline import datasets
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.learners import BY_NAME, LEARNERS, coteaching
+from pipeline.learners import BY_NAME, LEARNERS, coteaching, training
 from pipeline.train import Data
 from stages import coteach
 
@@ -93,8 +93,8 @@ def test_every_single_network_learner_trains_and_reports_one_accuracy_per_epoch(
     ds = datasets.cached(RunDir(folds_run).dataset)
     data = Data(ds.train_x[:256], ds.train_y[:256], ds.test_x, ds.test_y, ds.num_classes)
     options = coteach.CoteachConfig().own(name)
-    inputs = learning.images(data, arch="convnet", batch_size=64, seed=0, device=torch.device("cpu"))
-    history = learning.train_learner(BY_NAME[name], inputs, seed=0, device=torch.device("cpu"), **SCHEDULE, **options)
+    inputs = training.images(data, arch="convnet", batch_size=64, seed=0, device=torch.device("cpu"))
+    history = training.train_learner(BY_NAME[name], inputs, seed=0, device=torch.device("cpu"), **SCHEDULE, **options)
     assert len(history) == 2 and all(len(h) == 1 and 0 <= h[0] <= 1 for h in history)
     assert np.isfinite(history).all()
 
@@ -137,7 +137,7 @@ def test_a_network_gone_nan_fails_rather_than_scoring_the_share_of_class_0(folds
     data = Data(ds.train_x[:64], ds.train_y[:64], ds.test_x, ds.test_y, ds.num_classes)
     _, test = data.batches(torch.device("cpu"), 64, 0)
     net = data.build("convnet")[0]
-    module = learning.Learner(BY_NAME["plain"], [net], test, **SCHEDULE)
+    module = training.Learner(BY_NAME["plain"], [net], test, **SCHEDULE)
     (accuracy,) = module.callbacks()
     accuracy.on_train_epoch_end(None, module)
     assert accuracy.note(module).startswith(" test acc 0.") and len(module.history) == 1

@@ -14,7 +14,7 @@ from pipeline import callbacks, compiler, datasets, folds, store, train
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
-from pipeline.learning import images, train_learner
+from pipeline.learners.training import images, train_learner
 from stages import coteach
 
 CPU = torch.device("cpu")

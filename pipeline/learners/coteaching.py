@@ -8,7 +8,7 @@ import functools
 import warnings
 
 from pipeline.errors import PipelineError
-from pipeline.learner import Spec
+from pipeline.learners.spec import Spec
 from pipeline.options import Range, option
 
 

@@ -4,7 +4,7 @@ fitting for MAE's tolerance of wrong labels (their CIFAR choice: 0.7)."""
 
 from __future__ import annotations
 
-from pipeline.learner import Spec
+from pipeline.learners.spec import Spec
 from pipeline.options import Range, option
 
 

@@ -3,7 +3,7 @@ noise-tolerant loss (Ghosh et al. 2017)."""
 
 from __future__ import annotations
 
-from pipeline.learner import Spec
+from pipeline.learners.spec import Spec
 
 
 def losses(nets, x, y, *, epoch, epochs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from pipeline.learner import Spec
+from pipeline.learners.spec import Spec
 from pipeline.options import Range, option
 
 

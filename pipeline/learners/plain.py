@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.learner import Spec
+from pipeline.learners.spec import Spec
 
 
 def losses(nets, x, y, *, epoch, epochs):

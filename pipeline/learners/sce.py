@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from pipeline.errors import PipelineError
-from pipeline.learner import Spec
+from pipeline.learners.spec import Spec
 from pipeline.options import Range, option
 
 LOG_CLIP = -math.log(1e-4)  # the reverse cross-entropy's -log of the clipped zero of a one-hot label

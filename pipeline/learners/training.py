@@ -18,7 +18,7 @@ import torch
 
 from pipeline import backbones
 from pipeline.callbacks import EpochAccuracy
-from pipeline.learner import Spec
+from pipeline.learners.spec import Spec
 from pipeline.loader import Batches, FeatureBatches
 from pipeline.train import Data, Resumable, fit
 
