@@ -252,13 +252,13 @@ def main() -> None:
     args, config, cond, device, ds = setup(p)
     import torch  # torch and Lightning once the arguments are checked: bad input fails in well under a second
 
-    from pipeline.train import Data, effective_precision, train_classifier
+    from pipeline.train import Split, effective_precision, train_classifier
 
     noisy, paper_psx = noisy_labels(cond, ds, args.paper_psx)
     train, held = fold_rows(noisy, ds.num_classes, args.fold, args.subset)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    data = Data(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
+    data = Split(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
     trained = train_classifier(
         data,
         **config.training(),

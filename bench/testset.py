@@ -30,10 +30,10 @@ def main() -> None:
     )
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args, config, cond, device, ds = setup(p)
-    from pipeline.train import Data, train_classifier  # once the arguments are checked (see bench.fold)
+    from pipeline.train import Split, train_classifier  # once the arguments are checked (see bench.fold)
 
     labels, _ = noisy_labels(cond, ds, PAPER_PSX)
-    data = Data(ds.train_x, labels, ds.test_x, ds.test_y, ds.num_classes)
+    data = Split(ds.train_x, labels, ds.test_x, ds.test_y, ds.num_classes)
     start = time.perf_counter()
     trained = train_classifier(
         data,

@@ -86,8 +86,9 @@ def make_trainer(device: torch.device, epochs: int, precision: str, hooks: list[
 
 
 @dataclass
-class Data:
-    """Training rows, their (noisy) labels, and the evaluation rows, with normalisation stats."""
+class Split:
+    """A training split: the rows trained on, their (noisy) labels, and the rows evaluated (a fold's held-out rows,
+    or the test set). Not the dataset (``sources.base.Dataset``), nor the data stage (``stages.data``)."""
 
     train_x: np.ndarray
     train_labels: np.ndarray
@@ -364,7 +365,7 @@ class Trained:
 
 
 def train_classifier(
-    data: Data,
+    data: Split,
     *,
     recipe,
     arch,

@@ -41,14 +41,14 @@ class Backbone(tasks.TrainingStage):
         """Train on every training row; the weights file (arch, state_dict, input normalisation, how it was built)."""
         import torch
 
-        from pipeline.train import Data, effective_precision, train_classifier
+        from pipeline.train import Split, effective_precision, train_classifier
 
         start = time.perf_counter()
         ds = datasets.cached(run.dataset)
         noisy = store.read(run.labels(task.cond))
         weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
         trained = train_classifier(
-            Data(ds.train_x, noisy, ds.test_x, ds.test_y, ds.num_classes),
+            Split(ds.train_x, noisy, ds.test_x, ds.test_y, ds.num_classes),
             **config.for_rows(len(noisy)).training(),
             weights=weights,
             seed=config.seed,

@@ -184,7 +184,7 @@ class Coteach(tasks.TrainingStage):
     def make(self, run: RunDir, task: tuple, config: CoteachConfig, device, ckpt: Path, tag: dict):
         """Train one learner on one condition's kept rows: per-epoch test accuracy of its networks."""
         from pipeline.learners import training
-        from pipeline.train import Data, effective_precision
+        from pipeline.train import Split, effective_precision
 
         cond, rows, learner, seed = task
         start = time.perf_counter()
@@ -205,7 +205,7 @@ class Coteach(tasks.TrainingStage):
         if config.features:
             x = store.read(features.path(run, config.arch, config.weights, config.input_size))
             inputs = training.features(
-                Data(
+                Split(
                     x["train"][keep], noisy[keep], x["test"], ds.test_y, ds.num_classes, np.flatnonzero(keep), len(keep)
                 ),
                 **batches,
@@ -213,7 +213,7 @@ class Coteach(tasks.TrainingStage):
         else:
             weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
             inputs = training.images(
-                Data(
+                Split(
                     Rows(ds.train_x, np.flatnonzero(keep)),
                     noisy[keep],
                     ds.test_x,

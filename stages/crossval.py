@@ -227,7 +227,7 @@ class Crossval(tasks.TrainingStage):
 
     def make(self, run: RunDir, task: tuple, config: CrossvalConfig, device, ckpt: Path, tag: dict):
         """Train on the other folds' rows (noisy labels), predict fold ``fold``'s rows: the shard."""
-        from pipeline.train import Data, effective_precision, train_classifier
+        from pipeline.train import Split, effective_precision, train_classifier
 
         cond, fold = task
         ds = datasets.cached(run.dataset)
@@ -244,7 +244,7 @@ class Crossval(tasks.TrainingStage):
         else:
             weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
             rows = np.flatnonzero(train)  # selected by index, read a batch at a time where they do not fit the device
-            data = Data(Rows(ds.train_x, rows), noisy[train], Rows(ds.train_x, held), noisy[held], ds.num_classes)
+            data = Split(Rows(ds.train_x, rows), noisy[train], Rows(ds.train_x, held), noisy[held], ds.num_classes)
             trained = train_classifier(
                 data,
                 **config.training(),

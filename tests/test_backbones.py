@@ -236,7 +236,7 @@ def test_a_finetune_trains_the_head_alone_then_the_body_at_a_tenth_of_its_rate(r
         "cpu",
     )
     weights, ds = run.backbone("n20_s0"), datasets.cached(run.dataset)
-    data = train.Data(ds.train_x[:256], ds.train_y[:256], ds.test_x[:64], ds.test_y[:64], ds.num_classes)
+    data = train.Split(ds.train_x[:256], ds.train_y[:256], ds.test_x[:64], ds.test_y[:64], ds.num_classes)
     start = backbones.load("convnet", weights).state_dict
     name, module = backbones._head(backbones.build("convnet", weights, 1, 8, 10)[0])
     head = {f"{name}.{p}" for p, _ in module.named_parameters()}

@@ -12,7 +12,7 @@ from pipeline import datasets
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS, coteaching, training
-from pipeline.train import Data
+from pipeline.train import Split
 from stages import coteach
 
 SCHEDULE = dict(epochs=2, lr=0.001, epoch_decay_start=1)
@@ -91,7 +91,7 @@ def test_mixup_mixes_images_and_labels_with_a_beta_weight():
 @pytest.mark.parametrize("name", [s.name for s in LEARNERS if s.nets == 1])
 def test_every_single_network_learner_trains_and_reports_one_accuracy_per_epoch(folds_run, name):
     ds = datasets.cached(RunDir(folds_run).dataset)
-    data = Data(ds.train_x[:256], ds.train_y[:256], ds.test_x, ds.test_y, ds.num_classes)
+    data = Split(ds.train_x[:256], ds.train_y[:256], ds.test_x, ds.test_y, ds.num_classes)
     options = coteach.CoteachConfig().own(name)
     inputs = training.images(data, arch="convnet", batch_size=64, seed=0, device=torch.device("cpu"))
     history = training.train_learner(BY_NAME[name], inputs, seed=0, device=torch.device("cpu"), **SCHEDULE, **options)
@@ -134,7 +134,7 @@ def test_a_network_gone_nan_fails_rather_than_scoring_the_share_of_class_0(folds
     """The last step of an epoch can turn the weights NaN after a finite loss: the test accuracy must not
     be argmax(NaN) = class 0 for every image."""
     ds = datasets.cached(RunDir(folds_run).dataset)
-    data = Data(ds.train_x[:64], ds.train_y[:64], ds.test_x, ds.test_y, ds.num_classes)
+    data = Split(ds.train_x[:64], ds.train_y[:64], ds.test_x, ds.test_y, ds.num_classes)
     _, test = data.batches(torch.device("cpu"), 64, 0)
     net = data.build("convnet")[0]
     module = training.Learner(BY_NAME["plain"], [net], test, **SCHEDULE)

@@ -40,14 +40,14 @@ def spies(monkeypatch):
 
     monkeypatch.setattr(ct, "loss_coteaching", spy_loss)
     monkeypatch.setattr(cf, "find_label_issues", spy_find)
-    build = train.Data.build
+    build = train.Split.build
 
     def hooked(self, arch, weights=None):
         built = build(self, arch, weights)
         built[0].register_forward_hook(lambda m, i, out: seen["net"].add(out.dtype) if m.training else None)
         return built
 
-    monkeypatch.setattr(train.Data, "build", hooked)
+    monkeypatch.setattr(train.Split, "build", hooked)
     return seen
 
 
@@ -84,7 +84,7 @@ def test_combine_refuses_folds_that_ran_at_different_precisions(run_copy, monkey
 
 def _digits(run_dir, n=256):
     ds = datasets.cached(RunDir(run_dir).dataset)
-    return train.Data(ds.train_x[:n], ds.train_y[:n], ds.test_x, ds.test_y, ds.num_classes)
+    return train.Split(ds.train_x[:n], ds.train_y[:n], ds.test_x, ds.test_y, ds.num_classes)
 
 
 @pytest.mark.parametrize("name", sorted(BY_NAME))

@@ -161,11 +161,11 @@ def test_kept_rows_fill_every_batch_of_an_epoch_and_only_they_appear():
 def _noisy_digits(n=600, noise=0.4):
     from pipeline import datasets
     from pipeline.kinds.generated import generate
-    from pipeline.train import Data
+    from pipeline.train import Split
 
     ds = datasets.read_source(datasets.DIGITS)
     noisy = generate(ds.train_y[:n], ds.num_classes, noise, 0.0, seed=0)[0]
-    return Data(ds.train_x[:n], noisy, ds.test_x, ds.test_y, ds.num_classes), ds.train_y[:n]
+    return Split(ds.train_x[:n], noisy, ds.test_x, ds.test_y, ds.num_classes), ds.train_y[:n]
 
 
 def test_pruning_drops_mostly_wrong_labels_and_a_resumed_run_restores_the_same_rows(tmp_path, capsys):

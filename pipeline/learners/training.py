@@ -20,7 +20,7 @@ from pipeline import backbones
 from pipeline.callbacks import EpochAccuracy
 from pipeline.learners.spec import Spec
 from pipeline.loader import Batches, FeatureBatches
-from pipeline.train import Data, Resumable, fit
+from pipeline.train import Resumable, Split, fit
 
 
 class Learner(Resumable):
@@ -77,7 +77,7 @@ class Inputs:
     network: Callable[[], torch.nn.Module]
 
 
-def images(data: Data, *, arch, weights=None, input_size=None, batch_size, seed, device) -> Inputs:
+def images(data: Split, *, arch, weights=None, input_size=None, batch_size, seed, device) -> Inputs:
     """``arch`` on ``data``'s images (``weights``, ``input_size``: see ``backbones``; every network starts from the
     weights, normalised with their mean and std, else the training rows')."""
     w = None if weights is None else backbones.load(arch, weights)
@@ -88,7 +88,7 @@ def images(data: Data, *, arch, weights=None, input_size=None, batch_size, seed,
     )
 
 
-def features(data: Data, *, batch_size, seed, device) -> Inputs:
+def features(data: Split, *, batch_size, seed, device) -> Inputs:
     """A logistic head (one linear layer) on ``data``'s rows of features (a backbone's, ``pipeline.features``),
     standardised with the training rows' mean and std."""
     x = data.train_x.astype(np.float32)
