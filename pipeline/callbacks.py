@@ -85,6 +85,15 @@ class LogLine(pl.Callback):
         self._start = time.perf_counter()
 
 
+class RankSignals(pl.Callback):
+    """A rank of a task on several devices handles signals as ``ddp.take_signals`` says, not as Lightning does."""
+
+    def on_train_start(self, trainer, module):
+        from pipeline import ddp
+
+        ddp.take_signals()
+
+
 class EpochCheckpoint(pl.callbacks.Checkpoint):
     """The whole training state written atomically to ``path`` after every epoch (temp file, fsync, rename),
     so a restarted fit continues exactly where the last finished epoch left it."""

@@ -18,6 +18,7 @@ import socket
 from pipeline.errors import PipelineError
 
 MARK = "CL_DDP_RANKS"  # set in every rank of a world this module started: "<rank>/<world>/<device,device,...>"
+_stop = None  # rank 0's handler of SIGTERM and SIGINT while its world runs (see ``_stopping``)
 
 
 def world() -> tuple[int, int, list[str]]:
@@ -119,13 +120,32 @@ def _stopping(others: list):
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
+    global _stop
     for sig in previous:
         signal.signal(sig, stop)
+    _stop = stop
     try:
         yield
     finally:
+        _stop = None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def take_signals() -> None:
+    """Once Lightning has installed its own handlers (at the start of training), put ours back: Lightning's SIGTERM
+    handler broadcasts to the other ranks from inside the signal handler, which deadlocks when the signal lands
+    during another collective. Rank 0 stops the world (``_stopping``); the other ranks ignore the signals, and
+    rank 0 kills them."""
+    import signal
+
+    rank, size, _ = world()
+    if size == 1:
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(sig, _stop if rank == 0 and sig != signal.SIGUSR1 and _stop else signal.SIG_IGN)
+    if rank == 0:
+        signal.signal(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))  # SLURM's warning: stop
 
 
 def _close() -> None:

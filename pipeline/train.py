@@ -237,6 +237,8 @@ def fit(
     steps = [callbacks.FiniteLoss(), *own, callbacks.LogLine(notes)] + (
         [callbacks.EpochCheckpoint(ckpt)] if ckpt else []
     )
+    if ddp.world()[1] > 1:
+        steps.append(callbacks.RankSignals())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # our batches are on the device
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own use of a deprecated torch name
