@@ -61,8 +61,10 @@ def _ranked(rank: int, group: list[str], port: int):
 
 
 def _rank_main(rank: int, group: list[str], port: int, make, args: tuple) -> None:
+    import ctypes
     import signal
 
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with rank 0, however it ends (a SIGKILL too)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: rank 0 stops us
     with _ranked(rank, group, port):
         from pipeline import devices
