@@ -18,7 +18,7 @@ import numpy as np
 from pipeline import backbones, conditions, datasets, features, models, options, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.learners import BY_NAME, LEARNERS
+from pipeline.learners import BY_NAME, LEARNERS, coteaching, gce, mixup, sce
 from pipeline.masks import ROWS, rows_inputs
 from pipeline.options import SEED_MAX, Range, option
 from pipeline.rows import Rows
@@ -77,18 +77,17 @@ class SharedConfig:
         return {**shared, **own, "rows": rows, "learner": learner, "seed": seed}
 
 
-def _own_field(name: str, f: dataclasses.Field) -> tuple:
-    rng = f.metadata.get("range")
-    return name, rng.kind if rng else type(f.default), f
+@dataclass(frozen=True)
+class CoteachConfig(SharedConfig):
+    """The coteach stage's config: the shared options, then each learner's own, as its spec declares them
+    (``tests/test_learners.py`` checks these are every spec's options, in ``LEARNERS`` order)."""
 
-
-CoteachConfig = dataclasses.make_dataclass(
-    "CoteachConfig",
-    [_own_field(name, f) for spec in LEARNERS for name, f in spec.options.items()],
-    bases=(SharedConfig,),
-    frozen=True,
-    namespace={"__module__": __name__, "__doc__": "The coteach stage's config."},
-)
+    num_gradual: int = coteaching.SPEC.options["num_gradual"]
+    forget_rate: float | None = coteaching.SPEC.options["forget_rate"]
+    mixup_alpha: float = mixup.SPEC.options["mixup_alpha"]
+    sce_alpha: float = sce.SPEC.options["sce_alpha"]
+    sce_beta: float = sce.SPEC.options["sce_beta"]
+    gce_q: float = gce.SPEC.options["gce_q"]
 
 
 def _names(spec: str, allowed: tuple[str, ...], flag: str, extra: str = "") -> list[str]:

@@ -34,7 +34,10 @@ def test_the_default_grid_is_the_papers_table_2():
     assert coteach.grid("none,both", "all") == [(r, lr) for r in ("none", "both") for lr in BY_NAME]
     own = [name for spec in LEARNERS for name in spec.options]
     assert len(own) == len(set(own))  # no two learners share an option name
-    assert [f.name for f in dataclasses.fields(coteach.CoteachConfig)][-len(own) :] == own
+    shared = [f.name for f in dataclasses.fields(coteach.SharedConfig)]
+    assert [f.name for f in dataclasses.fields(coteach.CoteachConfig)] == shared + own  # every learner's, no other
+    fields = coteach.CoteachConfig.__dataclass_fields__
+    assert all(fields[name] is f for spec in LEARNERS for name, f in spec.options.items())  # as each spec declares it
     with pytest.raises(PipelineError, match=f"--learners 'cot': choose from {', '.join(BY_NAME)}, comma-separated"):
         coteach.grid("all", "cot")
 
