@@ -13,7 +13,9 @@ import csv
 import json
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -54,34 +56,89 @@ def paper_table(which: str = "published") -> tuple[dict[tuple[str, str, str], tu
     return cells, unmatched
 
 
-def collect(
-    run: RunDir, conds: list[str], seeds: list[int] | None = None
-) -> tuple[list[dict], list[str], dict[str, dict[str, dict]], dict[str, conditions.Loaded]]:
-    """(records, stale, configs, loaded conditions). Records: one per (condition, rows, learner, seed) metrics file
-    (``seeds``: only these; default all found), and per (condition, method) detection on this run's masks (psx
-    "run") and on the paper's psx ("paper"). Only results whose whole chain verifies are records; the others are
-    ``stale`` (one line each). The seeds of one (condition, rows, learner) must share a config. ``configs``: the
-    masks' psx source, crossval and coteach configs behind the records, by condition or condition/rows/learner."""
-    records, stale, configs, found = [], [], {"masks": {}, "crossval": {}, "coteach": {}}, {}
+Cell = tuple[str, str, str]  # (condition, rows, learner): one cell of the accuracy tables
+
+
+class Accuracy(NamedTuple):
+    """One seed's test accuracy: a coteach metrics file whose whole chain verifies."""
+
+    condition: str
+    paper_column: str | None
+    noise_rate: float
+    sparsity: float
+    rows: str
+    learner: str
+    seed: int
+    final_acc: float
+    best_acc: float
+    n_train: int
+
+
+class Detection(NamedTuple):
+    """One CL method's detection of label errors on a condition (``masks.detection``; None where undefined), on this
+    run's psx (``psx`` "run": the mask's manifest) or on the paper's ("paper": the masks stage's, from ``psx_dir``)."""
+
+    condition: str
+    paper_column: str | None
+    noise_rate: float
+    sparsity: float
+    psx: str
+    method: str
+    errors: int
+    f1: float | None
+    flagged: int
+    keep_fraction: float
+    kept: int
+    precision: float | None
+    recall: float | None
+    psx_dir: str | None = None
+
+
+@dataclass
+class Collected:
+    """What ``collect`` found: the records whose whole chain verifies; a line for each result left out (``stale``);
+    the configs behind the records (``{"masks": {condition: psx source}, "crossval": {condition: config},
+    "coteach": {cell: config}}``); the conditions loaded, in the order asked."""
+
+    accuracy: list[Accuracy] = field(default_factory=list)
+    detection: list[Detection] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    configs: dict[str, dict] = field(default_factory=lambda: {"masks": {}, "crossval": {}, "coteach": {}})
+    loaded: dict[str, conditions.Loaded] = field(default_factory=dict)
+
+    def table(self) -> list[dict]:
+        """``table.csv``'s rows: each condition's detection records, then its accuracy records, ``kind`` naming which."""
+        rows = []
+        for cond in self.loaded:
+            for kind, records in (("detection", self.detection), ("accuracy", self.accuracy)):
+                for r in records:
+                    if r.condition == cond:
+                        d = r._asdict()
+                        rows.append({**{k: d.pop(k) for k in r._fields[:4]}, "kind": kind, **d})
+        return rows
+
+
+def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> Collected:
+    """The records: one ``Accuracy`` per (condition, rows, learner, seed) metrics file (``seeds``: only these;
+    default all found), and one ``Detection`` per (condition, method) on this run's masks and on the paper's psx.
+    Only results whose whole chain verifies are records; the others are ``stale`` (one line each). The seeds of one
+    cell must share a config."""
+    found = Collected()
+    configs = found.configs
     for cond in conds:
         try:
-            loaded = found[cond] = conditions.load(run, cond)
+            loaded = found.loaded[cond] = conditions.load(run, cond)
         except PipelineError as e:
-            stale.append(str(e))
+            found.stale.append(str(e))
             continue
         c = loaded.condition
-        base = {
-            "condition": cond,
-            "paper_column": c.paper_column,
-            "noise_rate": loaded.noise_rate,
-            "sparsity": c.sparsity,
-        }
+        base = (cond, c.paper_column, loaded.noise_rate, c.sparsity)
         made = {}
         for method, path in mask_paths(run, cond).items():
             try:
                 made[method] = store.verify(path) if path.exists() else None
             except PipelineError as e:
-                stale.append(str(e))
+                found.stale.append(str(e))
         made = {m: v for m, v in made.items() if v is not None}
         try:
             if made:
@@ -90,21 +147,18 @@ def collect(
                 )
                 if configs["masks"][cond]["psx"] == "combine":
                     configs["crossval"][cond] = store.verify(run.psx(cond))["config"]["crossval"]
-            records += [
-                {**base, "kind": "detection", "psx": "run", "method": m, **v["info"]["detection"]}
-                for m, v in made.items()
-            ]
+            found.detection += [Detection(*base, "run", m, **v["info"]["detection"]) for m, v in made.items()]
         except PipelineError as e:
-            stale.append(str(e))
+            found.stale.append(str(e))
         if run.paper_detection(cond).exists():
             try:
                 made = store.verify(run.paper_detection(cond))
-                records += [
-                    {**base, "kind": "detection", "psx": "paper", "psx_dir": made["info"]["psx_dir"], "method": m, **d}
+                found.detection += [
+                    Detection(*base, "paper", m, **d, psx_dir=made["info"]["psx_dir"])
                     for m, d in store.load(run.paper_detection(cond)).items()
                 ]
             except PipelineError as e:
-                stale.append(str(e))
+                found.stale.append(str(e))
         reads: dict[tuple, dict] = {}  # (rows, features) -> what coteach reads for them now, looked up once each
         for rows in ROWS:
             for learner in BY_NAME:
@@ -125,48 +179,43 @@ def collect(
                         store.check_made_from(path, manifest, reads[rows, feats])
                         m = store.load(path)
                     except PipelineError as e:
-                        stale.append(str(e))
+                        found.stale.append(str(e))
                         continue
                     if seeds is None or m["seed"] in seeds:
                         cell[str(path)] = {k: v for k, v in config.items() if k != "seed"}
-                        records.append(
-                            {
-                                **base,
-                                "kind": "accuracy",
-                                "rows": rows,
-                                "learner": learner,
-                                "seed": m["seed"],
-                                "final_acc": m["final_acc"],
-                                "best_acc": m["best_acc"],
-                                "n_train": m["n_train"],
-                            }
+                        found.accuracy.append(
+                            Accuracy(*base, rows, learner, m["seed"], m["final_acc"], m["best_acc"], m["n_train"])
                         )
                 if cell:
                     what = f"{cond} {cell_name(rows, learner)}: its seeds were trained differently"
                     common = store.same_config(cell, what)
-                    configs["coteach"][f"{cond}/{rows}/{learner}"] = {
+                    configs["coteach"][cond, rows, learner] = {
                         k: v for k, v in common.items() if k not in ("rows", "learner")
                     }
-    return records, stale, configs, found
+    return found
 
 
-def config_notes(configs: dict[str, dict[str, dict]]) -> list[str]:
-    """One line per distinct config of a stage (coteach: of each learner, whose options differ by design),
-    naming the cells that used it when there are several; Co-Teaching's forget rate, which follows each
-    condition's noise rate by default, on a line of its own, by condition."""
+def config_notes(configs: dict[str, dict]) -> list[str]:
+    """One line per distinct config of a stage (``Collected.configs``; coteach: of each learner, whose options
+    differ by design), naming the conditions or cells (``cond/rows/learner``) that used it when there are several;
+    Co-Teaching's forget rate, which follows each condition's noise rate by default, on a line of its own, by
+    condition."""
     notes, rates = [], {}
-    for stage, by_cell in configs.items():
+    for stage, by_key in configs.items():
         kinds: dict[str, dict[str, dict]] = {}
-        for cell, config in by_cell.items():
-            if stage == "coteach" and "forget_rate" in config:
-                cond, rows = cell.split("/")[:2]
-                rates.setdefault(cond, {}).setdefault(config["forget_rate"], []).append(ROWS_NAMES[rows])
-                config = {k: v for k, v in config.items() if k != "forget_rate"}
-            kinds.setdefault(cell.rsplit("/", 1)[1] if stage == "coteach" else "", {})[cell] = config
-        for kind, cells_of_kind in kinds.items():
+        for key, config in by_key.items():
+            if stage == "coteach":
+                cond, rows, learner = key
+                if "forget_rate" in config:
+                    rates.setdefault(cond, {}).setdefault(config["forget_rate"], []).append(ROWS_NAMES[rows])
+                    config = {k: v for k, v in config.items() if k != "forget_rate"}
+                kinds.setdefault(learner, {})["/".join(key)] = config
+            else:
+                kinds.setdefault("", {})[key] = config
+        for kind, of_kind in kinds.items():
             groups: dict[str, list[str]] = {}
-            for cell, config in cells_of_kind.items():
-                groups.setdefault(json.dumps(config, sort_keys=True), []).append(cell)
+            for name, config in of_kind.items():
+                groups.setdefault(json.dumps(config, sort_keys=True), []).append(name)
             for text, cells in groups.items():
                 where = f" (used by {', '.join(cells)})" if len(groups) > 1 else ""
                 notes.append(f"{stage}{' ' + kind if kind else ''} config{where}: `{text}`")
@@ -188,10 +237,10 @@ def _rows(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def accuracy_summary(records: list[dict], paper: dict) -> list[dict]:
-    """One row per (condition, rows, learner) with results: mean and std over seeds of the final- and
-    best-epoch accuracy, the paper's cell for the condition's column, and our mean minus it."""
-    acc = pd.DataFrame([r for r in records if r["kind"] == "accuracy"])
+def accuracy_summary(records: list[Accuracy], paper: dict) -> list[dict]:
+    """One row per cell with results: mean and std over seeds of the final- and best-epoch accuracy, the
+    paper's cell for the condition's column, and our mean minus it."""
+    acc = pd.DataFrame(records)
     if acc.empty:
         return []
     cells = acc.groupby(["condition", "rows", "learner"], sort=False)
@@ -209,22 +258,21 @@ def accuracy_summary(records: list[dict], paper: dict) -> list[dict]:
     return _rows(out[first + [c for c in out if c not in first]])
 
 
-def cleaning_summary(records: list[dict], coteach_configs: dict[str, dict]) -> tuple[list[dict], list[str]]:
+def cleaning_summary(records: list[Accuracy], coteach_configs: dict[Cell, dict]) -> tuple[list[dict], list[str]]:
     """Does cleaning help? (rows, not compared). One row per (condition, mask, learner) whose learner also
     ran on all rows with the same options for seeds they share: the paired difference at the final epoch
     (``paired.paired_difference``). A pair trained with other options, or with no seed in common, is
-    not compared: one line each, naming why. ``coteach_configs``: ``collect``'s, by condition/rows/learner."""
-    by_cell: dict[tuple, dict[int, float]] = {}
+    not compared: one line each, naming why. ``coteach_configs``: ``collect``'s, by cell."""
+    by_cell: dict[Cell, dict[int, float]] = {}
     for r in records:
-        if r["kind"] == "accuracy":
-            by_cell.setdefault((r["condition"], r["rows"], r["learner"]), {})[r["seed"]] = r["final_acc"]
+        by_cell.setdefault((r.condition, r.rows, r.learner), {})[r.seed] = r.final_acc
     rows, skipped = [], []
     for (cond, rows_, learner), cleaned in by_cell.items():
         baseline = by_cell.get((cond, "none", learner))
         if rows_ == "none" or baseline is None:
             continue
         what = f"{cond} {cell_name(rows_, learner)} against {cell_name('none', learner)}"
-        mine, theirs = coteach_configs[f"{cond}/{rows_}/{learner}"], coteach_configs[f"{cond}/none/{learner}"]
+        mine, theirs = coteach_configs[cond, rows_, learner], coteach_configs[cond, "none", learner]
         diff = ", ".join(
             f"{k}={mine.get(k)!r} (all rows: {theirs.get(k)!r})"
             for k in sorted(set(mine) | set(theirs))
@@ -248,14 +296,14 @@ def cleaning_summary(records: list[dict], coteach_configs: dict[str, dict]) -> t
                 }
             )
     order = {pair: i for i, pair in enumerate((r, lr) for r in ROWS for lr in BY_NAME)}
-    conds = list(dict.fromkeys(r["condition"] for r in records))
+    conds = list(dict.fromkeys(r.condition for r in records))
     return sorted(rows, key=lambda r: (conds.index(r["condition"]), order[r["rows"], r["learner"]])), skipped
 
 
-def detection_summary(records: list[dict]) -> list[dict]:
+def detection_summary(records: list[Detection]) -> list[dict]:
     """One row per (condition, method) with detection: precision, recall, F1 and fraction kept on this
     run's psx (``run_*``) and on the paper's (``paper_*``), None where absent or undefined."""
-    det = pd.DataFrame([r for r in records if r["kind"] == "detection"])
+    det = pd.DataFrame(records)
     if det.empty:
         return []
     measures = ["precision", "recall", "f1", "keep_fraction"]
@@ -302,23 +350,28 @@ def _pairs(acc: list[dict]) -> list[tuple[str, str]]:
     return [(rows, learner) for rows in ROWS for learner in BY_NAME if (rows, learner) in have]
 
 
-def markdown(
-    acc: list[dict],
-    det: list[dict],
-    conds: list[str],
-    headers: dict[str, str],
-    notes: list[str],
-    stale: list[str],
-    paper_title: str,
-    unmatched: list[str],
-    cleaning: list[dict] = (),
-) -> str:
-    """The report's Markdown from ``accuracy_summary``, ``cleaning_summary`` and ``detection_summary``
-    rows: accuracy per (rows, learner) x condition (final, best epoch), beside the paper's cells
-    (``paper_title``; its rows with no learner here: ``unmatched``), whether cleaning helps, and
-    detection on both psx, then the results left out as stale. ``headers``: each condition's column heading."""
+@dataclass
+class Tables:
+    """What ``table.md`` shows: the ``accuracy_summary``, ``detection_summary`` and ``cleaning_summary`` rows;
+    each condition's column heading, in the report's order; the paper's table compared with (its title, and its
+    rows with no learner here); the notes under the tables; a line for each result left out."""
+
+    accuracy: list[dict]
+    detection: list[dict]
+    cleaning: list[dict]
+    headings: dict[str, str]
+    paper_title: str
+    unmatched: list[str]
+    notes: list[str]
+    left_out: list[str]
+
+
+def markdown(t: Tables) -> str:
+    """The report's Markdown: accuracy per (rows, learner) x condition (final, best epoch), beside the paper's
+    cells, whether cleaning helps, and detection on both psx, then the results left out."""
+    acc, det, conds = t.accuracy, t.detection, list(t.headings)
     cols = {r["condition"]: r["paper_column"] for r in acc + det if r["paper_column"]}
-    header = ["rows × learner"] + [headers[c] for c in conds]
+    header = ["rows × learner"] + list(t.headings.values())
     seeds = sorted({int(s) for r in acc for s in r["seeds"].split()})
     most = max((r["n_seeds"] for r in acc), default=0)
     out = []
@@ -366,13 +419,13 @@ def markdown(
             "ours, best",
             "Δ best",
         ]
-        extra = f" Rows of that table with no learner here: {', '.join(unmatched)}." if unmatched else ""
+        extra = f" Rows of that table with no learner here: {', '.join(t.unmatched)}." if t.unmatched else ""
         out.append(
-            f"## Beside {paper_title}\n\nOurs at the final epoch and, separately, at the best epoch; Δ = ours - paper. "
+            f"## Beside {t.paper_title}\n\nOurs at the final epoch and, separately, at the best epoch; Δ = ours - paper. "
             f"(rows, learner) pairs without a published row are in the tables above only.{extra}\n\n"
             + _markdown(header, rows)
         )
-    if cleaning:
+    if t.cleaning:
         rows = [
             [
                 r["condition"],
@@ -383,7 +436,7 @@ def markdown(
                 "–" if r["ci_low"] is None else f"[{_pct(r['ci_low'], sign=True)}, {_pct(r['ci_high'], sign=True)}]",
                 r["verdict"],
             ]
-            for r in cleaning
+            for r in t.cleaning
         ]
         out.append(
             "## Does cleaning help? Cleaned rows against all rows, same learner, paired by seed\n\n"
@@ -399,12 +452,12 @@ def markdown(
             "to be true; – where undefined (a condition with the dataset's own labels has no known errors).\n\n"
             + _markdown(["condition", "method", "this run's masks", "the paper's psx (ResNet-50)"], rows)
         )
-    if stale:
+    if t.left_out:
         out.append(
             "## Not shown: stale or changed results (rerun the stage each names)\n\n"
-            + "\n".join(f"- {e}" for e in stale)
+            + "\n".join(f"- {e}" for e in t.left_out)
         )
-    body = "\n\n".join(out) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+    body = "\n\n".join(out) + "\n\n" + "\n".join(f"- {n}" for n in t.notes)
     return "# Confident Learning: which rows x which learner\n\n" + body + "\n"
 
 
@@ -449,12 +502,12 @@ def write(
     ``detection.csv`` and ``cleaning.csv`` (the summaries), ``noise_matrices.png``, ``accuracy_vs_noise.png``
     and ``cleaning_helps.png``.
     ``paper_which``: the paper's table to compare with (``PAPER_TABLES``). Returns (the files written, the Markdown)."""
-    records, stale, configs, loaded = collect(run, conds, seeds)
+    found = collect(run, conds, seeds)
     paper, unmatched = paper_table(paper_which)
-    acc, det = accuracy_summary(records, paper), detection_summary(records)
-    cleaning, not_compared = cleaning_summary(records, configs["coteach"])
-    dirs = sorted({r["psx_dir"] for r in records if r.get("psx") == "paper"})
-    if not any(c.condition.paper_key for c in loaded.values()):
+    acc = accuracy_summary(found.accuracy, paper)
+    cleaning, not_compared = cleaning_summary(found.accuracy, found.configs["coteach"])
+    dirs = sorted({r.psx_dir for r in found.detection if r.psx == "paper"})
+    if not any(c.condition.paper_key for c in found.loaded.values()):
         note = "The paper's psx: no condition here has the paper's labels; detection on them skipped."
     elif not dirs:
         note = (
@@ -464,24 +517,21 @@ def write(
     else:
         note = f"The paper's psx: {', '.join(dirs)} (4-fold cross-validated ResNet-50, from the paper's repository)."
     table, title = PAPER_TABLES[paper_which]
-    pages, stale_pages = review_pages(run, list(loaded))
-    notes = [
-        note,
-        f"The paper's cells: {title} ({table.relative_to(ROOT)}; its 'measure' column says what each row measured).",
-        *config_notes(configs),
-        *pages,
-    ]
-    stale = stale + stale_pages
-    text = markdown(
-        acc,
-        det,
-        list(loaded),
-        {c: column_heading(cond) for c, cond in loaded.items()},
-        notes,
-        stale + not_compared,
-        title,
-        unmatched,
-        cleaning,
+    pages, stale_pages = review_pages(run, list(found.loaded))
+    tables = Tables(
+        accuracy=acc,
+        detection=detection_summary(found.detection),
+        cleaning=cleaning,
+        headings={c: column_heading(cond) for c, cond in found.loaded.items()},
+        paper_title=title,
+        unmatched=unmatched,
+        notes=[
+            note,
+            f"The paper's cells: {title} ({table.relative_to(ROOT)}; its 'measure' column says what each row measured).",
+            *config_notes(found.configs),
+            *pages,
+        ],
+        left_out=found.stale + stale_pages + not_compared,
     )
     d = run.report_dir
     files = [
@@ -494,14 +544,15 @@ def write(
         d / "accuracy_vs_noise.png",
         d / "cleaning_helps.png",
     ]
+    text = markdown(tables)
     store.save(files[0], text.encode())
-    for path, rows in zip(files[1:5], (records, acc, det, cleaning)):
+    for path, rows in zip(files[1:5], (found.table(), tables.accuracy, tables.detection, tables.cleaning)):
         _csv(path, rows)
     published = {}
     for (rows, learner, col), (value, _) in paper.items():
         c = PAPER_CONDITIONS[col]
         published.setdefault((rows, learner, c.sparsity), []).append((100 * c.noise, 100 * value))
-    plots.noise_matrices({c: (cond.noise_matrix, cond.noise_rate) for c, cond in loaded.items()}, files[5])
+    plots.noise_matrices({c: (cond.noise_matrix, cond.noise_rate) for c, cond in found.loaded.items()}, files[5])
     plots.accuracy_vs_noise(acc, {pair: cell_name(*pair) for pair in _pairs(acc)}, published, files[6])
     plots.cleaning_helps(cleaning, files[7])
     return files, text

@@ -287,9 +287,9 @@ def test_a_mask_copied_over_another_methods_is_read_as_nothing_but_stale(run):
     claim = f"{both} is stale: its manifest describes conditions/n20_s0/masks/prune_by_class.npy"
     with pytest.raises(store.PipelineError, match=claim.replace(".", r"\.")):
         store.read(both)
-    records, stale, *_ = report.collect(run, conditions.names(run))
-    assert any(s.startswith(claim) for s in stale)
-    assert not [r for r in records if r["kind"] == "detection" and r["condition"] == "n20_s0" and r["method"] == "both"]
+    found = report.collect(run, conditions.names(run))
+    assert any(s.startswith(claim) for s in found.stale)
+    assert not [r for r in found.detection if r.condition == "n20_s0" and r.method == "both"]
     err = stage(
         "coteach",
         run.root,
@@ -314,12 +314,12 @@ def test_a_result_copied_over_another_seeds_is_not_counted_twice(run):
     seed0 = run.coteach("n20_s0", "both", "coteaching", 0)
     seed1 = seed0.with_name("seed1.json")
     copy_over(seed0, seed1)
-    records, stale, *_ = report.collect(run, conditions.names(run))
-    assert [r["seed"] for r in records if r["kind"] == "accuracy" and r["rows"] == "both"] == [0]
+    found = report.collect(run, conditions.names(run))
+    assert [r.seed for r in found.accuracy if r.rows == "both"] == [0]
     assert any(
         s.startswith(f"{seed1} is stale: its manifest describes conditions/n20_s0/coteach/both/coteaching/seed0.json")
-        for s in stale
-    ), stale
+        for s in found.stale
+    ), found.stale
 
 
 def test_masks_refuse_a_psx_rewritten_while_they_are_made(run, monkeypatch):

@@ -226,10 +226,10 @@ def test_config_notes_one_line_per_config_and_coteach_per_learner():
     configs = {
         "crossval": {"n20_s0": cv, "n40_s0": cv},
         "coteach": {
-            "n20_s0/none/plain": {"lr": 1},
-            "n20_s0/prune_by_class/coteaching": {"lr": 1, "forget_rate": 0.1},
-            "n20_s0/both/coteaching": {"lr": 1, "forget_rate": 0.2},
-            "n40_s0/prune_by_class/coteaching": {"lr": 2, "forget_rate": 0.2},
+            ("n20_s0", "none", "plain"): {"lr": 1},
+            ("n20_s0", "prune_by_class", "coteaching"): {"lr": 1, "forget_rate": 0.1},
+            ("n20_s0", "both", "coteaching"): {"lr": 1, "forget_rate": 0.2},
+            ("n40_s0", "prune_by_class", "coteaching"): {"lr": 2, "forget_rate": 0.2},
         },
     }
     notes = report.config_notes(configs)
@@ -246,14 +246,7 @@ def test_config_notes_one_line_per_config_and_coteach_per_learner():
 
 
 def test_cleaning_is_compared_only_with_all_rows_trained_alike_on_shared_seeds():
-    rec = lambda rows, seed, acc: {
-        "kind": "accuracy",
-        "condition": "n20_s0",
-        "rows": rows,
-        "learner": "plain",
-        "seed": seed,
-        "final_acc": acc,
-    }
+    rec = lambda rows, seed, acc: report.Accuracy("n20_s0", None, 0.2, 0.0, rows, "plain", seed, acc, acc, 100)
     records = [
         rec("none", 0, 0.80),
         rec("none", 1, 0.82),
@@ -263,10 +256,10 @@ def test_cleaning_is_compared_only_with_all_rows_trained_alike_on_shared_seeds()
         rec("prune_by_noise_rate", 5, 0.9),
     ]
     configs = {
-        "n20_s0/none/plain": {"epochs": 12},
-        "n20_s0/both/plain": {"epochs": 12},
-        "n20_s0/prune_by_class/plain": {"epochs": 250},
-        "n20_s0/prune_by_noise_rate/plain": {"epochs": 12},
+        ("n20_s0", "none", "plain"): {"epochs": 12},
+        ("n20_s0", "both", "plain"): {"epochs": 12},
+        ("n20_s0", "prune_by_class", "plain"): {"epochs": 250},
+        ("n20_s0", "prune_by_noise_rate", "plain"): {"epochs": 12},
     }
     rows, skipped = report.cleaning_summary(records, configs)
     assert [(r["rows"], r["n"]) for r in rows] == [("both", 2)] and rows[0]["mean"] == pytest.approx(0.025)
