@@ -94,6 +94,24 @@ class Detection(NamedTuple):
     psx_dir: str | None = None
 
 
+MEASURES = Detection._fields[6:13]  # what masks.detection records
+
+
+def detection(base: tuple, psx: str, method: str, measures, where: Path, psx_dir: str | None = None) -> Detection:
+    """A ``Detection`` of ``measures`` as ``where`` records them, or a PipelineError naming ``where`` when they
+    are not ``masks.detection``'s (a hand-edited file)."""
+    if not (
+        isinstance(measures, dict)
+        and measures.keys() == set(MEASURES)
+        and all(v is None or type(v) in (int, float) for v in measures.values())
+    ):
+        raise PipelineError(
+            f"{where}: {method}'s detection is not as masks records it (edited by hand?); remake it with "
+            f"python -m stages.masks --cond {base[0]} --force"
+        )
+    return Detection(*base, psx, method, **measures, psx_dir=psx_dir)
+
+
 @dataclass
 class Collected:
     """What ``collect`` found: the records whose whole chain verifies; a line for each result left out (``stale``);
@@ -133,13 +151,15 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> Co
             continue
         c = loaded.condition
         base = (cond, c.paper_column, loaded.noise_rate, c.sparsity)
-        made = {}
+        made, detected = {}, []
         for method, path in mask_paths(run, cond).items():
             try:
-                made[method] = store.verify(path) if path.exists() else None
+                if path.exists():
+                    made[method] = manifest = store.verify(path)
+                    where = store.manifest_path(path)
+                    detected.append(detection(base, "run", method, manifest["info"].get("detection"), where))
             except PipelineError as e:
                 found.stale.append(str(e))
-        made = {m: v for m, v in made.items() if v is not None}
         try:
             if made:
                 configs["masks"][cond] = store.same_config(
@@ -147,14 +167,14 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> Co
                 )
                 if configs["masks"][cond]["psx"] == "combine":
                     configs["crossval"][cond] = store.verify(run.psx(cond))["config"]["crossval"]
-            found.detection += [Detection(*base, "run", m, **v["info"]["detection"]) for m, v in made.items()]
+            found.detection += detected
         except PipelineError as e:
             found.stale.append(str(e))
         if run.paper_detection(cond).exists():
             try:
                 made = store.verify(run.paper_detection(cond))
                 found.detection += [
-                    Detection(*base, "paper", m, **d, psx_dir=made["info"]["psx_dir"])
+                    detection(base, "paper", m, d, run.paper_detection(cond), made["info"].get("psx_dir"))
                     for m, d in store.load(run.paper_detection(cond)).items()
                 ]
             except PipelineError as e:

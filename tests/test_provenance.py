@@ -14,6 +14,7 @@ from conftest import FAST_COTEACH, stage
 from pipeline import conditions, report, store
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS
+from pipeline.masks import CL_METHODS
 from stages import coteach, crossval
 
 
@@ -308,6 +309,28 @@ def test_a_mask_copied_over_another_methods_is_read_as_nothing_but_stale(run):
     out = stage("masks", run.root, "--cond", "n20_s0").stdout
     assert f"wrote: {both}" in out and f"current: {pbc}" in out
     store.verify(both)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d.update(precision="0.9"),  # a string where a number goes
+        lambda d: d.update(extra=1),
+        lambda d: d.pop("f1"),
+        lambda d: d.clear(),
+    ],
+)
+def test_a_hand_edited_detection_in_a_masks_manifest_is_left_out_in_one_line(run, edit):
+    """A manifest is not checksummed: the detection it records is read as masks writes it, or left out."""
+    path = store.manifest_path(run.mask("n20_s0", "both"))
+    manifest = json.loads(path.read_text())
+    edit(manifest["info"]["detection"])
+    path.write_text(json.dumps(manifest))
+    found = report.collect(run, conditions.names(run))
+    assert [s for s in found.stale if s.startswith(f"{path}: both's detection is not as masks records it")]
+    assert {r.method for r in found.detection if r.condition == "n20_s0"} == set(CL_METHODS.values()) - {"both"}
+    out = stage("report", run.root).stdout
+    assert f"{path}: both's detection is not as masks records it" in out
 
 
 def test_a_result_copied_over_another_seeds_is_not_counted_twice(run):
