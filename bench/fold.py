@@ -108,6 +108,7 @@ def paper_recipe(ds, train, device, steps: int, batch_size: int) -> dict:
             x = ds.train_x[train[i]]
             return tf(Image.fromarray(x.squeeze(-1) if x.shape[-1] == 1 else x)), int(ds.train_y[train[i]])
 
+    batch_size = min(batch_size, len(train))  # a set smaller than one batch (a --subset): one batch of all of it
     workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
     loader = torch.utils.data.DataLoader(
         Images(),
@@ -141,7 +142,7 @@ def paper_recipe(ds, train, device, steps: int, batch_size: int) -> dict:
         opt.step()
         seen += len(y) if step >= warmup else 0
     _sync(device)
-    return {"images_per_s": seen / (time.perf_counter() - start), "steps": steps}
+    return {"images_per_s": seen / (time.perf_counter() - start), "steps": steps, "batch_size": batch_size}
 
 
 def _sync(device) -> None:
@@ -168,7 +169,8 @@ def print_tables(r: dict) -> None:
     )
     if r.get("paper_images_per_s"):
         print(
-            f"| paper (ResNet-50, DataLoader+PIL, {r['paper_steps']} steps) | – | – | – | {r['paper_images_per_s']:,.0f} | – |"
+            f"| paper (ResNet-50, DataLoader+PIL, batch {r['paper_batch_size']}, {r['paper_steps']} steps) "
+            f"| – | – | – | {r['paper_images_per_s']:,.0f} | – |"
         )
         print(f"\nthroughput ratio ours / paper: {r['images_per_s'] / r['paper_images_per_s']:.1f}x")
     if r.get("curve_acc_true"):
@@ -259,9 +261,10 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     data = Split(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
+    config = config.for_rows(len(train))  # the settings trained with, as recorded below
     trained = train_classifier(
         data,
-        **config.training(),
+        **config.training(len(train)),
         seed=config.seed,
         device=device,
         label=f"bench {cond.name}",
@@ -298,7 +301,9 @@ def main() -> None:
         r["paper_psx"] = heldout_quality(paper_psx[held].astype(np.float64), noisy[held], ds.train_y[held])
     if args.paper_steps > 0:
         paper = paper_recipe(ds, train, device, args.paper_steps, args.paper_batch_size)
-        r.update(paper_images_per_s=paper["images_per_s"], paper_steps=paper["steps"])
+        r.update(
+            paper_images_per_s=paper["images_per_s"], paper_steps=paper["steps"], paper_batch_size=paper["batch_size"]
+        )
     print_tables(r)
     if args.json:
         store.atomic_write(args.json, lambda f: f.write(json.dumps(r, indent=1, default=float).encode()))

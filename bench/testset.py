@@ -34,10 +34,11 @@ def main() -> None:
 
     labels, _ = noisy_labels(cond, ds, PAPER_PSX)
     data = Split(ds.train_x, labels, ds.test_x, ds.test_y, ds.num_classes)
+    config = config.for_rows(len(labels))  # the settings trained with, as recorded below
     start = time.perf_counter()
     trained = train_classifier(
         data,
-        **config.training(),
+        **config.training(len(labels)),
         seed=config.seed,
         device=device,
         label=f"testset {cond.name}",

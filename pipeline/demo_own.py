@@ -109,7 +109,7 @@ def check(source: Path, run_dir: Path) -> None:
     )
 
 
-def main() -> None:
+def parser() -> cli.Parser:
     p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="write the demo dataset")
@@ -123,7 +123,11 @@ def main() -> None:
     c = sub.add_parser("check", help="after the pipeline: verdicts, and the flagged images against the flips")
     c.add_argument("dir", type=Path)
     c.add_argument("run", type=Path)
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.command == "build":
         build(args.dir, args.flip)
     else:

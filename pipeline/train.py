@@ -395,7 +395,11 @@ def train_classifier(
     ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every epoch is
     printed; ``prune_epoch``: see ``Classifier``. Non-finite probabilities are an error. On a rank other than 0 of a
     task on several devices (``pipeline.ddp``), None once trained. ``recipe``: a name
-    of ``recipes.RECIPES``, which also sets the augmentation, the whitening sample and TTA."""
+    of ``recipes.RECIPES``, which also sets the augmentation, the whitening sample and TTA. Every setting is
+    resolved (``TrainingConfig.training``): a default left unresolved is refused before any work."""
+    unresolved = [k for k, v in dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr).items() if v is None]
+    if unresolved:
+        raise ValueError(f"{label}: {', '.join(unresolved)} unresolved; pass TrainingConfig.training(n_rows)")
     pl.seed_everything(seed, workers=False, verbose=False)
     start = time.perf_counter()
     r = RECIPES[recipe]

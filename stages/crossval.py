@@ -128,10 +128,12 @@ class TrainingConfig:
         """The config an artifact records (``options.recorded``)."""
         return options.recorded(self)
 
-    def training(self) -> dict:
-        """The keyword arguments of ``train.train_classifier`` this config sets."""
+    def training(self, n_rows: int) -> dict:
+        """The keyword arguments of ``train.train_classifier`` for training on ``n_rows`` rows: this config resolved
+        by ``for_rows``, the one place a default that follows the set's size is settled."""
+        resolved = self.for_rows(n_rows)
         return {
-            k: getattr(self, k)
+            k: getattr(resolved, k)
             for k in (
                 "recipe",
                 "arch",
@@ -168,8 +170,8 @@ class CrossvalConfig(TrainingConfig):
                 f"(expected below --epochs {self.epochs}, and a recipe that trains epochs)"
             )
 
-    def training(self) -> dict:
-        return {**super().training(), "prune_epoch": self.prune_epoch}
+    def training(self, n_rows: int) -> dict:
+        return {**super().training(n_rows), "prune_epoch": self.prune_epoch}
 
 
 class Task(NamedTuple):
@@ -233,7 +235,6 @@ class Crossval(tasks.TrainingStage):
         ds = datasets.cached(run.dataset)
         noisy = store.read(run.labels(cond))
         held, train = self._rows(run, cond, fold, config)
-        config = config.for_rows(int(train.sum()))
         if config.recipe in PROBES:
             if ddp.world()[1] > 1:
                 raise PipelineError(
@@ -247,7 +248,7 @@ class Crossval(tasks.TrainingStage):
             data = Split(Rows(ds.train_x, rows), noisy[train], Rows(ds.train_x, held), noisy[held], ds.num_classes)
             trained = train_classifier(
                 data,
-                **config.training(),
+                **config.training(int(train.sum())),
                 weights=weights,
                 seed=config.seed + 1000 * fold,
                 device=device,

@@ -10,6 +10,7 @@ from conftest import ROOT
 
 
 def test_bench_fold_runs_on_cpu(tmp_path):
+    """With the recipe's own batch (the batch that follows the set's size: no --batch-size, no --lr)."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -27,10 +28,6 @@ def test_bench_fold_runs_on_cpu(tmp_path):
             "400",
             "--epochs",
             "1",
-            "--batch-size",
-            "64",
-            "--lr",
-            "0.1",
             "--paper-steps",
             "1",
             "--paper-batch-size",
@@ -50,6 +47,7 @@ def test_bench_fold_runs_on_cpu(tmp_path):
     assert "n40_s0 fold 0 of 4: 300 train / 100 held out" in proc.stdout
     assert sum(line.startswith(("| C_", "| C+NR", "| PBC", "| PBNR")) for line in lines) == 5
     figures = json.loads((tmp_path / "fold.json").read_text())
+    assert (figures["config"]["batch_size"], figures["paper_batch_size"]) == (16, 16)  # 300 rows: at least MIN_BATCH
     assert 0.3 < figures["noise_rate"] < 0.5  # generated 40% noise on digits (no paper labels there)
     assert set(figures["ours"]["detection"]) == {"C_confusion", "PBC", "C_{y~,y*}", "C+NR", "PBNR"}
 
