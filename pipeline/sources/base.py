@@ -3,9 +3,9 @@ may apply, and the decoding helpers (images to uint8 arrays, stacking, a stratif
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import multiprocessing
 import os
 import re
 import time
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import pools
 from pipeline.errors import PipelineError
 from pipeline.rows import Rows
 
@@ -189,7 +190,7 @@ def hold_out(
     if counts.min() < 2:
         c = int(np.argmin(counts))
         raise PipelineError(
-            f"{where}: class {classes[c]!r} has {counts[c]} image(s); a stratified test split needs 2 "
+            f"{where}: class {str(classes[c])!r} has {counts[c]} image(s); a stratified test split needs 2 "
             "or more per class (add images, or give the split yourself)"
         )
     try:
@@ -268,24 +269,22 @@ def decode(items: list[tuple[str, Callable[[], bytes]]], decoder: Decoder, what:
             print(f"decode {what}: resuming, {int((state > 0).sum())}/{n} images done before", flush=True)
     todo = [s for s in range(0, n, CHUNK) if not state[s : s + CHUNK].all()]
     _job = (items, decoder, images)
-    pool = multiprocessing.get_context("fork").Pool(decoder.workers) if decoder.workers > 1 and len(todo) > 1 else None
+    parallel = decoder.workers > 1 and len(todo) > 1
     saved, logged = time.perf_counter(), int((state > 0).sum()) // LOG_EVERY
     try:
-        for first, states, bad in pool.imap(_decode_chunk, todo) if pool else map(_decode_chunk, todo):
-            state[first : first + len(states)] = states
-            reasons.update(bad)
-            done = int((state > 0).sum())
-            if done // LOG_EVERY > logged or done == n:
-                logged = done // LOG_EVERY
-                print(f"decode {what}: {done}/{n} images ({time.perf_counter() - start:.1f} s)", flush=True)
-            if folder is not None and time.perf_counter() - saved > SAVE_EVERY_S:
-                _save_progress(folder, what, images, state, reasons)
-                saved = time.perf_counter()
+        with pools.fork_pool(decoder.workers) if parallel else contextlib.nullcontext() as pool:
+            for first, states, bad in pool.imap(_decode_chunk, todo) if pool else map(_decode_chunk, todo):
+                state[first : first + len(states)] = states
+                reasons.update(bad)
+                done = int((state > 0).sum())
+                if done // LOG_EVERY > logged or done == n:
+                    logged = done // LOG_EVERY
+                    print(f"decode {what}: {done}/{n} images ({time.perf_counter() - start:.1f} s)", flush=True)
+                if folder is not None and time.perf_counter() - saved > SAVE_EVERY_S:
+                    _save_progress(folder, what, images, state, reasons)
+                    saved = time.perf_counter()
     finally:
         _job = None
-        if pool is not None:
-            pool.terminate()
-            pool.join()
         if folder is not None:  # what was done is kept, however this ends (a SIGKILL loses SAVE_EVERY_S at most)
             _save_progress(folder, what, images, state, reasons)
     if decoder.skipped is not None:
