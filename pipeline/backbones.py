@@ -62,6 +62,12 @@ def weights_file(arch: str, weights: str) -> Path:
             f"--weights {weights}: {cached} is missing and nothing is downloaded here; fetch {found.url} "
             f"into {cached.parent}, or pass the file as --weights FILE"
         )
+    promised = torch.hub.HASH_REGEX.search(cached.name)  # the first hex digits of its sha256, as torch's loader reads
+    if promised and not store.checksum(cached).removeprefix("sha256:").startswith(promised.group(1)):
+        raise PipelineError(
+            f"--weights {weights}: {cached} is not the file of {found.url} (its sha256 does not start with "
+            f"{promised.group(1)}, as its name says); fetch it again, or pass the file as --weights FILE"
+        )
     return cached
 
 
@@ -93,12 +99,31 @@ def load(arch: str, path: Path) -> Weights:
     if isinstance(state, dict) and "state_dict" in state and "arch" in state:  # a backbone this pipeline wrote
         if state["arch"] != arch:
             raise PipelineError(f"{path}: weights of --arch {state['arch']}, not {arch}")
-        return Weights(
+        loaded = Weights(
             state["state_dict"], tuple(state["mean"]), tuple(state["std"]), state["arch"], tuple(state["built"])
         )
-    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+    elif isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        loaded = Weights(state, *IMAGENET)
+    else:
         raise PipelineError(f"{path}: not a state_dict (a mapping of names to tensors)")
-    return Weights(state, *IMAGENET)
+    _check_finite(path, loaded)
+    return loaded
+
+
+def _check_finite(path: Path, w: Weights) -> None:
+    """Weights with a NaN or an infinity are refused before any work (they make NaN features and probabilities)."""
+    import torch
+
+    tensors = {**w.state_dict, "mean": torch.tensor(w.mean, dtype=torch.float64), "std": torch.tensor(w.std)}
+    bad = {
+        k: int((~torch.isfinite(v)).sum())
+        for k, v in tensors.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
+    }
+    if bad:
+        name, count = next(iter(bad.items()))
+        more = f" (and {len(bad) - 1} more tensor(s))" if len(bad) > 1 else ""
+        raise PipelineError(f"{path}: {count} NaN or infinite value(s) in {name}{more}; these weights are not usable")
 
 
 def build(arch: str, weights: Path | None, in_channels: int, image_size: int, num_classes: int):

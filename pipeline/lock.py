@@ -16,7 +16,7 @@ HEARTBEAT_S = 30  # a holder refreshes its lock's mtime this often, from a threa
 STALE_S = 600  # a lock whose heartbeat is older than this is stale, on any host
 
 
-def _started(pid: int) -> int | None:
+def started_at(pid: int) -> int | None:
     """The start time of process ``pid`` (clock ticks since boot, Linux), or None where unknown."""
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
@@ -24,7 +24,7 @@ def _started(pid: int) -> int | None:
         return None
 
 
-def _alive(pid: int, started: int | None) -> bool:
+def alive(pid: int, started: int | None) -> bool:
     """Whether process ``pid`` (on this host) still runs and is the one that started at ``started``."""
     try:
         os.kill(pid, 0)
@@ -32,7 +32,7 @@ def _alive(pid: int, started: int | None) -> bool:
         return False
     except PermissionError:
         pass  # alive, another user's
-    return started is None or _started(pid) in (None, started)
+    return started is None or started_at(pid) in (None, started)
 
 
 def is_stale(path: Path) -> bool:
@@ -57,7 +57,7 @@ def is_stale(path: Path) -> bool:
         and owner.get("slurm_restart") != os.environ.get("SLURM_RESTART_COUNT", "0")
     ):
         return True  # an earlier run of this very job, since requeued (maybe onto another node)
-    return owner.get("host") == socket.gethostname() and not _alive(owner["pid"], owner.get("started"))
+    return owner.get("host") == socket.gethostname() and not alive(owner["pid"], owner.get("started"))
 
 
 @contextlib.contextmanager
@@ -93,7 +93,7 @@ class TaskLock:
             {
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
-                "started": _started(os.getpid()),
+                "started": started_at(os.getpid()),
                 "since": time.time(),
                 "slurm_job": os.environ.get("SLURM_JOB_ID"),
                 "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0"),

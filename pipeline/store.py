@@ -21,12 +21,14 @@ import contextlib
 import contextvars
 import dataclasses
 import enum
+import glob
 import hashlib
 import importlib.metadata
 import io
 import json
 import os
 import platform
+import re
 import socket
 import tempfile
 import time
@@ -63,10 +65,14 @@ _staged: list[Path] = []  # the temp files made since ``produce`` began: removed
 
 
 def staging(path: Path) -> Path:
-    """A new empty temp file beside ``path`` (normal file modes), to be written and then renamed over it."""
+    """A new empty temp file beside ``path`` (normal file modes), to be written and then renamed over it. Its name
+    says who writes it (``.<name>.<pid>-<start time>@<host>.XXXXXXXX.tmp``): see ``remove_leftovers``."""
+    from pipeline.lock import started_at
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    owner = f"{os.getpid()}-{started_at(os.getpid()) or ''}@{socket.gethostname()}"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get normal file modes
     os.close(fd)
     _staged.append(Path(tmp))
@@ -448,6 +454,49 @@ def in_dry_run() -> bool:
     return _dry.get()
 
 
+def remove_leftovers(artifact: Path) -> None:
+    """Remove the temp files of ``artifact`` and its manifest that a killed write left (``staging``), never a live
+    writer's: on this host, those whose writer process is gone; elsewhere (or with no writer in the name, as
+    before), those untouched for ``lock.STALE_S``, the rule of a lock's heartbeat."""
+    from pipeline.lock import STALE_S, alive
+
+    for path in (Path(artifact), manifest_path(artifact)):
+        named = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-(\d*)@(.+)\.)?[^.]+\.tmp")
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            m = named.fullmatch(tmp.name)
+            if m is None:
+                continue
+            pid, started, host = m.groups()
+            try:
+                if (
+                    not alive(int(pid), int(started) if started else None)
+                    if host == socket.gethostname()
+                    else time.time() - tmp.stat().st_mtime > STALE_S
+                ):
+                    tmp.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def _check_finite(artifact: Path, value: Any) -> None:
+    """Nothing non-finite is recorded as finished: every float array made for ``artifact`` (a staged ``.npy``
+    included) is checked, a chunk at a time, before it is written."""
+    if isinstance(value, Staged) and Path(artifact).suffix == ".npy":
+        value = np.load(value.path, mmap_mode="r", allow_pickle=False)
+    arrays = value if isinstance(value, dict) else {"": value}
+    for name, a in arrays.items():
+        if not (isinstance(a, np.ndarray) and a.dtype.kind in "fc"):
+            continue
+        flat = a.reshape(-1)
+        step = max(1, NPZ_CHUNK_BYTES // a.itemsize)
+        bad = sum(int(np.count_nonzero(~np.isfinite(flat[i : i + step]))) for i in range(0, flat.size, step))
+        if bad:
+            raise PipelineError(
+                f"{artifact}: {bad} of {flat.size} values{f' in {name}' if name else ''} are NaN or infinite; "
+                "nothing was recorded"
+            )
+
+
 def produce(
     artifact: Path,
     *,
@@ -475,6 +524,7 @@ def produce(
         if claim is not None and not claim.held:
             print(f"skipped: {artifact} is being made by {claim.owner}", flush=True)
             return Outcome.SKIPPED
+        remove_leftovers(artifact)
         if not force and is_current(artifact, inputs, config):
             ckpt_path(artifact).unlink(missing_ok=True)  # left by a kill between the manifest and its removal below
             return Outcome.CURRENT
@@ -487,6 +537,7 @@ def produce(
         _staged.clear()
         try:
             value, info = make()
+            _check_finite(artifact, value)
             now = _records(artifact, inputs)
             for name, source in inputs.items():
                 held = _read_as.get(os.path.abspath(source))

@@ -151,14 +151,25 @@ RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch) -> Path:
-    """A torch hub cache (TORCH_HOME) holding random resnet18 weights as IMAGENET1K_V1's file."""
+def resnet18_file(tmp_path) -> Path:
+    """Random resnet18 weights in a file (no ImageNet weights exist here), for --weights FILE."""
     import torch
     import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path / "resnet18-random.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def hub(resnet18_file, tmp_path, monkeypatch) -> Path:
+    """A torch hub cache (TORCH_HOME) holding random resnet18 weights under IMAGENET1K_V1's file name: a file whose
+    bytes are not the ones its name promises (the name carries the first hex digits of their sha256)."""
+    import torch
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
     checkpoints.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.resnet18().state_dict(), checkpoints / RESNET18_FILE)
+    shutil.copy(resnet18_file, checkpoints / RESNET18_FILE)
     return checkpoints

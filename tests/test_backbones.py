@@ -1,5 +1,6 @@
-"""Backbones with weights on small generated images: torchvision networks by name (weights from a temporary
-torch hub cache holding a random-weights file under the expected name), weights files, a backbone this pipeline
+"""Backbones with weights on small generated images: torchvision networks from weights files (random: no
+ImageNet weights exist here) and by name (a temporary torch hub cache: the file a name resolves to, refused
+when missing or not the bytes its name promises), a backbone this pipeline
 pretrains, the linear probe on their features, and the refusals."""
 
 import shutil
@@ -16,15 +17,15 @@ from stages import crossval
 PROBE = ["--recipe", "linear-probe", "--folds", "3", "--gpu", "cpu", "--cond", "n20_s0"]
 
 
-def test_a_torchvision_network_by_weights_name_probed_on_gray_images_resized(run_copy, hub):
+def test_a_torchvision_network_from_a_weights_file_probed_on_gray_images_resized(run_copy, resnet18_file):
     """digits are 8 px grayscale: repeated to the weights' 3 channels and resized to 32 px on the device."""
     run = RunDir(run_copy)
     out = stage(
-        "crossval", run.root, *PROBE, "--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--input-size", "32"
+        "crossval", run.root, *PROBE, "--arch", "resnet18", "--weights", str(resnet18_file), "--input-size", "32"
     ).stdout
     assert "features resnet18_32px_" in out and "train: 1347/1347 images" in out
     manifest = store.verify(run.shard("n20_s0", 0))
-    assert manifest["config"]["weights_checksum"] == store.checksum(hub / RESNET18_FILE)
+    assert manifest["config"]["weights_checksum"] == store.checksum(resnet18_file)
     feats = store.read(next((run.root / "features").glob("resnet18_32px_*.npz")))
     assert (
         feats["train"].shape == (1347, 512) and feats["train"].dtype == np.float16 and feats["test"].shape == (450, 512)
@@ -32,10 +33,10 @@ def test_a_torchvision_network_by_weights_name_probed_on_gray_images_resized(run
     assert 0.5 < manifest["info"]["heldout_acc_noisy"] < 1  # random conv features still separate digits
     stage("combine", run.root, "--cond", "n20_s0")
     config = crossval.CrossvalConfig(
-        recipe="linear-probe", arch="resnet18", weights="IMAGENET1K_V1", input_size=32, folds=3
+        recipe="linear-probe", arch="resnet18", weights=str(resnet18_file), input_size=32, folds=3
     )
     assert crossval.STAGE.pending(run, [("n20_s0", 0)], config) == []
-    torch.save({k: v + 1 for k, v in torch.load(hub / RESNET18_FILE).items()}, hub / RESNET18_FILE)  # other weights
+    torch.save({k: v + 1 for k, v in torch.load(resnet18_file).items()}, resnet18_file)  # other weights
     assert crossval.STAGE.pending(run, [("n20_s0", 0)], config) == [("n20_s0", 0)]
 
 
@@ -47,12 +48,21 @@ def test_weights_that_are_not_here_or_not_weights_are_one_line(run_copy, hub, tm
     torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "resnet34.pth")
     torch.save({"net": torchvision.models.resnet18()}, tmp_path / "pickled.pth")  # a module: code would run to load it
     (tmp_path / "garbage.pth").write_bytes(b"\x80\x02garbage")
+    nan = torchvision.models.resnet18().state_dict()
+    nan["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(nan, tmp_path / "nan.pth")  # one NaN weight: 100% NaN features, recorded as current, before
     url = torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url
     cases = [
         (
             ["--arch", "resnet50", "--weights", "IMAGENET1K_V2"],
             f"--weights IMAGENET1K_V2: {Path(torch.hub.get_dir()) / 'checkpoints' / url.rsplit('/', 1)[1]} is missing and "
             f"nothing is downloaded here; fetch {url} into {hub}, or pass the file as --weights FILE",
+        ),
+        (
+            ["--arch", "resnet18", "--weights", "IMAGENET1K_V1"],  # a name that promises bytes, another file under it
+            f"--weights IMAGENET1K_V1: {hub / RESNET18_FILE} is not the file of "
+            f"https://download.pytorch.org/models/{RESNET18_FILE} (its sha256 does not start with f37072fd, as its "
+            "name says); fetch it again, or pass the file as --weights FILE",
         ),
         (["--arch", "resnet18", "--weights", str(tmp_path / "resnet34.pth")], "resnet34.pth: not weights of resnet18"),
         (
@@ -66,6 +76,10 @@ def test_weights_that_are_not_here_or_not_weights_are_one_line(run_copy, hub, tm
         (
             ["--arch", "resnet18", "--weights", "IMAGENET9K"],
             "--weights 'IMAGENET9K': no such file, nor a torchvision weights name",
+        ),
+        (
+            ["--arch", "resnet18", "--weights", str(tmp_path / "nan.pth")],
+            "nan.pth: 1 NaN or infinite value(s) in layer2.0.conv1.weight; these weights are not usable",
         ),
         (["--arch", "resnet19", "--weights", "x"], "--arch 'resnet19': not a network of this pipeline"),
         (["--arch", "resnet18"], "--recipe linear-probe: give --arch and --weights"),
@@ -317,9 +331,9 @@ def test_a_finetune_needs_weights_and_records_its_mixup(run_copy):
     assert "mixup" not in store.verify(run.shard("n20_s0", 1))["config"]  # made before MixUp existed: still current
 
 
-def test_coteach_learners_as_logistic_heads_on_a_backbones_features(run_copy, hub):
+def test_coteach_learners_as_logistic_heads_on_a_backbones_features(run_copy, resnet18_file):
     run = RunDir(run_copy)
-    backbone = ["--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--input-size", "32"]
+    backbone = ["--arch", "resnet18", "--weights", str(resnet18_file), "--input-size", "32"]
     stage("crossval", run.root, *PROBE, *backbone)
     stage("combine", run.root, "--cond", "n20_s0")
     stage("masks", run.root, "--cond", "n20_s0")

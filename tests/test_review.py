@@ -36,7 +36,7 @@ def test_review_after_masks_from_another_psx_suggests_what_that_psx_says(run_cop
         review.run_review(run, COND, force=True)
 
 
-def test_a_probes_features_give_outliers_and_near_duplicates_with_galleries(folds_run, tmp_path, hub):
+def test_a_probes_features_give_outliers_and_near_duplicates_with_galleries(folds_run, tmp_path, resnet18_file):
     """Planted: three exact copies of other rows (near-duplicates: each found with its original) and three
     images of noise among the digits (outliers)."""
     from conftest import stage
@@ -66,7 +66,7 @@ def test_a_probes_features_give_outliers_and_near_duplicates_with_galleries(fold
         "--arch",
         "resnet18",
         "--weights",
-        "IMAGENET1K_V1",
+        str(resnet18_file),
         "--input-size",
         "32",
         "--folds",

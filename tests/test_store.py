@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,6 +107,67 @@ def test_a_stale_input_is_refused_before_making(tmp_path):
     assert not (tmp_path / "x.npy").exists()
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nothing_non_finite_is_recorded(tmp_path, bad):
+    """An array, an .npz member or a staged .npy with one NaN or infinity: refused in one line, nothing written
+    (an earlier version of the artifact kept), however the maker hands it over."""
+    values = np.ones((5, 3), np.float16)
+    values[3, 1] = bad
+
+    def staged():  # written by the maker into a temp file (combine's psx)
+        tmp = store.staging(tmp_path / "s.npy")
+        with open(tmp, "wb") as f:
+            np.save(f, values)
+        return store.Staged(tmp)
+
+    cases = {
+        tmp_path / "a.npy": lambda: values,
+        tmp_path / "z.npz": lambda: {"train": np.zeros(4, np.float32), "test": values},
+        tmp_path / "s.npy": staged,
+    }
+    for path, value in cases.items():
+        with pytest.raises(PipelineError, match=rf"^{path}: 1 of 15 values( in test)? are NaN or infinite"):
+            store.produce(path, root=tmp_path, stage="x", inputs={}, config={}, make=lambda v=value: (v(), {}))
+        assert not path.exists() and not store.manifest_path(path).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the staged file is gone too
+
+
+def test_a_killed_write_leaves_nothing_once_its_artifact_is_made_again(tmp_path):
+    """A writer killed with -9 leaves its temp files (the artifact's and its manifest's); the next ``produce`` of
+    that artifact removes them, never a live writer's (here, this process's) nor, elsewhere, a fresh one."""
+    from pipeline import lock
+
+    artifact = tmp_path / "psx.npy"
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from pipeline import store; "
+            "[store.staging(p).write_bytes(b'x' * 100) for p in sys.argv[1:]]; os.kill(os.getpid(), 9)",
+            str(artifact),
+            str(store.manifest_path(artifact)),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert killed.returncode == -9
+    left = sorted(tmp_path.glob(".*.tmp"))
+    assert len(left) == 2 and all(socket.gethostname() in p.name for p in left)
+    live = store.staging(artifact)  # this process is writing it: kept
+    store._staged.remove(live)
+    old, fresh = time.time() - lock.STALE_S - 60, time.time()
+    others = {".psx.npy.1-5@elsewhere.abcd1234.tmp": (old, False), ".psx.npy.2-5@elsewhere.efgh5678.tmp": (fresh, True)}
+    others.update({".psx.npy.oldname1.tmp": (old, False), ".psx.npy.oldname2.tmp": (fresh, True)})  # before owners
+    for name, (mtime, _) in others.items():
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (mtime, mtime))
+    other = tmp_path / ".psx.npy.backup.1-5@elsewhere.abcd1234.tmp"  # another artifact's ("psx.npy.backup")
+    other.write_bytes(b"x")
+    os.utime(other, (old, old))
+    store.produce(artifact, root=tmp_path, stage="combine", inputs={}, config={}, make=lambda: (np.ones(2), {}))
+    kept = {live.name, other.name} | {name for name, (_, stays) in others.items() if stays}
+    assert {p.name for p in tmp_path.glob(".*.tmp")} == kept
+
+
 def test_the_chain_survives_moving_the_run(tmp_path):
     chain(tmp_path / "here")
     (tmp_path / "here").rename(tmp_path / "there")
@@ -148,7 +210,7 @@ def test_truncated_npy_is_a_clear_error(tmp_path):
 
 def write_lock(path, **owner):
     path.write_text(
-        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": lock._started(os.getpid()), **owner})
+        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": lock.started_at(os.getpid()), **owner})
     )
     return path
 
