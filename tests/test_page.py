@@ -131,8 +131,9 @@ def test_a_decisions_file_naming_rows_that_do_not_exist_is_one_line(reviewed, tm
         "missing rows": (lines[:-5], f"5 of {len(labels)} training rows missing (from row {len(labels) - 5})"),
         "another dataset": (
             [lines[0], "0,other.png," + lines[1].split(",", 2)[2]] + lines[2:],
-            "line 2: id 'other.png' is not row 0's",
+            f"line 2: id 'other.png' is not row 0's ({str(ds.train_ids[0])!r})",  # a plain value, not np.str_(...)
         ),
+        "a blank line inside": (lines[:3] + [""] + lines[3:], "line 4: a blank line before the last row"),
         "not a class": (
             [lines[0], lines[1].rsplit(",", 2)[0] + ",zebra,relabel"] + lines[2:],
             "line 2: label 'zebra' is not a class of the dataset",
@@ -146,6 +147,21 @@ def test_a_decisions_file_naming_rows_that_do_not_exist_is_one_line(reviewed, tm
         err = stage("noise", reviewed.root, "--labels", f"r={path}", ok=False).stderr.strip()
         assert len(err.splitlines()) == 1 and message in err and str(path) in err, (name, err)
     assert reviewed.registry.read_bytes() == registry
+
+
+def test_a_decisions_file_after_a_spreadsheet_round_trip_reads_the_same(reviewed, tmp_path):
+    """Saved as "CSV UTF-8": a byte-order mark before the header, CRLF line ends, a trailing blank line."""
+    ds = datasets.cached(reviewed.dataset)
+    labels = store.read(reviewed.labels(COND))
+    lines = ["row,id,label,decision"] + [f"{i},{ds.train_ids[i]},{ds.classes[labels[i]]}," for i in range(len(labels))]
+    lines[3] = lines[3].rsplit(",", 2)[0] + f",{ds.classes[(labels[2] + 1) % len(ds.classes)]},relabel"
+    plain, sheet = tmp_path / "plain.csv", tmp_path / "sheet.csv"
+    plain.write_text("\n".join(lines) + "\n")
+    sheet.write_bytes(b"\xef\xbb\xbf" + ("\r\n".join(lines) + "\r\n\r\n").encode())
+    run = RunDir(shutil.copytree(reviewed.root, tmp_path / "run"))
+    stage("noise", run.root, "--labels", f"plain={plain}", "--labels", f"sheet={sheet}")
+    a, b = store.read(run.labels("plain")), store.read(run.labels("sheet"))
+    assert np.array_equal(a, b) and a[2] != labels[2] and (np.delete(a, 2) == np.delete(labels, 2)).all()
 
 
 def test_a_page_for_a_condition_without_masks_is_one_line(run_copy):

@@ -37,13 +37,20 @@ def decisions(path: Path, ds: Dataset) -> np.ndarray:
     ids, n = ds.train_ids, len(ds.train_ids)
     labels = np.full(n, -1, np.int64)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark (its CRLF line ends csv reads as is)
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             if next(reader, None) != ["row", "id", "label", "decision"]:
                 raise PipelineError(
                     f"{path}: line 1: expected the header row,id,label,decision (a review page's export)"
                 )
+            blank = None
             for line, fields in enumerate(reader, 2):
+                if not fields:  # blank lines end the file (a spreadsheet may add one)
+                    blank = blank or line
+                    continue
+                if blank is not None:
+                    raise PipelineError(f"{path}: line {blank}: a blank line before the last row")
                 if len(fields) != 4:
                     raise PipelineError(f"{path}: line {line}: expected 4 fields, found {len(fields)}")
                 row, id_, label, decision = fields
@@ -57,7 +64,7 @@ def decisions(path: Path, ds: Dataset) -> np.ndarray:
                     )
                 if id_ != str(ids[int(row)]):
                     raise PipelineError(
-                        f"{path}: line {line}: id {id_!r} is not row {row}'s ({ids[int(row)]!r}): "
+                        f"{path}: line {line}: id {id_!r} is not row {row}'s ({str(ids[int(row)])!r}): "
                         "decisions made on another dataset?"
                     )
                 if label not in classes:
