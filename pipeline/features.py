@@ -39,7 +39,8 @@ def path(run: RunDir, arch: str, weights: str, input_size: int | None) -> Path:
 def produce(run: RunDir, arch: str, weights: str, input_size: int | None, device) -> store.Outcome:
     """Make the features unless current; a process that finds another making them waits for it."""
     out, dataset = path(run, arch, weights, input_size), run.require(run.dataset, "data")
-    inputs, made_with = {"dataset": dataset}, config(arch, weights, input_size)
+    inputs = {"dataset": dataset, "weights": store.External(backbones.weights_file(arch, weights))}
+    made_with = config(arch, weights, input_size)
     if store.is_current(out, inputs, made_with):
         return store.Outcome.CURRENT
     if store.in_dry_run():

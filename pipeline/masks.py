@@ -167,14 +167,18 @@ def masks_psx(run: RunDir, cond: str) -> tuple[Path, str | None]:
     return Path(config["psx"]), config["psx_checksum"]
 
 
-def rows_inputs(run: RunDir, cond: str, rows: str, features: Path | None = None) -> dict[str, Path]:
-    """What training on ``rows`` (of ``ROWS``) of ``cond`` reads: the dataset, the labels, that mask only, and
-    a backbone's ``features`` where the learner trains on them."""
+def rows_inputs(
+    run: RunDir, cond: str, rows: str, features: Path | None = None, weights: Path | None = None
+) -> dict[str, Path]:
+    """What training on ``rows`` (of ``ROWS``) of ``cond`` reads: the dataset, the labels, that mask only, a
+    backbone's ``features`` where the learner trains on them, and the ``weights`` file it starts from."""
     inputs = {"dataset": run.require(run.dataset, "data"), "labels": conditions.load(run, cond).labels}
     if rows != "none":
         inputs["mask"] = run.require(run.mask(cond, rows), "masks")
     if features is not None:
         inputs["features"] = features
+    if weights is not None:
+        inputs["weights"] = store.External(weights)
     return inputs
 
 
@@ -224,6 +228,8 @@ def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = Fal
     inputs = {"dataset": run.require(run.dataset, "data"), "labels": loaded.labels}
     if psx is None:
         inputs["psx"] = run.require(run.psx(cond), "combine")
+    else:
+        inputs["psx_file"] = store.External(psx)  # a file from elsewhere: masks made from it stale once it changes
     where = str(inputs.get("psx", psx))
     read: dict = {}
 
@@ -273,7 +279,11 @@ def run_paper_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = Fal
         psx = resolve_psx(psx_dir, run, cond)
     except PipelineError:
         return None
-    inputs = {"dataset": run.require(run.dataset, "data"), "labels": conditions.load(run, cond).labels}
+    inputs = {
+        "dataset": run.require(run.dataset, "data"),
+        "labels": conditions.load(run, cond).labels,
+        "psx_file": store.External(psx),
+    }
 
     def make():
         ds = datasets.cached(inputs["dataset"])

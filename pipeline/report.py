@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from pipeline import conditions, features, paired, plots, store
+from pipeline import backbones, conditions, features, paired, plots, store
 from pipeline.conditions import parse_conditions
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
@@ -179,7 +179,9 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> Co
                 ]
             except PipelineError as e:
                 found.stale.append(str(e))
-        reads: dict[tuple, dict] = {}  # (rows, features) -> what coteach reads for them now, looked up once each
+        reads: dict[
+            tuple, dict
+        ] = {}  # (rows, features, weights) -> what coteach reads for them now, looked up once each
         for rows in ROWS:
             for learner in BY_NAME:
                 cell = {}
@@ -194,9 +196,14 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> Co
                             if config.get("features")
                             else None
                         )
-                        if (rows, feats) not in reads:
-                            reads[rows, feats] = rows_inputs(run, cond, rows, feats)
-                        store.check_made_from(path, manifest, reads[rows, feats])
+                        weights = (
+                            backbones.weights_file(config["arch"], config["weights"])
+                            if config.get("weights") and not feats
+                            else None
+                        )
+                        if (rows, feats, weights) not in reads:
+                            reads[rows, feats, weights] = rows_inputs(run, cond, rows, feats, weights)
+                        store.check_made_from(path, manifest, reads[rows, feats, weights])
                         m = store.load(path)
                     except PipelineError as e:
                         found.stale.append(str(e))

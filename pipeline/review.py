@@ -216,8 +216,7 @@ def run_review(
         **{f"mask_{m}": p for m, p in masks.items()},
     }
     config = {"psx": str(psx.resolve()), "psx_checksum": psx_checksum} if psx_checksum else {}
-    if psx_checksum is None:
-        inputs["psx"] = psx
+    inputs["psx"] = psx if psx_checksum is None else store.External(psx)
     csv_path, png_path = run.label_issues(cond), run.label_issues(cond).with_suffix(".png")
 
     def make_csv():

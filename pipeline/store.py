@@ -325,7 +325,25 @@ def read_manifest(artifact: Path) -> dict:
     ok = isinstance(manifest, dict) and {"stage", "checksum", "inputs", "config", "info"} <= manifest.keys()
     if not ok or not all(isinstance(r, dict) and {"path", "checksum"} <= r.keys() for r in manifest["inputs"].values()):
         raise PipelineError(f"{mpath}: not a manifest of this pipeline")
+    if "seal" in manifest and manifest["seal"] != _seal(manifest):  # unsealed: an older run's, read as it is
+        raise PipelineError(
+            f"{mpath}: edited after it was written (its seal does not match its content); "
+            f"rerun make {manifest['stage']} to remake {Path(artifact).name}"
+        )
     return manifest
+
+
+def _seal(manifest: dict) -> str:
+    """A checksum of a manifest's own content (all but its seal)."""
+    body = json.dumps({k: v for k, v in manifest.items() if k != "seal"}, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def write_manifest(artifact: Path, manifest: dict) -> None:
+    """Save ``artifact``'s manifest sealed (``_seal``): a reader trusts it only as its writer wrote it, and an
+    artifact whose manifest was edited is stale (remade on the next run, its info never read)."""
+    manifest = normalise(manifest)
+    save(manifest_path(artifact), {**manifest, "seal": _seal(manifest)})
 
 
 def verify(artifact: Path, _depth: int = 0) -> dict:
@@ -346,9 +364,12 @@ def verify(artifact: Path, _depth: int = 0) -> dict:
     if manifest["checksum"] != checksum(artifact):
         raise PipelineError(f"{artifact}: changed since it was made (checksum differs from its manifest); {redo}")
     sources = {name: Path(os.path.normpath(artifact.parent / rec["path"])) for name, rec in manifest["inputs"].items()}
-    for source in sources.values():  # deepest cause first: a stale input names what to redo
+    for name, source in sources.items():  # deepest cause first: a stale input names what to redo
         try:
-            verify(source, _depth + 1)
+            if not manifest["inputs"][name].get("external"):
+                verify(source, _depth + 1)
+            elif not source.is_file():
+                raise PipelineError(f"{source}: gone since it was read")
         except PipelineError as e:
             raise PipelineError(f"{artifact} is stale: {e}") from None
     for name, source in sources.items():
@@ -363,12 +384,21 @@ def read(artifact: Path) -> Any:
     return load(artifact)
 
 
+class External(type(Path())):
+    """An input that is not an artifact: a file from outside the run that a config names (probabilities made
+    elsewhere, a weights file). Recorded by its path and checksum like any input, so what was made from it, and
+    everything made from that, is stale once it changes; it has no manifest to verify."""
+
+
 def _records(artifact: Path, inputs: dict[str, Path]) -> dict[str, dict]:
     base = os.path.abspath(Path(artifact).parent)
-    return {
-        name: {"path": os.path.relpath(os.path.abspath(p), base), "checksum": checksum(p)}
-        for name, p in sorted(inputs.items())
-    }
+
+    def record(p: Path) -> dict:
+        if isinstance(p, External):
+            return {"path": os.path.abspath(p), "checksum": checksum(p), "external": True}
+        return {"path": os.path.relpath(os.path.abspath(p), base), "checksum": checksum(p)}
+
+    return {name: record(p) for name, p in sorted(inputs.items())}
 
 
 def is_current(artifact: Path, inputs: dict[str, Path], config: dict) -> bool:
@@ -529,7 +559,8 @@ def produce(
             ckpt_path(artifact).unlink(missing_ok=True)  # left by a kill between the manifest and its removal below
             return Outcome.CURRENT
         for source in inputs.values():
-            verify(source)
+            if not isinstance(source, External):
+                verify(source)
         made_from = _records(artifact, inputs)
         if force:
             ckpt_path(artifact).unlink(missing_ok=True)
@@ -551,8 +582,8 @@ def produce(
             for tmp in _staged:
                 tmp.unlink(missing_ok=True)
             _staged.clear()
-        save(
-            manifest_path(artifact),
+        write_manifest(
+            artifact,
             {
                 "artifact": _made_as(artifact, root),
                 "stage": stage,

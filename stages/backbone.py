@@ -35,6 +35,7 @@ class Backbone(tasks.TrainingStage):
         recorded = config.for_rows(len(store.read(inputs["labels"]))).recorded()
         if config.weights is not None:
             recorded["weights_checksum"] = backbones.checksum(config.arch, config.weights)
+            inputs["weights"] = store.External(backbones.weights_file(config.arch, config.weights))
         return run.backbone(task.cond), inputs, recorded
 
     def make(self, run: RunDir, task: tasks.Cond, config: BackboneConfig, device, ckpt: Path, tag: dict):

@@ -166,9 +166,10 @@ class Coteach(tasks.TrainingStage):
         cond, rows, learner, seed = task
         noise_rate = conditions.load(run, cond).noise_rate
         feats = features.path(run, config.arch, config.weights, config.input_size) if config.features else None
+        weights = backbones.weights_file(config.arch, config.weights) if config.weights and not feats else None
         return (
             run.coteach(cond, rows, learner, seed),
-            rows_inputs(run, cond, rows, feats),
+            rows_inputs(run, cond, rows, feats, weights),
             config.for_task(rows, learner, seed, noise_rate),
         )
 

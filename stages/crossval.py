@@ -215,6 +215,7 @@ class Crossval(tasks.TrainingStage):
         recorded = {"fold": fold, **config.recorded()}
         if config.weights is not None:
             recorded["weights_checksum"] = backbones.checksum(config.arch, config.weights)
+            inputs["weights"] = store.External(backbones.weights_file(config.arch, config.weights))
         if config.recipe in PROBES:
             inputs["features"] = features.path(run, config.arch, config.weights, config.input_size)
         return run.shard(cond, fold), inputs, recorded

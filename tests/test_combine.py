@@ -74,8 +74,8 @@ def test_a_leftover_shard_of_another_fold_count_is_named(run_copy):
     extra = run.shard("n20_s0", 3)
     shutil.copy(run.shard("n20_s0", 0), extra)
     manifest = store.load(store.manifest_path(run.shard("n20_s0", 0)))
-    store.save(
-        store.manifest_path(extra),
+    store.write_manifest(
+        extra,
         {
             **manifest,
             "artifact": "conditions/n20_s0/folds/fold3.npz",

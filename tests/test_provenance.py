@@ -94,7 +94,7 @@ def remake(path: Path) -> None:
         value = {**value, "edited": True}
     store.save(path, value)
     manifest = json.loads(store.manifest_path(path).read_text())
-    store.save(store.manifest_path(path), {**manifest, "checksum": store.checksum(path)})
+    store.write_manifest(path, {**manifest, "checksum": store.checksum(path)})
 
 
 def accuracy_row(md: str, method: str) -> bool:
@@ -138,6 +138,28 @@ def test_a_hand_edited_result_is_not_reported(run):
     _, md = report.write(run, conditions.names(run))
     assert "99.0" not in md and not accuracy_row(md, "C+NR × Co-Teaching")
     assert f"{path}: changed since it was made" in md
+
+
+def test_a_file_a_config_records_by_checksum_is_an_input_like_any_artifact(run, tmp_path):
+    """``masks --psx F``, review and the report; F overwritten: the masks, the review page and the report's detection
+    are stale, each naming F, until masks and review run again."""
+    psx = tmp_path / "psx.npy"
+    np.save(psx, store.load(run.psx("n40_s40")))
+    stage("masks", run.root, "--cond", "n40_s40", "--psx", str(psx))
+    stage("review", run.root, "--cond", "n40_s40")
+    stale = f"is stale: {psx} changed after it was made"
+    _, md = report.write(run, conditions.names(run))
+    assert "n40_s40/label_issues.html" in md and stale not in md
+    np.save(psx, np.roll(store.load(run.psx("n40_s40")), 1, axis=0))  # other probabilities, the same shape
+    err = stage("review", run.root, "--cond", "n40_s40", ok=False).stderr.strip()
+    assert len(err.splitlines()) == 1 and stale in err, err
+    _, md = report.write(run, conditions.names(run))
+    assert "n40_s40/label_issues.html)" not in md and stale in md
+    assert not any(d.cond == "n40_s40" for d in report.collect(run, ["n40_s40"]).detection)
+    stage("masks", run.root, "--cond", "n40_s40", "--psx", str(psx))
+    stage("review", run.root, "--cond", "n40_s40")
+    _, md = report.write(run, conditions.names(run))
+    assert "n40_s40/label_issues.html" in md and stale not in md
 
 
 def test_new_noise_makes_downstream_stages_refuse_and_the_report_drop_old_results(run):
@@ -320,17 +342,26 @@ def test_a_mask_copied_over_another_methods_is_read_as_nothing_but_stale(run):
         lambda d: d.clear(),
     ],
 )
-def test_a_hand_edited_detection_in_a_masks_manifest_is_left_out_in_one_line(run, edit):
-    """A manifest is not checksummed: the detection it records is read as masks writes it, or left out."""
+@pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "an older run's, unsealed"])
+def test_a_hand_edited_detection_in_a_masks_manifest_is_left_out_in_one_line(run, edit, sealed):
+    """A sealed manifest that was edited is stale, its info never read; an older run's unsealed one is read only
+    as masks writes it; either way that method's detection is left out in one line."""
     path = store.manifest_path(run.mask("n20_s0", "both"))
     manifest = json.loads(path.read_text())
+    if not sealed:
+        del manifest["seal"]
     edit(manifest["info"]["detection"])
     path.write_text(json.dumps(manifest))
     found = report.collect(run, conditions.names(run))
-    assert [s for s in found.stale if s.startswith(f"{path}: both's detection is not as masks records it")]
+    line = (
+        f"{path}: edited after it was written (its seal does not match its content); rerun make masks"
+        if sealed
+        else f"{path}: both's detection is not as masks records it"
+    )
+    assert [s for s in found.stale if line in s]
     assert {r.method for r in found.detection if r.condition == "n20_s0"} == set(CL_METHODS.values()) - {"both"}
     out = stage("report", run.root).stdout
-    assert f"{path}: both's detection is not as masks records it" in out
+    assert line in out
 
 
 def test_a_result_copied_over_another_seeds_is_not_counted_twice(run):

@@ -31,8 +31,8 @@ def test_review_after_masks_from_another_psx_suggests_what_that_psx_says(run_cop
     assert all(r["suggested_label"] == classes[other[int(r["row"])].argmax()] for r in rows)
     assert any(other[int(r["row"])].argmax() != own[int(r["row"])].argmax() for r in rows)
 
-    np.save(path, own)  # the file the masks came from changes: review refuses instead of mixing
-    with pytest.raises(PipelineError, match=f"^{path}: changed or gone since the masks were made from it"):
+    np.save(path, own)  # the file the masks came from changes: the masks are stale, review refuses instead of mixing
+    with pytest.raises(PipelineError, match=f"is stale: {path} changed after it was made; rerun make masks"):
         review.run_review(run, COND, force=True)
 
 

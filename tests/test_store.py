@@ -168,6 +168,26 @@ def test_a_killed_write_leaves_nothing_once_its_artifact_is_made_again(tmp_path)
     assert {p.name for p in tmp_path.glob(".*.tmp")} == kept
 
 
+def test_a_sealed_manifest_is_trusted_only_as_written(tmp_path):
+    """An edit anywhere in a manifest (its info too, which no checksum covered) makes its artifact, and what was
+    made from it, stale: remade on the next run. A manifest without a seal (an older run's) reads as before."""
+    a, b = chain(tmp_path, 2)
+    path = store.manifest_path(a)
+    manifest = json.loads(path.read_text())
+    assert manifest["seal"].startswith("sha256:")
+    path.write_text(json.dumps({**manifest, "info": {"classes": ["edited"]}}))
+    with pytest.raises(PipelineError, match=rf"^{path}: edited after it was written .*rerun make s0 to remake a0.npy"):
+        store.verify(a)
+    with pytest.raises(PipelineError, match=rf"^{b} is stale: {path}: edited after it was written"):
+        store.verify(b)
+    make = lambda: (np.arange(3), {})
+    assert store.produce(a, root=tmp_path, stage="s0", inputs={}, config={"k": 0}, make=make) == store.Outcome.MADE
+    store.verify(a)
+    del manifest["seal"]  # as an older run wrote it
+    path.write_text(json.dumps(manifest))
+    assert store.verify(a)["info"] == {} and store.is_current(a, {}, {"k": 0})
+
+
 def test_the_chain_survives_moving_the_run(tmp_path):
     chain(tmp_path / "here")
     (tmp_path / "here").rename(tmp_path / "there")
