@@ -18,6 +18,7 @@ empty field, a class with no training rows) is an error naming the file and line
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -100,7 +101,13 @@ def prepare(
         }
         return ds.arrays(), info
 
-    made = store.produce(run.dataset, root=run.root, stage="data", inputs={}, config=config, make=make, force=force)
+    try:
+        made = store.produce(run.dataset, root=run.root, stage="data", inputs={}, config=config, make=make, force=force)
+    except PipelineError:  # the source refused: nothing of it stays (a stopped or killed decode keeps it, to resume)
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # if empty
+        raise
     shutil.rmtree(staging.parent, ignore_errors=True)
     return made
 

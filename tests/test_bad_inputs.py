@@ -169,3 +169,30 @@ def test_json_keys_that_match_no_image_or_twice(tmp_path):
     missing = write_json(tmp_path / "m.json.gz", {"/x/train/cat/1_cat.png": 0})
     with pytest.raises(PipelineError, match=r"m\.json\.gz: 1 images have no label \(e\.g\. dog/2_dog\)"):
         paper.import_json(missing, ids, 2)
+
+
+def test_a_refused_source_leaves_the_run_directory_as_it_was(run, tmp_path):
+    """Refused from its listing (1,001 classes: before any image is decoded) or during the decode (an unreadable
+    image): no staging folder, no file, no folder of it stays."""
+    from PIL import Image
+
+    many = tmp_path / "many"
+    many.mkdir()
+    for k in range(1001):
+        Image.fromarray(np.full((4, 4, 3), k % 256, np.uint8)).save(many / f"{k}.png")
+    (many / "labels.csv").write_text("path,label\n" + "".join(f"{k}.png,c{k}\n" for k in range(1001)))
+    folder = tmp_path / "folder"
+    for c in ("cat", "dog"):
+        (folder / c).mkdir(parents=True)
+        for k in range(300):
+            Image.fromarray(np.full((4, 4, 3), k % 256, np.uint8)).save(folder / c / f"{k}.png")
+    (folder / "dog" / "299.png").write_bytes(b"not a png")
+    cases = [
+        (many / "labels.csv", "1001 class(es); expected 2 to 1000"),
+        (folder, "dog/299.png: unreadable image"),
+    ]
+    for source, message in cases:
+        for workers in ("1", "2"):
+            paths = sorted(run.root.rglob("*"))
+            refused(run, "data", "--source", str(source), "--workers", workers, expect=[message])
+            assert sorted(run.root.rglob("*")) == paths, (source, workers)

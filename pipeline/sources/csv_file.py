@@ -92,6 +92,13 @@ def read(path: Path, options: Options) -> Dataset:
             )
             continue
         kept.append((line, r, file))
+    if not kept:
+        decoder.none_left(path)  # --skip-bad left nothing: say why
+    check_classes(classes, path)  # what the listing alone tells, before any image is decoded
+    if options.audit_test and not has_split:
+        options.only(
+            {"--image-size", "--test-fraction", "--skip-bad"}, path, "it has no split column naming test rows to audit"
+        )
     images = decode(
         [(f"{path}: line {line}: {r['path']}", lambda f=file: f.read_bytes()) for line, r, file in kept], decoder, "csv"
     )
@@ -99,7 +106,6 @@ def read(path: Path, options: Options) -> Dataset:
     kept = [kept[i] for i in usable]
     if not kept:
         decoder.none_left(path)
-    check_classes(classes, path)
     y = np.array([known[key(r["label"])] for _, r, _ in kept], np.int64)
     if has_split:
         is_test = np.array([r["split"].lower() == "test" for _, r, _ in kept], bool)
@@ -107,10 +113,6 @@ def read(path: Path, options: Options) -> Dataset:
     else:
         train, test = hold_out(y, test_fraction, path, classes)
     x = stack({"train": (images, usable[train]), "test": (images, usable[test])})
-    if options.audit_test and not has_split:
-        options.only(
-            {"--image-size", "--test-fraction", "--skip-bad"}, path, "it has no split column naming test rows to audit"
-        )
     paths = {s: [kept[i][1]["path"] for i in rows] for s, rows in (("train", train), ("test", test))}
     return dataset(
         x,

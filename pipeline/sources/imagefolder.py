@@ -133,9 +133,15 @@ def read(path: Path, options: Options) -> Dataset:
     has_splits = any(d == "train" for d in files.dirs)
     if has_splits and test_fraction is not None:
         Options(test_fraction=test_fraction).only(set(), path, "it has train/ and test/ folders")
+    # What the listing alone tells is checked before any image is decoded (nothing is staged for a refused source).
+    index = {split: imagefolder_index(files, split) for split in (("train", "test") if has_splits else ("",))}
+    if has_splits and index["test"][0] != index["train"][0]:
+        raise PipelineError(f"{path}: train/ and test/ have different class folders")
+    check_classes(next(iter(index.values()))[0], path)
+    if options.audit_test and not has_splits:
+        options.only({"--image-size", "--test-fraction", "--skip-bad"}, path, "it has no test/ folder to audit")
     found = {}
-    for split in ("train", "test") if has_splits else ("",):
-        classes, entries = imagefolder_index(files, split)
+    for split, (classes, entries) in index.items():
         names = [f"{split}/{classes[c]}/{rel}" if split else f"{classes[c]}/{rel}" for c, rel in entries]
         images = decode([(f"{path}/{n}", lambda n=n: files.read(n)) for n in names], decoder, split or "all")
         keep = images.kept()
@@ -150,16 +156,11 @@ def read(path: Path, options: Options) -> Dataset:
             split: (classes, [entries[i] for i in rows], (images, keep[rows]))
             for split, rows in (("train", train), ("test", test))
         }
-    train_classes, train_entries = found["train"][:2]
-    if found["test"][0] != train_classes:
-        raise PipelineError(f"{path}: train/ and test/ have different class folders")
-    check_classes(train_classes, path)
+    train_classes = found["train"][0]
     x = stack({s: found[s][2] for s in found})
     y = {s: [c for c, _ in found[s][1]] for s in found}
     stems = {s: [os.path.splitext(rel)[0] for _, rel in found[s][1]] for s in found}
     ids = {s: [f"{train_classes[c]}/{stem}" for (c, _), stem in zip(found[s][1], stems[s])] for s in found}
-    if options.audit_test and not has_splits:
-        options.only({"--image-size", "--test-fraction", "--skip-bad"}, path, "it has no test/ folder to audit")
     return dataset(x, y, ids, stems, train_classes, path, options.audit_test)
 
 
