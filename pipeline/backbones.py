@@ -155,6 +155,12 @@ def build(arch: str, weights: Path | None, in_channels: int, image_size: int, nu
         net.load_state_dict(w.state_dict)
     except RuntimeError as e:
         raise PipelineError(f"{weights}: not weights of {arch} ({str(e).strip().splitlines()[0][:200]})") from None
+    takes = first_conv_channels(net)
+    if takes not in (None, in_channels) and not (in_channels == 1 and takes == 3):  # grey is repeated (``prepared``)
+        raise PipelineError(
+            f"{weights}: the backbone takes {takes}-channel images and these images have {in_channels}; "
+            f"give weights trained on {in_channels}-channel images"
+        )
     name, head = _head(net)
     if head.out_features != num_classes:
         _set(net, name, torch.nn.Linear(head.in_features, num_classes, bias=head.bias is not None))

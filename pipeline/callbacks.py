@@ -153,17 +153,18 @@ class Prune(pl.Callback):
 
 
 class FreezeWhiteningBias(pl.Callback):
-    """The whitening layer's bias (airbench net) trains for the first ``epochs`` epochs only."""
+    """The whitening layer's bias (airbench net) trains for the first ``epochs`` epochs only. Once frozen its gradient
+    is dropped before each step: torch's optimizers skip a parameter without one (no step, no decay, its momentum
+    kept). Its gradient is still computed, so every parameter is used in every step: the graph a DDP world
+    (``pipeline.ddp``) reduces is static, and a compiled network sees no change of ``requires_grad``."""
 
     def __init__(self, epochs: int):
         self.epochs = epochs
 
-    def on_train_epoch_start(self, trainer, module):
+    def on_before_optimizer_step(self, trainer, module, optimizer):
         whiten = models.whitening_layer(module.net)
-        if whiten is not None:
-            whiten.bias.requires_grad_(
-                trainer.current_epoch < self.epochs
-            )  # no gradient, no step, no decay once frozen
+        if whiten is not None and trainer.current_epoch >= self.epochs:
+            whiten.bias.grad = None
 
 
 class FreezeBody(pl.Callback):

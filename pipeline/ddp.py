@@ -90,6 +90,16 @@ def on_devices(group: list[str], make, *args):
     try:
         with _ranked(0, group, port), _stopping(others):
             result = make(*args[:3], devices.pick(group[0]), *args[3:])
+    except Exception as e:
+        died = _died(others)  # a rank that died mid-training fails rank 0's next collective: say so, not gloo's words
+        for p in others:
+            p.kill()
+        if died and not isinstance(e, PipelineError):
+            raise PipelineError(
+                f"{', '.join(died)} of the {len(group)}-device training; the last epoch's checkpoint is kept: "
+                "rerun to resume"
+            ) from None
+        raise
     except BaseException:
         for p in others:
             p.kill()
@@ -102,6 +112,18 @@ def on_devices(group: list[str], make, *args):
     if failed:
         raise PipelineError(f"a rank of the {len(group)}-device training failed ({', '.join(failed)}); nothing written")
     return result
+
+
+def _died(others: list, wait_s: float = 5.0) -> list[str]:
+    """The ranks among ``others`` that ended with a failure ("rank 1 died (signal 9)"), each waited for up to
+    ``wait_s`` s: a rank that is still running (blocked in a collective) did not die."""
+    for p in others:
+        p.join(timeout=wait_s)
+    return [
+        f"{p.name} died ({f'signal {-p.exitcode}' if p.exitcode < 0 else f'exit {p.exitcode}'})"
+        for p in others
+        if p.exitcode
+    ]
 
 
 @contextlib.contextmanager

@@ -57,11 +57,11 @@ def make_trainer(device: torch.device, epochs: int, precision: str, hooks: list[
     _, size, group = ddp.world()
     cuda = device.type == "cuda"
     if size > 1:  # a rank of a task on several devices (``pipeline.ddp``): the world it started, not SLURM's
-        # find_unused_parameters: a recipe may stop training some parameters mid-run (airbench freezes its whitening bias)
         strategy = DDPStrategy(
             process_group_backend="nccl" if cuda else "gloo",
             cluster_environment=LightningEnvironment(),
-            find_unused_parameters=True,
+            # a fine-tune's head-only epochs leave the body out of the graph: only then must DDP look for unused ones
+            find_unused_parameters=any(isinstance(h, callbacks.FreezeBody) for h in hooks),
         )
         placed = dict(strategy=strategy, devices=[int(g) for g in group] if cuda else size)
     else:

@@ -7,10 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import RESNET18_FILE, stage
 
 from pipeline import backbones, store
+from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from stages import crossval
 
@@ -38,6 +40,8 @@ def test_a_torchvision_network_from_a_weights_file_probed_on_gray_images_resized
     assert crossval.STAGE.pending(run, [("n20_s0", 0)], config) == []
     torch.save({k: v + 1 for k, v in torch.load(resnet18_file).items()}, resnet18_file)  # other weights
     assert crossval.STAGE.pending(run, [("n20_s0", 0)], config) == [("n20_s0", 0)]
+    with pytest.raises(PipelineError, match=f"is stale: {resnet18_file} changed after it was made"):
+        store.verify(run.psx("n20_s0"))  # what was made from the shards, too: the weights file is an input
 
 
 def test_weights_that_are_not_here_or_not_weights_are_one_line(run_copy, hub, tmp_path):
@@ -141,6 +145,37 @@ def test_a_backbone_this_pipeline_pretrains_is_a_weights_file_for_another_run(ru
         "cpu",
     )
     assert store.verify(other.shard("n20_s0", 0))["config"]["weights"] == str(weights)
+    # trained on 1-channel digits, given 3-channel images: the one line that says so, before any work
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            (tmp_path / "colour" / split / c).mkdir(parents=True)
+            for k in range(6):
+                Image.fromarray(np.full((8, 8, 3), 40 * k, np.uint8)).save(tmp_path / "colour" / split / c / f"{k}.png")
+    colour = tmp_path / "colour-run"
+    stage("data", colour, "--source", str(tmp_path / "colour"))
+    stage("noise", colour, "--conditions", "0:0")
+    for flags in (["--recipe", "linear-probe"], ["--recipe", "sgd", "--epochs", "1"]):
+        err = stage(
+            "crossval",
+            colour,
+            *flags,
+            "--folds",
+            "2",
+            "--gpu",
+            "cpu",
+            "--arch",
+            "convnet",
+            "--weights",
+            str(weights),
+            ok=False,
+        ).stderr.strip()
+        assert err == (
+            f"error: {weights}: the backbone takes 1-channel images and these images have 3; "
+            "give weights trained on 3-channel images"
+        ), err
+    assert not list(colour.rglob("*.npz*")) or sorted(p.name for p in colour.rglob("*.npz")) == ["dataset.npz"]
 
 
 def test_the_head_is_replaced_and_features_are_what_precedes_it():

@@ -174,9 +174,17 @@ def test_a_decode_stopped_part_way_resumes_where_it_stopped(tmp_path, monkeypatc
         assert np.array_equal(np.asarray(getattr(forked, key)), value), key
 
 
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def test_a_fold_on_two_cpu_ranks_resumes_mid_training(run_copy):
     """--devices-per-task 2 on the CPU: two DDP processes (gloo), each half of every batch; stopped after a
     checkpoint, the rerun resumes on both ranks from it."""
+    import os
     import re
     import signal
     import subprocess
@@ -221,6 +229,27 @@ def test_a_fold_on_two_cpu_ranks_resumes_mid_training(run_copy):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and ckpt.exists() and not shard.exists(), err
     assert len(re.findall(r"epoch 1/12 ", out)) == 1  # one line an epoch: rank 0's
+    assert "find_unused_parameters" not in out + err  # a static graph: nothing a user cannot act on
+    # rank 1 killed mid-training: rank 0 says so in one line (not gloo's traceback), the checkpoint kept
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), *flags],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    last, rank1 = ckpt.stat().st_mtime_ns, None
+    while time.time() < deadline + 180 and (rank1 is None or ckpt.stat().st_mtime_ns == last):
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        ranks = [p for p in children if "spawn_main" in _cmdline(p)]
+        rank1 = int(ranks[0]) if ranks else None
+        time.sleep(0.05)
+    os.kill(rank1, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and ckpt.exists() and not shard.exists(), err
+    assert err.strip() == (
+        "error: rank 1 died (signal 9) of the 2-device training; the last epoch's checkpoint is kept: rerun to resume"
+    )
     again = stage("crossval", run.root, *flags)
     resumed = re.search(r"resuming \S+ from epoch (\d+)", again.stdout)
     assert resumed and f": epoch {int(resumed[1]) + 1}/12 " in again.stdout and ": epoch 1/12 " not in again.stdout
