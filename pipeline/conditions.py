@@ -235,6 +235,8 @@ def labels_writer(
     config = {**asdict(cond), "source_checksum": store.checksum(source) if source else None}
     dataset = run.require(run.dataset, "data")
     path, inputs = run.labels(cond.name), {"dataset": dataset}
+    if source is not None:
+        inputs["source"] = store.External(source)  # the labels, and all made from them, are stale once it changes
 
     def make():
         ds = datasets.cached(dataset)

@@ -12,6 +12,7 @@ import pytest
 from conftest import FAST_COTEACH, stage
 
 from pipeline import conditions, report, store
+from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS
 from pipeline.masks import CL_METHODS
@@ -160,6 +161,18 @@ def test_a_file_a_config_records_by_checksum_is_an_input_like_any_artifact(run, 
     stage("review", run.root, "--cond", "n40_s40")
     _, md = report.write(run, conditions.names(run))
     assert "n40_s40/label_issues.html" in md and stale not in md
+
+
+def test_a_given_label_file_is_an_input_of_its_condition(run, tmp_path):
+    given = tmp_path / "given.npy"
+    np.save(given, store.load(run.labels("n20_s0")))
+    stage("noise", run.root, "--labels", f"g={given}")
+    store.verify(run.labels("g"))
+    np.save(given, np.roll(store.load(run.labels("n20_s0")), 1))
+    with pytest.raises(PipelineError, match=f"is stale: {given} changed after it was made; rerun make noise"):
+        store.verify(run.labels("g"))
+    stage("noise", run.root, "--labels", f"g={given}")  # remade from the file as it is now
+    assert np.array_equal(store.read(run.labels("g")), np.load(given))
 
 
 def test_new_noise_makes_downstream_stages_refuse_and_the_report_drop_old_results(run):
