@@ -46,7 +46,7 @@ run := --run-dir "$(RUN)"
 cond := $(if $(COND),--cond "$(COND)")
 devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)") --workers-per-gpu "$(WORKERS_PER_GPU)"
 
-.PHONY: setup demo demo-own test lint data noise crossval crossval-all backbone combine masks review coteach report all paper-labels \
+.PHONY: setup demo demo-own test lint data noise crossval crossval-all backbone combine consensus masks review coteach report all paper-labels \
         slurm-crossval slurm-coteach slurm-combine slurm-masks slurm-review slurm-up slurm-down gpu-evidence gpu-kit gpu-rehearsal
 
 setup: $(VENV)/.installed
@@ -122,6 +122,11 @@ combine: setup
 
 masks: setup
 	$(PY) -m stages.masks $(run) $(cond) $(if $(PSX),--psx "$(PSX)")
+
+# Several annotators (noise --annotators NAME=...) reconciled with the model once NAME has a psx: the condition
+# NAME_consensus, and each annotator's quality (cleanlab's CROWDLAB).
+consensus: setup
+	$(PY) -m stages.consensus $(run) $(cond)
 
 # Label issues to look at (label_issues.csv, label_issues.png); REVIEW_ARGS="--top 80 --by-class".
 review: setup

@@ -37,10 +37,13 @@ class Condition:
     paper_noise_amount: float | None = None
     seed: int | None = None  # generated noise only
     human_key: str | None = None  # CIFAR-10N only: which of its label sets, e.g. "worse_label"
+    annotators: bool = False  # several annotators' labels (``source``: their files, comma-separated), voted
 
     @property
     def kind(self) -> str:
         """Which of ``KINDS`` makes its labels."""
+        if self.annotators:
+            return "annotators"
         if self.human_key is not None:
             return "cifar10n"
         return self.source if self.source in ("paper", "generated") else "given"
@@ -131,6 +134,18 @@ def given(spec: str) -> Condition:
             f"--labels {spec!r}: expected NAME=FILE (a .npy of labels, or a review page's decisions CSV)"
         )
     return Condition(check_name(name), None, None, str(Path(path).resolve()))
+
+
+def annotated(spec: str) -> Condition:
+    """``NAME=SOURCE``: a condition of several annotators' labels (``kinds.annotators``), their majority vote."""
+    name, sep, files = spec.partition("=")
+    paths = [p for p in files.split(",") if p]
+    if not sep or not paths:
+        raise PipelineError(
+            f"--annotators {spec!r}: expected NAME=FILE (a CSV of id,annotator,label, or CIFAR-10N's file) "
+            "or NAME=FILE,FILE,... (a .npy of labels per annotator)"
+        )
+    return Condition(check_name(name), None, None, ",".join(str(Path(p).resolve()) for p in paths), annotators=True)
 
 
 def from_cifar10n(path: str) -> list[Condition]:
@@ -229,19 +244,22 @@ def labels_writer(
     """Make ``cond``'s labels now (or find ``conditions/<name>/labels.npy`` current), checking its source; the
     call that writes them (its manifest records the noise matrix)."""
     kind = KINDS[cond.kind]
-    source = kind.source(cond, json_dir)
-    if source is not None and not source.is_file():
-        raise PipelineError(f"{source}: file not found")
-    config = {**asdict(cond), "source_checksum": store.checksum(source) if source else None}
+    sources = kind.sources(cond, json_dir)
+    for source in sources:
+        if not source.is_file():
+            raise PipelineError(f"{source}: file not found")
+    sums = [store.checksum(s) for s in sources]
+    recorded = {k: v for k, v in asdict(cond).items() if k != "annotators" or v}  # older labels stay current
+    config = {**recorded, "source_checksum": sums[0] if len(sums) == 1 else sums or None}
     dataset = run.require(run.dataset, "data")
     path, inputs = run.labels(cond.name), {"dataset": dataset}
-    if source is not None:
-        inputs["source"] = store.External(source)  # the labels, and all made from them, are stale once it changes
+    for i, source in enumerate(sources):  # the labels, and all made from them, are stale once a source changes
+        inputs["source" if len(sources) == 1 else f"source{i}"] = store.External(source)
 
     def make():
         ds = datasets.cached(dataset)
         K, true = ds.num_classes, ds.train_y
-        noisy, generating = kind.labels(cond, ds, source, json_dir)
+        noisy, generating = kind.labels(cond, ds, sources, json_dir)
         info = {
             "paper_column": cond.paper_column,
             "real_human_noise": cond.kind == "cifar10n",

@@ -44,6 +44,10 @@ class RunDir:
     def psx(self, cond: str) -> Path:
         return self.condition_dir(cond) / "psx.npy"
 
+    def consensus(self, cond: str) -> Path:
+        """The consensus labels of a condition of several annotators (``pipeline.consensus``)."""
+        return self.condition_dir(cond) / "consensus.npy"
+
     def mask(self, cond: str, method: str) -> Path:
         """One CL method's keep mask (``masks.CL_METHODS``' id)."""
         return self.condition_dir(cond) / "masks" / f"{method}.npy"

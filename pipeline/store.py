@@ -366,8 +366,8 @@ def verify(artifact: Path, _depth: int = 0) -> dict:
     sources = {name: Path(os.path.normpath(artifact.parent / rec["path"])) for name, rec in manifest["inputs"].items()}
     for name, source in sources.items():  # deepest cause first: a stale input names what to redo
         try:
-            if not manifest["inputs"][name].get("external"):
-                verify(source, _depth + 1)
+            if not manifest["inputs"][name].get("external") or manifest_path(source).exists():
+                verify(source, _depth + 1)  # an outside file that is some run's artifact: its chain too
             elif not source.is_file():
                 raise PipelineError(f"{source}: gone since it was read")
         except PipelineError as e:
@@ -385,9 +385,9 @@ def read(artifact: Path) -> Any:
 
 
 class External(type(Path())):
-    """An input that is not an artifact: a file from outside the run that a config names (probabilities made
-    elsewhere, a weights file). Recorded by its path and checksum like any input, so what was made from it, and
-    everything made from that, is stale once it changes; it has no manifest to verify."""
+    """An input that is a file a config names (probabilities made elsewhere, a weights file, a condition's label
+    file). Recorded by its absolute path and checksum like any input, so what was made from it, and everything made
+    from that, is stale once it changes; where it is some run's artifact (a manifest beside it), its chain too."""
 
 
 def _records(artifact: Path, inputs: dict[str, Path]) -> dict[str, dict]:
@@ -559,7 +559,7 @@ def produce(
             ckpt_path(artifact).unlink(missing_ok=True)  # left by a kill between the manifest and its removal below
             return Outcome.CURRENT
         for source in inputs.values():
-            if not isinstance(source, External):
+            if not isinstance(source, External) or manifest_path(source).exists():
                 verify(source)
         made_from = _records(artifact, inputs)
         if force:

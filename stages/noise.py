@@ -1,5 +1,5 @@
 """noise: add or update conditions (the paper's noisy labels, generated with cleanlab, CIFAR-10N's human labels,
-or given) in the run's registry, conditions.json, writing each one's labels; --remove drops one from the registry."""
+given, or several annotators' majority vote) in the run's registry, conditions.json, writing each one's labels; --remove drops one from the registry."""
 
 import argparse
 from pathlib import Path
@@ -37,6 +37,15 @@ class Noise(tasks.Stage):
             "or the decisions CSV a review page (label_issues.html) exported; repeatable",
         )
         p.add_argument(
+            "--annotators",
+            action="append",
+            default=[],
+            metavar="NAME=FILE[,FILE...]",
+            help="a condition of several annotators' labels, their majority vote: a CSV of id,annotator,label "
+            "(annotators may skip rows), one .npy per annotator (a label per training row, -1: skipped), or "
+            "CIFAR-10N's file (its three workers); make consensus then weighs them with the model; repeatable",
+        )
+        p.add_argument(
             "--cifar10n",
             default=None,
             metavar="CIFAR-10_human.pt",
@@ -59,11 +68,12 @@ class Noise(tasks.Stage):
         p.add_argument("--seed", type=Range(int, 0, SEED_MAX), default=0, help="seed of generated noise")
 
     def select(self, run: RunDir, args: argparse.Namespace, config) -> list[Task]:
-        if not (args.conditions or args.labels or args.cifar10n or args.remove):
-            raise PipelineError("give --conditions, --labels, --cifar10n and/or --remove")
+        if not (args.conditions or args.labels or args.annotators or args.cifar10n or args.remove):
+            raise PipelineError("give --conditions, --labels, --annotators, --cifar10n and/or --remove")
         info = store.verify(run.require(run.dataset, "data"))["info"]
         add = conditions.parse_conditions(args.conditions, len(info["classes"]), args.seed) if args.conditions else []
         add += [conditions.given(spec) for spec in args.labels]
+        add += [conditions.annotated(spec) for spec in args.annotators]
         add += conditions.from_cifar10n(args.cifar10n) if args.cifar10n else []
         return [Task(tuple(add), tuple(args.remove), args.paper_json)]
 

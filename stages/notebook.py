@@ -28,9 +28,11 @@ from pathlib import Path
 from pipeline import store, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from stages import backbone, combine, coteach, crossval, data, masks, noise, report, review
+from stages import backbone, combine, consensus, coteach, crossval, data, masks, noise, report, review
 
-STAGES = {m.STAGE.name: m.STAGE for m in (data, noise, crossval, backbone, combine, masks, review, coteach, report)}
+STAGES = {
+    m.STAGE.name: m.STAGE for m in (data, noise, crossval, backbone, combine, consensus, masks, review, coteach, report)
+}
 
 
 class Run:

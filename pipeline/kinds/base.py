@@ -42,5 +42,5 @@ def cifar10_rows(ds: Dataset, what: str, otherwise: str = "") -> np.ndarray:
 class FromFile:
     """A kind whose labels come from the file the condition names (its ``source``)."""
 
-    def source(self, cond, json_dir: Path | None) -> Path | None:
-        return Path(cond.source)
+    def sources(self, cond, json_dir: Path | None) -> list[Path]:
+        return [Path(cond.source)]

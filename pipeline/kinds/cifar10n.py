@@ -78,8 +78,8 @@ def read(path: Path, key: str, ds: Dataset) -> np.ndarray:
 class Cifar10N(FromFile):
     """One of CIFAR-10N's real human label sets, from its ``CIFAR-10_human.pt``."""
 
-    def labels(self, cond, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, None]:
-        return read(source, cond.human_key, ds), None
+    def labels(self, cond, ds: Dataset, sources: list[Path], json_dir: Path | None) -> tuple[np.ndarray, None]:
+        return read(sources[0], cond.human_key, ds), None
 
     def describe(self, cond) -> str:
         return f"CIFAR-10N's {cond.human_key} from {cond.source}"

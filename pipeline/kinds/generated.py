@@ -41,10 +41,10 @@ def generate(
 class Generated:
     """Noise drawn with cleanlab's generator (seeded); also returns the generating noise matrix."""
 
-    def source(self, cond, json_dir: Path | None) -> Path | None:
-        return None
+    def sources(self, cond, json_dir: Path | None) -> list[Path]:
+        return []
 
-    def labels(self, cond, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    def labels(self, cond, ds: Dataset, sources: list[Path], json_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
         return generate(ds.train_y, ds.num_classes, cond.noise, cond.sparsity, cond.seed)
 
     def describe(self, cond) -> str:

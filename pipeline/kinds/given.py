@@ -21,7 +21,8 @@ DECISIONS = ("", "keep", "relabel", "drop")
 class Given(FromFile):
     """Noisy labels made elsewhere: a ``.npy`` of one label per training row, or a review page's decisions."""
 
-    def labels(self, cond, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, None]:
+    def labels(self, cond, ds: Dataset, sources: list[Path], json_dir: Path | None) -> tuple[np.ndarray, None]:
+        (source,) = sources
         if source.suffix.lower() == ".csv":
             return decisions(source, ds), None
         return validate_labels(store.load(source, ".npy"), len(ds.train_y), ds.num_classes, str(source)), None

@@ -116,13 +116,13 @@ def export(json_dir: Path, out: Path = LABELS) -> None:
 class Paper:
     """The CL paper's own noisy labels (the shipped array, or its JSON files with ``--paper-json``)."""
 
-    def source(self, cond, json_dir: Path | None) -> Path | None:
-        return json_file(cond.paper_key, json_dir) if json_dir else LABELS
+    def sources(self, cond, json_dir: Path | None) -> list[Path]:
+        return [json_file(cond.paper_key, json_dir) if json_dir else LABELS]
 
-    def labels(self, cond, ds: Dataset, source: Path | None, json_dir: Path | None) -> tuple[np.ndarray, None]:
+    def labels(self, cond, ds: Dataset, sources: list[Path], json_dir: Path | None) -> tuple[np.ndarray, None]:
         """The paper's noisy labels for ``cond`` in the dataset's row order."""
         if json_dir is not None:
-            return import_json(source, ds.train_ids, ds.num_classes), None
+            return import_json(sources[0], ds.train_ids, ds.num_classes), None
         idx = cifar10_rows(ds, "paper conditions", "; for other data generate conditions (NOISE:SPARSITY)")
         shipped = store.load(LABELS)
         if not np.array_equal(shipped["true_labels"][idx], ds.train_y):
