@@ -5,6 +5,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 from conftest import ROOT
 
@@ -239,3 +240,24 @@ def test_the_tools_fail_like_the_stages(tmp_path, monkeypatch, capsys):
         f"error: {tmp_path / gpu_kit.WHEELS}: a file where the kit's folder goes; move it "
         "away and run make gpu-kit again"
     ), err
+
+
+def test_real_noise_measures_every_method_and_the_ranking_against_the_truth(run_copy, tmp_path):
+    from conftest import stage
+
+    stage("combine", run_copy)
+    stage("masks", run_copy)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.real_noise", "--run-dir", str(run_copy), "--json", str(tmp_path / "r.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = {r["condition"]: r for r in json.loads((tmp_path / "r.json").read_text())}
+    assert set(results) == {"n20_s0", "n40_s40"}
+    r = results["n40_s40"]
+    assert 0.3 < r["true_noise_rate"] < 0.5 and 0.5 < r["ranking"]["auroc"] <= 1
+    assert set(r["methods"]) == {"C_confusion", "PBC", "C_{y~,y*}", "C+NR", "PBNR"}
+    assert np.allclose(np.sum(r["true_noise_matrix"], axis=0), 1, atol=1e-3)
+    assert f"| n40_s40 | {100 * r['true_noise_rate']:.1f}% / {100 * r['estimated_noise_rate']:.1f}% |" in proc.stdout

@@ -196,7 +196,14 @@ RUN_WHOLE = {
     "bench.features": lambda tmp: ["--images", "4"],
 }
 NO_PYTHON = ("make setup", "make slurm-up")  # a virtualenv; a local SLURM cluster (run by tests/test_slurm.py)
-PARSED = ("stages.", "bench.evidence", "bench.gpu_kit", "slurm.", "pipeline.demo_own")  # parsed, a stage planned
+PARSED = (
+    "stages.",
+    "bench.evidence",
+    "bench.gpu_kit",
+    "bench.real_noise",
+    "slurm.",
+    "pipeline.demo_own",
+)  # parsed, a stage planned
 
 
 def _bench(tmp: Path) -> list[str]:
