@@ -75,8 +75,8 @@ TINY = {
     "device": "cpu",
     "folds": 3,
     "workers": (1, 2),
-    "bench": [*FULL["bench"], "--subset", "600", "--epochs", "2", "--paper-steps", "1"],
-    "crossval": [*FULL["crossval"], "--epochs", "2"],
+    "bench": [*FULL["bench"], "--subset", "600", "--epochs", "1", "--paper-steps", "1"],
+    "crossval": [*FULL["crossval"], "--epochs", "1"],
     "max_epochs": 2,
 }
 
