@@ -46,7 +46,7 @@ run := --run-dir "$(RUN)"
 cond := $(if $(COND),--cond "$(COND)")
 devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)") --workers-per-gpu "$(WORKERS_PER_GPU)"
 
-.PHONY: setup demo demo-own test lint data noise crossval crossval-all backbone combine consensus masks review coteach report all paper-labels \
+.PHONY: setup demo demo-own real-noise test lint data noise crossval crossval-all backbone combine consensus masks review coteach report all paper-labels \
         slurm-crossval slurm-coteach slurm-combine slurm-masks slurm-review slurm-up slurm-down gpu-evidence gpu-kit gpu-rehearsal
 
 setup: $(VENV)/.installed
@@ -77,6 +77,37 @@ demo-own: setup
 	  COTEACH_ARGS="--epochs 12 --batch-size 64 --epoch-decay-start 6"
 	$(MAKE) report $(own)
 	$(PY) -m pipeline.demo_own check "$(DEMO_OWN)/source" "$(DEMO_OWN)/run"
+
+# Real label errors, measured (docs/results/real-noise-cpu.md; about 30 minutes on 2 CPU cores): a backbone pretrained
+# on CIFAR-10's TEST images (8,000 trained on, 2,000 held out: never the training split's labels), probed with
+# cross-validation on CIFAR-10N's human labels, on generated noise of the same rates, and on the three workers'
+# vote, whose consensus (make consensus) is probed too; then bench.real_noise's table into $(REAL_NOISE)/real-noise.json.
+REAL_NOISE ?= runs/real-noise
+CIFAR10_TAR ?= ../shared/data/cifar10-jpeg.tar.gz
+CIFAR10N_FILE ?= ../shared/data/cifar10n/CIFAR-10_human.pt
+rn = --run-dir "$(REAL_NOISE)/train"
+rn_probe = --recipe linear-probe --arch airbench --weights "$(REAL_NOISE)/test/backbones/n0_s0.pt" --gpu cpu
+rn_conds = c10n_aggre,n9_s0,c10n_random1,n17_s0,c10n_worse,n40_s0,c10n_workers
+real-noise: setup
+	@echo "[real-noise 1/6] CIFAR-10's test images, a backbone trained on 8,000 of them"
+	mkdir -p "$(REAL_NOISE)/test-images" && tar xzf "$(CIFAR10_TAR)" -C "$(REAL_NOISE)/test-images" --strip-components 2 --wildcards '*/test/*'
+	$(PY) -m stages.data --run-dir "$(REAL_NOISE)/test" --source "$(REAL_NOISE)/test-images" --test-fraction 0.2 --workers 2
+	$(PY) -m stages.noise --run-dir "$(REAL_NOISE)/test" --conditions 0:0
+	$(PY) -m stages.backbone --run-dir "$(REAL_NOISE)/test" --cond n0_s0 --recipe airbench --epochs 10 --gpu cpu
+	@echo "[real-noise 2/6] the training images; CIFAR-10N's labels, its three workers, generated noise of the same rates"
+	$(PY) -m stages.data $(rn) --source "$(CIFAR10_TAR)" --workers 2
+	$(PY) -m stages.noise $(rn) --cifar10n "$(CIFAR10N_FILE)" --annotators c10n_workers="$(CIFAR10N_FILE)" --conditions 0.09:0.0,0.17:0.0,0.4:0.0
+	@echo "[real-noise 3/6] the probe, cross-validated on each condition's labels"
+	$(PY) -m stages.crossval $(rn) --fold all --cond $(rn_conds) $(rn_probe)
+	$(PY) -m stages.combine $(rn) --cond $(rn_conds)
+	@echo "[real-noise 4/6] the workers' consensus, and the probe on it"
+	$(PY) -m stages.consensus $(rn) --cond c10n_workers
+	$(PY) -m stages.crossval $(rn) --fold all --cond c10n_workers_consensus $(rn_probe)
+	$(PY) -m stages.combine $(rn) --cond c10n_workers_consensus
+	@echo "[real-noise 5/6] the five methods"
+	$(PY) -m stages.masks $(rn) --cond $(rn_conds),c10n_workers_consensus
+	@echo "[real-noise 6/6] measured against the truth"
+	$(PY) -m bench.real_noise $(rn) --cond $(rn_conds),c10n_workers_consensus --json "$(REAL_NOISE)/real-noise.json"
 
 # GPU evidence (bench/evidence.py): ONE call within 480 s, figures into OUT after every step (docs/results/gpu-<date>);
 # TINY=1: the same steps on digits on this machine, into $(RUN)-tiny-evidence. On the GPU machine: see make gpu-kit.
