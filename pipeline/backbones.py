@@ -106,15 +106,15 @@ def load(arch: str, path: Path) -> Weights:
         loaded = Weights(state, *IMAGENET)
     else:
         raise PipelineError(f"{path}: not a state_dict (a mapping of names to tensors)")
-    _check_finite(path, loaded)
+    check_finite(path, loaded)
     return loaded
 
 
-def _check_finite(path: Path, w: Weights) -> None:
-    """Weights with a NaN or an infinity are refused before any work (they make NaN features and probabilities)."""
+def check_finite(path: Path, w: Weights) -> None:
+    """Weights with a NaN or an infinity are refused (read: before any work; made: before they are recorded)."""
     import torch
 
-    tensors = {**w.state_dict, "mean": torch.tensor(w.mean, dtype=torch.float64), "std": torch.tensor(w.std)}
+    tensors = {**w.state_dict, "mean": torch.as_tensor(w.mean, dtype=torch.float64), "std": torch.as_tensor(w.std)}
     bad = {
         k: int((~torch.isfinite(v)).sum())
         for k, v in tensors.items()

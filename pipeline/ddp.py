@@ -69,7 +69,10 @@ def _rank_main(rank: int, group: list[str], port: int, make, args: tuple) -> Non
     with _ranked(rank, group, port):
         from pipeline import devices
 
-        make(*args[:3], devices.pick(group[rank]), *args[3:])
+        try:
+            make(*args[:3], devices.pick(group[rank]), *args[3:])
+        finally:
+            _close()  # exiting with the group alive can abort in gloo's teardown ("terminate called ...")
 
 
 def on_devices(group: list[str], make, *args):

@@ -484,21 +484,22 @@ def in_dry_run() -> bool:
     return _dry.get()
 
 
-def remove_leftovers(artifact: Path) -> None:
-    """Remove the temp files of ``artifact`` and its manifest that a killed write left (``staging``), never a live
-    writer's: on this host, those whose writer process is gone; elsewhere (or with no writer in the name, as
-    before), those untouched for ``lock.STALE_S``, the rule of a lock's heartbeat."""
+def remove_leftovers(artifact: Path, owned: bool = False) -> None:
+    """Remove the temp files of ``artifact``, its manifest and its checkpoint that a killed write left, never a live
+    writer's. ``owned`` (this process holds the artifact's lock, ``lock.TaskLock``): nobody else writes them, so all
+    of them. Otherwise by the writer its name records (``staging``): on this host, those whose process is gone;
+    elsewhere (or with no writer in the name), those untouched for ``lock.STALE_S``, the rule of a lock's heartbeat."""
     from pipeline.lock import STALE_S, alive
 
-    for path in (Path(artifact), manifest_path(artifact)):
-        named = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-(\d*)@(.+)\.)?[^.]+\.tmp")
-        for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    for path in (Path(artifact), manifest_path(artifact), ckpt_path(artifact)):
+        named = re.compile(rf"\.{re.escape(path.name)}(?:\.(?:(\d+)-(\d*)@(.+)\.)?[^.]+)?\.tmp")
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}*.tmp"):
             m = named.fullmatch(tmp.name)
             if m is None:
                 continue
             pid, started, host = m.groups()
             try:
-                if (
+                if owned or (
                     not alive(int(pid), int(started) if started else None)
                     if host == socket.gethostname()
                     else time.time() - tmp.stat().st_mtime > STALE_S
@@ -554,7 +555,7 @@ def produce(
         if claim is not None and not claim.held:
             print(f"skipped: {artifact} is being made by {claim.owner}", flush=True)
             return Outcome.SKIPPED
-        remove_leftovers(artifact)
+        remove_leftovers(artifact, owned=claim is not None)
         if not force and is_current(artifact, inputs, config):
             ckpt_path(artifact).unlink(missing_ok=True)  # left by a kill between the manifest and its removal below
             return Outcome.CURRENT

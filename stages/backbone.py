@@ -59,11 +59,13 @@ class Backbone(tasks.TrainingStage):
             label=f"backbone {task.cond}",
         )
         _, h, _, c = ds.train_x.shape
+        state = {k: v.detach().cpu() for k, v in trained.net.state_dict().items()}
+        backbones.check_finite(run.backbone(task.cond), backbones.Weights(state, trained.mean, trained.std))
         buf = io.BytesIO()
         torch.save(
             {
                 "arch": config.arch,
-                "state_dict": {k: v.detach().cpu() for k, v in trained.net.state_dict().items()},
+                "state_dict": state,
                 "mean": trained.mean.tolist(),
                 "std": trained.std.tolist(),
                 "built": [c, h, ds.num_classes],

@@ -215,13 +215,17 @@ def test_a_fold_on_two_cpu_ranks_resumes_mid_training(run_copy):
         "--devices-per-task",
         "2",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), *flags],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+
+    def crossval() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), *flags],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    proc = crossval()
     deadline = time.time() + 180
     while not ckpt.exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -231,13 +235,7 @@ def test_a_fold_on_two_cpu_ranks_resumes_mid_training(run_copy):
     assert len(re.findall(r"epoch 1/12 ", out)) == 1  # one line an epoch: rank 0's
     assert "find_unused_parameters" not in out + err  # a static graph: nothing a user cannot act on
     # rank 1 killed mid-training: rank 0 says so in one line (not gloo's traceback), the checkpoint kept
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.crossval", "--run-dir", str(run.root), *flags],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = crossval()
     last, rank1 = ckpt.stat().st_mtime_ns, None
     while time.time() < deadline + 180 and (rank1 is None or ckpt.stat().st_mtime_ns == last):
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()

@@ -163,9 +163,23 @@ def test_a_killed_write_leaves_nothing_once_its_artifact_is_made_again(tmp_path)
     other = tmp_path / ".psx.npy.backup.1-5@elsewhere.abcd1234.tmp"  # another artifact's ("psx.npy.backup")
     other.write_bytes(b"x")
     os.utime(other, (old, old))
+    ckpt = tmp_path / ".psx.npy.ckpt.tmp"  # a training's checkpoint, killed mid-write (no writer in its name)
+    ckpt.write_bytes(b"x")
     store.produce(artifact, root=tmp_path, stage="combine", inputs={}, config={}, make=lambda: (np.ones(2), {}))
-    kept = {live.name, other.name} | {name for name, (_, stays) in others.items() if stays}
+    kept = {live.name, other.name, ckpt.name} | {name for name, (_, stays) in others.items() if stays}
     assert {p.name for p in tmp_path.glob(".*.tmp")} == kept
+    # a task that holds the artifact's lock: nobody else writes its files, so every leftover of them goes
+    store.produce(
+        artifact,
+        root=tmp_path,
+        stage="combine",
+        inputs={},
+        config={},
+        make=lambda: (np.ones(2), {}),
+        force=True,
+        lock=True,
+    )
+    assert {p.name for p in tmp_path.glob(".*.tmp")} == {other.name}
 
 
 def test_a_sealed_manifest_is_trusted_only_as_written(tmp_path):
