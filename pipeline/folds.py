@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -184,6 +185,54 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
         stage="combine",
         inputs=inputs,
         config={"crossval": common},
+        make=make,
+        force=force,
+    )
+
+
+def ensemble(run: RunDir, cond: str, members: list[Path], force: bool = False) -> store.Outcome:
+    """``cond``'s ``psx.npy`` as the mean of ``members``: out-of-sample psx of the same rows and labels made elsewhere
+    (other recipes, backbones, seeds; this run's or another's). A member that is some run's psx must have been made
+    from this dataset and these labels (its manifest says so); every member is an input, so a changed one makes the
+    ensemble and all made from it stale. Masks, review and the report read it as any psx."""
+    labels, dataset = run.require(run.labels(cond), "noise"), run.require(run.dataset, "data")
+    if len(members) < 2:
+        raise PipelineError(f"--ensemble: {len(members)} psx file(s); an ensemble needs two or more")
+    for m in members:
+        if not m.is_file():
+            raise PipelineError(f"{m}: file not found")
+        if store.manifest_path(m).exists():
+            made = store.verify(m)["inputs"]
+            for name, ours in (("dataset", dataset), ("labels", labels)):
+                if name not in made or made[name]["checksum"] != store.checksum(ours):
+                    raise PipelineError(
+                        f"{m}: made from other {name} than {cond}'s ({ours}): an ensemble's members share its rows "
+                        "and labels"
+                    )
+
+    def make():
+        n, k = len(store.read(labels)), len(store.verify(dataset)["info"]["classes"])
+        total = np.zeros((n, k), np.float32)
+        for m in members:
+            chunks = store.RowChunks(m, CHUNK_ENTRIES)
+            if chunks.shape != (n, k):
+                raise PipelineError(f"{m}: expected probabilities of shape ({n}, {k}), got {chunks.shape}")
+            for start, chunk in chunks:
+                total[start : start + len(chunk)] += check_probs(chunk, k, str(m), start=start)
+        total /= len(members)
+        noisy = store.read(labels)
+        return total, {"members": len(members), "accuracy_vs_noisy_labels": float(np.mean(total.argmax(1) == noisy))}
+
+    return store.produce(
+        run.psx(cond),
+        root=run.root,
+        stage="combine",
+        inputs={
+            "dataset": dataset,
+            "labels": labels,
+            **{f"member{i}": store.External(m) for i, m in enumerate(members)},
+        },
+        config={"ensemble": [str(m.resolve()) for m in members]},
         make=make,
         force=force,
     )

@@ -165,8 +165,9 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> Co
                 configs["masks"][cond] = store.same_config(
                     {m: {"psx": v["config"]["psx"]} for m, v in made.items()}, f"{cond}'s masks"
                 )
-                if configs["masks"][cond]["psx"] == "combine":
-                    configs["crossval"][cond] = store.verify(run.psx(cond))["config"]["crossval"]
+                if configs["masks"][cond]["psx"] == "combine":  # the shards' crossval config, or an ensemble's members
+                    made_as = store.verify(run.psx(cond))["config"]
+                    configs["crossval"][cond] = made_as.get("crossval", made_as)
             found.detection += detected
         except PipelineError as e:
             found.stale.append(str(e))

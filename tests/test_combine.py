@@ -109,3 +109,43 @@ def test_merge_is_independent_of_assignment_and_order(n, k, rnd):
         dup = {**shards, other: (np.append(shards[other][0], victim), np.vstack([shards[other][1], probs[victim]]))}
         with pytest.raises(PipelineError, match="both fold"):
             merge(((f, *s) for f, s in dup.items()), out())
+
+
+def test_an_ensemble_psx_is_an_artifact_of_its_members(run_copy, tmp_path):
+    """Two psx of n20_s0's rows and labels (another run's, trained with another seed, and a plain file): their mean
+    is n20_s0's psx, read by masks and review as any; a changed member makes it stale; a member of other labels, or
+    of another shape, is refused in one line."""
+    from conftest import FAST_CROSSVAL
+
+    from pipeline import report
+
+    run = RunDir(run_copy)
+    other = RunDir(shutil.copytree(run.root, tmp_path / "other"))
+    shutil.rmtree(other.condition_dir("n20_s0") / "folds")
+    stage("crossval", other.root, "--cond", "n20_s0", "--fold", "all", *FAST_CROSSVAL, "--seed", "7")
+    stage("combine", other.root)
+    stage("combine", run.root)
+    plain = tmp_path / "plain.npy"
+    np.save(plain, store.read(run.psx("n20_s0")))
+    members = [other.psx("n20_s0"), plain]
+    stage("combine", run.root, "--cond", "n20_s0", "--ensemble", ",".join(map(str, members)))
+    mean = (store.read(other.psx("n20_s0")) + np.load(plain)) / 2
+    assert np.allclose(store.read(run.psx("n20_s0")), mean, atol=1e-6)
+    assert store.verify(run.psx("n20_s0"))["config"]["ensemble"] == [str(m.resolve()) for m in members]
+    stage("masks", run.root, "--cond", "n20_s0")
+    stage("review", run.root, "--cond", "n20_s0")
+    _, md = report.write(run, ["n20_s0"])
+    assert '"ensemble": [' in md  # the report names the members where it names the crossval config
+    assert "0 of 1" in stage("combine", run.root, "--cond", "n20_s0", "--ensemble", ",".join(map(str, members))).stdout
+    np.save(plain, np.roll(np.load(plain), 1, axis=0))  # a member changes: the ensemble and the masks are stale
+    err = stage("masks", run.root, "--cond", "n20_s0", ok=False).stderr
+    assert f"is stale: {plain} changed after it was made" in err
+    for bad, message in (
+        (other.psx("n40_s40"), f"{other.psx('n40_s40')}: made from other labels than n20_s0's"),
+        (tmp_path / "short.npy", "short.npy: expected probabilities of shape (1347, 10), got (5, 10)"),
+    ):
+        np.save(tmp_path / "short.npy", np.full((5, 10), 0.1))
+        err = stage("combine", run.root, "--cond", "n20_s0", "--ensemble", f"{plain},{bad}", ok=False).stderr
+        assert len(err.strip().splitlines()) == 1 and message in err, err
+    err = stage("combine", run.root, "--ensemble", f"{plain},{plain}", ok=False).stderr
+    assert "name the one condition" in err

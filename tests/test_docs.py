@@ -128,6 +128,10 @@ def filled(command: str, t: dict[str, Path]) -> str:
         (r"PSX=(<folder>|\.\./shared/data/cl-paper/psx)", f"PSX={t['psx_folder']}"),
         (r"PSX=<file\.npy>", f"PSX={t['psx']}"),
         (r"COND=<c>", "COND=n0_s0"),
+        (
+            r"--cond C --ensemble A\.npy,B\.npy",
+            f"--cond n0_s0 --ensemble {t['run'] / 'conditions/n0_s0/psx.npy'},{t['psx']}",
+        ),
         (r"NAME=file\.npy", f"given={t['labels']}"),
         (r"--remove NAME", "--remove given"),
         (r"reviewed=decisions-<c>\.csv", f"reviewed={t['labels']}"),
