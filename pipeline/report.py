@@ -514,6 +514,35 @@ def review_pages(run: RunDir, conds: list[str]) -> tuple[list[str], list[str]]:
     return lines, stale
 
 
+def consensus_lines(run: RunDir, conds: list[str]) -> tuple[list[str], list[str]]:
+    """(a line for each condition of several annotators with a current consensus (``pipeline.consensus``): how the
+    annotators are trusted and, where the truth is known, how often each source is wrong; a line for each stale one)."""
+    lines, stale = [], []
+    for cond in conds:
+        if not run.consensus(cond).exists():
+            continue
+        try:
+            info = store.verify(run.consensus(cond))["info"]
+        except PipelineError as e:
+            stale.append(str(e))
+            continue
+        trusted = ", ".join(
+            f"{a['name']} {a['quality']:.3f} (agrees with the consensus on {100 * a['agreement_with_consensus']:.1f}%)"
+            for a in info["annotators"]
+        )
+        wrong = info.get("error_vs_truth")
+        lines.append(
+            f"Several annotators of {cond}: the consensus (condition {cond}_consensus) changes "
+            f"{info['changed_from_vote']} of the vote's labels; each annotator's estimated quality: {trusted}"
+            + (
+                "; wrong against the truth: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in wrong.items())
+                if wrong
+                else ""
+            )
+        )
+    return lines, stale
+
+
 def column_heading(loaded: conditions.Loaded) -> str:
     """``n40_s20 (40%, paper 2_4)``; CIFAR-10N conditions say they are real human noise; labels that are
     the dataset's own say so, not 0% (on your own data their noise is what the run tries to find)."""
@@ -546,6 +575,7 @@ def write(
         note = f"The paper's psx: {', '.join(dirs)} (4-fold cross-validated ResNet-50, from the paper's repository)."
     table, title = PAPER_TABLES[paper_which]
     pages, stale_pages = review_pages(run, list(found.loaded))
+    reconciled, stale_consensus = consensus_lines(run, list(found.loaded))
     tables = Tables(
         accuracy=acc,
         detection=detection_summary(found.detection),
@@ -558,8 +588,9 @@ def write(
             f"The paper's cells: {title} ({table.relative_to(ROOT)}; its 'measure' column says what each row measured).",
             *config_notes(found.configs),
             *pages,
+            *reconciled,
         ],
-        left_out=found.stale + stale_pages + not_compared,
+        left_out=found.stale + stale_pages + stale_consensus + not_compared,
     )
     d = run.report_dir
     files = [

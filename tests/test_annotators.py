@@ -111,6 +111,13 @@ def test_the_consensus_beats_the_vote_and_becomes_a_condition(run, tmp_path):
     assert conditions.registry(run)["votes_consensus"].kind == "given"
     assert np.array_equal(store.read(run.labels("votes_consensus")), store.read(run.consensus("votes")))
     assert "0 of 1" in stage("consensus", run.root).stdout  # current
+    md = stage("report", run.root).stdout
+    assert (
+        f"Several annotators of votes: the consensus (condition votes_consensus) changes {info['changed_from_vote']} "
+        "of the vote's labels; each annotator's estimated quality: worker0 "
+        in md
+        and f"consensus {100 * errors['consensus']:.2f}%" in md
+    )
     np.save(files[0], np.load(files[1]))  # an annotator's file changes: the consensus and its condition are stale
     with pytest.raises(PipelineError, match=f"{files[0]} changed after it was made"):
         store.verify(run.labels("votes_consensus"))
