@@ -261,7 +261,6 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     data = Split(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
-    config = config.for_rows(len(train))  # the settings trained with, as recorded below
     trained = train_classifier(
         data,
         **config.training(len(train)),
@@ -281,7 +280,7 @@ def main() -> None:
         "device": devices.name(device),
         "compile": config.compile,
         "precision": effective_precision(config.precision, device),
-        "config": vars(config),
+        "config": vars(config.for_rows(len(train))),  # the settings trained with
         "n_train": len(train),
         "n_heldout": len(held),
         "noise_rate": float(np.mean(noisy[held] != ds.train_y[held])),

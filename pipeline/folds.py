@@ -211,7 +211,8 @@ def ensemble(run: RunDir, cond: str, members: list[Path], force: bool = False) -
                     )
 
     def make():
-        n, k = len(store.read(labels)), len(store.verify(dataset)["info"]["classes"])
+        noisy, k = store.read(labels), len(store.verify(dataset)["info"]["classes"])
+        n = len(noisy)
         total = np.zeros((n, k), np.float32)
         for m in members:
             chunks = store.RowChunks(m, CHUNK_ENTRIES)
@@ -220,7 +221,6 @@ def ensemble(run: RunDir, cond: str, members: list[Path], force: bool = False) -
             for start, chunk in chunks:
                 total[start : start + len(chunk)] += check_probs(chunk, k, str(m), start=start)
         total /= len(members)
-        noisy = store.read(labels)
         return total, {"members": len(members), "accuracy_vs_noisy_labels": float(np.mean(total.argmax(1) == noisy))}
 
     return store.produce(
