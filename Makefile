@@ -28,10 +28,13 @@ LEARNERS ?= paper
 CIFAR10N ?=
 SEEDS ?= 0
 PSX ?=
+WEIGHTS ?=
 PAPER_JSON ?= ../shared/data/cl-paper/noisy_labels
 DATA_ARGS ?=
 CROSSVAL_ARGS ?=
 BACKBONE_ARGS ?=
+PREDICT_ARGS ?=
+COMBINE_ARGS ?=
 COTEACH_ARGS ?=
 REVIEW_ARGS ?=
 SLURM_ARGS ?=
@@ -46,7 +49,7 @@ run := --run-dir "$(RUN)"
 cond := $(if $(COND),--cond "$(COND)")
 devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)") --workers-per-gpu "$(WORKERS_PER_GPU)"
 
-.PHONY: setup demo demo-own real-noise test lint data noise crossval crossval-all backbone combine consensus masks review coteach report all paper-labels \
+.PHONY: setup demo demo-own real-noise test lint data noise crossval crossval-all backbone predict combine consensus masks review coteach report all paper-labels \
         slurm-crossval slurm-coteach slurm-combine slurm-masks slurm-review slurm-up slurm-down gpu-evidence gpu-kit gpu-rehearsal
 
 setup: $(VENV)/.installed
@@ -148,8 +151,14 @@ crossval-all: setup
 backbone: setup
 	$(PY) -m stages.backbone $(run) $(devices) $(cond) $(BACKBONE_ARGS)
 
+# A network trained on other images (make backbone in a run of the training split) predicts every row: a psx with
+# no cross-validation, for auditing a test split; then COMBINE_ARGS="--ensemble folds,<its .npy>" averages the two.
+#   make predict WEIGHTS=runs/train/backbones/n0_s0.pt GPU=0
+predict: setup
+	$(PY) -m stages.predict $(run) --gpu "$(GPU)" $(cond) --weights "$(WEIGHTS)" $(PREDICT_ARGS)
+
 combine: setup
-	$(PY) -m stages.combine $(run) $(cond)
+	$(PY) -m stages.combine $(run) $(cond) $(COMBINE_ARGS)
 
 masks: setup
 	$(PY) -m stages.masks $(run) $(cond) $(if $(PSX),--psx "$(PSX)")

@@ -81,13 +81,15 @@ class Weights:
     std: tuple[float, ...]
     arch: str | None = None  # ours: the architecture, and how it was built
     built: tuple[int, int, int] | None = None  # (in_channels, image_size, num_classes)
+    classes: tuple[str, ...] | None = None  # ours: the names of its head's classes
 
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's weights' normalisation
 
 
-def load(arch: str, path: Path) -> Weights:
-    """Read a weights file (``weights_only``: no code runs) of ``arch``."""
+def load(arch: str | None, path: Path) -> Weights:
+    """Read a weights file (``weights_only``: no code runs) of ``arch`` (None: a backbone this pipeline wrote,
+    of any architecture)."""
     import torch
 
     try:
@@ -97,11 +99,19 @@ def load(arch: str, path: Path) -> Weights:
             f"{path}: not a weights file of tensors ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})"
         ) from None
     if isinstance(state, dict) and "state_dict" in state and "arch" in state:  # a backbone this pipeline wrote
-        if state["arch"] != arch:
+        if arch is not None and state["arch"] != arch:
             raise PipelineError(f"{path}: weights of --arch {state['arch']}, not {arch}")
+        classes = tuple(state["classes"]) if "classes" in state else None
         loaded = Weights(
-            state["state_dict"], tuple(state["mean"]), tuple(state["std"]), state["arch"], tuple(state["built"])
+            state["state_dict"],
+            tuple(state["mean"]),
+            tuple(state["std"]),
+            state["arch"],
+            tuple(state["built"]),
+            classes,
         )
+    elif arch is None:
+        raise PipelineError(f"{path}: not a backbone this pipeline wrote (python -m stages.backbone)")
     elif isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
         loaded = Weights(state, *IMAGENET)
     else:

@@ -124,36 +124,38 @@ class RowWriter:
         self.file.close()
 
 
-def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
-    """Merge the shards of ``cond`` into ``psx.npy``. The fold count and the crossval
-    config come from the shards, which must all verify and share one config."""
-    labels, dataset = run.require(run.labels(cond), "noise"), run.require(run.dataset, "data")
-    shards = run.shards(cond)
-    if not shards:
-        raise PipelineError(f"{cond}: no fold shards in {run.condition_dir(cond) / 'folds'}; run make crossval")
-    configs = {}
-    for path in shards.values():
-        manifest = store.verify(path)
-        config = dict(manifest["config"])
-        config.pop("fold", None)  # which fold it is, ``verify`` checked: its path in the run
-        # The precision that ran (auto means bf16 on a GPU, fp32 on the CPU): folds of both do not mix.
-        config["precision"] = manifest["info"].get("precision", config.get("precision"))
-        configs[str(path)] = config
-    common = store.same_config(configs, f"{cond}: the fold shards disagree")
-    missing = [k for k in range(common["folds"]) if k not in shards]
-    if missing:
-        raise PipelineError(
-            f"{cond}: missing shard(s) for fold {', '.join(map(str, missing))} of {common['folds']} "
-            f"({run.shard(cond, missing[0])}); run make crossval FOLD={missing[0]}"
-        )
+class Shards:
+    """``cond``'s fold shards, checked to verify, to share one crossval config and to be every fold's:
+    ``inputs`` (for a manifest), ``config`` (the crossval config they share) and ``merge_into`` (their rows)."""
 
-    def make():
-        noisy = store.read(labels)
-        num_classes = len(store.verify(dataset)["info"]["classes"])
-        fold_of = assign_folds(noisy, common["folds"], common["fold_seed"], num_classes)
+    def __init__(self, run: RunDir, cond: str):
+        self.labels, self.dataset = run.require(run.labels(cond), "noise"), run.require(run.dataset, "data")
+        self.paths = run.shards(cond)
+        if not self.paths:
+            raise PipelineError(f"{cond}: no fold shards in {run.condition_dir(cond) / 'folds'}; run make crossval")
+        configs = {}
+        for path in self.paths.values():
+            manifest = store.verify(path)
+            config = dict(manifest["config"])
+            config.pop("fold", None)  # which fold it is, ``verify`` checked: its path in the run
+            # The precision that ran (auto means bf16 on a GPU, fp32 on the CPU): folds of both do not mix.
+            config["precision"] = manifest["info"].get("precision", config.get("precision"))
+            configs[str(path)] = config
+        self.config = store.same_config(configs, f"{cond}: the fold shards disagree")
+        missing = [k for k in range(self.config["folds"]) if k not in self.paths]
+        if missing:
+            raise PipelineError(
+                f"{cond}: missing shard(s) for fold {', '.join(map(str, missing))} of {self.config['folds']} "
+                f"({run.shard(cond, missing[0])}); run make crossval FOLD={missing[0]}"
+            )
+        self.inputs = {f"fold{k}": p for k, p in self.paths.items()}
+
+    def merge_into(self, out, noisy: np.ndarray, num_classes: int) -> None:
+        """Every shard's probabilities into ``out`` (``merge``), each checked to hold its fold's rows."""
+        fold_of = assign_folds(noisy, self.config["folds"], self.config["fold_seed"], num_classes)
 
         def parts():  # one shard in memory at a time
-            for k, path in sorted(shards.items()):
+            for k, path in sorted(self.paths.items()):
                 z = store.read(path)
                 if set(z) != {"indices", "probs"}:
                     raise PipelineError(f"{path}: expected arrays 'indices' and 'probs', found {sorted(z)}")
@@ -166,10 +168,21 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
                     check_probs(probs, num_classes, str(path), out=probs if probs.dtype == np.float32 else None),
                 )
 
+        merge(parts(), out)
+
+
+def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
+    """Merge the shards of ``cond`` into ``psx.npy``. The fold count and the crossval
+    config come from the shards, which must all verify and share one config."""
+    shards = Shards(run, cond)
+
+    def make():
+        noisy = store.read(shards.labels)
+        num_classes = len(store.verify(shards.dataset)["info"]["classes"])
         staged = store.staging(run.psx(cond))
         writer = RowWriter(staged, len(noisy), num_classes)
         try:
-            merge(parts(), writer)
+            shards.merge_into(writer, noisy, num_classes)
         finally:
             writer.close()
         hits = sum(
@@ -178,29 +191,39 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
         )
         return store.Staged(staged), {"accuracy_vs_noisy_labels": hits / len(noisy)}
 
-    inputs = {"dataset": dataset, "labels": labels, **{f"fold{k}": p for k, p in shards.items()}}
     return store.produce(
         run.psx(cond),
         root=run.root,
         stage="combine",
-        inputs=inputs,
-        config={"crossval": common},
+        inputs={"dataset": shards.dataset, "labels": shards.labels, **shards.inputs},
+        config={"crossval": shards.config},
         make=make,
         force=force,
     )
 
 
-def ensemble(run: RunDir, cond: str, members: list[Path], force: bool = False) -> store.Outcome:
-    """``cond``'s ``psx.npy`` as the mean of ``members``: out-of-sample psx of the same rows and labels made elsewhere
-    (other recipes, backbones, seeds; this run's or another's). A member that is some run's psx must have been made
-    from this dataset and these labels (its manifest says so); every member is an input, so a changed one makes the
-    ensemble and all made from it stale. Masks, review and the report read it as any psx."""
+FOLDS = "folds"  # an ensemble member: this condition's own fold shards, merged as combine does
+
+
+def ensemble(run: RunDir, cond: str, members: list[str], force: bool = False) -> store.Outcome:
+    """``cond``'s ``psx.npy`` as the mean of ``members``: out-of-sample psx of the same rows and labels (other
+    recipes, backbones, seeds, or networks trained on other images that predict these rows: ``stages.predict``;
+    this run's or another's), and ``FOLDS``, this condition's own fold shards. A member that is some run's psx must
+    have been made from this dataset and these labels (its manifest says so); every member is an input, so a changed
+    one makes the ensemble and all made from it stale. Masks, review and the report read it as any psx."""
     labels, dataset = run.require(run.labels(cond), "noise"), run.require(run.dataset, "data")
     if len(members) < 2:
-        raise PipelineError(f"--ensemble: {len(members)} psx file(s); an ensemble needs two or more")
-    for m in members:
+        raise PipelineError(f"--ensemble: {len(members)} member(s); an ensemble needs two or more")
+    named = [m if m == FOLDS else str(Path(m).resolve()) for m in members]
+    if len(set(named)) < len(named):
+        raise PipelineError(f"--ensemble: {next(m for m in named if named.count(m) > 1)} named twice")
+    shards = Shards(run, cond) if FOLDS in members else None
+    files = [Path(m) for m in members if m != FOLDS]
+    for m in files:
         if not m.is_file():
             raise PipelineError(f"{m}: file not found")
+        if m.resolve() == run.psx(cond).resolve():
+            raise PipelineError(f"{m}: the psx the ensemble replaces; name its fold shards as the member {FOLDS!r}")
         if store.manifest_path(m).exists():
             made = store.verify(m)["inputs"]
             for name, ours in (("dataset", dataset), ("labels", labels)):
@@ -214,7 +237,9 @@ def ensemble(run: RunDir, cond: str, members: list[Path], force: bool = False) -
         noisy, k = store.read(labels), len(store.verify(dataset)["info"]["classes"])
         n = len(noisy)
         total = np.zeros((n, k), np.float32)
-        for m in members:
+        if shards is not None:
+            shards.merge_into(total, noisy, k)
+        for m in files:
             chunks = store.RowChunks(m, CHUNK_ENTRIES)
             if chunks.shape != (n, k):
                 raise PipelineError(f"{m}: expected probabilities of shape ({n}, {k}), got {chunks.shape}")
@@ -223,6 +248,9 @@ def ensemble(run: RunDir, cond: str, members: list[Path], force: bool = False) -
         total /= len(members)
         return total, {"members": len(members), "accuracy_vs_noisy_labels": float(np.mean(total.argmax(1) == noisy))}
 
+    config: dict = {"ensemble": [str(m.resolve()) for m in files]}
+    if shards is not None:
+        config["crossval"] = shards.config
     return store.produce(
         run.psx(cond),
         root=run.root,
@@ -230,9 +258,10 @@ def ensemble(run: RunDir, cond: str, members: list[Path], force: bool = False) -
         inputs={
             "dataset": dataset,
             "labels": labels,
-            **{f"member{i}": store.External(m) for i, m in enumerate(members)},
+            **({} if shards is None else shards.inputs),
+            **{f"member{i}": store.External(m) for i, m in enumerate(files)},
         },
-        config={"ensemble": [str(m.resolve()) for m in members]},
+        config=config,
         make=make,
         force=force,
     )

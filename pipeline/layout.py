@@ -44,6 +44,10 @@ class RunDir:
     def psx(self, cond: str) -> Path:
         return self.condition_dir(cond) / "psx.npy"
 
+    def predicted(self, cond: str, weights: Path, checksum: str) -> Path:
+        """``cond``'s rows predicted by the network of a weights file trained elsewhere (``stages.predict``)."""
+        return self.condition_dir(cond) / "predicted" / f"{weights.stem}_{checksum.removeprefix('sha256:')[:12]}.npy"
+
     def consensus(self, cond: str) -> Path:
         """The consensus labels of a condition of several annotators (``pipeline.consensus``)."""
         return self.condition_dir(cond) / "consensus.npy"

@@ -102,7 +102,7 @@ def input_size():
 
 
 # Options added after runs existed: left out of a recorded config while at their default (older runs stay current).
-ADDED_LATER = ("weights", "input_size", "mixup", "features")
+ADDED_LATER = ("weights", "input_size", "mixup", "features", "tta")
 
 
 def recorded(config) -> dict:

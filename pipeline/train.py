@@ -383,6 +383,7 @@ def train_classifier(
     mixup=None,
     precision="auto",
     compile=False,
+    tta=None,
     prune_epoch=None,
     ckpt=None,
     tag=None,
@@ -395,9 +396,11 @@ def train_classifier(
     ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every epoch is
     printed; ``prune_epoch``: see ``Classifier``. Non-finite probabilities are an error. On a rank other than 0 of a
     task on several devices (``pipeline.ddp``), None once trained. ``recipe``: a name
-    of ``recipes.RECIPES``, which also sets the augmentation, the whitening sample and TTA. Every setting is
+    of ``recipes.RECIPES``, which also sets the augmentation and the whitening sample; ``tta``: see ``predict_probs``. Every setting is
     resolved (``TrainingConfig.training``): a default left unresolved is refused before any work."""
-    unresolved = [k for k, v in dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr).items() if v is None]
+    unresolved = [
+        k for k, v in dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, tta=tta).items() if v is None
+    ]
     if unresolved:
         raise ValueError(f"{label}: {', '.join(unresolved)} unresolved; pass TrainingConfig.training(n_rows)")
     pl.seed_everything(seed, workers=False, verbose=False)
@@ -445,7 +448,7 @@ def train_classifier(
         module.lookahead.finish(module.net)
     _sync(device)
     trained = time.perf_counter()
-    probs = predict_probs(module.net.to(device), evaluation, module.precision, tta=r.tta)
+    probs = predict_probs(module.net.to(device), evaluation, module.precision, tta=tta)
     if not np.isfinite(probs).all():
         raise PipelineError(f"{label}: the trained network predicts NaN or inf; nothing written (lower --lr?)")
     pruned = [] if train.kept is None else np.flatnonzero(~train.kept.cpu().numpy()).tolist()

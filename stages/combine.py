@@ -3,7 +3,6 @@ count and the crossval config come from the shards, which must agree. With --ens
 instead the mean of several psx made elsewhere for its rows and labels."""
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline import folds, store, tasks, workers
 from pipeline.errors import PipelineError
@@ -16,7 +15,8 @@ class CombineConfig:
     ensemble: str | None = option(
         None,
         "comma-separated psx files of one condition (--cond), made with other recipes, backbones or seeds (this "
-        "run's or another's, for the same rows and labels): its psx.npy is their mean, an artifact like any other",
+        "run's or another's, for the same rows and labels; a network's predictions: python -m stages.predict), and "
+        "'folds' for the condition's own fold shards: its psx.npy is their mean, an artifact like any other",
     )
 
 
@@ -35,7 +35,7 @@ class Combine(tasks.Stage):
         if config.ensemble is None:
             made = folds.combine(run, task.cond, force)
         else:
-            members = [Path(p) for p in config.ensemble.split(",") if p]
+            members = [p for p in config.ensemble.split(",") if p]
             made = folds.ensemble(run, task.cond, members, force)
         return made, f"{made.value}: {run.psx(task.cond)}"
 

@@ -86,6 +86,12 @@ class TrainingConfig:
         "value, with their labels blended alike; none: off",
         Range(float, 0, 10, lo_open=True, optional=True),
     )
+    tta: str = option(
+        "recipe",
+        "test-time augmentation of the held-out predictions (each image and its mirror, and both shifted by "
+        "1 px, averaged): on, off, or recipe (the recipe's: airbench on, the others off)",
+        choices=("recipe", "on", "off"),
+    )
     seed: int = option(
         0, "training seed (crossval: fold k trains with seed + 1000 k)", Range(int, 0, SEED_MAX - 1000 * MAX_FOLDS)
     )
@@ -102,6 +108,10 @@ class TrainingConfig:
             if self.mixup is not None:
                 raise PipelineError(
                     f"--mixup {self.mixup}: --recipe {self.recipe} fits features, it trains on no images to mix"
+                )
+            if self.tta != "recipe":
+                raise PipelineError(
+                    f"--tta {self.tta}: --recipe {self.recipe} predicts from cached features, not from images"
                 )
         else:
             if RECIPES[self.recipe].frozen_epochs and self.weights is None:
@@ -132,7 +142,8 @@ class TrainingConfig:
         """The keyword arguments of ``train.train_classifier`` for training on ``n_rows`` rows: this config resolved
         by ``for_rows``, the one place a default that follows the set's size is settled."""
         resolved = self.for_rows(n_rows)
-        return {
+        tta = RECIPES[self.recipe].tta if self.tta == "recipe" else self.tta == "on"
+        return {"tta": tta} | {
             k: getattr(resolved, k)
             for k in (
                 "recipe",

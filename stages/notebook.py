@@ -28,10 +28,11 @@ from pathlib import Path
 from pipeline import store, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from stages import backbone, combine, consensus, coteach, crossval, data, masks, noise, report, review
+from stages import backbone, combine, consensus, coteach, crossval, data, masks, noise, predict, report, review
 
 STAGES = {
-    m.STAGE.name: m.STAGE for m in (data, noise, crossval, backbone, combine, consensus, masks, review, coteach, report)
+    m.STAGE.name: m.STAGE
+    for m in (data, noise, crossval, backbone, predict, combine, consensus, masks, review, coteach, report)
 }
 
 

@@ -1,6 +1,6 @@
 """A plan on disk: the task list of a SLURM array (array index = position in "tasks"), and the registry
-of the stages a SLURM array runs (every stage whose tasks may run apart: crossval, backbone, combine,
-masks, review, coteach) by name, which reads it back. ``save`` fixes array index -> task; ``execute`` runs
+of the stages a SLURM array runs (every stage whose tasks may run apart: crossval, backbone, predict,
+combine, masks, review, coteach) by name, which reads it back. ``save`` fixes array index -> task; ``execute`` runs
 entry ``index`` of one inside the job."""
 
 from __future__ import annotations
@@ -13,13 +13,22 @@ from pipeline import cli, devices, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.tasks import Plan, Stage
-from stages import backbone, combine, coteach, crossval, masks, review
+from stages import backbone, combine, coteach, crossval, masks, predict, review
 
 
 def registry() -> dict[str, Stage]:
     """The stages a SLURM array runs, in pipeline order."""
     return {
-        s.name: s for s in (crossval.STAGE, backbone.STAGE, combine.STAGE, masks.STAGE, review.STAGE, coteach.STAGE)
+        s.name: s
+        for s in (
+            crossval.STAGE,
+            backbone.STAGE,
+            predict.STAGE,
+            combine.STAGE,
+            masks.STAGE,
+            review.STAGE,
+            coteach.STAGE,
+        )
     }
 
 

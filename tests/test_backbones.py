@@ -91,6 +91,10 @@ def test_weights_that_are_not_here_or_not_weights_are_one_line(run_copy, hub, tm
             ["--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--mixup", "0.4"],
             "--mixup 0.4: --recipe linear-probe fits features, it trains on no images to mix",
         ),
+        (
+            ["--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--tta", "on"],
+            "--tta on: --recipe linear-probe predicts from cached features, not from images",
+        ),
     ]
     for flags, message in cases:
         err = stage("crossval", run.root, *PROBE, *flags, ok=False).stderr.strip()
@@ -300,6 +304,7 @@ def test_a_finetune_trains_the_head_alone_then_the_body_at_a_tenth_of_its_rate(r
             lr=2e-3,
             weight_decay=0.01,
             label_smoothing=0.1,
+            tta=False,
             seed=0,
             device=torch.device("cpu"),
             weights=weights,

@@ -86,3 +86,16 @@ def test_changed_config_redoes_only_what_depends_on_it(run_copy):
     assert "1 of 1" in out.stdout
     assert store.verify(run.shard("n20_s0", 1))["config"]["seed"] == 7
     assert store.verify(run.shard("n20_s0", 0))["config"]["seed"] == 0
+
+
+def test_tta_off_is_recorded_and_changes_only_the_predictions(run_copy):
+    """--tta off predicts each held-out image once (the airbench recipe averages it with its mirror and shifts):
+    the same training, other probabilities, recorded; shards made with the recipe's TTA stay current."""
+    run = RunDir(run_copy)
+    with_tta = np.load(run.shard("n20_s0", 0))["probs"]
+    stage("crossval", run.root, "--fold", "0", "--cond", "n20_s0", *FAST_CROSSVAL, "--tta", "off")
+    without = np.load(run.shard("n20_s0", 0))["probs"]
+    assert store.verify(run.shard("n20_s0", 0))["config"]["tta"] == "off"
+    assert "tta" not in store.verify(run.shard("n20_s0", 1))["config"]  # the recipe's: left out, still current
+    assert without.shape == with_tta.shape and not np.allclose(without, with_tta, atol=1e-3)
+    assert np.mean(without.argmax(1) == with_tta.argmax(1)) > 0.6  # the same network (random: 0.1)

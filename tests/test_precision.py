@@ -137,6 +137,7 @@ def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_
         seed=0,
         device=CPU,
         precision="bf16-mixed",
+        tta=True,
         prune_epoch=1,
         tag={"t": 1},
     )

@@ -182,6 +182,7 @@ def test_pruning_drops_mostly_wrong_labels_and_a_resumed_run_restores_the_same_r
         label_smoothing=0.2,
         seed=0,
         device=torch.device("cpu"),
+        tta=True,
         prune_epoch=2,
         ckpt=tmp_path / "fold.ckpt",
         tag={"t": 1},
