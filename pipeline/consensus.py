@@ -2,9 +2,11 @@
 several annotators (``kinds.annotators``: its labels are their majority vote) has a psx, each training row gets a
 consensus label, weighing every annotator's label and the model's probabilities by how much each is trusted, and
 each annotator a quality. The consensus labels are an artifact (``conditions/<c>/consensus.npy``, the annotators'
-qualities in its manifest) and a condition of their own, ``<c>_consensus``, that every later stage takes as it is."""
+qualities in its manifest; the consensus's quality per row, cleanlab's score, in ``consensus_quality.npy``) and a condition of their own, ``<c>_consensus``, that every later stage takes as it is."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -15,6 +17,15 @@ from pipeline.kinds import KINDS, annotators
 from pipeline.layout import RunDir
 
 SUFFIX = "_consensus"  # the consensus condition of <c> is <c>_consensus
+
+
+def annotator_sources(run: RunDir, cond: str) -> list | None:
+    """The annotators' files behind ``cond`` (a condition of several annotators, or its consensus), else None."""
+    specs = conditions.registry(run)
+    base = cond.removesuffix(SUFFIX) if cond.endswith(SUFFIX) else cond
+    if base not in specs or specs[base].kind != "annotators" or (base != cond and cond not in specs):
+        return None
+    return KINDS["annotators"].sources(specs[base], None)
 
 
 def run_consensus(run: RunDir, cond: str, force: bool = False) -> tuple[store.Outcome, store.Outcome]:
@@ -30,7 +41,9 @@ def run_consensus(run: RunDir, cond: str, force: bool = False) -> tuple[store.Ou
         **{f"source{i}": store.External(s) for i, s in enumerate(sources)},
     }
 
-    def make():
+    @functools.cache
+    def crowdlab():
+        """(consensus labels, their quality per row, the manifest's facts), computed once for both artifacts."""
         from cleanlab.multiannotator import get_label_quality_multiannotator
 
         ds, vote = datasets.cached(inputs["dataset"]), store.read(loaded.labels)
@@ -42,6 +55,7 @@ def run_consensus(run: RunDir, cond: str, force: bool = False) -> tuple[store.Ou
             annotators.as_float(labels), psx, return_detailed_quality=False, return_weights=True, verbose=False
         )
         consensus = found["label_quality"]["consensus_label"].to_numpy().astype(np.int64)
+        quality = found["label_quality"]["consensus_quality_score"].to_numpy().astype(np.float32)
         stats = found["annotator_stats"]
         info = {
             "annotators": [
@@ -63,14 +77,18 @@ def run_consensus(run: RunDir, cond: str, force: bool = False) -> tuple[store.Ou
                 "majority_vote": float(np.mean(vote != ds.train_y)),
                 **{f"annotator {n}": _error(labels[:, j], ds.train_y) for j, n in enumerate(names)},
             }
-        return consensus, info
+        return consensus, quality, info
 
-    made = store.produce(
-        run.consensus(cond), root=run.root, stage="consensus", inputs=inputs, config={}, make=make, force=force
-    )
+    made = [
+        store.produce(path, root=run.root, stage="consensus", inputs=inputs, config={}, make=make, force=force)
+        for path, make in (
+            (run.consensus(cond), lambda: (crowdlab()[0], crowdlab()[2])),
+            (run.consensus_quality(cond), lambda: (crowdlab()[1], {"mean": float(crowdlab()[1].mean())})),
+        )
+    ]
     condition = conditions.Condition(f"{cond}{SUFFIX}", None, None, str(run.consensus(cond).resolve()))
     [(_, registered)] = conditions.update(run, [condition], [], None, force)
-    return made, registered
+    return store.Outcome.of(made), registered
 
 
 def _error(labels: np.ndarray, true: np.ndarray) -> float:

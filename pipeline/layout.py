@@ -52,6 +52,10 @@ class RunDir:
         """The consensus labels of a condition of several annotators (``pipeline.consensus``)."""
         return self.condition_dir(cond) / "consensus.npy"
 
+    def consensus_quality(self, cond: str) -> Path:
+        """How likely each consensus label is right (cleanlab's consensus quality score, 0..1)."""
+        return self.condition_dir(cond) / "consensus_quality.npy"
+
     def mask(self, cond: str, method: str) -> Path:
         """One CL method's keep mask (``masks.CL_METHODS``' id)."""
         return self.condition_dir(cond) / "masks" / f"{method}.npy"

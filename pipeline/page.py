@@ -47,7 +47,8 @@ def render(
     key: str,
     flagged: int | None = None,
 ) -> bytes:
-    """The page: ``cards`` (row, given, suggested, score, methods, true, outlier, near_duplicate_of), the
+    """The page: ``cards`` (row, given, suggested, score, methods, true, outlier, near_duplicate_of, and in a
+    condition of several annotators ``annotators``: [name, label] of each who labelled the row), the
     thumbnails of their rows and near-duplicate partners (``images``, by row), every training row's id and
     label (the export writes them all), ``key``: what the browser keeps this page's decisions under;
     ``flagged``: how many rows were flagged, where the cards are the first ``MAX_CARDS`` of them."""
@@ -91,6 +92,7 @@ header label { margin-right: 10px; }
 .card .actions { display: flex; gap: 4px; margin-top: 4px; }
 .card .actions select { flex: 1; min-width: 0; }
 .card .decision { font-size: 12px; font-weight: 600; min-height: 1.2em; }
+.card .annotators.disagree { color: #b3261e; }
 footer { padding: 8px 12px 24px; }
 </style></head>
 <body>
@@ -118,8 +120,9 @@ let decisions = {};
 try { decisions = JSON.parse(localStorage.getItem(STORE) || "{}"); } catch (e) { decisions = {}; }
 let view = [], page = 0, selected = -1;
 const $ = (id) => document.getElementById(id);
+const disagree = (c) => new Set((c.annotators || []).map((a) => a[1])).size > 1;
 const METHODS = [...new Set(D.cards.flatMap((c) => c.methods.concat(c.outlier ? ["outlier"] : [],
-  c.near_duplicate_of.length ? ["near_duplicate"] : [])))];
+  c.near_duplicate_of.length ? ["near_duplicate"] : [], disagree(c) ? ["annotators disagree"] : [])))];
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -168,6 +171,10 @@ function cardNode(card, index) {
   if (card.true !== null) meta.push("true: " + D.classes[card.true]);
   if (card.outlier) meta.push("outlier");
   node.append(el("div", "meta", ["row " + card.row].concat(meta).join(" \\u00b7 ")));
+  if (card.annotators) {
+    const said = card.annotators.map((a) => a[0] + ": " + D.classes[a[1]]).join(", ");
+    node.append(el("div", "meta annotators" + (disagree(card) ? " disagree" : ""), "annotators " + said));
+  }
   if (card.near_duplicate_of.length) {
     const pair = el("div", "pair");
     const partner = card.near_duplicate_of[0];
@@ -197,7 +204,7 @@ function apply() {
   const g = $("f-given").value, s = $("f-suggested").value, m = $("f-method").value, d = $("f-decision").value;
   view = D.cards.filter((c) => (g === "" || c.given === Number(g)) && (s === "" || c.suggested === Number(s))
     && (m === "" || c.methods.includes(m) || (m === "outlier" && c.outlier)
-        || (m === "near_duplicate" && c.near_duplicate_of.length > 0))
+        || (m === "near_duplicate" && c.near_duplicate_of.length > 0) || (m === "annotators disagree" && disagree(c)))
     && (d === "" || (d === "undecided" ? !decisions[c.row] : (decisions[c.row] || {}).decision === d)));
   const sort = $("f-sort").value, q = (c) => (c.score === null ? Infinity : c.score);
   view.sort(sort === "row" ? (a, b) => a.row - b.row : sort === "score" ? (a, b) => q(a) - q(b) || a.row - b.row

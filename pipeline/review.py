@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import conditions, datasets, page, plots, store
+from pipeline.consensus import annotator_sources
 from pipeline.errors import PipelineError
 from pipeline.folds import CHUNK_ENTRIES
+from pipeline.kinds import annotators
 from pipeline.layout import RunDir
 from pipeline.masks import CL_METHODS, check_masks_psx, mask_paths, masks_psx, read_masks, read_masks_psx
 
@@ -293,6 +295,9 @@ def _page(run: RunDir, cond: str, path: Path, inputs: dict, csv_path: Path, data
     page_inputs = {"dataset": inputs["dataset"], "labels": inputs["labels"], "label_issues": csv_path}
     if data_csv is not None:
         page_inputs["data_issues"] = data_csv
+    sources = annotator_sources(run, cond)
+    for i, source in enumerate(sources or []):
+        page_inputs[f"annotators{i}"] = store.External(source)
 
     def make():
         ds, labels = datasets.cached(inputs["dataset"]), store.read(inputs["labels"])
@@ -329,6 +334,10 @@ def _page(run: RunDir, cond: str, path: Path, inputs: dict, csv_path: Path, data
                 card["near_duplicate_of"] = [int(j) for j in r["near_duplicate_of"].split()]
         flagged = len(cards)
         cards = dict(list(cards.items())[: page.MAX_CARDS])  # the CSV's order: lowest label quality first
+        if sources:  # what each annotator said of a card's row (a skipped row: nothing)
+            given, names = annotators.matrix(sources, ds)
+            for row, card in cards.items():
+                card["annotators"] = [[n, int(y)] for n, y in zip(names, given[row]) if y != annotators.MISSING]
         shown = sorted({*cards, *(j for c in cards.values() for j in c["near_duplicate_of"][:1])})
         images = {row: page.thumbnail(ds.train_x[row]) for row in shown}
         html = page.render(

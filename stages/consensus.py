@@ -28,6 +28,7 @@ class Consensus(tasks.Stage):
                 "  wrong against the dataset's labels: "
                 + ", ".join(f"{k} {v:.2%}" for k, v in info["error_vs_truth"].items())
             )
+        lines.append(f"  each row's consensus quality (cleanlab's score): {run.consensus_quality(task.cond)}")
         lines.append(f"{registered.value}: {run.labels(task.cond + consensus.SUFFIX)} (condition)")
         return store.Outcome.of([made, registered]), "\n".join(lines)
 

@@ -173,3 +173,26 @@ def hub(resnet18_file, tmp_path, monkeypatch) -> Path:
     checkpoints.mkdir(parents=True)
     shutil.copy(resnet18_file, checkpoints / RESNET18_FILE)
     return checkpoints
+
+
+# The review page in headless Chromium through chromedriver (Debian's chromium and chromium-driver, which .ci/run
+# installs); without them the browser tests skip and say why.
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+browser_needed = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="no chromium and chromedriver (Debian packages chromium, chromium-driver; .ci/run installs them)",
+)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()

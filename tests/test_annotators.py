@@ -1,13 +1,16 @@
 """Several annotators: a condition from label files, a long CSV or CIFAR-10N's file (their majority vote), the
 refusals, and the consensus stage (cleanlab's CROWDLAB) that reconciles them with the model."""
 
+import csv
+import io
 import shutil
 
 import numpy as np
 import pytest
-from conftest import FAST_CROSSVAL, stage
+from conftest import FAST_CROSSVAL, browser_needed, stage
 from test_bad_inputs import refused
 from test_cifar10n import human_file
+from test_page import shown_rows
 
 from pipeline import conditions, datasets, store
 from pipeline.errors import PipelineError
@@ -86,6 +89,38 @@ def test_bad_annotator_input_is_one_line_and_writes_nothing(run, tmp_path):
     refused(run, "noise", "--annotators", "a=", expect=["expected NAME=FILE"])
 
 
+def decisions_file(path, ds, labels, decided):
+    """A review page's export: every training row, the label after the decision."""
+    lines = ["row,id,label,decision"] + [
+        f"{r},{ds.train_ids[r]},{ds.classes[labels[r]]},{decided.get(r, '')}" for r in range(len(labels))
+    ]
+    path.write_text("\r\n".join(lines) + "\r\n")  # as a spreadsheet saves it
+    return path
+
+
+def test_reviewers_decisions_are_annotators_beside_the_labels_they_reviewed(run, tmp_path):
+    """Two reviewers' exported decisions and the labels their pages showed, as three annotators: a row both relabel
+    alike takes their label; a row no reviewer decided keeps the shown label; what a reviewer left undecided or
+    dropped is no vote of theirs."""
+    ds, shown = datasets.cached(run.dataset), store.read(run.labels("n20_s0"))
+    wrong = np.flatnonzero(shown != ds.train_y)[:20]
+    fixed = shown.copy()
+    fixed[wrong] = ds.train_y[wrong]
+    a = decisions_file(tmp_path / "decisions-a.csv", ds, fixed, {int(r): "relabel" for r in wrong} | {1: "keep"})
+    b = decisions_file(tmp_path / "decisions-b.csv", ds, fixed, {int(r): "relabel" for r in wrong[:10]} | {2: "drop"})
+    stage("noise", run.root, "--annotators", f"reviewed={run.labels('n20_s0')},{a},{b}")
+    vote = store.read(run.labels("reviewed"))
+    assert np.array_equal(vote[wrong[:10]], ds.train_y[wrong[:10]])  # two relabels outvote the shown label
+    rest = np.setdiff1d(np.arange(len(shown)), wrong)
+    assert np.array_equal(vote[rest], shown[rest])
+    refused(run, "noise", "--annotators", f"r={a},{b}", expect=["training row(s) have no label from any annotator"])
+    other = decisions_file(tmp_path / "other.csv", ds, fixed, {})
+    other.write_text(other.read_text().replace(str(ds.train_ids[3]), "elsewhere/3", 1))
+    refused(
+        run, "noise", "--annotators", f"r={a},{other}", expect=[str(other), "line 5: id 'elsewhere/3' is not row 3's"]
+    )
+
+
 def test_cifar10n_workers_are_three_annotators(blank_cifar, tmp_path):
     run = RunDir(shutil.copytree(blank_cifar, tmp_path / "run"))
     data = human_file(tmp_path / "CIFAR-10_human.pt")
@@ -109,6 +144,14 @@ def test_the_consensus_beats_the_vote_and_becomes_a_condition(run, tmp_path):
     assert quality == sorted(quality, reverse=True)  # the annotator with fewer errors is trusted more
     assert "annotator worker2: quality" in out and f"consensus {errors['consensus']:.2%}" in out
     assert conditions.registry(run)["votes_consensus"].kind == "given"
+    quality, truth = store.read(run.consensus_quality("votes")), datasets.cached(run.dataset).train_y
+    wrong = store.read(run.consensus("votes")) != truth
+    assert quality.shape == truth.shape and 0 <= quality.min() and quality.max() <= 1
+    assert quality[wrong].mean() < quality[~wrong].mean()  # a wrong consensus label is trusted less
+    stage("masks", run.root, "--cond", "votes")
+    stage("review", run.root, "--cond", "votes")
+    html = run.label_issues("votes").with_suffix(".html").read_text()
+    assert '"annotators":[["worker0",' in html and "annotators disagree" in html
     assert np.array_equal(store.read(run.labels("votes_consensus")), store.read(run.consensus("votes")))
     assert "0 of 1" in stage("consensus", run.root).stdout  # current
     md = stage("report", run.root).stdout
@@ -122,3 +165,27 @@ def test_the_consensus_beats_the_vote_and_becomes_a_condition(run, tmp_path):
     with pytest.raises(PipelineError, match=f"{files[0]} changed after it was made"):
         store.verify(run.labels("votes_consensus"))
     refused(run, "consensus", "--cond", "n20_s0", expect=["n20_s0: not a condition of several annotators"])
+
+
+@browser_needed
+def test_the_review_page_shows_what_each_annotator_said_and_filters_disagreement(run, tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    files, _ = annotate(run, tmp_path)
+    stage("noise", run.root, "--annotators", "votes=" + ",".join(map(str, files)))
+    stage("crossval", run.root, "--cond", "votes", "--fold", "all", *FAST_CROSSVAL)
+    for name in ("combine", "masks", "review"):
+        stage(name, run.root, "--cond", "votes")
+    labels = np.stack([np.load(f) for f in files], 1)
+    flagged = [int(r["row"]) for r in csv.DictReader(io.StringIO(store.read(run.label_issues("votes")).decode()))]
+    split = [r for r in flagged if len(set(labels[r][labels[r] >= 0])) > 1]
+    assert 0 < len(split) < len(flagged)
+    browser.get(run.label_issues("votes").with_suffix(".html").as_uri())
+    Select(browser.find_element(By.ID, "f-method")).select_by_visible_text("annotators disagree")
+    assert sorted(shown_rows(browser)) == sorted(split)  # (the page breaks ties of the CSV's rounded scores by row)
+    card = browser.find_element(By.CSS_SELECTOR, f'.card[data-row="{split[0]}"]')
+    said = card.find_element(By.CSS_SELECTOR, ".annotators").text
+    classes = datasets.cached(run.dataset).classes
+    expected = [f"worker{j}: {classes[y]}" for j, y in enumerate(labels[split[0]]) if y >= 0]
+    assert said == "annotators " + ", ".join(expected)

@@ -7,17 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import stage
+from conftest import browser_needed, stage
 
 from pipeline import datasets, store
 from pipeline.layout import RunDir
 
 COND = "n40_s40"
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-browser_needed = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER),
-    reason="no chromium and chromedriver (Debian packages chromium, chromium-driver; .ci/run installs them)",
-)
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +21,6 @@ def reviewed(folds_run, tmp_path_factory) -> RunDir:
     for name in ("combine", "masks", "review"):
         stage(name, run.root, "--cond", COND)
     return run
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 def flagged(run: RunDir) -> list[dict]:

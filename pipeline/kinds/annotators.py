@@ -1,7 +1,8 @@
 """Several annotators' labels for the training rows (``--annotators NAME=SOURCE``): a long CSV ``id,annotator,label``
-(ids the dataset's, labels its class names; an annotator may skip rows), label files ``a.npy,b.npy,...`` (one per
-annotator: a label per row in dataset order, -1 where that annotator skipped the row), or CIFAR-10N's file (its
-three workers, ``random_label1..3``). The condition's labels are their majority vote; ``matrix`` gives every
+(ids the dataset's, labels its class names; an annotator may skip rows), CIFAR-10N's file (its three workers,
+``random_label1..3``), or one file per annotator, ``a.npy,decisions-b.csv,...``: a label file (a label per row in
+dataset order, -1 where that annotator skipped the row) or a reviewer's decisions exported from a review page (the
+rows marked keep or relabel, with the label after the decision; the others skipped). The condition's labels are their majority vote; ``matrix`` gives every
 annotator's labels to the consensus stage (``pipeline.consensus``)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from pipeline import store
 from pipeline.errors import PipelineError
 from pipeline.kinds.cifar10n import read as read_cifar10n
+from pipeline.kinds.given import read_decisions
 from pipeline.sources.base import Dataset
 
 MISSING = -1  # no label from this annotator for this row
@@ -24,13 +26,17 @@ def matrix(sources: list[Path], ds: Dataset) -> tuple[np.ndarray, list[str]]:
     """(labels: rows x annotators, ``MISSING`` where one skipped a row; the annotators' names), checked: at least two
     annotators, and a label for every row from at least one."""
     n, k = len(ds.train_y), ds.num_classes
-    if len(sources) == 1 and sources[0].suffix.lower() == ".csv":
+    if len(sources) == 1 and sources[0].suffix.lower() == ".csv" and not _is_decisions(sources[0]):
         labels, names = _long_csv(sources[0], ds)
     elif len(sources) == 1 and sources[0].suffix.lower() == ".pt":
         labels, names = np.stack([read_cifar10n(sources[0], w, ds) for w in WORKERS], 1), list(WORKERS)
     else:
         columns = []
         for path in sources:
+            if path.suffix.lower() == ".csv":
+                label, decided = read_decisions(path, ds)
+                columns.append(np.where(np.isin(decided, ("keep", "relabel")), label, MISSING))
+                continue
             v = np.asarray(store.load(path, ".npy"))
             if v.ndim != 1 or not np.issubdtype(v.dtype, np.integer) or len(v) != n:
                 raise PipelineError(
@@ -51,6 +57,15 @@ def matrix(sources: list[Path], ds: Dataset) -> tuple[np.ndarray, list[str]]:
             f"{where}: {len(none)} training row(s) have no label from any annotator (first: {ds.train_ids[none[0]]!s})"
         )
     return labels, names
+
+
+def _is_decisions(path: Path) -> bool:
+    """Whether a CSV starts as a review page's decisions export does (else it is read as a long CSV)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return next(csv.reader(f), None) == ["row", "id", "label", "decision"]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False  # the long CSV's reader says what is wrong
 
 
 def _long_csv(path: Path, ds: Dataset) -> tuple[np.ndarray, list[str]]:

@@ -34,9 +34,15 @@ class Given(FromFile):
 def decisions(path: Path, ds: Dataset) -> np.ndarray:
     """The labels of a review page's decisions file, after checking that it describes this dataset's training
     rows, each once and in order, by id (a drop keeps its row's label: leaving a row out is the source's)."""
+    return read_decisions(path, ds)[0]
+
+
+def read_decisions(path: Path, ds: Dataset) -> tuple[np.ndarray, list[str]]:
+    """(the label of every training row after the decisions, each row's decision: ``DECISIONS``), checked as
+    ``decisions`` says."""
     classes = {str(c): k for k, c in enumerate(ds.classes)}
     ids, n = ds.train_ids, len(ds.train_ids)
-    labels = np.full(n, -1, np.int64)
+    labels, decided = np.full(n, -1, np.int64), [""] * n
     try:
         # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark (its CRLF line ends csv reads as is)
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -74,14 +80,14 @@ def decisions(path: Path, ds: Dataset) -> np.ndarray:
                     raise PipelineError(
                         f"{path}: line {line}: decision {decision!r}: expected keep, relabel, drop or empty"
                     )
-                labels[int(row)] = classes[label]
+                labels[int(row)], decided[int(row)] = classes[label], decision
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise PipelineError(f"{path}: not a readable decisions CSV ({e})") from None
     if (labels < 0).any():
         raise PipelineError(
             f"{path}: {int((labels < 0).sum())} of {n} training rows missing (from row {int(np.argmax(labels < 0))})"
         )
-    return labels
+    return labels, decided
 
 
 KIND = Given()
