@@ -9,7 +9,8 @@ method's precision / recall / F1; the ranking by cleanlab's label-quality score 
 true errors: average precision, AUROC, and the precision of the lowest 1% and 5% (what a person reviews first);
 the noise rate and noise matrix cleanlab estimates (``count.estimate_joint``) beside the true ones; and for a
 condition of several annotators with a consensus (make consensus), each one's error beside the vote's and the
-consensus's. Reads only: never trains, never asserts a figure.
+consensus's. ``--fold K`` measures one fold's held-out rows from its shard alone (a psx source too slow to
+cross-validate whole here). Reads only: never trains, never asserts a figure.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import cli, conditions, datasets, store
-from pipeline.masks import CL_METHODS, detection, mask_paths
+from pipeline.masks import CL_METHODS, detection, find_masks, mask_paths
+from pipeline.options import Range
+from stages.crossval import MAX_FOLDS
 
 
-def measure(run, cond: str) -> dict:
-    """Every figure of one condition, from its current artifacts (a stale one is refused by ``store.read``)."""
+def measure(run, cond: str, fold: int | None = None) -> dict:
+    """Every figure of one condition, from its current artifacts (a stale one is refused by ``store.read``);
+    ``fold``: of that fold's held-out rows alone, from its shard (the five methods run here on its rows)."""
     from cleanlab.count import estimate_joint
     from cleanlab.rank import get_label_quality_scores
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -33,13 +37,21 @@ def measure(run, cond: str) -> dict:
     start = time.perf_counter()
     ds = datasets.cached(run.require(run.dataset, "data"))
     noisy, true, k = store.read(run.labels(cond)), ds.train_y, ds.num_classes
-    psx = store.read(run.require(run.psx(cond), "combine")).astype(np.float64)
+    if fold is None:
+        psx = store.read(run.require(run.psx(cond), "combine")).astype(np.float64)
+        masks = {paper: store.read(mask_paths(run, cond)[ours]) for paper, ours in CL_METHODS.items()}
+    else:
+        shard = store.read(run.require(run.shard(cond, fold), "crossval"))
+        rows, psx = shard["indices"], shard["probs"].astype(np.float64)
+        noisy, true = noisy[rows], true[rows]
+        found = find_masks(noisy, psx)
+        masks = {paper: found[ours] for paper, ours in CL_METHODS.items()}
     errors = noisy != true
     quality = get_label_quality_scores(noisy, psx)
     order = np.argsort(quality, kind="stable")  # lowest quality first: most likely wrong
     joint = estimate_joint(noisy, psx)
     out = {
-        "condition": cond,
+        "condition": cond if fold is None else f"{cond} fold {fold}",
         "rows": len(noisy),
         "true_noise_rate": float(errors.mean()),
         "estimated_noise_rate": float(1 - np.trace(joint)),
@@ -51,13 +63,11 @@ def measure(run, cond: str) -> dict:
                 f"precision_lowest_{p}pct": float(errors[order[: max(1, len(order) * p // 100)]].mean()) for p in (1, 5)
             },
         },
-        "methods": {
-            paper: detection(store.read(mask_paths(run, cond)[ours]), noisy, true) for paper, ours in CL_METHODS.items()
-        },
+        "methods": {paper: detection(keep, noisy, true) for paper, keep in masks.items()},
         "true_noise_matrix": np.round(conditions.noise_matrix(noisy, true, k), 4).tolist(),
         "estimated_noise_matrix": np.round(joint / np.maximum(joint.sum(0, keepdims=True), 1e-12), 4).tolist(),
     }
-    if run.consensus(cond).exists():
+    if fold is None and run.consensus(cond).exists():
         out["consensus"] = store.verify(run.consensus(cond))["info"]
     out["seconds"] = round(time.perf_counter() - start, 2)
     return out
@@ -96,13 +106,19 @@ def parser() -> cli.Parser:
     p = cli.parser(__doc__)
     p.add_argument("--cond", default="", help="comma-separated conditions (default: all with a psx)")
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
+    p.add_argument(
+        "--fold",
+        type=Range(int, 0, MAX_FOLDS - 1, optional=True),
+        default=None,
+        help="measure one fold's held-out rows from its shard (where the other folds are too slow to train)",
+    )
     return p
 
 
 def main(args) -> None:
     run = cli.run_dir(args)
     names = conditions.names(run, args.cond)
-    results = [measure(run, c) for c in names if args.cond or run.psx(c).exists()]
+    results = [measure(run, c, args.fold) for c in names if args.cond or run.psx(c).exists()]
     print(table(results))
     if args.json:
         store.atomic_write(args.json, lambda f: f.write(json.dumps(results, indent=1).encode()))

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
+from pipeline.layout import RunDir
+
 
 def test_bench_fold_runs_on_cpu(tmp_path):
     """With the recipe's own batch (the batch that follows the set's size: no --batch-size, no --lr)."""
@@ -261,3 +263,24 @@ def test_real_noise_measures_every_method_and_the_ranking_against_the_truth(run_
     assert set(r["methods"]) == {"C_confusion", "PBC", "C_{y~,y*}", "C+NR", "PBNR"}
     assert np.allclose(np.sum(r["true_noise_matrix"], axis=0), 1, atol=1e-3)
     assert f"| n40_s40 | {100 * r['true_noise_rate']:.1f}% / {100 * r['estimated_noise_rate']:.1f}% |" in proc.stdout
+    # one fold's held-out rows alone, from its shard: the five methods run on those rows only
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.real_noise", "--run-dir", str(run_copy), "--cond", "n40_s40", "--fold", "1"]
+        + ["--json", str(tmp_path / "f.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (fold,) = json.loads((tmp_path / "f.json").read_text())
+    held = np.load(RunDir(run_copy).shard("n40_s40", 1))["indices"]
+    assert fold["condition"] == "n40_s40 fold 1" and fold["rows"] == len(held) < r["rows"]
+    assert all(m["flagged"] + m["kept"] == len(held) for m in fold["methods"].values())
+    assert "| n40_s40 fold 1 |" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "bench.real_noise", "--run-dir", str(run_copy), "--fold", "-1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--fold" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
