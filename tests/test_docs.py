@@ -96,6 +96,21 @@ def tiny(folds_run, tmp_path_factory) -> dict[str, Path]:
             {"data": rng.integers(0, 256, (10, 3072), dtype=np.uint8), "labels": list(range(10))},
             open(batches / name, "wb"),
         )
+    import torch
+
+    from pipeline import datasets, models
+
+    torch.save(  # a backbone file of the digits' classes, as if trained on other images (stages.predict)
+        {
+            "arch": "convnet",
+            "state_dict": models.build("convnet", 1, 8, 10).state_dict(),
+            "mean": [0.5],
+            "std": [0.25],
+            "built": [1, 8, 10],
+            "classes": [str(c) for c in datasets.cached(RunDir(run).dataset).classes],
+        },
+        root / "backbone.pt",
+    )
     n = 1347  # digits' training rows
     np.save(root / "labels.npy", rng.integers(0, 10, n))
     psx = rng.random((n, 10)).astype(np.float32)
@@ -112,6 +127,7 @@ def tiny(folds_run, tmp_path_factory) -> dict[str, Path]:
         "labels": root / "labels.npy",
         "psx": root / "psx.npy",
         "psx_folder": root / "psx",
+        "backbone": root / "backbone.pt",
         "root": root,
     }
 
@@ -132,6 +148,8 @@ def filled(command: str, t: dict[str, Path]) -> str:
             r"--cond C --ensemble A\.npy,B\.npy",
             f"--cond n0_s0 --ensemble {t['run'] / 'conditions/n0_s0/psx.npy'},{t['psx']}",
         ),
+        (r"WEIGHTS=W(\.pt)?\b", f"WEIGHTS={t['backbone']}"),
+        (r"folds,P\.npy", f"folds,{t['psx']}"),
         (r"NAME=file\.npy", f"given={t['labels']}"),
         (r"--remove NAME", "--remove given"),
         (r"reviewed=decisions-<c>\.csv", f"reviewed={t['labels']}"),
