@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import FAST_CROSSVAL, browser_needed, stage
+from conftest import CHROMIUM, DRIVER, FAST_CROSSVAL, stage
 from test_bad_inputs import refused
 from test_cifar10n import human_file
 from test_page import shown_rows
@@ -131,7 +131,7 @@ def test_cifar10n_workers_are_three_annotators(blank_cifar, tmp_path):
     assert np.array_equal(vote[agreed], workers[agreed, 0])
 
 
-def test_the_consensus_beats_the_vote_and_becomes_a_condition(run, tmp_path):
+def test_the_consensus_beats_the_vote_and_becomes_a_condition(run, tmp_path, request):
     files, _ = annotate(run, tmp_path)
     stage("noise", run.root, "--annotators", "votes=" + ",".join(map(str, files)))
     stage("crossval", run.root, "--cond", "votes", "--fold", "all", *FAST_CROSSVAL)
@@ -152,6 +152,8 @@ def test_the_consensus_beats_the_vote_and_becomes_a_condition(run, tmp_path):
     stage("review", run.root, "--cond", "votes")
     html = run.label_issues("votes").with_suffix(".html").read_text()
     assert '"annotators":[["worker0",' in html and "annotators disagree" in html
+    if CHROMIUM and DRIVER:  # and in a browser, where there is one (CI installs it)
+        page_shows_annotators(run, files, request.getfixturevalue("browser"))
     assert np.array_equal(store.read(run.labels("votes_consensus")), store.read(run.consensus("votes")))
     assert "0 of 1" in stage("consensus", run.root).stdout  # current
     md = stage("report", run.root).stdout
@@ -167,16 +169,12 @@ def test_the_consensus_beats_the_vote_and_becomes_a_condition(run, tmp_path):
     refused(run, "consensus", "--cond", "n20_s0", expect=["n20_s0: not a condition of several annotators"])
 
 
-@browser_needed
-def test_the_review_page_shows_what_each_annotator_said_and_filters_disagreement(run, tmp_path, browser):
+def page_shows_annotators(run: RunDir, files, browser) -> None:
+    """The review page of ``votes`` in a browser: what each annotator said on a card, and the filter of the
+    cards the annotators disagree on."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    files, _ = annotate(run, tmp_path)
-    stage("noise", run.root, "--annotators", "votes=" + ",".join(map(str, files)))
-    stage("crossval", run.root, "--cond", "votes", "--fold", "all", *FAST_CROSSVAL)
-    for name in ("combine", "masks", "review"):
-        stage(name, run.root, "--cond", "votes")
     labels = np.stack([np.load(f) for f in files], 1)
     flagged = [int(r["row"]) for r in csv.DictReader(io.StringIO(store.read(run.label_issues("votes")).decode()))]
     split = [r for r in flagged if len(set(labels[r][labels[r] >= 0])) > 1]
