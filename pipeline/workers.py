@@ -128,8 +128,9 @@ def _run(args, stage: tasks.Stage) -> None:
 
 
 def host_threads(workers: int) -> int:
-    """torch threads per worker: the host's cores shared out, so no worker oversubscribes them."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    """torch threads per worker: the cores this process may run on (its affinity: a SLURM allocation's, not the
+    whole node's) shared out, so no worker oversubscribes them."""
+    return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
 def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:

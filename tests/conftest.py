@@ -20,6 +20,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 needs_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason=f"{SHARED} (shared data) is absent")
 
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs a worker per core), each worker and every process it starts run on
+    one core of their own: the torch threads a stage sets follow the affinity (``workers.host_threads``), so the
+    workers never oversubscribe the cores."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...
+    if worker:
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
+        os.environ["OMP_NUM_THREADS"] = "1"  # torch's default threads in a process that sets none
+
+
 FAST_CROSSVAL = ["--folds", "3", "--epochs", "2", "--batch-size", "128", "--gpu", "cpu"]
 FAST_COTEACH = [
     "--epochs",

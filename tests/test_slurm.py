@@ -20,7 +20,7 @@ from pipeline import store
 from pipeline.layout import RunDir
 from stages import crossval
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]  # one cluster: its tests on one worker
 
 CLUSTER = ROOT / "slurm" / "local-cluster.sh"
 ON_CPU = ["--gpus-per-task", "0", "--cpus-per-task", "1", "--time", "10", "--poll", "1"]
