@@ -167,3 +167,22 @@ def test_the_report_links_each_review_page_and_names_one_whose_inputs_changed(re
         "Review page of" not in text
         and f"{issues.with_suffix('.html')} is stale: {issues} changed after it was made" in text
     )
+
+
+def test_the_template_files_fill_in_one_pass_and_the_script_parses():
+    """The page is its template files (package data) with their fields filled once: text filled in (a condition
+    or class that reads like a field) is never searched again. The script parses in node where it is installed
+    (the Chromium tests above run it)."""
+    import subprocess
+
+    from pipeline import page
+
+    html = page.render("c__DATA__", ["__SCRIPT__", "b</script>"], ["i0"], [0], [], {}, "k").decode()
+    assert "<title>label issues: c__DATA__</title>" in html and '"classes":["__SCRIPT__","b\\u003c/script>"]' in html
+    assert html.count('"use strict"') == 1 and html.count("</script>") == 2 and "__STYLE__" not in html
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the script's syntax is checked in Chromium only")
+    script = page.TEMPLATES / "review.js"
+    proc = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
