@@ -33,7 +33,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from pipeline import cli, conditions, store
+from pipeline import cli, conditions, files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
@@ -597,7 +597,7 @@ def _read_json(path: Path, default):
 
 
 def _write(path: Path, text: str) -> None:
-    store.atomic_write(path, lambda f: f.write(text.encode()))
+    files.atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def parser() -> cli.Parser:

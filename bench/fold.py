@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cli, conditions, datasets, devices, store
+from pipeline import cli, conditions, datasets, devices, files, store
 from pipeline.folds import assign_folds
 from pipeline.kinds import paper
 from pipeline.kinds.base import CIFAR10_TRAIN_SIZE
@@ -272,7 +272,7 @@ def main() -> None:
     probs = trained.probs
     total = time.perf_counter() - t0
     if args.probs:
-        store.atomic_write(args.probs, lambda f: np.savez(f, rows=held, probs=probs))
+        files.atomic_write(args.probs, lambda f: np.savez(f, rows=held, probs=probs))
     r = {
         "cond": cond.name,
         "fold": args.fold,
@@ -305,7 +305,7 @@ def main() -> None:
         )
     print_tables(r)
     if args.json:
-        store.atomic_write(args.json, lambda f: f.write(json.dumps(r, indent=1, default=float).encode()))
+        files.atomic_write(args.json, lambda f: f.write(json.dumps(r, indent=1, default=float).encode()))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cli, conditions, datasets, store
+from pipeline import cli, conditions, datasets, files, store
 from pipeline.masks import CL_METHODS, detection, find_masks, mask_paths
 from pipeline.options import Range
 from stages.crossval import MAX_FOLDS
@@ -121,7 +121,7 @@ def main(args) -> None:
     results = [measure(run, c, args.fold) for c in names if args.cond or run.psx(c).exists()]
     print(table(results))
     if args.json:
-        store.atomic_write(args.json, lambda f: f.write(json.dumps(results, indent=1).encode()))
+        files.atomic_write(args.json, lambda f: f.write(json.dumps(results, indent=1).encode()))
 
 
 if __name__ == "__main__":

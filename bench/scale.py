@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cli, store
+from pipeline import cli, files, store
 from pipeline.errors import PipelineError
 from pipeline.folds import assign_folds
 from pipeline.layout import RunDir
@@ -104,7 +104,7 @@ def synthetic_masks_run(run: RunDir, n: int, classes: int) -> None:
         make=lambda: (arrays, info),
     )
     labels = run.root / "noisy.npy"
-    store.save(labels, noisy)
+    files.save(labels, noisy)
     timed("noise", run.root, "--labels", f"synth={labels}")
     fold_of = assign_folds(noisy, FOLDS, 0, classes)
     for k in range(FOLDS):
@@ -266,7 +266,7 @@ def main() -> None:
     args.images = [int(v) for v in args.images.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     rows = bench_masks(args) if args.what == "masks" else bench_images(args)
-    store.save(
+    files.save(
         args.out / f"{args.what}.json", {"rows": rows, "memory_gib": args.memory_gib, "host_cpus": os.cpu_count()}
     )
     print(table(rows))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.fold import PAPER_PSX, noisy_labels, parser, setup
-from pipeline import cli, devices, store
+from pipeline import cli, devices, files
 
 
 def main() -> None:
@@ -67,7 +67,7 @@ def main() -> None:
     if curve:
         print("per epoch, no TTA: " + " ".join(f"{100 * a:.2f}" for a in curve))
     if args.json:
-        store.atomic_write(args.json, lambda f: f.write(json.dumps(r, indent=1, default=float).encode()))
+        files.atomic_write(args.json, lambda f: f.write(json.dumps(r, indent=1, default=float).encode()))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import models, store
+from pipeline import files, models
 from pipeline.errors import PipelineError
 
 
@@ -63,7 +63,7 @@ def weights_file(arch: str, weights: str) -> Path:
             f"into {cached.parent}, or pass the file as --weights FILE"
         )
     promised = torch.hub.HASH_REGEX.search(cached.name)  # the first hex digits of its sha256, as torch's loader reads
-    if promised and not store.checksum(cached).removeprefix("sha256:").startswith(promised.group(1)):
+    if promised and not files.checksum(cached).removeprefix("sha256:").startswith(promised.group(1)):
         raise PipelineError(
             f"--weights {weights}: {cached} is not the file of {found.url} (its sha256 does not start with "
             f"{promised.group(1)}, as its name says); fetch it again, or pass the file as --weights FILE"
@@ -253,4 +253,4 @@ def check_input(net, arch: str, in_channels: int, image_size: int, input_size: i
 
 def checksum(arch: str, weights: str | None) -> str | None:
     """What the config of anything made with these weights records: the weights file's sha256."""
-    return None if weights is None else store.checksum(weights_file(arch, weights))
+    return None if weights is None else files.checksum(weights_file(arch, weights))

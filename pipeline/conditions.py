@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import datasets, store
+from pipeline import datasets, files, store
 from pipeline.errors import PipelineError
 from pipeline.kinds import KINDS, cifar10n, paper
 from pipeline.layout import RunDir
@@ -166,7 +166,7 @@ def registry(run: RunDir) -> dict[str, Condition]:
     if not run.registry.exists():
         return {}
     try:
-        found = [Condition(**spec) for spec in store.load(run.registry)]
+        found = [Condition(**spec) for spec in files.load(run.registry)]
         return {check_name(c.name): c for c in found}
     except (AttributeError, TypeError) as e:
         raise PipelineError(f"{run.registry}: not a condition registry ({e})") from None
@@ -235,7 +235,7 @@ def _update(
 def _save(run: RunDir, reg: dict[str, Condition]) -> None:
     """Write the registry, unless it already says exactly this."""
     if not run.registry.exists() or list(registry(run).values()) != list(reg.values()):
-        store.save(run.registry, [asdict(c) for c in reg.values()])
+        files.save(run.registry, [asdict(c) for c in reg.values()])
 
 
 def labels_writer(
@@ -248,7 +248,7 @@ def labels_writer(
     for source in sources:
         if not source.is_file():
             raise PipelineError(f"{source}: file not found")
-    sums = [store.checksum(s) for s in sources]
+    sums = [files.checksum(s) for s in sources]
     recorded = {k: v for k, v in asdict(cond).items() if k != "annotators" or v}  # older labels stay current
     config = {**recorded, "source_checksum": sums[0] if len(sums) == 1 else sums or None}
     dataset = run.require(run.dataset, "data")

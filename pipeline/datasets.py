@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.sources import NAMED, ON_DISK, digits
@@ -40,7 +40,7 @@ DIGITS = digits.NAME
 @functools.lru_cache(maxsize=1)
 def _cached(path: Path, stat: tuple) -> Dataset:
     store.verify(path)
-    arrays = store.load(path, mapped=True)
+    arrays = files.load(path, mapped=True)
     missing = set(Dataset.__dataclass_fields__) - set(arrays)
     if missing:
         raise PipelineError(f"{path}: not a dataset cache (missing {', '.join(sorted(missing))})")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cli, store
+from pipeline import cli, files, store
 from pipeline.options import Range
 
 SIZES = (8, 12, 16, 24)
@@ -49,7 +49,7 @@ def build(out: Path, flip: float = 0.1, seed: int = 0) -> Path:
         name = f"images/digit_{i:04d}.png"
         png = io.BytesIO()
         pixels.resize((size, size), Image.Resampling.BICUBIC).save(png, "PNG")
-        store.save(out / name, png.getvalue())
+        files.save(out / name, png.getvalue())
         rows.append([name, given[i], split[i]])
         truth.append([name, true[i], split[i]])
     for file, body in (("labels.csv", rows), ("truth.csv", truth)):
@@ -57,7 +57,7 @@ def build(out: Path, flip: float = 0.1, seed: int = 0) -> Path:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "label", "split"])
         w.writerows(body)
-        store.save(out / file, buf.getvalue().encode())
+        files.save(out / file, buf.getvalue().encode())
     train = split == "train"
     print(
         f"wrote {len(rows)} images of {', '.join(map(str, SIZES))} px and {out / 'labels.csv'}: {int(train.sum())} train "

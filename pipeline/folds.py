@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 
@@ -68,7 +68,7 @@ def check_probs(
 def read_probs(path, num_classes: int, where: str) -> np.ndarray:
     """An ``.npy`` of probabilities, read in chunks and checked as ``check_probs`` does: one float32 array in
     memory, never a float64 or mapped copy of the whole."""
-    chunks = store.RowChunks(path, CHUNK_ENTRIES)
+    chunks = files.RowChunks(path, CHUNK_ENTRIES)
     if len(chunks.shape) != 2 or chunks.shape[1] != num_classes:
         raise PipelineError(f"{where}: expected probabilities of shape (n, {num_classes}), got {chunks.shape}")
     out = np.empty(chunks.shape, np.float32)
@@ -179,7 +179,7 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
     def make():
         noisy = store.read(shards.labels)
         num_classes = len(store.verify(shards.dataset)["info"]["classes"])
-        staged = store.staging(run.psx(cond))
+        staged = files.staging(run.psx(cond))
         writer = RowWriter(staged, len(noisy), num_classes)
         try:
             shards.merge_into(writer, noisy, num_classes)
@@ -187,9 +187,9 @@ def combine(run: RunDir, cond: str, force: bool = False) -> store.Outcome:
             writer.close()
         hits = sum(
             int(np.sum(chunk.argmax(1) == noisy[s : s + len(chunk)]))
-            for s, chunk in store.RowChunks(staged, CHUNK_ENTRIES)
+            for s, chunk in files.RowChunks(staged, CHUNK_ENTRIES)
         )
-        return store.Staged(staged), {"accuracy_vs_noisy_labels": hits / len(noisy)}
+        return files.Staged(staged), {"accuracy_vs_noisy_labels": hits / len(noisy)}
 
     return store.produce(
         run.psx(cond),
@@ -218,8 +218,8 @@ def ensemble(run: RunDir, cond: str, members: list[str], force: bool = False) ->
     if len(set(named)) < len(named):
         raise PipelineError(f"--ensemble: {next(m for m in named if named.count(m) > 1)} named twice")
     shards = Shards(run, cond) if FOLDS in members else None
-    files = [Path(m) for m in members if m != FOLDS]
-    for m in files:
+    paths = [Path(m) for m in members if m != FOLDS]
+    for m in paths:
         if not m.is_file():
             raise PipelineError(f"{m}: file not found")
         if m.resolve() == run.psx(cond).resolve():
@@ -227,7 +227,7 @@ def ensemble(run: RunDir, cond: str, members: list[str], force: bool = False) ->
         if store.manifest_path(m).exists():
             made = store.verify(m)["inputs"]
             for name, ours in (("dataset", dataset), ("labels", labels)):
-                if name not in made or made[name]["checksum"] != store.checksum(ours):
+                if name not in made or made[name]["checksum"] != files.checksum(ours):
                     raise PipelineError(
                         f"{m}: made from other {name} than {cond}'s ({ours}): an ensemble's members share its rows "
                         "and labels"
@@ -239,8 +239,8 @@ def ensemble(run: RunDir, cond: str, members: list[str], force: bool = False) ->
         total = np.zeros((n, k), np.float32)
         if shards is not None:
             shards.merge_into(total, noisy, k)
-        for m in files:
-            chunks = store.RowChunks(m, CHUNK_ENTRIES)
+        for m in paths:
+            chunks = files.RowChunks(m, CHUNK_ENTRIES)
             if chunks.shape != (n, k):
                 raise PipelineError(f"{m}: expected probabilities of shape ({n}, {k}), got {chunks.shape}")
             for start, chunk in chunks:
@@ -248,7 +248,7 @@ def ensemble(run: RunDir, cond: str, members: list[str], force: bool = False) ->
         total /= len(members)
         return total, {"members": len(members), "accuracy_vs_noisy_labels": float(np.mean(total.argmax(1) == noisy))}
 
-    config: dict = {"ensemble": [str(m.resolve()) for m in files]}
+    config: dict = {"ensemble": [str(m.resolve()) for m in paths]}
     if shards is not None:
         config["crossval"] = shards.config
     return store.produce(
@@ -259,7 +259,7 @@ def ensemble(run: RunDir, cond: str, members: list[str], force: bool = False) ->
             "dataset": dataset,
             "labels": labels,
             **({} if shards is None else shards.inputs),
-            **{f"member{i}": store.External(m) for i, m in enumerate(files)},
+            **{f"member{i}": store.External(m) for i, m in enumerate(paths)},
         },
         config=config,
         make=make,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import conditions, datasets, store
+from pipeline import conditions, datasets, files, store
 from pipeline.errors import PipelineError
 from pipeline.folds import check_probs, read_probs
 from pipeline.layout import RunDir
@@ -196,16 +196,16 @@ def check_masks_psx(path: Path, checksum: str | None) -> None:
     """Refuse ``masks_psx``'s file if it changed since the masks were made from it."""
     if checksum is None:
         store.verify(path)
-    elif not path.is_file() or store.checksum(path) != checksum:
+    elif not path.is_file() or files.checksum(path) != checksum:
         raise PipelineError(
             f"{path}: changed or gone since the masks were made from it; run make masks PSX={path} again"
         )
 
 
 def read_masks_psx(path: Path, checksum: str | None) -> np.ndarray:
-    """The contents of ``masks_psx``'s file, memory-mapped (see ``store.load``), once ``check_masks_psx`` passes."""
+    """The contents of ``masks_psx``'s file, memory-mapped (see ``files.load``), once ``check_masks_psx`` passes."""
     check_masks_psx(path, checksum)
-    return store.load(path, ".npy", mapped=True)
+    return files.load(path, ".npy", mapped=True)
 
 
 def detect(noisy: np.ndarray, true: np.ndarray, psx: np.ndarray, where: str, num_classes: int) -> tuple[dict, dict]:
@@ -253,7 +253,7 @@ def run_masks(run: RunDir, cond: str, psx: Path | None = None, force: bool = Fal
 
     config = {
         "psx": "combine" if psx is None else str(psx.resolve()),
-        "psx_checksum": None if psx is None else store.checksum(psx),
+        "psx_checksum": None if psx is None else files.checksum(psx),
     }
     return {
         m: store.produce(
@@ -287,11 +287,11 @@ def run_paper_detection(run: RunDir, cond: str, psx_dir: Path, force: bool = Fal
 
     def make():
         ds = datasets.cached(inputs["dataset"])
-        return detect(store.read(inputs["labels"]), ds.train_y, store.load(psx, ".npy"), str(psx), ds.num_classes)[1], {
+        return detect(store.read(inputs["labels"]), ds.train_y, files.load(psx, ".npy"), str(psx), ds.num_classes)[1], {
             "psx_dir": str(psx_dir)
         }
 
-    config = {"methods": list(CL_METHODS.values()), "psx": str(psx.resolve()), "psx_checksum": store.checksum(psx)}
+    config = {"methods": list(CL_METHODS.values()), "psx": str(psx.resolve()), "psx_checksum": files.checksum(psx)}
     return store.produce(
         run.paper_detection(cond), root=run.root, stage="masks", inputs=inputs, config=config, make=make, force=force
     )

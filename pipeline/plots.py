@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import files
 
 COLUMNS = 8  # tiles per gallery row
 TILE_IN, CAPTION_IN, HEADER_IN, DPI = 1.3, 0.42, 0.45, 100  # inches: a tile's image, its caption, the title
@@ -35,7 +35,7 @@ def png(fig, dpi: int = 110) -> bytes:
 
 def save(fig, path: Path) -> None:
     """``fig`` as a PNG artifact at ``path`` (atomic), then closed."""
-    store.save(path, png(fig))
+    files.save(path, png(fig))
 
 
 def placeholder(text: str, path: Path) -> None:

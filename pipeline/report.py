@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from pipeline import backbones, conditions, features, paired, plots, store
+from pipeline import backbones, conditions, features, files, paired, plots, store
 from pipeline.conditions import parse_conditions
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
@@ -176,7 +176,7 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> Co
                 made = store.verify(run.paper_detection(cond))
                 found.detection += [
                     detection(base, "paper", m, d, run.paper_detection(cond), made["info"].get("psx_dir"))
-                    for m, d in store.load(run.paper_detection(cond)).items()
+                    for m, d in files.load(run.paper_detection(cond)).items()
                 ]
             except PipelineError as e:
                 found.stale.append(str(e))
@@ -205,7 +205,7 @@ def collect(run: RunDir, conds: list[str], seeds: list[int] | None = None) -> Co
                         if (rows, feats, weights) not in reads:
                             reads[rows, feats, weights] = rows_inputs(run, cond, rows, feats, weights)
                         store.check_made_from(path, manifest, reads[rows, feats, weights])
-                        m = store.load(path)
+                        m = files.load(path)
                     except PipelineError as e:
                         found.stale.append(str(e))
                         continue
@@ -490,7 +490,7 @@ def markdown(t: Tables) -> str:
 
 
 def _csv(path: Path, rows: list[dict]) -> None:
-    store.save(path, pd.DataFrame(rows, dtype=object).to_csv(index=False, lineterminator="\r\n").encode())
+    files.save(path, pd.DataFrame(rows, dtype=object).to_csv(index=False, lineterminator="\r\n").encode())
 
 
 def review_pages(run: RunDir, conds: list[str]) -> tuple[list[str], list[str]]:
@@ -593,7 +593,7 @@ def write(
         left_out=found.stale + stale_pages + stale_consensus + not_compared,
     )
     d = run.report_dir
-    files = [
+    written = [
         d / "table.md",
         d / "table.csv",
         d / "accuracy.csv",
@@ -604,14 +604,14 @@ def write(
         d / "cleaning_helps.png",
     ]
     text = markdown(tables)
-    store.save(files[0], text.encode())
-    for path, rows in zip(files[1:5], (found.table(), tables.accuracy, tables.detection, tables.cleaning)):
+    files.save(written[0], text.encode())
+    for path, rows in zip(written[1:5], (found.table(), tables.accuracy, tables.detection, tables.cleaning)):
         _csv(path, rows)
     published = {}
     for (rows, learner, col), (value, _) in paper.items():
         c = PAPER_CONDITIONS[col]
         published.setdefault((rows, learner, c.sparsity), []).append((100 * c.noise, 100 * value))
-    plots.noise_matrices({c: (cond.noise_matrix, cond.noise_rate) for c, cond in found.loaded.items()}, files[5])
-    plots.accuracy_vs_noise(acc, {pair: cell_name(*pair) for pair in _pairs(acc)}, published, files[6])
-    plots.cleaning_helps(cleaning, files[7])
-    return files, text
+    plots.noise_matrices({c: (cond.noise_matrix, cond.noise_rate) for c, cond in found.loaded.items()}, written[5])
+    plots.accuracy_vs_noise(acc, {pair: cell_name(*pair) for pair in _pairs(acc)}, published, written[6])
+    plots.cleaning_helps(cleaning, written[7])
+    return written, text

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import conditions, datasets, page, plots, store
+from pipeline import conditions, datasets, files, page, plots, store
 from pipeline.consensus import annotator_sources
 from pipeline.errors import PipelineError
 from pipeline.folds import CHUNK_ENTRIES
@@ -40,7 +40,7 @@ def label_quality(noisy: np.ndarray, psx: Path) -> tuple[np.ndarray, np.ndarray]
     from cleanlab.rank import get_label_quality_scores
 
     scores, suggested = np.empty(len(noisy)), np.empty(len(noisy), np.int64)
-    for start, chunk in store.RowChunks(psx, CHUNK_ENTRIES):
+    for start, chunk in files.RowChunks(psx, CHUNK_ENTRIES):
         end = start + len(chunk)
         scores[start:end], suggested[start:end] = get_label_quality_scores(noisy[start:end], chunk), chunk.argmax(1)
     return scores, suggested
@@ -347,7 +347,7 @@ def _page(run: RunDir, cond: str, path: Path, inputs: dict, csv_path: Path, data
             labels.tolist(),
             list(cards.values()),
             images,
-            key=f"{cond}:{store.checksum(csv_path)[len('sha256:') :][:16]}",
+            key=f"{cond}:{files.checksum(csv_path)[len('sha256:') :][:16]}",
             flagged=flagged if flagged > len(cards) else None,
         )
         return html, {"cards": len(cards), "flagged": flagged}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from pipeline import cli, conditions, ddp, devices, store
+from pipeline import cli, conditions, ddp, devices, files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.options import Range
@@ -117,7 +117,7 @@ class TrainingStage(Stage):
     def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> tuple[store.Outcome, str]:
         """Make a task's artifact under its lock."""
         out, inputs, task_config = self.target(run, task, config)
-        tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
+        tag = {"config": task_config, "inputs": {k: files.checksum(p) for k, p in inputs.items()}}
         made = store.produce(
             out,
             root=run.root,

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline import backbones, conditions, datasets, features, models, options, store, tasks, workers
+from pipeline import backbones, conditions, datasets, features, files, models, options, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS, coteaching, gce, mixup, sce
@@ -264,7 +264,7 @@ class Coteach(tasks.TrainingStage):
         return f"{task[0]} {task[1]} x {task[2]} seed {task[3]}"
 
     def summary(self, run: RunDir, task: tuple, config: CoteachConfig) -> str:
-        m = store.load(run.coteach(*task))
+        m = files.load(run.coteach(*task))
         return f"{self.describe(task)}: final {100 * m['final_acc']:.1f}%  best {100 * m['best_acc']:.1f}%"
 
 

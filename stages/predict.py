@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import backbones, datasets, options, store, tasks, workers
+from pipeline import backbones, datasets, files, options, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.options import option
@@ -56,12 +56,12 @@ class Predict(tasks.Stage):
             )
         if store.manifest_path(weights).exists():
             trained_on = store.verify(weights)["inputs"].get("dataset", {}).get("checksum")
-            if trained_on == store.checksum(dataset):
+            if trained_on == files.checksum(dataset):
                 raise PipelineError(
                     f"{weights}: trained on this dataset's rows, so its predictions of them are not out of sample; "
                     "train it in a run of other images (e.g. the training split) or cross-validate (make crossval)"
                 )
-        checksum = store.checksum(weights)
+        checksum = files.checksum(weights)
         out = run.predicted(cond, weights, checksum)
         made_with = {"arch": w.arch, "weights_checksum": checksum, "tta": config.tta, "precision": config.precision}
         return out, {"dataset": dataset, "labels": labels, "weights": store.External(weights)}, made_with

@@ -9,7 +9,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from pipeline import cli, devices, store
+from pipeline import cli, devices, files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.tasks import Plan, Stage
@@ -33,7 +33,7 @@ def registry() -> dict[str, Stage]:
 
 
 def save(path: Path, p: Plan, gpu: str) -> Path:
-    store.save(
+    files.save(
         path,
         {
             "stage": p.stage.name,
@@ -48,7 +48,7 @@ def save(path: Path, p: Plan, gpu: str) -> Path:
 
 
 def load(path: Path) -> dict:
-    spec = store.load(path)
+    spec = files.load(path)
     if (
         not isinstance(spec, dict)
         or spec.get("stage") not in registry()

@@ -12,7 +12,7 @@ from test_bad_inputs import refused
 from test_cifar10n import human_file
 from test_page import shown_rows
 
-from pipeline import conditions, datasets, store
+from pipeline import conditions, datasets, files, store
 from pipeline.errors import PipelineError
 from pipeline.kinds import annotators
 from pipeline.layout import RunDir
@@ -125,7 +125,7 @@ def test_cifar10n_workers_are_three_annotators(blank_cifar, tmp_path):
     run = RunDir(shutil.copytree(blank_cifar, tmp_path / "run"))
     data = human_file(tmp_path / "CIFAR-10_human.pt")
     stage("noise", run.root, "--annotators", f"workers={tmp_path / 'CIFAR-10_human.pt'}")
-    idx = store.load(run.dataset)["train_source_index"]
+    idx = files.load(run.dataset)["train_source_index"]
     workers = np.stack([data[k][idx] for k in annotators.WORKERS], 1)
     vote, agreed = store.read(run.labels("workers")), workers[:, 0] == workers[:, 1]
     assert np.array_equal(vote[agreed], workers[agreed, 0])

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import RESNET18_FILE, stage
 
-from pipeline import backbones, store
+from pipeline import backbones, files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from stages import crossval
@@ -27,7 +27,7 @@ def test_a_torchvision_network_from_a_weights_file_probed_on_gray_images_resized
     ).stdout
     assert "features resnet18_32px_" in out and "train: 1347/1347 images" in out
     manifest = store.verify(run.shard("n20_s0", 0))
-    assert manifest["config"]["weights_checksum"] == store.checksum(resnet18_file)
+    assert manifest["config"]["weights_checksum"] == files.checksum(resnet18_file)
     feats = store.read(next((run.root / "features").glob("resnet18_32px_*.npz")))
     assert (
         feats["train"].shape == (1347, 512) and feats["train"].dtype == np.float16 and feats["test"].shape == (450, 512)
@@ -258,7 +258,7 @@ def test_coteach_learners_train_from_pretrained_weights(run_copy):
     ]
     stage("coteach", run.root, *flags)
     manifest = store.verify(run.coteach("n20_s0", "both", "plain", 0))
-    assert manifest["config"]["weights_checksum"] == store.checksum(run.backbone("n20_s0"))
+    assert manifest["config"]["weights_checksum"] == files.checksum(run.backbone("n20_s0"))
     assert (
         manifest["config"]["input_size"] == 16 and "weights" not in store.verify(run.mask("n20_s0", "both"))["config"]
     )
@@ -407,12 +407,12 @@ def test_coteach_learners_as_logistic_heads_on_a_backbones_features(run_copy, re
             manifest = store.verify(run.coteach("n20_s0", rows, "plain", seed))
             assert manifest["config"]["features"] is True and manifest["inputs"]["features"][
                 "checksum"
-            ] == store.checksum(feats)
-    a, b = (store.load(run.coteach("n20_s0", "none", "plain", s)) for s in (0, 1))
+            ] == files.checksum(feats)
+    a, b = (files.load(run.coteach("n20_s0", "none", "plain", s)) for s in (0, 1))
     assert (
         a["final_acc"] > 0.5 and a["test_acc"] != b["test_acc"]
     )  # random features still separate digits; seeds differ
-    assert len(store.load(run.coteach("n20_s0", "both", "coteaching", 0))["test_acc"][0]) == 2  # two heads
+    assert len(files.load(run.coteach("n20_s0", "both", "coteaching", 0))["test_acc"][0]) == 2  # two heads
     stage("report", run.root, "--cond", "n20_s0")
     cleaning = (run.report_dir / "cleaning.csv").read_text()
     assert (

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import stage
 
-from pipeline import conditions, report, store
+from pipeline import conditions, files, report, store
 from pipeline.kinds import cifar10n, paper
 from pipeline.layout import RunDir
 
@@ -42,9 +42,9 @@ def test_cifar10n_labels_become_five_conditions_in_dataset_order(run, tmp_path, 
     data = human_file(tmp_path / "CIFAR-10_human.pt", tensors=tensors)
     out = stage("noise", run.root, "--cifar10n", str(tmp_path / "CIFAR-10_human.pt")).stdout
     assert conditions.names(run) == list(cifar10n.SETS)
-    idx = store.load(run.dataset)["train_source_index"]
+    idx = files.load(run.dataset)["train_source_index"]
     for name, key in cifar10n.SETS.items():
-        labels = store.load(run.labels(name))
+        labels = files.load(run.labels(name))
         assert np.array_equal(labels, np.asarray(data[key])[idx])  # row i of ours is CIFAR-10 image idx[i]
         info = store.verify(run.labels(name))["info"]
         expected = float(np.mean(np.asarray(data[key]) != np.asarray(data["clean_label"])))

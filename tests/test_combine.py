@@ -8,7 +8,7 @@ from conftest import stage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import masks, store
+from pipeline import files, masks, store
 from pipeline.errors import PipelineError
 from pipeline.folds import merge
 from pipeline.layout import RunDir
@@ -73,7 +73,7 @@ def test_a_leftover_shard_of_another_fold_count_is_named(run_copy):
     run = RunDir(run_copy)
     extra = run.shard("n20_s0", 3)
     shutil.copy(run.shard("n20_s0", 0), extra)
-    manifest = store.load(store.manifest_path(run.shard("n20_s0", 0)))
+    manifest = files.load(store.manifest_path(run.shard("n20_s0", 0)))
     store.write_manifest(
         extra,
         {

@@ -8,7 +8,7 @@ from conftest import stage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import conditions, store
+from pipeline import conditions, files, store
 from pipeline.errors import PipelineError
 from pipeline.kinds import paper
 from pipeline.kinds.base import validate_labels
@@ -95,7 +95,7 @@ def test_the_registry_adds_updates_and_removes_only_when_asked(digits_run, tmp_p
     conditions.update(run, [], ["n40_s40"])
     assert "n40_s40" not in conditions.registry(run) and run.labels("n40_s40").exists()  # files are kept
     given = tmp_path / "given.npy"
-    np.save(given, store.load(run.labels("n30_s0")))
+    np.save(given, files.load(run.labels("n30_s0")))
     before = run.registry.read_bytes()
     with pytest.raises(
         PipelineError,
@@ -164,7 +164,7 @@ def test_a_refused_noise_command_writes_nothing(run_copy, tmp_path):
     from pipeline.layout import RunDir
 
     run = RunDir(run_copy)
-    before, n = run.registry.read_bytes(), len(store.load(run.labels("n20_s0")))
+    before, n = run.registry.read_bytes(), len(files.load(run.labels("n20_s0")))
     good, bad = tmp_path / "good.npy", tmp_path / "bad.npy"
     np.save(good, np.arange(n) % 10)
     np.save(bad, np.full(n, 99))
@@ -187,6 +187,6 @@ def test_a_refused_noise_command_writes_nothing(run_copy, tmp_path):
 )
 def test_labels_of_another_format_are_named(run_copy, tmp_path, save, found):
     labels = tmp_path / "labels.npz"
-    save(labels, store.load(run_copy / "conditions" / "n20_s0" / "labels.npy"))
+    save(labels, files.load(run_copy / "conditions" / "n20_s0" / "labels.npy"))
     err = stage("noise", run_copy, "--labels", f"mine={labels}", ok=False).stderr.strip()
     assert err == f"error: {labels}: {found}, not the .npy file expected here", err

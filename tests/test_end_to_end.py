@@ -7,7 +7,7 @@ import sys
 import numpy as np
 from conftest import FAST_COTEACH, FAST_CROSSVAL, ROOT, stage
 
-from pipeline import conditions, store
+from pipeline import conditions, files, store
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
 from pipeline.masks import CL_METHODS, read_masks
@@ -38,15 +38,15 @@ def test_every_stage_then_rerun_does_nothing(run_copy):
     conds = conditions.names(run)
     assert conds == ["n20_s0", "n40_s40"]
     for cond in conds:
-        noisy = store.load(run.labels(cond))
-        psx = store.load(run.psx(cond))
+        noisy = files.load(run.labels(cond))
+        psx = files.load(run.psx(cond))
         assert psx.shape == (len(noisy), 10) and np.allclose(psx.sum(1), 1, atol=1e-5)
         masks = read_masks(run, cond)
         assert set(masks) == set(CL_METHODS.values())
         assert all(m.dtype == bool and m.shape == noisy.shape for m in masks.values())
         assert len(grid("all", "paper")) == 9  # the paper's Table 2: 5 masks x coteaching, all rows x 4 learners
         for rows, learner in grid("all", "paper"):
-            metrics = store.load(run.coteach(cond, rows, learner, 0))
+            metrics = files.load(run.coteach(cond, rows, learner, 0))
             nets = BY_NAME[learner].nets
             assert [len(a) for a in metrics["test_acc"]] == [nets, nets] and 0 <= metrics["final_acc"] <= 1
             assert metrics["n_train"] == (len(noisy) if rows == "none" else int(masks[rows].sum()))

@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import ROOT, stage
 
-from pipeline import store
+from pipeline import files, store
 from pipeline.layout import RunDir
 from pipeline.lock import TaskLock
 from stages import coteach, crossval
@@ -116,10 +116,10 @@ def test_sigkill_anywhere_loses_nothing_and_changes_nothing(folds_run, tmp_path)
     stage("combine", run.root, "--cond", "n40_s40")
     print(f"\nkills survived: {kills} of {tries} tries, artifacts checked intact after each: {intact(run)}")
     for k in (0, 1, 2):
-        a, b = store.load(run.shard("n40_s40", k)), store.load(clean.shard("n40_s40", k))
+        a, b = files.load(run.shard("n40_s40", k)), files.load(clean.shard("n40_s40", k))
         assert np.array_equal(a["indices"], b["indices"]) and np.array_equal(a["probs"], b["probs"])
         assert not os.path.exists(f"{run.shard('n40_s40', k)}.ckpt")
-    assert np.array_equal(store.load(run.psx("n40_s40")), store.load(clean.psx("n40_s40")))
+    assert np.array_equal(files.load(run.psx("n40_s40")), files.load(clean.psx("n40_s40")))
 
 
 def test_same_seed_gives_the_same_shard_bytes(run_copy):
@@ -261,7 +261,7 @@ def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_same_result(run_c
         config = coteach.CoteachConfig(epochs=2, batch_size=128, epoch_decay_start=1, num_gradual=1)
         task = ("n20_s0", "none", "coteaching", 0)
     out, inputs, task_config = stage_obj.target(run, task, config)
-    tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
+    tag = {"config": task_config, "inputs": {k: files.checksum(p) for k, p in inputs.items()}}
     ckpt = run.root / "task.ckpt"
     first, _ = stage_obj.make(run, task, config, torch.device("cpu"), ckpt, tag)
     assert ckpt.exists()

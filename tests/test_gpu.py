@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import stage
 
-from pipeline import store
+from pipeline import files, store
 from pipeline.layout import RunDir
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -55,10 +55,10 @@ def test_crossval_and_coteach_on_gpu(tmp_path):
 
     cond = "n20_s0"
     assert store.verify(run.shard(cond, 0))["device"] == torch.cuda.get_device_name(0)
-    psx, noisy = store.load(run.psx(cond)), store.load(run.labels(cond))
+    psx, noisy = files.load(run.psx(cond)), files.load(run.labels(cond))
     assert psx.dtype == np.float32 and np.allclose(psx.sum(1), 1, atol=1e-5)
     assert (psx.argmax(1) == noisy).mean() > 0.4  # learned something in bf16 (chance: 0.1)
     for rows, learner in (("prune_by_noise_rate", "coteaching"), ("none", "mixup")):
-        metrics = store.load(run.coteach(cond, rows, learner, 0))
+        metrics = files.load(run.coteach(cond, rows, learner, 0))
         assert store.verify(run.coteach(cond, rows, learner, 0))["device"] == torch.cuda.get_device_name(0)
         assert metrics["final_acc"] > 0.5

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import FAST_CROSSVAL, stage
 
-from pipeline import datasets, store
+from pipeline import datasets, files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 
@@ -86,7 +86,7 @@ def test_pickled_numpy_files_are_refused_without_running(tmp_path, marker, suffi
         else:
             np.savez(f, arr=array)
     with pytest.raises(PipelineError) as e:
-        store.load(path)
+        files.load(path)
     one_line(e.value, path)
 
 
@@ -137,5 +137,5 @@ def test_a_wrong_file_format_is_named(tmp_path, suffix, content, named):
         elif content == "junk":
             f.write(bytes(range(200, 256)))
     with pytest.raises(PipelineError) as e:
-        store.load(path)
+        files.load(path)
     assert named in one_line(e.value, path)

@@ -8,7 +8,7 @@ import pytest
 from conftest import stage
 from PIL import Image
 
-from pipeline import datasets, plots, review, store
+from pipeline import datasets, files, plots, review, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.masks import read_masks
@@ -192,7 +192,7 @@ def test_label_issues_are_ranked_by_cleanlabs_label_quality(reviewed):
 
     run, cond = reviewed, "n40_s40"
     rows = list(csv.DictReader(io.StringIO(run.label_issues(cond).read_text())))
-    noisy, psx = store.load(run.labels(cond)), store.load(run.psx(cond)).astype(np.float64)
+    noisy, psx = files.load(run.labels(cond)), files.load(run.psx(cond)).astype(np.float64)
     scores = get_label_quality_scores(noisy, psx)
     masks = read_masks(run, cond)
     flagged = np.flatnonzero(~np.all([masks[m] for m in masks], axis=0))

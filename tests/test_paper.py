@@ -100,7 +100,7 @@ def test_stages_on_cifar10_with_the_paper_labels_and_psx(tmp_path, cifar_index):
     """data (the JPEG tarball) -> noise (paper, from the shipped array) -> masks on the paper's psx."""
     from conftest import stage
 
-    from pipeline import store
+    from pipeline import files, store
     from pipeline.layout import RunDir
 
     run = RunDir(tmp_path / "run")
@@ -111,7 +111,7 @@ def test_stages_on_cifar10_with_the_paper_labels_and_psx(tmp_path, cifar_index):
     from_json = paper.import_json(
         JSON_DIR / "cifar10_noisy_labels__frac_zero_noise_rates__0.4__noise_amount__0.6.json.gz", ids, 10
     )
-    assert np.array_equal(store.load(run.labels("n70_s40")), from_json)
+    assert np.array_equal(files.load(run.labels("n70_s40")), from_json)
     info = store.verify(run.labels("n70_s40"))["info"]
     assert info["paper_column"] == "4_6" and abs(info["actual_noise_rate"] - 0.6995) < 1e-3
     out = stage("masks", run.root, "--cond", "n20_s0,n70_s40", "--psx", str(PSX_DIR)).stdout

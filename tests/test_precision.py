@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import FAST_CROSSVAL, stage
 
-from pipeline import callbacks, compiler, datasets, folds, store, train
+from pipeline import callbacks, compiler, datasets, files, folds, store, train
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
@@ -217,7 +217,7 @@ def test_an_eager_checkpoint_rerun_compiled_restarts_in_one_line_and_a_broken_co
         f.unlink()
     config = crossval_stage.CrossvalConfig(folds=3, epochs=2, batch_size=128)  # FAST_CROSSVAL
     _, inputs, task_config = crossval_stage.STAGE.target(run, (COND, 0), config)
-    tag = {"config": task_config, "inputs": {k: store.checksum(p) for k, p in inputs.items()}}
+    tag = {"config": task_config, "inputs": {k: files.checksum(p) for k, p in inputs.items()}}
     crossval_stage.STAGE.make(run, (COND, 0), config, CPU, store.ckpt_path(shard), tag)  # stopped after its last epoch
     ran = stage("crossval", run.root, "--cond", COND, "--fold", "0", *FAST_CROSSVAL, "--compile")
     assert (

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import FAST_COTEACH, stage
 
-from pipeline import conditions, report, store
+from pipeline import conditions, files, report, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS
@@ -80,7 +80,7 @@ def downstream(graph: dict[Path, set[Path]], changed: Path) -> set[Path]:
 
 def remake(path: Path) -> None:
     """Replace an artifact with other valid contents and a matching manifest, as re-running its stage would."""
-    value = store.load(path)
+    value = files.load(path)
     if isinstance(value, np.ndarray) and value.dtype == bool:
         value = value.copy()
         value.flat[0] = not value.flat[0]
@@ -93,9 +93,9 @@ def remake(path: Path) -> None:
         value[key].flat[0] = not value[key].flat[0] if value[key].dtype == bool else value[key].flat[0] + 1
     else:
         value = {**value, "edited": True}
-    store.save(path, value)
+    files.save(path, value)
     manifest = json.loads(store.manifest_path(path).read_text())
-    store.write_manifest(path, {**manifest, "checksum": store.checksum(path)})
+    store.write_manifest(path, {**manifest, "checksum": files.checksum(path)})
 
 
 def accuracy_row(md: str, method: str) -> bool:
@@ -134,7 +134,7 @@ def test_remaking_any_artifact_makes_exactly_its_dependants_stale(run, kind):
 
 def test_a_hand_edited_result_is_not_reported(run):
     path = run.coteach("n20_s0", "both", "coteaching", 0)
-    metrics = store.load(path)
+    metrics = files.load(path)
     path.write_text(json.dumps({**metrics, "final_acc": 0.99, "best_acc": 0.99}))
     _, md = report.write(run, conditions.names(run))
     assert "99.0" not in md and not accuracy_row(md, "C+NR × Co-Teaching")
@@ -145,13 +145,13 @@ def test_a_file_a_config_records_by_checksum_is_an_input_like_any_artifact(run, 
     """``masks --psx F``, review and the report; F overwritten: the masks, the review page and the report's detection
     are stale, each naming F, until masks and review run again."""
     psx = tmp_path / "psx.npy"
-    np.save(psx, store.load(run.psx("n40_s40")))
+    np.save(psx, files.load(run.psx("n40_s40")))
     stage("masks", run.root, "--cond", "n40_s40", "--psx", str(psx))
     stage("review", run.root, "--cond", "n40_s40")
     stale = f"is stale: {psx} changed after it was made"
     _, md = report.write(run, conditions.names(run))
     assert "n40_s40/label_issues.html" in md and stale not in md
-    np.save(psx, np.roll(store.load(run.psx("n40_s40")), 1, axis=0))  # other probabilities, the same shape
+    np.save(psx, np.roll(files.load(run.psx("n40_s40")), 1, axis=0))  # other probabilities, the same shape
     err = stage("review", run.root, "--cond", "n40_s40", ok=False).stderr.strip()
     assert len(err.splitlines()) == 1 and stale in err, err
     _, md = report.write(run, conditions.names(run))
@@ -165,10 +165,10 @@ def test_a_file_a_config_records_by_checksum_is_an_input_like_any_artifact(run, 
 
 def test_a_given_label_file_is_an_input_of_its_condition(run, tmp_path):
     given = tmp_path / "given.npy"
-    np.save(given, store.load(run.labels("n20_s0")))
+    np.save(given, files.load(run.labels("n20_s0")))
     stage("noise", run.root, "--labels", f"g={given}")
     store.verify(run.labels("g"))
-    np.save(given, np.roll(store.load(run.labels("n20_s0")), 1))
+    np.save(given, np.roll(files.load(run.labels("n20_s0")), 1))
     with pytest.raises(PipelineError, match=f"is stale: {given} changed after it was made; rerun make noise"):
         store.verify(run.labels("g"))
     stage("noise", run.root, "--labels", f"g={given}")  # remade from the file as it is now
@@ -206,7 +206,7 @@ def test_new_noise_makes_downstream_stages_refuse_and_the_report_drop_old_result
 
 
 def test_another_dataset_makes_every_later_stage_stale(run):
-    ds = store.load(run.dataset)
+    ds = files.load(run.dataset)
     ds["train_x"] = 255 - ds["train_x"]
     store.produce(
         run.dataset,
@@ -279,7 +279,7 @@ def test_a_result_of_the_one_file_masks_layout_is_stale_not_reported(run):
     old = run.old_masks("n20_s0")
     both = run.mask("n20_s0", "both")
     store.produce(
-        old, root=run.root, stage="masks", inputs={}, config={}, make=lambda: ({"both": store.load(both)}, {})
+        old, root=run.root, stage="masks", inputs={}, config={}, make=lambda: ({"both": files.load(both)}, {})
     )
     result = run.coteach("n20_s0", "both", "coteaching", 0)
     manifest = store.verify(result)
@@ -291,7 +291,7 @@ def test_a_result_of_the_one_file_masks_layout_is_stale_not_reported(run):
         inputs=inputs,
         config=manifest["config"],
         force=True,
-        make=lambda: (store.load(result), manifest["info"]),
+        make=lambda: (files.load(result), manifest["info"]),
     )
     store.verify(result)  # intact
     out = stage("report", run.root).stdout
@@ -396,7 +396,7 @@ def test_masks_refuse_a_psx_rewritten_while_they_are_made(run, monkeypatch):
 
     psx_path, produce, rewritten = run.psx("n20_s0"), store.produce, []
     manifest = store.verify(psx_path)
-    new_psx = np.roll(store.load(psx_path), 1, axis=1)  # another valid psx, as other shards would combine to
+    new_psx = np.roll(files.load(psx_path), 1, axis=1)  # another valid psx, as other shards would combine to
 
     def produce_then_rewrite(artifact, **kwargs):
         made = produce(artifact, **kwargs)
@@ -421,7 +421,7 @@ def test_masks_refuse_a_psx_rewritten_while_they_are_made(run, monkeypatch):
     )
     monkeypatch.setattr(store, "produce", produce)
     out = stage("masks", run.root, "--cond", "n20_s0").stdout
-    noisy = store.load(run.labels("n20_s0"))
+    noisy = files.load(run.labels("n20_s0"))
     for method, path in masks.mask_paths(run, "n20_s0").items():
         assert f"wrote: {path}" in out
         assert np.array_equal(

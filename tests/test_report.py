@@ -9,7 +9,7 @@ import pytest
 from conftest import FAST_COTEACH, SHARED, needs_shared, stage
 from PIL import Image
 
-from pipeline import conditions, datasets, folds, masks, report, store
+from pipeline import conditions, datasets, files, folds, masks, report, store
 from pipeline.layout import RunDir
 from pipeline.sources import imagefolder
 from pipeline.sources.base import source_index
@@ -57,8 +57,8 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
 
     md = (run.report_dir / "table.md").read_text()
     assert md in out and "seeds [0, 1], mean ± std" in md
-    final = np.array([store.load(run.coteach("n20_s0", "both", "coteaching", s))["final_acc"] for s in (0, 1)])
-    best = np.array([store.load(run.coteach("n20_s0", "both", "coteaching", s))["best_acc"] for s in (0, 1)])
+    final = np.array([files.load(run.coteach("n20_s0", "both", "coteaching", s))["final_acc"] for s in (0, 1)])
+    best = np.array([files.load(run.coteach("n20_s0", "both", "coteaching", s))["best_acc"] for s in (0, 1)])
     cell = lambda v: f"{100 * v.mean():.1f} ± {100 * v.std(ddof=1):.1f}"
     cnr = "| C+NR × Co-Teaching | "
     assert row_of(md, cnr) == f"{cnr}{cell(final)} | – |"  # final-epoch table first; n40_s40 not trained
@@ -86,7 +86,7 @@ def test_report_on_digits_mean_std_paper_cells_and_plots(run_copy, tmp_path):
     # --seeds narrows the aggregation; a cell with fewer seeds than the others says so.
     (run.coteach("n20_s0", "none", "coteaching", 1)).unlink()
     _, md = report.write(run, conditions.names(run), seeds=None)
-    alone = store.load(run.coteach("n20_s0", "none", "coteaching", 0))["final_acc"]
+    alone = files.load(run.coteach("n20_s0", "none", "coteaching", 0))["final_acc"]
     assert f"| all rows × Co-Teaching | {100 * alone:.1f} (n=1) | – |" in md
     assert "no condition here has the paper's labels; detection on them skipped" in md
     _, md = report.write(run, conditions.names(run), seeds=[1])
@@ -176,12 +176,12 @@ def test_the_published_table_sits_beside_ours_for_the_papers_conditions(blank_ci
 
     run = RunDir(shutil.copytree(blank_cifar, tmp_path / "run"))
     stage("noise", run.root, "--conditions", "paper")
-    true, noisy = store.load(run.dataset)["train_y"], store.load(run.labels("n20_s0"))
+    true, noisy = files.load(run.dataset)["train_y"], files.load(run.labels("n20_s0"))
     psx = np.full((len(true), 10), 0.02)
     psx[np.arange(len(true)), true] = 0.82  # probabilities that know the truth: the masks drop exactly the flipped rows
     np.save(tmp_path / "psx.npy", psx)
     stage("masks", run.root, "--cond", "n20_s0", "--psx", str(tmp_path / "psx.npy"))
-    assert np.array_equal(~store.load(run.mask("n20_s0", "both")), noisy != true)
+    assert np.array_equal(~files.load(run.mask("n20_s0", "both")), noisy != true)
     for methods, learners in (("both", "coteaching,plain"), ("none", "plain")):
         stage(
             "coteach",
@@ -206,7 +206,7 @@ def test_the_published_table_sits_beside_ours_for_the_papers_conditions(blank_ci
         (("both", "coteaching"), "C+NR × Co-Teaching", 90.8),
         (("none", "plain"), "all rows × cross-entropy", 78.4),
     ):
-        m = store.load(run.coteach("n20_s0", rows_, learner, 0))
+        m = files.load(run.coteach("n20_s0", rows_, learner, 0))
         final, best = 100 * m["final_acc"], 100 * m["best_acc"]
         assert (
             f"| n20_s0 | 0_2 | {name} | {published:.1f} | as published | {final:.1f} | {final - published:+.1f} | "

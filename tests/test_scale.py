@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import FAST_CROSSVAL, stage
 
-from pipeline import folds, loader, masks, store
+from pipeline import files, folds, loader, masks, store
 from pipeline.rows import Rows
 
 
@@ -51,11 +51,11 @@ def test_a_psx_read_in_chunks_is_checked_and_normalised_as_a_whole(tmp_path, mon
     _, psx = _psx(1000, 5, 0)
     psx = (psx * 1.0004).astype(np.float32)  # off by a little: renormalised
     path = tmp_path / "psx.npy"
-    store.save(path, psx)
+    files.save(path, psx)
     monkeypatch.setattr(folds, "CHUNK_ENTRIES", 77 * 5)  # chunks of 77 rows
     assert np.array_equal(folds.read_probs(path, 5, "psx"), folds.check_probs(psx, 5, "psx"))
     psx[613, 2] = np.nan
-    store.save(path, psx)
+    files.save(path, psx)
     with pytest.raises(Exception, match="psx: row 613 contains NaN"):
         folds.read_probs(path, 5, "psx")
     with pytest.raises(Exception, match=r"expected probabilities of shape \(n, 4\)"):
@@ -87,8 +87,8 @@ def test_the_cache_is_mapped_not_read(tmp_path):
         "classes": np.array(["a", "b"]),
     }
     path = tmp_path / "cache.npz"
-    store.save(path, arrays)
-    loaded = store.load(path, mapped=True)
+    files.save(path, arrays)
+    loaded = files.load(path, mapped=True)
     assert isinstance(loaded["train_x"], np.memmap) and not isinstance(loaded["train_y"], np.memmap)
     for key, value in arrays.items():
         assert np.array_equal(loaded[key], value), key

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from pipeline import store
+from pipeline import files
 from pipeline.layout import RunDir
 from stages import crossval
 
@@ -73,7 +73,7 @@ def test_crossval_array_then_combine_array(slurm_env, noisy_run):
     job = re.search(r"submitted array job (\d+) \(cl-crossval\): 3 task\(s\)", out)
     assert job, out
     assert "all 3 task(s) done" in out
-    listing = store.load(run.root / "slurm" / "cl-crossval-tasks.json")
+    listing = files.load(run.root / "slurm" / "cl-crossval-tasks.json")
     assert listing["tasks"] == [[cond, 0], [cond, 1], [cond, 2]]
     for k in range(3):  # array index k ran task k, and logged it
         log = (run.root / "slurm" / "logs" / f"{job[1]}_{k}" / f"{job[1]}_{k}_0_log.out").read_text()
@@ -86,8 +86,8 @@ def test_crossval_array_then_combine_array(slurm_env, noisy_run):
     assert job and "all 1 task(s) done" in out, out
     log = (run.root / "slurm" / "logs" / job[1] / f"{job[1]}_0_log.out").read_text()
     assert f"wrote: {run.psx(cond)}" in log, log
-    noisy = store.load(run.labels(cond))
-    psx = store.load(run.psx(cond))
+    noisy = files.load(run.labels(cond))
+    psx = files.load(run.psx(cond))
     assert psx.shape == (len(noisy), 10) and np.allclose(psx.sum(1), 1, atol=1e-5)
 
     again = submit(slurm_env, "crossval", run, "--cond", cond, *FAST, *ON_CPU, "--wait")

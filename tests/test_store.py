@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import lock, store
+from pipeline import files, lock, store
 from pipeline.errors import PipelineError
 
 
@@ -48,7 +48,7 @@ def test_a_change_anywhere_up_the_chain_makes_everything_below_stale(tmp_path_fa
             force=True,
         )
     elif how == "overwritten":
-        store.save(target, np.arange(4))  # a valid file, not the one its manifest describes
+        files.save(target, np.arange(4))  # a valid file, not the one its manifest describes
     elif how == "truncate":
         target.write_bytes(target.read_bytes()[:-5])
     elif how == "delete manifest":
@@ -115,10 +115,10 @@ def test_nothing_non_finite_is_recorded(tmp_path, bad):
     values[3, 1] = bad
 
     def staged():  # written by the maker into a temp file (combine's psx)
-        tmp = store.staging(tmp_path / "s.npy")
+        tmp = files.staging(tmp_path / "s.npy")
         with open(tmp, "wb") as f:
             np.save(f, values)
-        return store.Staged(tmp)
+        return files.Staged(tmp)
 
     cases = {
         tmp_path / "a.npy": lambda: values,
@@ -142,8 +142,8 @@ def test_a_killed_write_leaves_nothing_once_its_artifact_is_made_again(tmp_path)
         [
             sys.executable,
             "-c",
-            "import os, sys; from pipeline import store; "
-            "[store.staging(p).write_bytes(b'x' * 100) for p in sys.argv[1:]]; os.kill(os.getpid(), 9)",
+            "import os, sys; from pipeline import files; "
+            "[files.staging(p).write_bytes(b'x' * 100) for p in sys.argv[1:]]; os.kill(os.getpid(), 9)",
             str(artifact),
             str(store.manifest_path(artifact)),
         ],
@@ -152,8 +152,8 @@ def test_a_killed_write_leaves_nothing_once_its_artifact_is_made_again(tmp_path)
     assert killed.returncode == -9
     left = sorted(tmp_path.glob(".*.tmp"))
     assert len(left) == 2 and all(socket.gethostname() in p.name for p in left)
-    live = store.staging(artifact)  # this process is writing it: kept
-    store._staged.remove(live)
+    live = files.staging(artifact)  # this process is writing it: kept
+    files.staged.remove(live)
     old, fresh = time.time() - lock.STALE_S - 60, time.time()
     others = {".psx.npy.1-5@elsewhere.abcd1234.tmp": (old, False), ".psx.npy.2-5@elsewhere.efgh5678.tmp": (fresh, True)}
     others.update({".psx.npy.oldname1.tmp": (old, False), ".psx.npy.oldname2.tmp": (fresh, True)})  # before owners
@@ -216,14 +216,14 @@ def test_same_config_names_the_odd_one_out():
 
 def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
     path = tmp_path / "a.npy"
-    store.save(path, np.arange(3))
+    files.save(path, np.arange(3))
 
     def explode(f):
         f.write(b"partial")
         raise OSError(28, "No space left on device")
 
     with pytest.raises(PipelineError, match=r"a\.npy: cannot write it \(No space left on device\)"):
-        store.atomic_write(path, explode)
+        files.atomic_write(path, explode)
     assert np.array_equal(np.load(path), np.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
 
@@ -231,15 +231,15 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
 def test_writing_under_a_file_is_one_clear_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(PipelineError, match="file/a.npy: cannot write it"):
-        store.save(tmp_path / "file" / "a.npy", np.arange(3))
+        files.save(tmp_path / "file" / "a.npy", np.arange(3))
 
 
 def test_truncated_npy_is_a_clear_error(tmp_path):
     path = tmp_path / "t.npy"
-    store.save(path, np.ones((100, 10), np.float32))
+    files.save(path, np.ones((100, 10), np.float32))
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(PipelineError, match=str(path)):
-        store.load(path)
+        files.load(path)
 
 
 def write_lock(path, **owner):

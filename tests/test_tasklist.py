@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import ROOT, stage
 
-from pipeline import store
+from pipeline import files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from stages import tasklist
@@ -44,7 +44,7 @@ def test_a_task_list_whose_run_directory_is_gone_says_so(run_copy, tmp_path):
     run = RunDir(run_copy)
     listing = tmp_path / "tasks.json"
     spec = entry(run, "crossval", ["n20_s0", 0])
-    store.save(listing, {**{k: v for k, v in spec.items() if k != "task"}, "tasks": [spec["task"]]})
+    files.save(listing, {**{k: v for k, v in spec.items() if k != "task"}, "tasks": [spec["task"]]})
     shutil.move(run.root, tmp_path / "moved")
     with pytest.raises(PipelineError, match=f"{run.root}: the run directory of this task list is gone"):
         tasklist.execute(tasklist.entry(tasklist.load(listing), 0))

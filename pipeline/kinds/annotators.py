@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import files
 from pipeline.errors import PipelineError
 from pipeline.kinds.cifar10n import read as read_cifar10n
 from pipeline.kinds.given import read_decisions
@@ -37,7 +37,7 @@ def matrix(sources: list[Path], ds: Dataset) -> tuple[np.ndarray, list[str]]:
                 label, decided = read_decisions(path, ds)
                 columns.append(np.where(np.isin(decided, ("keep", "relabel")), label, MISSING))
                 continue
-            v = np.asarray(store.load(path, ".npy"))
+            v = np.asarray(files.load(path, ".npy"))
             if v.ndim != 1 or not np.issubdtype(v.dtype, np.integer) or len(v) != n:
                 raise PipelineError(
                     f"{path}: expected {n} integer labels (one per training row), got {v.dtype} {v.shape}"

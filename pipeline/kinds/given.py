@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import files
 from pipeline.errors import PipelineError
 from pipeline.kinds.base import FromFile, validate_labels
 from pipeline.sources.base import Dataset
@@ -25,7 +25,7 @@ class Given(FromFile):
         (source,) = sources
         if source.suffix.lower() == ".csv":
             return decisions(source, ds), None
-        return validate_labels(store.load(source, ".npy"), len(ds.train_y), ds.num_classes, str(source)), None
+        return validate_labels(files.load(source, ".npy"), len(ds.train_y), ds.num_classes, str(source)), None
 
     def describe(self, cond) -> str:
         return f"labels given in {cond.source}"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import files
 from pipeline.errors import PipelineError
 from pipeline.kinds.base import CIFAR10_TRAIN_SIZE, cifar10_rows, validate_labels
 from pipeline.sources.base import Dataset, source_index
@@ -110,7 +110,7 @@ def export(json_dir: Path, out: Path = LABELS) -> None:
         if true is not None and not np.array_equal(true, folder):
             raise PipelineError(f"{path}: class folders disagree with the other files")
         arrays[key], true = labels, folder
-    store.atomic_write(out, lambda f: np.savez_compressed(f, true_labels=true, classes=np.array(classes), **arrays))
+    files.atomic_write(out, lambda f: np.savez_compressed(f, true_labels=true, classes=np.array(classes), **arrays))
 
 
 class Paper:
@@ -124,7 +124,7 @@ class Paper:
         if json_dir is not None:
             return import_json(sources[0], ds.train_ids, ds.num_classes), None
         idx = cifar10_rows(ds, "paper conditions", "; for other data generate conditions (NOISE:SPARSITY)")
-        shipped = store.load(LABELS)
+        shipped = files.load(LABELS)
         if not np.array_equal(shipped["true_labels"][idx], ds.train_y):
             raise PipelineError(f"{LABELS}: the dataset's classes disagree with CIFAR-10's at the same indices")
         return shipped[cond.paper_key][idx].astype(np.int64), None

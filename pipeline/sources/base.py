@@ -356,8 +356,8 @@ def _resumed(folder: Path, what: str, shape: tuple) -> tuple[np.ndarray, np.ndar
 
 
 def _save_progress(folder: Path, what: str, images: np.ndarray, state: np.ndarray, reasons: dict[int, str]) -> None:
-    from pipeline import store
+    from pipeline import files
 
     images.flush()
-    store.save(folder / f"{what}.skipped.json", {str(k): v for k, v in reasons.items()})
-    store.save(folder / f"{what}.state.npy", state)
+    files.save(folder / f"{what}.skipped.json", {str(k): v for k, v in reasons.items()})
+    files.save(folder / f"{what}.state.npy", state)

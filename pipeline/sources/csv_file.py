@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import files
 from pipeline.errors import PipelineError
 from pipeline.sources.base import Dataset, Options, Source, check_classes, dataset, decode, hold_out, stack
 from pipeline.sources.imagefolder import listing_fingerprint
@@ -128,7 +128,7 @@ def read(path: Path, options: Options) -> Dataset:
 def fingerprint(path: Path) -> str:
     """The CSV's sha256 and the listing of the files it names."""
     names = sorted({r.get("path", "") for r in _rows(path)[1]})
-    return listing_fingerprint(path, names, path.parent, head=store.checksum(path))
+    return listing_fingerprint(path, names, path.parent, head=files.checksum(path))
 
 
 SOURCE = Source("CSV", claims=claims, read=read, fingerprint=fingerprint)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import files
 from pipeline.errors import PipelineError
 from pipeline.sources.base import (
     IMG_EXTENSIONS,
@@ -174,7 +174,7 @@ def _what_file(path: Path, error: Exception) -> str:
             "a zip archive, not a source: pass a .tar.gz of an ImageFolder, or unpack it and pass the folder",
         ),
         (
-            store.MAGIC[".npy"],
+            files.MAGIC[".npy"],
             "a NumPy .npy file, not a dataset source (a labels or psx file belongs to noise or masks)",
         ),
         (b"\x89PNG", "a single image, not a dataset source: pass the folder of class folders"),
@@ -207,7 +207,7 @@ def listing_fingerprint(path: Path, names: list[str] | None = None, folder: Path
 
 def fingerprint(path: Path) -> str:
     """A tarball's sha256, a folder's listing."""
-    return store.checksum(path) if path.is_file() else listing_fingerprint(path)
+    return files.checksum(path) if path.is_file() else listing_fingerprint(path)
 
 
 SOURCE = Source("ImageFolder", claims=lambda path: True, read=read, fingerprint=fingerprint)
