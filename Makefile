@@ -50,7 +50,7 @@ cond := $(if $(COND),--cond "$(COND)")
 devices := $(if $(GPUS),--gpus "$(GPUS)",--gpu "$(GPU)") --workers-per-gpu "$(WORKERS_PER_GPU)"
 
 .PHONY: setup demo demo-own real-noise test lint data noise crossval crossval-all backbone predict combine consensus masks review coteach report all paper-labels \
-        slurm-crossval slurm-coteach slurm-combine slurm-masks slurm-review slurm-up slurm-down gpu-evidence gpu-kit gpu-rehearsal
+        slurm-crossval slurm-backbone slurm-predict slurm-coteach slurm-combine slurm-consensus slurm-masks slurm-review slurm-up slurm-down gpu-evidence gpu-kit gpu-rehearsal
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -193,12 +193,21 @@ all: setup
 slurm-crossval: setup
 	$(PY) -m slurm.submit crossval $(run) --folds "$(FOLDS)" $(cond) $(CROSSVAL_ARGS) $(SLURM_ARGS)
 
+slurm-backbone: setup
+	$(PY) -m slurm.submit backbone $(run) $(cond) $(BACKBONE_ARGS) $(SLURM_ARGS)
+
+slurm-predict: setup
+	$(PY) -m slurm.submit predict $(run) $(cond) --weights "$(WEIGHTS)" $(PREDICT_ARGS) $(SLURM_ARGS)
+
 slurm-coteach: setup
 	$(PY) -m slurm.submit coteach $(run) --methods "$(METHODS)" --learners "$(LEARNERS)" --seeds "$(SEEDS)" $(cond) $(COTEACH_ARGS) $(SLURM_ARGS)
 
 # The stages that train nothing: one CPU element per condition (no GPU unless SLURM_ARGS asks for one).
 slurm-combine: setup
 	$(PY) -m slurm.submit combine $(run) $(cond) $(SLURM_ARGS)
+
+slurm-consensus: setup
+	$(PY) -m slurm.submit consensus $(run) $(cond) $(SLURM_ARGS)
 
 slurm-masks: setup
 	$(PY) -m slurm.submit masks $(run) $(cond) $(if $(PSX),--psx "$(PSX)") $(SLURM_ARGS)

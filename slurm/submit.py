@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import stages
 from pipeline import cli, tasks
 from pipeline.errors import PipelineError
 from pipeline.options import Range
@@ -130,7 +131,7 @@ def add_slurm_args(p: argparse.ArgumentParser, stage: tasks.Stage) -> None:
 def parser() -> argparse.ArgumentParser:
     p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="stage", required=True)
-    for stage in tasklist.registry().values():
+    for stage in stages.arrays().values():
         s = sub.add_parser(
             stage.name,
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -285,7 +286,7 @@ def wait(jobs, entries: list[dict], array_id: str, poll: float) -> tuple[list[st
 
 
 def run(args):
-    stage = tasklist.registry()[args.stage]
+    stage = stages.arrays()[args.stage]
     plan = tasks.plan(args, stage)
     name = args.job_name or f"cl-{stage.name}"
     slurm_dir = plan.run.root / "slurm"

@@ -28,12 +28,9 @@ from pathlib import Path
 from pipeline import store, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from stages import backbone, combine, consensus, coteach, crossval, data, masks, noise, predict, report, review
+from stages import registry
 
-STAGES = {
-    m.STAGE.name: m.STAGE
-    for m in (data, noise, crossval, backbone, predict, combine, consensus, masks, review, coteach, report)
-}
+STAGES = registry()
 
 
 class Run:

@@ -1,6 +1,5 @@
-"""A plan on disk: the task list of a SLURM array (array index = position in "tasks"), and the registry
-of the stages a SLURM array runs (every stage whose tasks may run apart: crossval, backbone, predict,
-combine, masks, review, coteach) by name, which reads it back. ``save`` fixes array index -> task; ``execute`` runs
+"""A plan on disk: the task list of a SLURM array (array index = position in "tasks") of one of the stages a
+SLURM array runs (``stages.arrays``), which reads it back. ``save`` fixes array index -> task; ``execute`` runs
 entry ``index`` of one inside the job."""
 
 from __future__ import annotations
@@ -12,24 +11,8 @@ from pathlib import Path
 from pipeline import cli, devices, files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.tasks import Plan, Stage
-from stages import backbone, combine, coteach, crossval, masks, predict, review
-
-
-def registry() -> dict[str, Stage]:
-    """The stages a SLURM array runs, in pipeline order."""
-    return {
-        s.name: s
-        for s in (
-            crossval.STAGE,
-            backbone.STAGE,
-            predict.STAGE,
-            combine.STAGE,
-            masks.STAGE,
-            review.STAGE,
-            coteach.STAGE,
-        )
-    }
+from pipeline.tasks import Plan
+from stages import arrays
 
 
 def save(path: Path, p: Plan, gpu: str) -> Path:
@@ -51,7 +34,7 @@ def load(path: Path) -> dict:
     spec = files.load(path)
     if (
         not isinstance(spec, dict)
-        or spec.get("stage") not in registry()
+        or spec.get("stage") not in arrays()
         or not isinstance(spec.get("tasks"), list)
         or not isinstance(spec.get("config"), dict)
         or not isinstance(spec.get("run_dir"), str)
@@ -68,7 +51,7 @@ def entry(spec: dict, index: int) -> dict:
 
 
 def describe(one: dict) -> str:
-    return registry()[one["stage"]].describe(tuple(one["task"]))
+    return arrays()[one["stage"]].describe(tuple(one["task"]))
 
 
 def execute(one: dict) -> str | None:
@@ -77,7 +60,7 @@ def execute(one: dict) -> str | None:
     A training stage's device is ``gpu`` of the spec ('cpu', or an index into the GPUs SLURM gave the
     job; several, "0,1", train the task as DDP ranks), with the job's ``SLURM_CPUS_PER_TASK`` as its CPU threads
     when set; other stages import no torch."""
-    stage, run = registry()[one["stage"]], RunDir(one["run_dir"])
+    stage, run = arrays()[one["stage"]], RunDir(one["run_dir"])
     if not run.root.is_dir():
         raise PipelineError(
             f"{run.root}: the run directory of this task list is gone (moved or removed); "

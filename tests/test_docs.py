@@ -238,13 +238,17 @@ def _bench(tmp: Path) -> list[str]:
 
 @pytest.mark.parametrize("command", sorted(documented()))
 def test_a_documented_command_works_as_written(command, tiny, tmp_path):
+    from stages import arrays
     from stages.notebook import STAGES
 
-    each = [command.replace("<stage>", s) for s in STAGES] if "<stage>" in command else [command]
+    names = arrays() if "slurm" in command else STAGES  # make slurm-<stage>: the stages a SLURM array runs
+    each = [command.replace("<stage>", s) for s in names] if "<stage>" in command else [command]
     lines = [argv for c in each for argv in expanded(filled(c, tiny), tiny)]
     assert lines or command in NO_PYTHON, f"{command}: runs no python -m command"
     for argv in lines:
         module, args = argv[1], argv[2:]
+        if module == "stages":  # python -m stages NAME: python -m stages.NAME
+            module, args = f"stages.{args[0]}", args[1:]
         shown = f"{command}: python -m {module} {shlex.join(args)}"
         if module in RUN_WHOLE:
             ran = subprocess.run(

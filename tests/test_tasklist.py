@@ -9,6 +9,7 @@ import sys
 import pytest
 from conftest import ROOT, stage
 
+import stages
 from pipeline import files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
@@ -19,7 +20,7 @@ WORDS = {o.value for o in store.Outcome}
 
 def entry(run: RunDir, name: str, task: list) -> dict:
     """One array element's spec of stage ``name`` (default config), as ``tasklist.entry`` gives it."""
-    s = tasklist.registry()[name]
+    s = stages.arrays()[name]
     return {
         "stage": name,
         "run_dir": str(run.root),
