@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from pipeline import backbones, callbacks, compiler, ddp, models
 from pipeline.errors import PipelineError
+from pipeline.learners.mixup import mixed_loss
 from pipeline.loader import Batches, channel_stats
 from pipeline.predict import predict_probs
 from pipeline.recipes import RECIPES
@@ -310,13 +311,8 @@ class Classifier(Resumable):
         x, y = batch
         if self.mixup is None:
             loss = F.cross_entropy(self.net(x), y, label_smoothing=self.label_smoothing)
-        else:  # MixUp: each image blended with another of the batch, the loss with both labels by the same weight
-            lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())  # the CPU generator: checkpointed
-            other = torch.randperm(len(x)).to(x.device)
-            out = self.net(lam * x + (1 - lam) * x[other])
-            loss = lam * F.cross_entropy(out, y, label_smoothing=self.label_smoothing) + (1 - lam) * F.cross_entropy(
-                out, y[other], label_smoothing=self.label_smoothing
-            )
+        else:
+            loss = mixed_loss(self.net, x, y, self.mixup, self.label_smoothing)
         self.log_loss(loss)
         return loss
 

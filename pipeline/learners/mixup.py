@@ -17,14 +17,23 @@ def _beta(alpha: float):
     return torch.distributions.Beta(alpha, alpha)
 
 
-def losses(nets, x, y, *, epoch, epochs, mixup_alpha):
+def mixed_loss(net, x, y, alpha: float, label_smoothing: float = 0.0):
+    """MixUp's loss, the one both this learner and crossval's ``--mixup`` train with: each image blended with
+    another of the batch by a weight drawn from Beta(alpha, alpha), the cross-entropy with both labels by the same
+    weight (the draws come from torch's CPU generator, which checkpoints keep)."""
     import torch
     import torch.nn.functional as F
 
-    lam = float(_beta(mixup_alpha).sample())
+    lam = float(_beta(alpha).sample())
     pair = torch.randperm(len(y)).to(y.device)
-    out = nets[0](lam * x + (1 - lam) * x[pair])
-    return [lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[pair])]
+    out = net(lam * x + (1 - lam) * x[pair])
+    return lam * F.cross_entropy(out, y, label_smoothing=label_smoothing) + (1 - lam) * F.cross_entropy(
+        out, y[pair], label_smoothing=label_smoothing
+    )
+
+
+def losses(nets, x, y, *, epoch, epochs, mixup_alpha):
+    return [mixed_loss(nets[0], x, y, mixup_alpha)]
 
 
 SPEC = Spec(
