@@ -18,7 +18,7 @@ import numpy as np
 from pipeline import backbones, conditions, datasets, features, files, models, options, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.learners import BY_NAME, LEARNERS, coteaching, gce, mixup, sce
+from pipeline.learners import BY_NAME, LEARNERS
 from pipeline.masks import ROWS, rows_inputs
 from pipeline.options import SEED_MAX, Range, option
 from pipeline.rows import Rows
@@ -77,17 +77,22 @@ class SharedConfig:
         return {**shared, **own, "rows": rows, "learner": learner, "seed": seed}
 
 
-@dataclass(frozen=True)
-class CoteachConfig(SharedConfig):
-    """The coteach stage's config: the shared options, then each learner's own, as its spec declares them
-    (``tests/test_learners.py`` checks these are every spec's options, in ``LEARNERS`` order)."""
+def _annotation(f: dataclasses.Field) -> type:
+    """A learner option's type, from its range (None allowed where its default is None)."""
+    rng = f.metadata.get("range")
+    kind = rng.kind if rng is not None else type(f.default)
+    return kind | None if f.default is None else kind
 
-    num_gradual: int = coteaching.SPEC.options["num_gradual"]
-    forget_rate: float | None = coteaching.SPEC.options["forget_rate"]
-    mixup_alpha: float = mixup.SPEC.options["mixup_alpha"]
-    sce_alpha: float = sce.SPEC.options["sce_alpha"]
-    sce_beta: float = sce.SPEC.options["sce_beta"]
-    gce_q: float = gce.SPEC.options["gce_q"]
+
+# The coteach stage's config: the shared options, then each learner's own as its spec declares them, in
+# ``LEARNERS`` order (a learner added to pipeline/learners brings its options here, and its flags).
+CoteachConfig = dataclasses.make_dataclass(
+    "CoteachConfig",
+    [(name, _annotation(f), f) for spec in LEARNERS for name, f in spec.options.items()],
+    bases=(SharedConfig,),
+    frozen=True,
+)
+CoteachConfig.__module__ = __name__  # where pickle finds it (a worker process receives configs pickled)
 
 
 def _names(spec: str, allowed: tuple[str, ...], flag: str, extra: str = "") -> list[str]:
