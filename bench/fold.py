@@ -263,7 +263,8 @@ def main() -> None:
     data = Split(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
     trained = train_classifier(
         data,
-        **config.training(len(train)),
+        config.training(len(train)),
+        prune_epoch=config.prune_epoch,
         seed=config.seed,
         device=device,
         label=f"bench {cond.name}",

@@ -38,7 +38,8 @@ def main() -> None:
     start = time.perf_counter()
     trained = train_classifier(
         data,
-        **config.training(len(labels)),
+        config.training(len(labels)),
+        prune_epoch=config.prune_epoch,
         seed=config.seed,
         device=device,
         label=f"testset {cond.name}",

@@ -154,3 +154,22 @@ class Probe:
 PROBES = {
     "linear-probe": Probe(l2=1e-3, max_iter=500),  # light shrinkage: thousands of rows per fold, a few hundred features
 }
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training with every setting resolved: what ``train.train_classifier`` trains with (crossval's folds, the
+    backbone stage, the benchmarks; ``TrainingConfig.training`` resolves a config's "none"s for a set of rows)."""
+
+    recipe: str  # a name of RECIPES: also its tricks (augmentation, whitening sample, schedule, ...)
+    arch: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    label_smoothing: float
+    tta: bool  # held-out predictions average the flipped and shifted images (``predict.predict_probs``)
+    input_size: int | None = None  # see ``backbones``
+    mixup: float | None = None  # MixUp's Beta parameter, or None: off
+    precision: str = "auto"  # see ``train.fit``
+    compile: bool = False

@@ -28,7 +28,7 @@ from pipeline.errors import PipelineError
 from pipeline.learners.mixup import mixed_loss
 from pipeline.loader import Batches, channel_stats
 from pipeline.predict import predict_probs
-from pipeline.recipes import RECIPES
+from pipeline.recipes import RECIPES, Training
 
 for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -364,87 +364,69 @@ class Trained:
 
 def train_classifier(
     data: Split,
+    training: Training,
     *,
-    recipe,
-    arch,
-    epochs,
-    batch_size,
-    lr,
-    weight_decay,
-    label_smoothing,
-    seed,
+    seed: int,
     device,
     weights: Path | None = None,
-    input_size: int | None = None,
-    mixup=None,
-    precision="auto",
-    compile=False,
-    tta=None,
     prune_epoch=None,
     ckpt=None,
     tag=None,
     label="crossval",
     watch: np.ndarray | None = None,
 ) -> Trained | None:
-    """Train on ``data.train_*`` and predict ``data.eval_x``. ``ckpt``, ``precision``, ``compile``: see ``fit``;
-    ``weights``, ``input_size``: see ``backbones`` (pretrained weights keep their first layer: no whitening init);
-    ``mixup``: see ``Classifier``;
+    """Train on ``data.train_*`` as ``training`` says and predict ``data.eval_x``. ``ckpt``: see ``fit``;
+    ``weights``: see ``backbones`` (pretrained weights keep their first layer: no whitening init);
     ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every epoch is
     printed; ``prune_epoch``: see ``Classifier``. Non-finite probabilities are an error. On a rank other than 0 of a
-    task on several devices (``pipeline.ddp``), None once trained. ``recipe``: a name
-    of ``recipes.RECIPES``, which also sets the augmentation and the whitening sample; ``tta``: see ``predict_probs``. Every setting is
-    resolved (``TrainingConfig.training``): a default left unresolved is refused before any work."""
-    unresolved = [
-        k for k, v in dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, tta=tta).items() if v is None
-    ]
-    if unresolved:
-        raise ValueError(f"{label}: {', '.join(unresolved)} unresolved; pass TrainingConfig.training(n_rows)")
+    task on several devices (``pipeline.ddp``), None once trained."""
+    t = training
     pl.seed_everything(seed, workers=False, verbose=False)
     start = time.perf_counter()
-    r = RECIPES[recipe]
+    r = RECIPES[t.recipe]
     augment = {"translate": max(1, data.train_x.shape[1] // r.translate_divisor), "alternate_flips": r.alternate_flips}
     _, h, _, c = data.train_x.shape
-    inner, mean, std = data.build(arch, weights)
+    inner, mean, std = data.build(t.arch, weights)
     if mean is None:
         mean, std = channel_stats(data.train_x)
-    train, evaluation = data.batches(device, batch_size, seed, mean=mean, std=std, **augment)
+    train, evaluation = data.batches(device, t.batch_size, seed, mean=mean, std=std, **augment)
     if weights is None:
         models.init_whitening(inner, train.sample(r.whitening_sample).cpu())
-    net = backbones.prepared(inner, c, input_size)
-    if input_size is not None or arch not in models.ARCHS:  # ours check their size when built
-        backbones.check_input(net, arch, c, h, input_size)
+    net = backbones.prepared(inner, c, t.input_size)
+    if t.input_size is not None or t.arch not in models.ARCHS:  # ours check their size when built
+        backbones.check_input(net, t.arch, c, h, t.input_size)
         net.train()
     module = Classifier(
         net,
-        recipe=recipe,
-        lr=lr,
-        weight_decay=weight_decay,
-        label_smoothing=label_smoothing,
-        total_steps=epochs * len(train),
+        recipe=t.recipe,
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+        label_smoothing=t.label_smoothing,
+        total_steps=t.epochs * len(train),
         head=None if weights is None else backbones.head(inner),
-        mixup=mixup,
+        mixup=t.mixup,
         watch=None if watch is None else (evaluation, watch),
         train=train,
         prune_epoch=prune_epoch,
     )
     rank, size, _ = ddp.world()
-    if size > 1 and (batch_size % size or prune_epoch is not None):
+    if size > 1 and (t.batch_size % size or prune_epoch is not None):
         raise PipelineError(
             f"{label}: "
             + (
-                f"--batch-size {batch_size} does not split evenly over {size} devices"
-                if batch_size % size
+                f"--batch-size {t.batch_size} does not split evenly over {size} devices"
+                if t.batch_size % size
                 else "--prune-epoch needs one device per task"
             )
         )
-    fit(module, train, device, epochs, ckpt, tag or {}, label, precision, compile)
+    fit(module, train, device, t.epochs, ckpt, tag or {}, label, t.precision, t.compile)
     if rank:
         return None  # rank 0 predicts and writes
     if module.lookahead:
         module.lookahead.finish(module.net)
     _sync(device)
     trained = time.perf_counter()
-    probs = predict_probs(module.net.to(device), evaluation, module.precision, tta=tta)
+    probs = predict_probs(module.net.to(device), evaluation, module.precision, tta=t.tta)
     if not np.isfinite(probs).all():
         raise PipelineError(f"{label}: the trained network predicts NaN or inf; nothing written (lower --lr?)")
     pruned = [] if train.kept is None else np.flatnonzero(~train.kept.cpu().numpy()).tolist()

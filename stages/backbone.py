@@ -50,7 +50,7 @@ class Backbone(tasks.TrainingStage):
         weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
         trained = train_classifier(
             Split(ds.train_x, noisy, ds.test_x, ds.test_y, ds.num_classes),
-            **config.training(len(noisy)),
+            config.training(len(noisy)),
             weights=weights,
             seed=config.seed,
             device=device,

@@ -138,27 +138,15 @@ class TrainingConfig:
         """The config an artifact records (``options.recorded``)."""
         return options.recorded(self)
 
-    def training(self, n_rows: int) -> dict:
-        """The keyword arguments of ``train.train_classifier`` for training on ``n_rows`` rows: this config resolved
-        by ``for_rows``, the one place a default that follows the set's size is settled."""
-        resolved = self.for_rows(n_rows)
+    def training(self, n_rows: int) -> recipes.Training:
+        """This config, resolved by ``for_rows`` (the one place a default that follows the set's size is settled),
+        as the training of ``n_rows`` rows."""
+        r = self.for_rows(n_rows)
         tta = RECIPES[self.recipe].tta if self.tta == "recipe" else self.tta == "on"
-        return {"tta": tta} | {
-            k: getattr(resolved, k)
-            for k in (
-                "recipe",
-                "arch",
-                "input_size",
-                "epochs",
-                "batch_size",
-                "lr",
-                "weight_decay",
-                "label_smoothing",
-                "mixup",
-                "precision",
-                "compile",
-            )
-        }
+        return recipes.Training(
+            r.recipe, r.arch, r.epochs, r.batch_size, r.lr, r.weight_decay, r.label_smoothing, tta, r.input_size,
+            r.mixup, r.precision, r.compile,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -180,9 +168,6 @@ class CrossvalConfig(TrainingConfig):
                 f"--prune-epoch {self.prune_epoch}: leaves no epoch to train on the kept rows "
                 f"(expected below --epochs {self.epochs}, and a recipe that trains epochs)"
             )
-
-    def training(self, n_rows: int) -> dict:
-        return {**super().training(n_rows), "prune_epoch": self.prune_epoch}
 
 
 class Task(NamedTuple):
@@ -260,8 +245,9 @@ class Crossval(tasks.TrainingStage):
             data = Split(Rows(ds.train_x, rows), noisy[train], Rows(ds.train_x, held), noisy[held], ds.num_classes)
             trained = train_classifier(
                 data,
-                **config.training(int(train.sum())),
+                config.training(int(train.sum())),
                 weights=weights,
+                prune_epoch=config.prune_epoch,
                 seed=config.seed + 1000 * fold,
                 device=device,
                 ckpt=ckpt,

@@ -271,7 +271,7 @@ def test_coteach_learners_train_from_pretrained_weights(run_copy):
 
 def test_a_finetune_trains_the_head_alone_then_the_body_at_a_tenth_of_its_rate(run_copy):
     from pipeline import datasets, train
-    from pipeline.recipes import RECIPES
+    from pipeline.recipes import RECIPES, Training
 
     run = RunDir(run_copy)
     stage(
@@ -297,18 +297,10 @@ def test_a_finetune_trains_the_head_alone_then_the_body_at_a_tenth_of_its_rate(r
     def moved(epochs: int, **kw) -> set[str]:
         net = train.train_classifier(
             data,
-            recipe="finetune",
-            arch="convnet",
-            epochs=epochs,
-            batch_size=64,
-            lr=2e-3,
-            weight_decay=0.01,
-            label_smoothing=0.1,
-            tta=False,
+            Training("finetune", "convnet", epochs, 64, 2e-3, 0.01, 0.1, tta=False, **kw),
             seed=0,
             device=torch.device("cpu"),
             weights=weights,
-            **kw,
         ).net
         return {k for k, v in net.named_parameters() if not torch.equal(v.detach(), start[k])}
 

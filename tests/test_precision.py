@@ -15,6 +15,7 @@ from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
 from pipeline.learners.training import images, train_learner
+from pipeline.recipes import Training
 from stages import coteach
 
 CPU = torch.device("cpu")
@@ -127,17 +128,9 @@ def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_
 ):
     data = _digits(folds_run, 300)
     kw = dict(
-        recipe="airbench",
-        arch="airbench",
-        epochs=3,
-        batch_size=64,
-        lr=0.2,
-        weight_decay=0.002,
-        label_smoothing=0.2,
+        training=Training("airbench", "airbench", 3, 64, 0.2, 0.002, 0.2, tta=True, precision="bf16-mixed"),
         seed=0,
         device=CPU,
-        precision="bf16-mixed",
-        tta=True,
         prune_epoch=1,
         tag={"t": 1},
     )

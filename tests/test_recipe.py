@@ -7,7 +7,7 @@ import torch
 from pipeline import models
 from pipeline.errors import PipelineError
 from pipeline.loader import Batches
-from pipeline.recipes import OPTIONS, RECIPES
+from pipeline.recipes import OPTIONS, RECIPES, Training
 from stages.crossval import CrossvalConfig
 
 
@@ -173,16 +173,9 @@ def test_pruning_drops_mostly_wrong_labels_and_a_resumed_run_restores_the_same_r
 
     data, true = _noisy_digits()
     kw = dict(
-        recipe="airbench",
-        arch="airbench",
-        epochs=4,
-        batch_size=64,
-        lr=0.2,
-        weight_decay=0.002,
-        label_smoothing=0.2,
+        training=Training("airbench", "airbench", 4, 64, 0.2, 0.002, 0.2, tta=True),
         seed=0,
         device=torch.device("cpu"),
-        tta=True,
         prune_epoch=2,
         ckpt=tmp_path / "fold.ckpt",
         tag={"t": 1},
