@@ -257,36 +257,23 @@ def fit(
 
 
 class Classifier(Resumable):
-    """Cross-entropy with label smoothing, Nesterov SGD and a per-step learning rate schedule, with the
-    tricks of ``recipe`` (a name of ``recipes.RECIPES``, whose table says what each value does).
+    """Cross-entropy with label smoothing, Nesterov SGD and a per-step learning rate schedule, as ``training``
+    says, with the tricks of its recipe (``recipes.RECIPES``, whose table says what each value does).
 
     ``prune_epoch`` (any recipe; crossval default: never): see ``callbacks.Prune``. Networks fit the
     clean labels before they memorise the wrong ones (early learning), so the late, low-lr epochs then fit
     mostly right labels. The held-out rows are never seen: their probabilities stay out of sample.
     ``head``: the new head of a pretrained network (the recipe's ``frozen_epochs`` and ``body_lr_scale``
-    apply to the rest); none: one network from scratch. ``mixup``: MixUp's Beta parameter, or none.
+    apply to the rest); none: one network from scratch.
     ``watch`` = (batches, their true labels): accuracy on them after every epoch (benchmarks only).
     """
 
-    def __init__(
-        self,
-        net,
-        *,
-        recipe,
-        lr,
-        weight_decay,
-        label_smoothing,
-        total_steps,
-        head=None,
-        mixup=None,
-        watch=None,
-        train=None,
-        prune_epoch=None,
-    ):
+    def __init__(self, net, training: Training, *, total_steps, head=None, watch=None, train=None, prune_epoch=None):
         super().__init__()
-        self.net, self.recipe, self.lr, self.weight_decay = net, RECIPES[recipe], lr, weight_decay
-        self.label_smoothing, self.total_steps, self.watch = label_smoothing, total_steps, watch
-        self.train_batches, self.prune_epoch, self.mixup = train, prune_epoch, mixup
+        t = training
+        self.net, self.recipe, self.lr, self.weight_decay = net, RECIPES[t.recipe], t.lr, t.weight_decay
+        self.label_smoothing, self.total_steps, self.watch = t.label_smoothing, total_steps, watch
+        self.train_batches, self.prune_epoch, self.mixup = train, prune_epoch, t.mixup
         ours = {id(p) for p in head.parameters()} if head is not None else None
         # The pretrained body: the parameters it trains, apart from the head's (none from scratch).
         self.body = [] if ours is None else [p for p in net.parameters() if p.requires_grad and id(p) not in ours]
@@ -398,13 +385,9 @@ def train_classifier(
         net.train()
     module = Classifier(
         net,
-        recipe=t.recipe,
-        lr=t.lr,
-        weight_decay=t.weight_decay,
-        label_smoothing=t.label_smoothing,
+        t,
         total_steps=t.epochs * len(train),
         head=None if weights is None else backbones.head(inner),
-        mixup=t.mixup,
         watch=None if watch is None else (evaluation, watch),
         train=train,
         prune_epoch=prune_epoch,

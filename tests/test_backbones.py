@@ -309,10 +309,7 @@ def test_a_finetune_trains_the_head_alone_then_the_body_at_a_tenth_of_its_rate(r
     net, *_ = backbones.build("convnet", weights, 1, 8, 10)
     module = train.Classifier(
         net,
-        recipe="finetune",
-        lr=2e-3,
-        weight_decay=0.01,
-        label_smoothing=0.1,
+        Training("finetune", "convnet", 1, 64, 2e-3, 0.01, 0.1, tta=False),
         total_steps=10,
         head=backbones.head(net),
     )

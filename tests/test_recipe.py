@@ -110,7 +110,7 @@ def test_batchnorm_biases_learn_64x_and_the_whitening_bias_freezes_after_3_epoch
     net = models.build("airbench", 3, 8, 4)
     models.init_whitening(net, train.sample(64))
     module = Classifier(
-        net, recipe="airbench", lr=0.5, weight_decay=0.0, label_smoothing=0.0, total_steps=5 * len(train)
+        net, Training("airbench", "airbench", 5, 32, 0.5, 0.0, 0.0, tta=True), total_steps=5 * len(train)
     )
     (opt,), _ = module.configure_optimizers()
     bn_biases = {id(m.bias) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)}
