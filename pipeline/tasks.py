@@ -171,7 +171,20 @@ def plan(args: argparse.Namespace, stage: Stage) -> Plan:
     return Plan(stage, run, config, todo, len(every), args.force)
 
 
-def run_here(p: Plan, gpu: str = "cpu") -> None:
+@dataclass(frozen=True)
+class Result:
+    """What running a stage did: each task run, with its outcome (``store.Outcome``: made, current, or skipped
+    while another process makes it) and its summary line, in ``tasks`` order; ``total``: the tasks asked for
+    (those already current before the run were not run)."""
+
+    stage: str
+    tasks: list[tuple]
+    outcomes: list[store.Outcome]
+    lines: list[str]
+    total: int
+
+
+def run_here(p: Plan, gpu: str = "cpu") -> Result:
     """Run a plan's tasks one after another in this process (a training stage's on ``gpu``, a CUDA index or 'cpu')."""
     device = devices.pick(gpu) if p.tasks and p.stage.device else None  # nothing to train: no torch import
     if p.stage.pooled:
@@ -179,6 +192,10 @@ def run_here(p: Plan, gpu: str = "cpu") -> None:
             f"{p.stage.name}: {len(p.tasks)} of {p.total} {p.stage.unit} tasks to run"
             + (f" on {device}" if device else "")
         )
+    outcomes, lines = [], []
     for i, task in enumerate(p.tasks, 1):
-        line = p.stage.run(p.run, task, p.config, device, p.force)[1]
+        outcome, line = p.stage.run(p.run, task, p.config, device, p.force)
         cli.log(f"[{i}/{len(p.tasks)}] {line}" if p.stage.pooled else line)
+        outcomes.append(outcome)
+        lines.append(line)
+    return Result(p.stage.name, list(p.tasks), outcomes, lines, p.total)

@@ -87,15 +87,16 @@ def main(stage: tasks.Stage) -> None:
     cli.main(lambda: run(parser(stage).parse_args(), stage))
 
 
-def run(args, stage: tasks.Stage) -> None:
+def run(args, stage: tasks.Stage) -> tasks.Result:
     """A stage: its pending tasks one after another (on ``--gpu``), or on one worker process per entry of
-    ``--gpus`` (a stage without a device ignores the device: ``--gpus cpu,cpu`` is two CPU workers)."""
+    ``--gpus`` (a stage without a device ignores the device: ``--gpus cpu,cpu`` is two CPU workers); what they did.
+    A task that fails is a PipelineError once the others are done."""
     budget = getattr(args, "device_memory", None)
     before = os.environ.get(devices.MEMORY_ENV)
     if budget is not None:
         os.environ[devices.MEMORY_ENV] = str(budget)  # read where batches are made, in worker processes too
     try:
-        _run(args, stage)
+        return _run(args, stage)
     finally:
         if before is None:
             os.environ.pop(devices.MEMORY_ENV, None)
@@ -103,7 +104,7 @@ def run(args, stage: tasks.Stage) -> None:
             os.environ[devices.MEMORY_ENV] = before
 
 
-def _run(args, stage: tasks.Stage) -> None:
+def _run(args, stage: tasks.Stage) -> tasks.Result:
     gpus = worker_devices(args) if stage.pooled else None
     plan = tasks.plan(args, stage)
     if gpus is None:
@@ -111,20 +112,20 @@ def _run(args, stage: tasks.Stage) -> None:
             [getattr(args, "gpu", "cpu")] * getattr(args, "devices_per_task", 1), getattr(args, "devices_per_task", 1)
         )[0]
         with devices.task_devices(here):
-            tasks.run_here(plan, here.split(",")[0])
-        return
+            return tasks.run_here(plan, here.split(",")[0])
     gpus = gpus[: len(plan.tasks)]  # no idle workers
     where = (
         f" on {len(gpus)} worker(s) ({','.join(gpus)}), {host_threads(len(gpus))} host thread(s) each" if gpus else ""
     )
     cli.log(f"{stage.name}: {len(plan.tasks)} of {plan.total} {stage.unit} tasks to run{where}")
-    failed = run_pool(plan, gpus)
+    result, failed = run_pool(plan, gpus)
     if failed:
         raise PipelineError(
             f"{len(failed)} of {len(plan.tasks)} {stage.name} task(s) failed:\n  "
             + "\n  ".join(failed)
             + "\nthe others are done: re-running does only what is still pending"
         )
+    return result
 
 
 def host_threads(workers: int) -> int:
@@ -145,7 +146,7 @@ def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:
         conn.send(("ready", None, ""))
         while (i := conn.recv()) is not None:
             try:
-                conn.send(("done", i, plan.stage.run(plan.run, plan.tasks[i], plan.config, device, plan.force)[1]))
+                conn.send(("done", i, plan.stage.run(plan.run, plan.tasks[i], plan.config, device, plan.force)))
             except Exception as e:  # noqa: BLE001 - reported; the worker goes on with the next task
                 if not isinstance(e, (PipelineError, OSError)):
                     traceback.print_exc()
@@ -164,13 +165,14 @@ def _device(gpu: str, threads: int):
     return device
 
 
-def run_pool(plan: tasks.Plan, gpus: list[str]) -> list[str]:
-    """Run ``plan``'s tasks on one worker process per entry of ``gpus``; returns one line per failed task.
+def run_pool(plan: tasks.Plan, gpus: list[str]) -> tuple[tasks.Result, list[str]]:
+    """Run ``plan``'s tasks on one worker process per entry of ``gpus``; returns what the tasks done did, and one line
+    per failed task.
 
     The queue of pending tasks lives here; each worker asks for the next one over its own pipe
     when it is ready, so a worker killed at any moment cannot wedge a lock the others need."""
     if not plan.tasks:
-        return []
+        return tasks.Result(plan.stage.name, [], [], [], plan.total), []
     threads = host_threads(len(gpus))
     ctx = mp.get_context("spawn")
     todo = deque(range(len(plan.tasks)))
@@ -183,6 +185,7 @@ def run_pool(plan: tasks.Plan, gpus: list[str]) -> list[str]:
         procs.append(p)
         conns.append(ours)
     n, done, failed, running, live = len(plan.tasks), 0, [], {}, set(range(len(procs)))
+    made: dict[int, tuple] = {}  # task index -> (outcome, line) of each task done
 
     def what(i: int) -> str:
         return plan.stage.describe(plan.tasks[i])
@@ -211,7 +214,8 @@ def run_pool(plan: tasks.Plan, gpus: list[str]) -> list[str]:
                         running.pop(w, None)
                         if kind == "done":
                             done += 1
-                            cli.log(f"[{done + len(failed)}/{n}] {procs[w].name}: {text}")
+                            made[i] = text
+                            cli.log(f"[{done + len(failed)}/{n}] {procs[w].name}: {text[1]}")
                         else:
                             failed.append(f"{what(i)}: {text}")
                             cli.log(f"[{done + len(failed)}/{n}] {procs[w].name}: FAILED {what(i)}: {text}")
@@ -233,4 +237,7 @@ def run_pool(plan: tasks.Plan, gpus: list[str]) -> list[str]:
             p.join(30)
     if todo:
         failed.append(f"{len(todo)} task(s) never started: every worker died")
-    return failed
+    ran = sorted(made)
+    return tasks.Result(
+        plan.stage.name, [plan.tasks[i] for i in ran], [made[i][0] for i in ran], [made[i][1] for i in ran], plan.total
+    ), failed

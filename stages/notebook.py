@@ -14,8 +14,9 @@ DataFrames::
 
 ``stage`` turns keyword arguments into the stage's flags (``image_size=64`` is ``--image-size 64``; True a
 switch; a list a comma-separated value, or the flag repeated where the flag is repeatable), parses them with
-the stage's own parser, and runs it as ``python -m stages.<name>`` would: the same checks, the same artifacts.
-A refused option or a failed stage raises ``PipelineError`` with the one line the command line prints.
+the stage's own parser, and runs it as ``python -m stages.<name>`` would: the same checks, the same artifacts,
+and returns what its tasks did (``tasks.Result``). A refused option or a failed stage raises ``PipelineError``
+with the one line the command line prints.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import contextlib
 import io
 from pathlib import Path
 
-from pipeline import store, workers
+from pipeline import store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from stages import registry
@@ -39,8 +40,9 @@ class Run:
     def __init__(self, root: str | Path):
         self.dir = RunDir(Path(root))
 
-    def stage(self, name: str, force: bool = False, **options) -> None:
-        """Run stage ``name`` on this run with ``options`` (see the module's docstring)."""
+    def stage(self, name: str, force: bool = False, **options) -> tasks.Result:
+        """Run stage ``name`` on this run with ``options`` (see the module's docstring); what its tasks did
+        (``tasks.Result``: each task run, its outcome and summary line)."""
         if name not in STAGES:
             raise PipelineError(f"{name}: not a stage (choose from {', '.join(STAGES)})")
         stage = STAGES[name]
@@ -53,7 +55,7 @@ class Run:
                 args = parser.parse_args(argv)
         except SystemExit:
             raise PipelineError(said.getvalue().strip() or f"{name}: options refused: {argv}") from None
-        workers.run(args, stage)
+        return workers.run(args, stage)
 
     def label_issues(self, cond: str):
         """``label_issues.csv`` of ``cond`` (made by the review stage, verified) as a DataFrame."""

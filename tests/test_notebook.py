@@ -17,9 +17,15 @@ def test_a_run_from_python_makes_the_artifacts_the_command_line_makes(tmp_path):
     run = Run(tmp_path / "run")
     run.stage("data", source="digits")
     run.stage("noise", conditions=["0.2:0"])
-    run.stage("crossval", fold="all", **options(FAST_CROSSVAL))
+    made = run.stage("crossval", fold="all", **options(FAST_CROSSVAL))
+    assert made.stage == "crossval" and made.total == 3 and made.tasks == [("n20_s0", k) for k in range(3)]
+    assert made.outcomes == [store.Outcome.MADE] * 3 and all(line.startswith("wrote ") for line in made.lines)
+    again = run.stage("crossval", fold="all", **options(FAST_CROSSVAL))
+    assert again.total == 3 and again.tasks == [] and again.outcomes == []  # all current: none run
     for name in ("combine", "masks", "review"):
-        run.stage(name)
+        assert run.stage(name).outcomes == [store.Outcome.MADE]
+    pooled = run.stage("masks", force=True, gpus="cpu,cpu")  # on a worker process: the same Result
+    assert (pooled.tasks, pooled.outcomes, pooled.total) == ([("n20_s0",)], [store.Outcome.MADE], 1)
     issues = run.label_issues("n20_s0")
     flagged = store.verify(run.dir.label_issues("n20_s0"))["info"]["flagged"]
     assert len(issues) == flagged > 0 and list(issues.columns[:3]) == ["rank", "row", "id"]
