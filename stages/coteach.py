@@ -202,11 +202,13 @@ class Coteach(tasks.TrainingStage):
                 raise PipelineError(f"{where}: not a boolean mask of {len(noisy)} rows")
         if keep.sum() < 2:
             raise PipelineError(f"{where}: '{rows}' keeps {int(keep.sum())} of {len(noisy)} rows; too few to train on")
-        c, spec = tag["config"], BY_NAME[learner]
-        own = {k: c[k] for k in spec.options}
+        spec = BY_NAME[learner]
+        own = {k: tag["config"][k] for k in spec.options}  # resolved for this task (``for_task``)
         if spec.check:  # checked again on the task: resolved options, and the kept rows may be fewer than a batch
-            spec.check(own, min(c["batch_size"], int(keep.sum())), f"{where}: '{rows}' keeps {int(keep.sum())} rows: ")
-        batches = dict(batch_size=c["batch_size"], seed=seed, device=device)
+            spec.check(
+                own, min(config.batch_size, int(keep.sum())), f"{where}: '{rows}' keeps {int(keep.sum())} rows: "
+            )
+        batches = dict(batch_size=config.batch_size, seed=seed, device=device)
         if config.features:
             x = store.read(features.path(run, config.arch, config.weights, config.input_size))
             inputs = training.features(
@@ -227,7 +229,7 @@ class Coteach(tasks.TrainingStage):
                     np.flatnonzero(keep),
                     len(keep),
                 ),
-                arch=c["arch"],
+                arch=config.arch,
                 weights=weights,
                 input_size=config.input_size,
                 **batches,
@@ -235,13 +237,13 @@ class Coteach(tasks.TrainingStage):
         acc = training.train_learner(
             spec,
             inputs,
-            epochs=c["epochs"],
-            lr=c["lr"],
-            epoch_decay_start=c["epoch_decay_start"],
+            epochs=config.epochs,
+            lr=config.lr,
+            epoch_decay_start=config.epoch_decay_start,
             seed=seed,
             device=device,
-            precision=c["precision"],
-            compile=c["compile"],
+            precision=config.precision,
+            compile=config.compile,
             ckpt=ckpt,
             tag=tag,
             label=f"coteach {self.describe(task)}",
