@@ -131,7 +131,8 @@ def _run(args, stage: tasks.Stage) -> tasks.Result:
 def host_threads(workers: int) -> int:
     """torch threads per worker: the cores this process may run on (its affinity: a SLURM allocation's, not the
     whole node's) shared out, so no worker oversubscribes them."""
-    return max(1, len(os.sched_getaffinity(0)) // workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # macOS: no affinity
+    return max(1, (cores or 1) // workers)
 
 
 def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:

@@ -26,7 +26,7 @@ def pytest_configure(config):
     one core of their own: the torch threads a stage sets follow the affinity (``workers.host_threads``), so the
     workers never oversubscribe the cores."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...
-    if worker:
+    if worker and hasattr(os, "sched_setaffinity"):  # Linux; elsewhere the workers share the cores
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
         os.environ["OMP_NUM_THREADS"] = "1"  # torch's default threads in a process that sets none
