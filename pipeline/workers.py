@@ -208,18 +208,18 @@ def run_pool(plan: tasks.Plan, gpus: list[str]) -> tuple[tasks.Result, list[str]
             for w in sorted(live):
                 while conns[w].poll():
                     try:
-                        kind, i, text = conns[w].recv()
+                        kind, i, said = conns[w].recv()  # said: (outcome, line) when done, else why
                     except (EOFError, OSError):
                         break
                     if kind != "ready":
                         running.pop(w, None)
                         if kind == "done":
                             done += 1
-                            made[i] = text
-                            cli.log(f"[{done + len(failed)}/{n}] {procs[w].name}: {text[1]}")
+                            made[i] = said
+                            cli.log(f"[{done + len(failed)}/{n}] {procs[w].name}: {said[1]}")
                         else:
-                            failed.append(f"{what(i)}: {text}")
-                            cli.log(f"[{done + len(failed)}/{n}] {procs[w].name}: FAILED {what(i)}: {text}")
+                            failed.append(f"{what(i)}: {said}")
+                            cli.log(f"[{done + len(failed)}/{n}] {procs[w].name}: FAILED {what(i)}: {said}")
                     hand_out(w)
                 if procs[w].exitcode is None:
                     continue
