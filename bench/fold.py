@@ -212,9 +212,9 @@ def parser(doc: str) -> cli.Parser:
 
 def setup(p: argparse.ArgumentParser):
     """(args, crossval config, condition, device, dataset) from ``p`` plus the crossval flags."""
-    cli.add_config_args(p, CrossvalConfig)
+    cli.add_fields(p, CrossvalConfig, "CrossvalConfig")
     args = p.parse_args()
-    config = cli.config_from(args, CrossvalConfig)
+    config = cli.fields_from(args, CrossvalConfig)
     cond = paper_condition(args.cond)
     if cond is None:
         p.error(f"--cond {args.cond!r}: not one of the paper's conditions (e.g. n0_s0, n40_s0, n70_s20 or 0_4)")

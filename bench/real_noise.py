@@ -116,7 +116,7 @@ def parser() -> cli.Parser:
 
 
 def main(args) -> None:
-    run = cli.run_dir(args)
+    run = cli.run_dir(args.run_dir)
     names = conditions.names(run, args.cond)
     results = [measure(run, c, args.fold) for c in names if args.cond or run.psx(c).exists()]
     print(table(results))

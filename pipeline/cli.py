@@ -46,30 +46,44 @@ def parser(description: str) -> Parser:
     return p
 
 
-def add_condition_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cond", default="", help="comma-separated conditions to narrow to (default: all)")
-
-
-def add_config_args(p: argparse.ArgumentParser, config_cls) -> None:
-    """One flag per field of a config dataclass (see ``options.option``), with its help, type and default."""
-    group = p.add_argument_group(f"{config_cls.__name__} (recorded in each artifact's manifest)")
-    for f in dataclasses.fields(config_cls):
-        rng, choices = f.metadata.get("range"), f.metadata.get("choices")
-        if isinstance(f.default, bool):
-            group.add_argument(
-                flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"]
-            )
+def add_fields(p: argparse.ArgumentParser, cls, title: str | None = None, only=None) -> None:
+    """One flag per field of an options dataclass (see ``options.option``; ``only``: these fields), with its help
+    and default; in group ``title`` where given. Numbers are parsed here, their range is checked by the dataclass
+    (so a refusal reads the same from Python)."""
+    group = p.add_argument_group(title) if title else p
+    for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
             continue
-        group.add_argument(flag(f.name), type=rng or str, choices=choices, default=f.default, help=f.metadata["help"])
+        meta, kw = f.metadata, {"help": f.metadata["help"], "metavar": f.metadata.get("metavar")}
+        if f.default is dataclasses.MISSING:
+            kw["required"] = True
+        elif isinstance(f.default, bool):
+            kw.update(action=argparse.BooleanOptionalAction, default=f.default, metavar=None)
+        elif isinstance(f.default, tuple):
+            kw.update(action="append", default=None)  # None: argparse appends to a list it makes
+            kw["help"] += "; repeatable"
+        else:
+            kw["default"] = f.default
+            if meta.get("range") is not None:
+                kw["type"] = dataclasses.replace(meta["range"], bounded=False)
+            if meta.get("choices"):
+                kw["metavar"] = kw["metavar"] or "{" + ",".join(meta["choices"]) + "}"
+        group.add_argument(flag(f.name), **kw)
 
 
-def config_from(args: argparse.Namespace, config_cls):
-    return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+def fields_from(args: argparse.Namespace, cls):
+    """The options dataclass ``cls`` from parsed flags (``add_fields``'), checked by the dataclass."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if hasattr(args, f.name):
+            value = getattr(args, f.name)
+            values[f.name] = tuple(value or ()) if isinstance(f.default, tuple) else value
+    return cls(**values)
 
 
-def run_dir(args: argparse.Namespace, create: bool = False) -> RunDir:
-    """The run directory of ``--run-dir``: a directory this process can write (``create``: made if missing)."""
-    root = Path(args.run_dir)
+def run_dir(path: str | Path, create: bool = False) -> RunDir:
+    """The run directory ``path`` (``--run-dir``): a directory this process can write (``create``: made if missing)."""
+    root = Path(path)
     if root.exists() and not root.is_dir():
         raise PipelineError(f"{root}: --run-dir is not a directory")
     if not root.exists() and not create:

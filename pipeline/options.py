@@ -1,8 +1,10 @@
 """Options checked at the boundary: one range type for command-line flags and config dataclasses alike.
 
-A config dataclass declares each field with ``option(default, help, Range(...))`` and calls
-``validate(self)`` in ``__post_init__``, so a config is valid however it was made (flags, a SLURM task
-list); ``cli.add_config_args`` turns the same fields into flags with their help and default.
+A stage's options are dataclasses (its task selection, its config, how it is launched) whose fields are
+declared with ``option(default, help, Range(...))`` and checked by ``validate(self)`` in ``__post_init__``,
+so they are valid however they were made (flags, a notebook, a SLURM task list); ``cli.add_fields`` turns
+the same fields into flags with their help and default, and a value out of range is refused by the
+dataclass in one line, the same from the command line and from Python.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Range:
     lo_open: bool = False
     hi_open: bool = False
     optional: bool = False
+    bounded: bool = True  # as an argparse type: False leaves the bounds to ``validate`` (one message for both)
 
     @property
     def expected(self) -> str:
@@ -51,16 +54,34 @@ class Range:
         return self.kind(value)
 
     def __call__(self, text: str):
-        """Parse a flag's text (argparse ``type=``)."""
+        """Parse a flag's text (argparse ``type=``): a number of ``kind``, finite, and (``bounded``) in range."""
         try:
-            return self.check(None if self.optional and text.lower() in ("none", "") else self.kind(text))
+            value = None if self.optional and text.lower() in ("none", "") else self.kind(text)
+            return (self if self.bounded else Range(self.kind, optional=self.optional)).check(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r}: {self.expected}") from None
 
 
-def option(default, help: str, range_: Range | None = None, choices: tuple[str, ...] | None = None):
-    """A config field: its default, its --help text, and its allowed values (a Range or choices)."""
-    return dataclasses.field(default=default, metadata={"help": help, "range": range_, "choices": choices})
+@dataclass(frozen=True)
+class Options:
+    """The base of every options dataclass (a stage's selection, config, launch): checked when made, however it is
+    made (``validate``; a subclass with checks of its own calls this ``__post_init__`` first)."""
+
+    def __post_init__(self):
+        validate(self)
+
+
+def option(
+    default,
+    help: str,
+    range_: Range | None = None,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+):
+    """An option field: its default (``dataclasses.MISSING``: required; a tuple: a repeatable flag), its --help
+    text, its allowed values (a Range or choices) and the placeholder --help shows."""
+    meta = {"help": help, "range": range_, "choices": choices, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def precision():
@@ -116,11 +137,17 @@ def flag(name: str) -> str:
 
 
 def validate(config) -> None:
-    """Check every field of a config dataclass against its declared range or choices."""
+    """Check every field of an options dataclass against its declared range or choices (a repeatable field: a
+    tuple of strings; a text field: a string)."""
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
         if isinstance(f.default, bool) and not isinstance(value, bool):
             raise PipelineError(f"{flag(f.name)} {value!r}: expected true or false")
+        if isinstance(f.default, tuple) and not (isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
+            raise PipelineError(f"{flag(f.name)} {value!r}: expected a tuple of strings (the flag repeated)")
+        if meta.get("range") is None and not isinstance(f.default, (bool, tuple)) and value is not None:
+            if not isinstance(value, str):
+                raise PipelineError(f"{flag(f.name)} {value!r}: expected a string")
         if (
             meta.get("choices") is not None
             and value not in meta["choices"]

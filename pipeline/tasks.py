@@ -1,7 +1,7 @@
 """The stage protocol every stage (``stages/<name>.py``) follows, and the plan of tasks they share.
 
-A stage is one ``Stage`` object: the flags that select its tasks (``add_args``), its config dataclass,
-its tasks (``select``, typed NamedTuples, a condition first where a task is per condition), how to
+A stage is one ``Stage`` object: the options that select its tasks (its ``Select`` dataclass), its config
+dataclass, its tasks (``select``, typed NamedTuples, a condition first where a task is per condition), how to
 run one (``run``: its outcome and its log line) and how to name one (``describe``). The per-condition
 loop, the log lines and the dispatch are written once: ``run_here`` runs a plan's tasks one after
 another, ``pipeline.workers`` on one process per device, and a SLURM array (``stages.tasklist``) one
@@ -14,7 +14,6 @@ train it (``make``), and each is made under its lock.
 from __future__ import annotations
 
 import abc
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -22,12 +21,24 @@ from typing import NamedTuple
 from pipeline import cli, conditions, ddp, devices, files, store
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.options import Range
+from pipeline.options import Options, option
 
 
 @dataclass(frozen=True)
-class NoConfig:
+class NoConfig(Options):
     """The config of a stage without options of its own."""
+
+
+@dataclass(frozen=True)
+class NoSelect(Options):
+    """The selection of a stage whose one task its config describes."""
+
+
+@dataclass(frozen=True)
+class CondSelect(Options):
+    """The tasks of a per-condition stage: every registered condition, or those named."""
+
+    cond: str = option("", "comma-separated conditions to narrow to; empty: all")
 
 
 class Cond(NamedTuple):
@@ -42,19 +53,16 @@ class Stage(abc.ABC):
 
     name: str
     unit = "(condition)"  # what a task is
+    Select: type = CondSelect  # the options that choose its tasks
     Config: type = NoConfig
     device = False  # tasks train on a device (--gpu / --gpus pick it); else they run on the CPU, without torch
     pooled = True  # tasks may run on worker processes (--gpus) and --max-tasks applies; else the one task runs here
     creates_run = False  # the stage may start a run directory
     several_devices = False  # a task may train on several devices (--devices-per-task, ``pipeline.ddp``)
 
-    def add_args(self, p: argparse.ArgumentParser) -> None:
-        """Flags that select tasks (their config has its own, from ``Config``)."""
-        cli.add_condition_arg(p)
-
-    def select(self, run: RunDir, args: argparse.Namespace, config) -> list[tuple]:
-        """Every task the parsed flags ask for."""
-        return [Cond(c) for c in conditions.names(run, args.cond)]
+    def select(self, run: RunDir, select, config) -> list[tuple]:
+        """Every task ``select`` (a ``Select``) asks for."""
+        return [Cond(c) for c in conditions.names(run, select.cond)]
 
     def check(self, run: RunDir, task: list, config) -> tuple:
         """A task read from a task list, or a PipelineError when it is not one of this stage's."""
@@ -136,20 +144,6 @@ class TrainingStage(Stage):
         return made, self.summary(run, task, config) if made is store.Outcome.MADE else f"current: {out}"
 
 
-def add_args(p: argparse.ArgumentParser, stage: Stage) -> None:
-    """The flags that choose a stage's tasks (the stage's own, and --max-tasks) and its config."""
-    stage.add_args(p)
-    if stage.pooled:
-        p.add_argument(
-            "--max-tasks",
-            type=Range(int, 1, 10**9, optional=True),
-            default=None,
-            help="run at most this many of the pending tasks, in order (the rest stay pending for a later "
-            "run); none: all",
-        )
-    cli.add_config_args(p, stage.Config)
-
-
 @dataclass(frozen=True)
 class Plan:
     """A stage's pending tasks (``tasks``) out of the ``total`` asked for, with the config to run them."""
@@ -162,13 +156,11 @@ class Plan:
     force: bool = False
 
 
-def plan(args: argparse.Namespace, stage: Stage) -> Plan:
-    """The pending tasks of what ``args`` (parsed with ``add_args`` and ``cli.parser``) asks for."""
-    run = cli.run_dir(args, create=stage.creates_run)
-    config = cli.config_from(args, stage.Config)
-    every = stage.select(run, args, config)
-    todo = stage.pending(run, every, config, args.force)[: getattr(args, "max_tasks", None)]
-    return Plan(stage, run, config, todo, len(every), args.force)
+def plan(stage: Stage, run: RunDir, select, config, force: bool = False, max_tasks: int | None = None) -> Plan:
+    """The pending tasks ``select`` asks for (at most ``max_tasks`` of them)."""
+    every = stage.select(run, select, config)
+    todo = stage.pending(run, every, config, force)[:max_tasks] if stage.pooled else every
+    return Plan(stage, run, config, todo, len(every), force)
 
 
 @dataclass(frozen=True)

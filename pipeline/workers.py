@@ -9,94 +9,143 @@ is still pending (and a task cut short resumes from its last epoch's checkpoint)
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
 import sys
 import traceback
 from collections import deque
+from dataclasses import dataclass
 from multiprocessing.connection import wait
+from pathlib import Path
 
 from pipeline import cli, devices, tasks
 from pipeline.errors import PipelineError
-from pipeline.options import Range
+from pipeline.options import Options, Range, option
 
 MAX_WORKERS_PER_GPU = 64
 
 
-def parser(stage: tasks.Stage) -> cli.Parser:
-    """A stage's flags: run directory, tasks, config, and (for a pooled stage) the devices."""
-    p = cli.parser(sys.modules[type(stage).__module__].__doc__)
-    tasks.add_args(p, stage)
-    if not stage.pooled:
-        return p
-    p.add_argument(
-        "--gpu",
-        default="0" if stage.device else "cpu",
-        help="CUDA device index, or 'cpu' (without CUDA: the CPU); tasks run one after another",
+@dataclass(frozen=True)
+class Launch(Options):
+    """Where and how many of a pooled stage's pending tasks run (not recorded: the artifacts are the same)."""
+
+    gpu: str | None = option(
+        None,
+        "CUDA device index, or 'cpu' (without CUDA: the CPU); tasks run one after another; none: 0 for a stage "
+        "that trains, else cpu",
     )
-    p.add_argument(
-        "--gpus",
-        default="",
-        help="run the tasks on one worker process per listed CUDA index, e.g. 0,1,2,3 "
+    gpus: str = option(
+        "",
+        "run the tasks on one worker process per listed CUDA index, e.g. 0,1,2,3 "
         "('cpu': one CPU worker, 'cpu,cpu': two; 'all': every visible GPU)",
     )
-    p.add_argument(
-        "--workers-per-gpu",
-        type=Range(int, 1, MAX_WORKERS_PER_GPU),
-        default=1,
-        help="worker processes per listed device, each running its own tasks: a small network leaves most of "
+    workers_per_gpu: int = option(
+        1,
+        "worker processes per listed device, each running its own tasks: a small network leaves most of "
         "a large GPU idle, so several tasks at once finish the grid sooner (with --gpu: that one device)",
+        Range(int, 1, MAX_WORKERS_PER_GPU),
     )
-    if stage.several_devices:
-        p.add_argument(
-            "--devices-per-task",
-            type=Range(int, 1, 64),
-            default=1,
-            help="devices each task trains on, as Lightning DDP ranks sharing every batch (the same steps as one "
-            "device): CUDA devices taken in groups from --gpus, or CPU processes (gloo) with --gpu cpu",
-        )
-    p.add_argument(
-        "--device-memory",
-        type=Range(float, 0, 1 << 20, optional=True),
-        default=None,
-        metavar="GIB",
-        help="GiB of a training's images a device may hold; more are streamed from the (memory-mapped) cache a "
+    devices_per_task: int = option(
+        1,
+        "devices each task trains on, as Lightning DDP ranks sharing every batch (the same steps as one "
+        "device): CUDA devices taken in groups from --gpus, or CPU processes (gloo) with --gpu cpu",
+        Range(int, 1, 64),
+    )
+    device_memory: float | None = option(
+        None,
+        "GiB of a training's images a device may hold; more are streamed from the (memory-mapped) cache a "
         "batch at a time, with the same batches (none: half a GPU's memory, or half the memory left on the CPU)",
+        Range(float, 0, 1 << 20, optional=True),
+        metavar="GIB",
     )
+    max_tasks: int | None = option(
+        None,
+        "run at most this many of the pending tasks, in order (the rest stay pending for a later run); none: all",
+        Range(int, 1, 10**9, optional=True),
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.gpu is not None:
+            devices.check_gpu(self.gpu)
+
+
+def option_classes(stage: tasks.Stage) -> list[tuple[type, tuple[str, ...] | None]]:
+    """A stage's options: (dataclass, the fields it takes, None: all) for its task selection, its config and its
+    launch (none for a stage whose one task runs here; --devices-per-task where a task may train on several
+    devices). Its flags, the notebook and ``main`` take them from here."""
+    launch = (
+        ()
+        if not stage.pooled
+        else tuple(f.name for f in dataclasses.fields(Launch) if f.name != "devices_per_task" or stage.several_devices)
+    )
+    return [(stage.Select, None), (stage.Config, None), (Launch, launch)]
+
+
+def parser(stage: tasks.Stage) -> cli.Parser:
+    """A stage's flags: run directory, force, and one per option (``option_classes``)."""
+    p = cli.parser(sys.modules[type(stage).__module__].__doc__)
+    (select, _), (config, _), (launch, only) = option_classes(stage)
+    cli.add_fields(p, select)
+    cli.add_fields(p, config, f"{config.__name__} (recorded in each artifact's manifest)")
+    cli.add_fields(p, launch, only=only)
     return p
 
 
-def worker_devices(args) -> list[str] | None:
+def worker_devices(launch: Launch, stage: tasks.Stage) -> list[str] | None:
     """One entry per worker process (``--gpus`` x ``--workers-per-gpu``, round robin; with ``--devices-per-task``
     each a group, "0,1"), or None: run here on ``--gpu``."""
-    devices.check_gpu(args.gpu)
-    per_task = getattr(args, "devices_per_task", 1)
-    gpus = devices.parse_gpus(args.gpus) if args.gpus else [args.gpu] if args.workers_per_gpu > 1 else None
+    gpu, per_task = here(launch, stage), launch.devices_per_task
+    gpus = devices.parse_gpus(launch.gpus) if launch.gpus else [gpu] if launch.workers_per_gpu > 1 else None
     if gpus is None:
-        if per_task > 1 and args.gpu != "cpu":
+        if per_task > 1 and gpu != "cpu":
             raise PipelineError(
                 f"--devices-per-task {per_task}: name the devices with --gpus (e.g. --gpus 0,1), or use --gpu cpu"
             )
         return None
-    return [g for _ in range(args.workers_per_gpu) for g in devices.group(gpus, per_task)]
+    return [g for _ in range(launch.workers_per_gpu) for g in devices.group(gpus, per_task)]
+
+
+def here(launch: Launch, stage: tasks.Stage) -> str:
+    """The device of ``--gpu`` (its default: 0 for a stage that trains, else cpu)."""
+    return launch.gpu if launch.gpu is not None else "0" if stage.device else "cpu"
+
+
+def parsed(stage: tasks.Stage, argv: list[str] | None = None) -> tuple:
+    """A stage's flags (``argv``; None: the command line's) as ``run``'s arguments after the stage: (run
+    directory, task selection, config, launch, force), each option checked by its dataclass."""
+    args = parser(stage).parse_args(argv)
+    return (args.run_dir, *(cli.fields_from(args, cls) for cls, _ in option_classes(stage)), args.force)
 
 
 def main(stage: tasks.Stage) -> None:
     """``python -m stages.<name>``: parse the flags, run the stage (see ``cli.main``)."""
-    cli.main(lambda: run(parser(stage).parse_args(), stage))
+    cli.main(lambda: run(stage, *parsed(stage)))
 
 
-def run(args, stage: tasks.Stage) -> tasks.Result:
-    """A stage: its pending tasks one after another (on ``--gpu``), or on one worker process per entry of
-    ``--gpus`` (a stage without a device ignores the device: ``--gpus cpu,cpu`` is two CPU workers); what they did.
-    A task that fails is a PipelineError once the others are done."""
-    budget = getattr(args, "device_memory", None)
+def run(
+    stage: tasks.Stage,
+    run_dir: str | Path,
+    select=None,
+    config=None,
+    launch: Launch | None = None,
+    force: bool = False,
+) -> tasks.Result:
+    """A stage on ``run_dir``: the tasks ``select`` asks for (a ``stage.Select``; None: its defaults) with ``config``
+    (a ``stage.Config``), pending ones one after another here (on ``--gpu``), or on one worker process per entry
+    of ``--gpus`` (a stage without a device ignores the device: ``--gpus cpu,cpu`` is two CPU workers); what they
+    did. A task that fails is a PipelineError once the others are done."""
+    select = stage.Select() if select is None else select
+    config = stage.Config() if config is None else config
+    launch = Launch() if launch is None else launch
+    budget = launch.device_memory
     before = os.environ.get(devices.MEMORY_ENV)
     if budget is not None:
         os.environ[devices.MEMORY_ENV] = str(budget)  # read where batches are made, in worker processes too
     try:
-        return _run(args, stage)
+        return _run(stage, cli.run_dir(run_dir, create=stage.creates_run), select, config, launch, force)
     finally:
         if before is None:
             os.environ.pop(devices.MEMORY_ENV, None)
@@ -104,15 +153,14 @@ def run(args, stage: tasks.Stage) -> tasks.Result:
             os.environ[devices.MEMORY_ENV] = before
 
 
-def _run(args, stage: tasks.Stage) -> tasks.Result:
-    gpus = worker_devices(args) if stage.pooled else None
-    plan = tasks.plan(args, stage)
+def _run(stage: tasks.Stage, run_dir, select, config, launch: Launch, force: bool) -> tasks.Result:
+    gpus = worker_devices(launch, stage) if stage.pooled else None
+    plan = tasks.plan(stage, run_dir, select, config, force, launch.max_tasks)
     if gpus is None:
-        here = devices.group(
-            [getattr(args, "gpu", "cpu")] * getattr(args, "devices_per_task", 1), getattr(args, "devices_per_task", 1)
-        )[0]
-        with devices.task_devices(here):
-            return tasks.run_here(plan, here.split(",")[0])
+        gpu = here(launch, stage)
+        group = devices.group([gpu] * launch.devices_per_task, launch.devices_per_task)[0]
+        with devices.task_devices(group):
+            return tasks.run_here(plan, gpu)
     gpus = gpus[: len(plan.tasks)]  # no idle workers
     where = (
         f" on {len(gpus)} worker(s) ({','.join(gpus)}), {host_threads(len(gpus))} host thread(s) each" if gpus else ""

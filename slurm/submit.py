@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import stages
-from pipeline import cli, tasks
+from pipeline import cli, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.options import Range
 from stages import tasklist
@@ -139,7 +139,10 @@ def parser() -> argparse.ArgumentParser:
         )
         s.add_argument("--run-dir", default=cli.DEFAULT_RUN_DIR, help="the run directory holding every artifact")
         s.add_argument("--force", action="store_true", help="redo tasks even where current artifacts exist")
-        tasks.add_args(s, stage)
+        (select, _), (config, _), (launch, _) = workers.option_classes(stage)
+        cli.add_fields(s, select)
+        cli.add_fields(s, config, f"{config.__name__} (recorded in each artifact's manifest)")
+        cli.add_fields(s, launch, only=("max_tasks",))
         add_slurm_args(s, stage)
     return p
 
@@ -287,7 +290,8 @@ def wait(jobs, entries: list[dict], array_id: str, poll: float) -> tuple[list[st
 
 def run(args):
     stage = stages.arrays()[args.stage]
-    plan = tasks.plan(args, stage)
+    select, config, launch = (cli.fields_from(args, cls) for cls, _ in workers.option_classes(stage))
+    plan = tasks.plan(stage, cli.run_dir(args.run_dir), select, config, args.force, launch.max_tasks)
     name = args.job_name or f"cl-{stage.name}"
     slurm_dir = plan.run.root / "slurm"
     # A task of a stage that trains on several devices (crossval) trains on all its GPUs, as DDP ranks.

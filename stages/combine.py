@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pipeline import folds, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.options import option
+from pipeline.options import Options, option
 
 
 @dataclass(frozen=True)
-class CombineConfig:
+class CombineConfig(Options):
     ensemble: str | None = option(
         None,
         "comma-separated psx files of one condition (--cond), made with other recipes, backbones or seeds (this "
@@ -23,8 +23,8 @@ class CombineConfig:
 class Combine(tasks.Stage):
     name, Config = "combine", CombineConfig
 
-    def select(self, run: RunDir, args, config: CombineConfig) -> list[tasks.Cond]:
-        conds = super().select(run, args, config)
+    def select(self, run: RunDir, select: tasks.CondSelect, config: CombineConfig) -> list[tasks.Cond]:
+        conds = super().select(run, select, config)
         if config.ensemble is not None and len(conds) != 1:
             raise PipelineError("--ensemble: name the one condition its members are of with --cond")
         return conds

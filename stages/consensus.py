@@ -8,10 +8,10 @@ from pipeline.layout import RunDir
 class Consensus(tasks.Stage):
     name = "consensus"
 
-    def select(self, run: RunDir, args, config) -> list[tasks.Cond]:
+    def select(self, run: RunDir, select: tasks.CondSelect, config) -> list[tasks.Cond]:
         """The conditions of several annotators (``--cond`` names others: refused when run)."""
-        if args.cond:
-            return super().select(run, args, config)
+        if select.cond:
+            return super().select(run, select, config)
         return [tasks.Cond(c) for c, spec in conditions.registry(run).items() if spec.kind == "annotators"]
 
     def run(self, run: RunDir, task: tasks.Cond, config, device, force: bool = False) -> tuple[store.Outcome, str]:

@@ -6,7 +6,6 @@ one CPU worker) instead of one after another on `--gpu`."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ SEEDS = Range(int, 0, SEED_MAX)
 
 
 @dataclass(frozen=True)
-class SharedConfig:
+class SharedConfig(options.Options):
     """The options of every learner; ``CoteachConfig`` adds each learner's own."""
 
     arch: str = option(
@@ -50,7 +49,7 @@ class SharedConfig:
     compile: bool = options.compile_()
 
     def __post_init__(self):
-        options.validate(self)
+        super().__post_init__()
         if self.arch not in models.ARCHS:
             backbones.check_arch(self.arch)
         if self.features and self.weights is None:
@@ -126,33 +125,31 @@ class Task(NamedTuple):
     seed: int
 
 
+@dataclass(frozen=True)
+class Select(tasks.CondSelect):
+    methods: str = option(
+        "all", f"which rows to train on: comma-separated, from {', '.join(ROWS)} (none = every row), or all"
+    )
+    learners: str = option(
+        "paper",
+        f"comma-separated, from {', '.join(BY_NAME)}, or all; paper (default): the CL paper's Table 2, "
+        f"{', '.join(s.name for s in LEARNERS if s.paper_baseline)} on all rows and "
+        f"{', '.join(s.name for s in LEARNERS if s.paper_cleaned)} on every selected mask's rows",
+    )
+    seeds: str = option("0", "comma-separated seeds (trials), each in 0..2147483647")
+
+
 class Coteach(tasks.TrainingStage):
-    name, unit, Config = "coteach", "(condition, rows, learner, seed)", CoteachConfig
+    name, unit, Select, Config = "coteach", "(condition, rows, learner, seed)", Select, CoteachConfig
 
-    def add_args(self, p: argparse.ArgumentParser) -> None:
-        super().add_args(p)
-        p.add_argument(
-            "--methods",
-            default="all",
-            help=f"which rows to train on: comma-separated, from {', '.join(ROWS)} (none = every row), or all",
-        )
-        p.add_argument(
-            "--learners",
-            default="paper",
-            help=f"comma-separated, from {', '.join(BY_NAME)}, or all; paper (default): the CL paper's Table 2, "
-            f"{', '.join(s.name for s in LEARNERS if s.paper_baseline)} on all rows and "
-            f"{', '.join(s.name for s in LEARNERS if s.paper_cleaned)} on every selected mask's rows",
-        )
-        p.add_argument("--seeds", default="0", help="comma-separated seeds (trials), each in 0..2147483647")
-
-    def select(self, run: RunDir, args: argparse.Namespace, config: CoteachConfig) -> list[Task]:
+    def select(self, run: RunDir, select: Select, config: CoteachConfig) -> list[Task]:
         if store.verify(run.require(run.dataset, "data"))["info"].get("n_test") == 0:  # the data stage records it
             raise PipelineError(
                 f"{run.dataset}: an audit run (data --audit-test) has no test set to evaluate a learner "
                 "on; coteach needs one"
             )
-        pairs, seeds = grid(args.methods, args.learners), options.int_list(args.seeds, SEEDS, "--seeds")
-        return [Task(c, r, lr, s) for c in conditions.names(run, args.cond) for r, lr in pairs for s in seeds]
+        pairs, seeds = grid(select.methods, select.learners), options.int_list(select.seeds, SEEDS, "--seeds")
+        return [Task(c, r, lr, s) for c in conditions.names(run, select.cond) for r, lr in pairs for s in seeds]
 
     def check(self, run: RunDir, task: list, config: CoteachConfig) -> Task:
         if not (

@@ -6,7 +6,6 @@ process; `--fold all` runs every fold. `--gpus 0,1,2,3` runs them on one worker 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ MAX_FOLDS = 100
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
+class TrainingConfig(options.Options):
     """The options of training a network on a dataset's rows (crossval's folds; the backbone stage's pretraining)."""
 
     recipe: str = option(
@@ -99,7 +98,7 @@ class TrainingConfig:
     compile: bool = options.compile_()
 
     def __post_init__(self):
-        options.validate(self)
+        super().__post_init__()
         if self.recipe in PROBES:
             if self.arch is None or self.weights is None:
                 raise PipelineError(
@@ -177,20 +176,21 @@ class Task(NamedTuple):
     fold: int
 
 
+@dataclass(frozen=True)
+class Select(tasks.CondSelect):
+    fold: str = option("all", "fold index, comma-separated indices, or 'all'")
+
+
 class Crossval(tasks.TrainingStage):
-    name, unit, Config, several_devices = "crossval", "(condition, fold)", CrossvalConfig, True
+    name, unit, Select, Config, several_devices = "crossval", "(condition, fold)", Select, CrossvalConfig, True
 
-    def add_args(self, p: argparse.ArgumentParser) -> None:
-        super().add_args(p)
-        p.add_argument("--fold", default="all", help="fold index, comma-separated indices, or 'all'")
-
-    def select(self, run: RunDir, args: argparse.Namespace, config: CrossvalConfig) -> list[Task]:
+    def select(self, run: RunDir, select: Select, config: CrossvalConfig) -> list[Task]:
         folds = (
             list(range(config.folds))
-            if args.fold == "all"
-            else options.int_list(args.fold, Range(int, 0, config.folds - 1), "--fold")
+            if select.fold == "all"
+            else options.int_list(select.fold, Range(int, 0, config.folds - 1), "--fold")
         )
-        return [Task(c, k) for c in conditions.names(run, args.cond) for k in folds]
+        return [Task(c, k) for c in conditions.names(run, select.cond) for k in folds]
 
     def check(self, run: RunDir, task: list, config: CrossvalConfig) -> Task:
         if not (

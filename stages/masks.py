@@ -7,11 +7,11 @@ from pathlib import Path
 from pipeline import masks, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.options import option
+from pipeline.options import Options, option
 
 
 @dataclass(frozen=True)
-class MasksConfig:
+class MasksConfig(Options):
     psx: str | None = option(
         None,
         "use these probabilities instead of the run's psx.npy: a .npy (rows in dataset order; "
@@ -27,8 +27,8 @@ class MasksConfig:
 class Masks(tasks.Stage):
     name, Config = "masks", MasksConfig
 
-    def select(self, run: RunDir, args, config: MasksConfig) -> list[tasks.Cond]:
-        conds = super().select(run, args, config)
+    def select(self, run: RunDir, select: tasks.CondSelect, config: MasksConfig) -> list[tasks.Cond]:
+        conds = super().select(run, select, config)
         if config.psx is not None and Path(config.psx).is_file() and len(conds) != 1:
             raise PipelineError(f"--psx {config.psx} is one file: name one condition with --cond")
         return conds

@@ -1,14 +1,47 @@
 """noise: add or update conditions (the paper's noisy labels, generated with cleanlab, CIFAR-10N's human labels,
 given, or several annotators' majority vote) in the run's registry, conditions.json, writing each one's labels; --remove drops one from the registry."""
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from pipeline import conditions, store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
-from pipeline.options import SEED_MAX, Range
+from pipeline.options import SEED_MAX, Options, Range, option
+
+
+@dataclass(frozen=True)
+class NoiseConfig(Options):
+    conditions: str = option(
+        "", "'paper' (Table 2's 13), 'paper-all' (17), or NOISE:SPARSITY,... to generate with cleanlab"
+    )
+    labels: tuple[str, ...] = option(
+        (),
+        "a condition whose labels are given: a .npy of one label per training row (dataset order), "
+        "or the decisions CSV a review page (label_issues.html) exported",
+        metavar="NAME=FILE",
+    )
+    annotators: tuple[str, ...] = option(
+        (),
+        "a condition of several annotators' labels, their majority vote: a CSV of id,annotator,label "
+        "(annotators may skip rows), one .npy per annotator (a label per training row, -1: skipped), or "
+        "CIFAR-10N's file (its three workers); make consensus then weighs them with the model",
+        metavar="NAME=FILE[,FILE...]",
+    )
+    cifar10n: str | None = option(
+        None,
+        "add CIFAR-10N's real human labels (c10n_aggre, c10n_random1..3, c10n_worse) from its official "
+        "file (github.com/UCSC-REAL/cifar-10-100n); needs CIFAR-10's own training set as the data",
+        metavar="CIFAR-10_human.pt",
+    )
+    remove: tuple[str, ...] = option(
+        (), "drop this condition from the registry (its files stay on disk)", metavar="NAME"
+    )
+    paper_json: str | None = option(
+        None, "read paper conditions from the paper's JSON files in this folder instead of data/"
+    )
+    seed: int = option(0, "seed of generated noise", Range(int, 0, SEED_MAX))
 
 
 class Task(NamedTuple):
@@ -20,62 +53,18 @@ class Task(NamedTuple):
 
 
 class Noise(tasks.Stage):
-    name, unit, pooled = "noise", "(run)", False
+    name, unit, pooled, Select, Config = "noise", "(run)", False, tasks.NoSelect, NoiseConfig
 
-    def add_args(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--conditions",
-            default="",
-            help="'paper' (Table 2's 13), 'paper-all' (17), or NOISE:SPARSITY,... to generate with cleanlab",
-        )
-        p.add_argument(
-            "--labels",
-            action="append",
-            default=[],
-            metavar="NAME=FILE",
-            help="a condition whose labels are given: a .npy of one label per training row (dataset order), "
-            "or the decisions CSV a review page (label_issues.html) exported; repeatable",
-        )
-        p.add_argument(
-            "--annotators",
-            action="append",
-            default=[],
-            metavar="NAME=FILE[,FILE...]",
-            help="a condition of several annotators' labels, their majority vote: a CSV of id,annotator,label "
-            "(annotators may skip rows), one .npy per annotator (a label per training row, -1: skipped), or "
-            "CIFAR-10N's file (its three workers); make consensus then weighs them with the model; repeatable",
-        )
-        p.add_argument(
-            "--cifar10n",
-            default=None,
-            metavar="CIFAR-10_human.pt",
-            help="add CIFAR-10N's real human labels (c10n_aggre, c10n_random1..3, c10n_worse) from its official "
-            "file (github.com/UCSC-REAL/cifar-10-100n); needs CIFAR-10's own training set as the data",
-        )
-        p.add_argument(
-            "--remove",
-            action="append",
-            default=[],
-            metavar="NAME",
-            help="drop this condition from the registry (its files stay on disk); repeatable",
-        )
-        p.add_argument(
-            "--paper-json",
-            type=Path,
-            default=None,
-            help="read paper conditions from the paper's JSON files in this folder instead of data/",
-        )
-        p.add_argument("--seed", type=Range(int, 0, SEED_MAX), default=0, help="seed of generated noise")
-
-    def select(self, run: RunDir, args: argparse.Namespace, config) -> list[Task]:
-        if not (args.conditions or args.labels or args.annotators or args.cifar10n or args.remove):
+    def select(self, run: RunDir, select, config: NoiseConfig) -> list[Task]:
+        c = config
+        if not (c.conditions or c.labels or c.annotators or c.cifar10n or c.remove):
             raise PipelineError("give --conditions, --labels, --annotators, --cifar10n and/or --remove")
         info = store.verify(run.require(run.dataset, "data"))["info"]
-        add = conditions.parse_conditions(args.conditions, len(info["classes"]), args.seed) if args.conditions else []
-        add += [conditions.given(spec) for spec in args.labels]
-        add += [conditions.annotated(spec) for spec in args.annotators]
-        add += conditions.from_cifar10n(args.cifar10n) if args.cifar10n else []
-        return [Task(tuple(add), tuple(args.remove), args.paper_json)]
+        add = conditions.parse_conditions(c.conditions, len(info["classes"]), c.seed) if c.conditions else []
+        add += [conditions.given(spec) for spec in c.labels]
+        add += [conditions.annotated(spec) for spec in c.annotators]
+        add += conditions.from_cifar10n(c.cifar10n) if c.cifar10n else []
+        return [Task(tuple(add), c.remove, c.paper_json and Path(c.paper_json))]
 
     def run(self, run: RunDir, task: Task, config, device, force: bool = False) -> tuple[store.Outcome, str]:
         done, lines = conditions.update(run, list(task.add), list(task.remove), task.paper_json, force), []

@@ -12,17 +12,17 @@ DataFrames::
     run.label_issues("n0_s0")  # one row per flagged example, lowest label quality first
     run.report()["table"]  # the report's tables by name: table, accuracy, detection, cleaning
 
-``stage`` turns keyword arguments into the stage's flags (``image_size=64`` is ``--image-size 64``; True a
-switch; a list a comma-separated value, or the flag repeated where the flag is repeatable), parses them with
-the stage's own parser, and runs it as ``python -m stages.<name>`` would: the same checks, the same artifacts,
-and returns what its tasks did (``tasks.Result``). A refused option or a failed stage raises ``PipelineError``
-with the one line the command line prints.
+``stage`` sorts the keyword arguments into the stage's options (the same names as its flags, ``image_size=64``
+for ``--image-size 64``): its task selection (``STAGE.Select``), its config (``STAGE.Config``) and how its tasks
+are launched (``workers.Launch``), builds those dataclasses, and runs the stage on them as ``python -m
+stages.<name>`` does: the same checks, the same artifacts. It returns what the tasks did (``tasks.Result``). A
+list is a comma-separated value, or the flag repeated where the option is repeatable. A refused option or a
+failed stage raises ``PipelineError`` with the one line the command line prints.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
+import dataclasses
 import io
 from pathlib import Path
 
@@ -46,16 +46,15 @@ class Run:
         if name not in STAGES:
             raise PipelineError(f"{name}: not a stage (choose from {', '.join(STAGES)})")
         stage = STAGES[name]
-        parser = workers.parser(stage)
-        parser.prog = f"stages.{name}"
-        argv = ["--run-dir", str(self.dir.root), *(["--force"] if force else []), *_flags(parser, options)]
-        said = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(said):
-                args = parser.parse_args(argv)
-        except SystemExit:
-            raise PipelineError(said.getvalue().strip() or f"{name}: options refused: {argv}") from None
-        return workers.run(args, stage)
+        classes = workers.option_classes(stage)
+        known = {f.name: i for i, (cls, only) in enumerate(classes) for f in _fields(cls, only)}
+        given: list[dict] = [{} for _ in classes]
+        for key, value in options.items():
+            if key not in known:
+                raise PipelineError(f"{name}: no option {key!r} (choose from {', '.join(known)})")
+            given[known[key]][key] = value
+        built = [cls(**_values(cls, only, kw)) for (cls, only), kw in zip(classes, given)]
+        return workers.run(stage, self.dir.root, *built, force=force)
 
     def label_issues(self, cond: str):
         """``label_issues.csv`` of ``cond`` (made by the review stage, verified) as a DataFrame."""
@@ -80,23 +79,23 @@ def _table(path: Path):
         return pd.DataFrame()
 
 
-def _flags(parser: argparse.ArgumentParser, options: dict) -> list[str]:
-    """Keyword arguments as the flags ``parser`` knows (a name it does not know is refused there)."""
-    actions = {a.dest: a for a in parser._actions}
-    out = []
-    for key, value in options.items():
-        flag, action = "--" + key.replace("_", "-"), actions.get(key)
-        if isinstance(action, argparse.BooleanOptionalAction):
-            out.append(flag if value else f"--no-{flag[2:]}")
-        elif value is True:
-            out.append(flag)
-        elif value is False or value is None:
+def _fields(cls, only) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if only is None or f.name in only]
+
+
+def _values(cls, only, given: dict) -> dict:
+    """Keyword arguments as the options of ``cls``: a list or tuple joined with commas, or a tuple for a
+    repeatable option (a string alone: once); a required option missing is refused as the command line does."""
+    out = {}
+    for f in _fields(cls, only):
+        if f.name not in given:
+            if f.default is dataclasses.MISSING:
+                raise PipelineError(f"the following arguments are required: --{f.name.replace('_', '-')}")
             continue
+        value = given[f.name]
+        if isinstance(f.default, tuple):
+            value = (value,) if isinstance(value, str) else tuple(value)
         elif isinstance(value, (list, tuple)):
-            if isinstance(action, argparse._AppendAction):
-                out += [x for v in value for x in (flag, str(v))]
-            else:
-                out += [flag, ",".join(map(str, value))]
-        else:
-            out += [flag, str(value)]
+            value = ",".join(map(str, value))
+        out[f.name] = value
     return out

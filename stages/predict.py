@@ -7,7 +7,7 @@ the condition's cross-validated probe, or `masks --psx THAT.npy` uses it alone."
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,9 @@ BATCH = 500
 
 
 @dataclass(frozen=True)
-class PredictConfig:
-    weights: str | None = option(
-        None, "the weights file of a network this pipeline trained (python -m stages.backbone) on these classes"
+class PredictConfig(options.Options):
+    weights: str = option(
+        MISSING, "the weights file of a network this pipeline trained (python -m stages.backbone) on these classes"
     )
     tta: str = option(
         "on",
@@ -31,11 +31,6 @@ class PredictConfig:
         choices=("on", "off"),
     )
     precision: str = options.precision()
-
-    def __post_init__(self):
-        options.validate(self)
-        if self.weights is None:
-            raise PipelineError("--weights: give the weights file of the network that predicts the rows")
 
 
 class Predict(tasks.Stage):

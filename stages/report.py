@@ -2,12 +2,24 @@
 label-error detection on this run's psx and on the paper's (made by masks), and plots (report/*.md, *.csv, *.png). Only
 results whose whole chain of artifacts is current are shown; stale ones are listed."""
 
-import argparse
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from pipeline import conditions, options, report, store, tasks, workers
 from pipeline.layout import RunDir
+from pipeline.options import option
 from stages.coteach import SEEDS
+
+
+@dataclass(frozen=True)
+class ReportConfig(options.Options):
+    seeds: str = option("", "comma-separated seeds (trials) to aggregate (default: every seed found)")
+    paper_table: str = option(
+        "published",
+        "the paper's cells to compare with: published (its Table 2, default) or trial1 (trial 1 of 10 "
+        "of its Co-Teaching runs)",
+        choices=tuple(report.PAPER_TABLES),
+    )
 
 
 class Task(NamedTuple):
@@ -19,24 +31,11 @@ class Task(NamedTuple):
 
 
 class Report(tasks.Stage):
-    name, unit, pooled = "report", "(run)", False
+    name, unit, pooled, Config = "report", "(run)", False, ReportConfig
 
-    def add_args(self, p: argparse.ArgumentParser) -> None:
-        super().add_args(p)
-        p.add_argument(
-            "--seeds", default="", help="comma-separated seeds (trials) to aggregate (default: every seed found)"
-        )
-        p.add_argument(
-            "--paper-table",
-            choices=tuple(report.PAPER_TABLES),
-            default="published",
-            help="the paper's cells to compare with: published (its Table 2, default) or trial1 (trial 1 of 10 "
-            "of its Co-Teaching runs)",
-        )
-
-    def select(self, run: RunDir, args: argparse.Namespace, config) -> list[Task]:
-        seeds = tuple(options.int_list(args.seeds, SEEDS, "--seeds")) if args.seeds else None
-        return [Task(tuple(conditions.names(run, args.cond)), seeds, args.paper_table)]
+    def select(self, run: RunDir, select: tasks.CondSelect, config: ReportConfig) -> list[Task]:
+        seeds = tuple(options.int_list(config.seeds, SEEDS, "--seeds")) if config.seeds else None
+        return [Task(tuple(conditions.names(run, select.cond)), seeds, config.paper_table)]
 
     def run(self, run: RunDir, task: Task, config, device, force: bool = False) -> tuple[store.Outcome, str]:
         files, text = report.write(run, list(task.conds), task.seeds and list(task.seeds), task.paper_table)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from pipeline import review, store, tasks, workers
 from pipeline.layout import RunDir
-from pipeline.options import Range, option
+from pipeline.options import Options, Range, option
 
 
 @dataclass(frozen=True)
-class ReviewConfig:
+class ReviewConfig(Options):
     top: int = option(40, "images in each gallery, lowest label quality first", Range(int, 1, 10_000))
     by_class: bool = option(False, "also one gallery per given class: label_issues/<k>_<class>.png")
 

@@ -178,7 +178,7 @@ def test_bad_input_to_a_bench_harness_is_one_line_and_exit_status_2(tmp_path):
         ("bench.fold", ["--cond", "n99"], "--cond 'n99': not one of the paper's conditions"),
         ("bench.fold", ["--paper-steps", "-1"], "--paper-steps: '-1'"),
         ("bench.testset", ["--data", str(tmp_path / "absent")], "no such dataset"),
-        ("bench.testset", ["--epochs", "0"], "--epochs: '0'"),
+        ("bench.testset", ["--epochs", "0"], "--epochs 0: expected an integer in [1, 10000]"),
     ]
     for module, flags, message in cases:
         proc = subprocess.run(

@@ -185,7 +185,7 @@ def expanded(command: str, t: dict[str, Path]) -> list[list[str]]:
 def started(module: str, args: list[str], t: dict[str, Path], tmp: Path, plan: bool = True) -> str:
     """Parse ``python -m module args`` and start it up to its first real work (``plan``: a stage's tasks planned on
     the tiny run); what it says if it refuses."""
-    from pipeline import tasks, workers
+    from pipeline import cli, tasks, workers
     from pipeline.errors import PipelineError
     from stages.notebook import STAGES
 
@@ -197,10 +197,10 @@ def started(module: str, args: list[str], t: dict[str, Path], tmp: Path, plan: b
                 if not run.exists():
                     shutil.copytree(t["run"], run)
                 st = STAGES[module.split(".")[1]]
-                parsed = workers.parser(st).parse_args([*args, "--run-dir", str(run)])
+                run_dir, select, config, launch, force = workers.parsed(st, [*args, "--run-dir", str(run)])
                 if plan:
-                    workers.worker_devices(parsed) if st.pooled else None
-                    tasks.plan(parsed, st)
+                    workers.worker_devices(launch, st) if st.pooled else None
+                    tasks.plan(st, cli.run_dir(run_dir), select, config, force, launch.max_tasks)
             else:
                 import importlib
 

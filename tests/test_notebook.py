@@ -1,16 +1,28 @@
 """The stages from Python (``stages.notebook``): the command line's options and artifacts, results as DataFrames."""
 
+import subprocess
+import sys
+
 import pytest
 from conftest import FAST_CROSSVAL
 
 from pipeline import store
 from pipeline.errors import PipelineError
-from stages.notebook import Run, _flags
+from stages.notebook import Run, _values
 
 
 def options(flags: list[str]) -> dict:
-    """``["--folds", "3", "--gpu", "cpu"]`` as keyword arguments."""
-    return {k[2:].replace("-", "_"): v for k, v in zip(flags[::2], flags[1::2])}
+    """``["--folds", "3", "--gpu", "cpu"]`` as keyword arguments (numbers as numbers)."""
+
+    def value(text: str):
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    return {k[2:].replace("-", "_"): value(v) for k, v in zip(flags[::2], flags[1::2])}
 
 
 def test_a_run_from_python_makes_the_artifacts_the_command_line_makes(tmp_path):
@@ -32,21 +44,32 @@ def test_a_run_from_python_makes_the_artifacts_the_command_line_makes(tmp_path):
     assert issues["label_quality"].is_monotonic_increasing and set(issues["true_label"]) <= set(range(10))
     tables = run.report()  # detection only: no learner trained
     assert {"table", "detection"} <= set(tables) and len(tables["detection"]) > 0
-    with pytest.raises(
-        PipelineError, match=r"error: stages.crossval: argument --epochs: '0': expected an integer in \[1, 10000\]"
-    ):
+    with pytest.raises(PipelineError) as refused:
         run.stage("crossval", epochs=0)
+    said = subprocess.run(
+        [sys.executable, "-m", "stages.crossval", "--run-dir", str(run.dir.root), "--epochs", "0"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert said.returncode == 2 and said.stderr.strip() == f"error: {refused.value}"  # the command line's one line
+    assert str(refused.value) == "--epochs 0: expected an integer in [1, 10000] or none"
     with pytest.raises(PipelineError, match="nope: not a stage"):
         run.stage("nope")
+    with pytest.raises(PipelineError, match="crossval: no option 'epoch' \\(choose from cond, fold, recipe"):
+        run.stage("crossval", epoch=3)
+    with pytest.raises(PipelineError, match="report: no option 'gpus'"):  # its one task runs here
+        run.stage("report", gpus="cpu")
 
 
-def test_keyword_arguments_become_the_stages_flags():
-    from pipeline import workers
+def test_keyword_arguments_are_the_stages_options(tmp_path):
+    """Lists become comma-separated values, or the repeats of a repeatable option; a required one is asked for."""
     from stages import crossval, noise
 
-    assert _flags(
-        workers.parser(noise.STAGE), {"labels": ["a=x.npy", "b=y.npy"], "conditions": ["0.2:0", "0.4:0"]}
-    ) == ["--labels", "a=x.npy", "--labels", "b=y.npy", "--conditions", "0.2:0,0.4:0"]
-    assert _flags(
-        workers.parser(crossval.STAGE), {"compile": False, "fold": [0, 2], "weights": None, "batch_size": 64}
-    ) == ["--no-compile", "--fold", "0,2", "--batch-size", "64"]
+    assert _values(noise.NoiseConfig, None, {"labels": ["a=x.npy", "b=y.npy"], "conditions": ["0.2:0", "0.4:0"]}) == {
+        "labels": ("a=x.npy", "b=y.npy"),
+        "conditions": "0.2:0,0.4:0",
+    }
+    assert _values(noise.NoiseConfig, None, {"remove": "a"}) == {"remove": ("a",)}
+    assert _values(crossval.Select, None, {"fold": [0, 2]}) == {"fold": "0,2"}
+    with pytest.raises(PipelineError, match="required: --source"):
+        Run(tmp_path / "run").stage("data", image_size=8)
+    assert not (tmp_path / "run").exists()

@@ -2,6 +2,7 @@
 and nothing in the run changes. Entry points run in-process here (fast); test_faults runs them as programs."""
 
 import argparse
+import dataclasses
 import json
 import signal
 
@@ -37,7 +38,7 @@ def call(module, argv: list[str], capsys) -> tuple[int, str]:
     """Run an entry point in-process as its __main__ does: (exit status, stderr)."""
     try:
         if hasattr(module, "STAGE"):
-            cli.main(lambda: workers.run(workers.parser(module.STAGE).parse_args(argv), module.STAGE))
+            cli.main(lambda: workers.run(module.STAGE, *workers.parsed(module.STAGE, argv)))
         else:
             cli.main(lambda: module.run(module.parser().parse_args(argv)))
         code = 0
@@ -84,24 +85,58 @@ def parsers():
 
 
 def typed_flags():
-    for where, p, _ in parsers():
+    """Every number flag and every flag of choices, with each value it must refuse (a stage's option is checked by
+    its dataclass; its range is the field's)."""
+    for where, p, module in parsers():
+        fields = {}
+        if module is not None:
+            for cls, only in workers.option_classes(module.STAGE):
+                fields.update({f.name: f.metadata for f in dataclasses.fields(cls) if only is None or f.name in only})
+        required = [x for r in p._actions if r.required and r.option_strings for x in (r.option_strings[0], "x")]
         for a in p._actions:
-            if isinstance(a.type, Range):
-                for value in bad_values(a.type):
-                    yield pytest.param(
-                        where, p, a.option_strings[0], value, id=f"{where} {a.option_strings[0]} {value!r}"
-                    )
-            elif a.choices and a.option_strings:
-                yield pytest.param(where, p, a.option_strings[0], "bogus", id=f"{where} {a.option_strings[0]} bogus")
+            meta = fields.get(a.dest, {})
+            rng = meta.get("range") or (a.type if isinstance(a.type, Range) else None)
+            choices = meta.get("choices") or a.choices
+            values = bad_values(rng) if rng else ["bogus"] if choices and a.option_strings else []
+            for value in values:
+                yield pytest.param(
+                    where,
+                    p,
+                    module,
+                    a.option_strings[0],
+                    value,
+                    required,
+                    id=f"{where} {a.option_strings[0]} {value!r}",
+                )
 
 
-@pytest.mark.parametrize("where,p,flag,value", typed_flags())
-def test_every_typed_option_refuses_what_is_out_of_range(where, p, flag, value, capsys):
-    with pytest.raises(SystemExit) as e:
-        p.parse_args([flag, value])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and flag in err[0], err
+@pytest.mark.parametrize("where,p,module,flag,value,required", typed_flags())
+def test_every_typed_option_refuses_what_is_out_of_range(where, p, module, flag, value, required, tmp_path, capsys):
+    """One line, exit 2, nothing written: the run directory is not even made (a stage checks its options first)."""
+    if module is None:  # slurm.submit STAGE
+        argv = [where.split()[1], "--run-dir", str(tmp_path / "run"), *required, flag, value]
+        try:
+            cli.main(lambda: submit.run(submit.parser().parse_args(argv)))
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        err = capsys.readouterr().err
+    else:
+        code, err = call(module, ["--run-dir", str(tmp_path / "run"), *required, flag, value], capsys)
+        assert not (tmp_path / "run").exists()
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and flag in lines[0], lines
+
+
+def test_every_stage_option_is_checked_however_it_is_made():
+    """Every options dataclass of every stage validates itself (``options.Options``): from Python, a SLURM task
+    list or flags alike."""
+    from pipeline.options import Options
+    from stages import registry
+
+    for stage in registry().values():
+        for cls, _ in workers.option_classes(stage):
+            assert issubclass(cls, Options), (stage.name, cls)
 
 
 def test_every_option_has_help_showing_its_default():

@@ -14,6 +14,7 @@ import pytest
 from conftest import FAST_CROSSVAL, ROOT, stage
 
 from pipeline import conditions
+from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 
 
@@ -45,17 +46,22 @@ def test_workers_per_gpu_repeats_each_device_and_refuses_nonsense(capsys):
     from stages import crossval
 
     def devices(*flags):
-        return workers.worker_devices(workers.parser(crossval.STAGE).parse_args(list(flags)))
+        return workers.worker_devices(workers.parsed(crossval.STAGE, list(flags))[3], crossval.STAGE)
 
     assert devices("--gpus", "0,1", "--workers-per-gpu", "3") == ["0", "1"] * 3
     assert devices("--gpu", "2", "--workers-per-gpu", "4") == ["2"] * 4
     assert devices("--gpu", "2") is None and devices("--gpus", "cpu") == ["cpu"]
-    for bad in ("0", "-1", "x", "1.5", "65"):
+    expected = f"expected an integer in [1, {workers.MAX_WORKERS_PER_GPU}]"
+    for bad in ("0", "-1", "65"):  # out of range: refused by the options' dataclass, as from Python
+        with pytest.raises(PipelineError, match=re.escape(f"--workers-per-gpu {int(bad)}: {expected}")):
+            workers.parsed(crossval.STAGE, ["--workers-per-gpu", bad])
+    for bad in ("x", "1.5"):  # not an integer: refused by the parser
         with pytest.raises(SystemExit) as stop:
-            workers.parser(crossval.STAGE).parse_args(["--workers-per-gpu", bad])
+            workers.parsed(crossval.STAGE, ["--workers-per-gpu", bad])
         err = capsys.readouterr().err
-        assert stop.value.code == 2 and err.count("\n") == 1
-        assert f"--workers-per-gpu: {bad!r}: expected an integer in [1, {workers.MAX_WORKERS_PER_GPU}]" in err
+        assert (
+            stop.value.code == 2 and err.count("\n") == 1 and f"--workers-per-gpu: {bad!r}: expected an integer" in err
+        )
 
 
 def test_failing_task_does_not_stop_the_others_and_rerun_does_only_it(run_dir):
