@@ -266,7 +266,7 @@ def main() -> None:
         config.training(len(train)),
         prune_epoch=config.prune_epoch,
         seed=config.seed,
-        device=device,
+        ctx=devices.TaskContext(device),
         label=f"bench {cond.name}",
         watch=ds.train_y[held] if args.watch else None,
     )

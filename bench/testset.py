@@ -41,7 +41,7 @@ def main() -> None:
         config.training(len(labels)),
         prune_epoch=config.prune_epoch,
         seed=config.seed,
-        device=device,
+        ctx=devices.TaskContext(device),
         label=f"testset {cond.name}",
         watch=ds.test_y if args.watch else None,
     )

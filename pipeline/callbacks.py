@@ -91,7 +91,7 @@ class RankSignals(pl.Callback):
     def on_train_start(self, trainer, module):
         from pipeline import ddp
 
-        ddp.take_signals()
+        ddp.take_signals(trainer.global_rank)
 
 
 class EpochCheckpoint(pl.callbacks.Checkpoint):

@@ -1,10 +1,10 @@
 """One task on several devices: its training as Lightning DDP ranks, one process per device.
 
 The task's process is rank 0; ``on_devices`` starts the other ranks (spawned processes that run the same
-``make`` on their device), sets the variables Lightning's environment reads (an externally launched
-world: ``LOCAL_RANK``, ``WORLD_SIZE``, ...), and joins them. In each rank ``make_trainer`` turns to
-``DDPStrategy`` (gloo on the CPU, nccl on CUDA) and ``loader.Batches`` gives the rank its share of every
-batch: the global batch, the schedule and the steps are those of one device, with the gradients averaged
+``make`` on their device, each given its ``devices.TaskContext``), sets the variables torchrun sets and
+Lightning's environment reads (``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), and
+joins them. In each rank ``make_trainer`` turns to ``DDPStrategy`` (gloo on the CPU, nccl on CUDA) and
+``loader.Batches`` gives the rank its share of every batch: the global batch, the schedule and the steps are those of one device, with the gradients averaged
 over the ranks. Only rank 0 writes (checkpoints, the artifact); the others return nothing.
 """
 
@@ -17,17 +17,7 @@ import socket
 
 from pipeline.errors import PipelineError
 
-MARK = "CL_DDP_RANKS"  # set in every rank of a world this module started: "<rank>/<world>/<device,device,...>"
 _stop = None  # rank 0's handler of SIGTERM and SIGINT while its world runs (see ``_stopping``)
-
-
-def world() -> tuple[int, int, list[str]]:
-    """(this process's rank, the world size, the task's devices) of a task on several devices, or (0, 1, [])."""
-    mark = os.environ.get(MARK)
-    if not mark:
-        return 0, 1, []
-    rank, size, group = mark.split("/")
-    return int(rank), int(size), group.split(",")
 
 
 def _free_port() -> int:
@@ -37,16 +27,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _ranked(rank: int, group: list[str], port: int):
-    """The environment of rank ``rank`` of a world over ``group`` (restored after)."""
+def _ranked(rank: int, world: int, port: int):
+    """The torchrun-style environment of rank ``rank`` of a one-node world of ``world`` ranks, which Lightning's
+    ``LightningEnvironment`` reads (restored after)."""
     values = {
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(port),
-        "WORLD_SIZE": str(len(group)),
+        "WORLD_SIZE": str(world),
         "RANK": str(rank),
         "LOCAL_RANK": str(rank),
         "NODE_RANK": "0",
-        MARK: f"{rank}/{len(group)}/{','.join(group)}",
     }
     before = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -60,46 +50,42 @@ def _ranked(rank: int, group: list[str], port: int):
                 os.environ[k] = v
 
 
-def _rank_main(rank: int, group: list[str], port: int, make, args: tuple) -> None:
+def _rank_main(rank: int, ctx, port: int, make, args: tuple) -> None:
     import ctypes
     import signal
 
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with rank 0, however it ends (a SIGKILL too)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: rank 0 stops us
-    with _ranked(rank, group, port):
-        from pipeline import devices
-
+    with _ranked(rank, ctx.world, port):
         try:
-            make(*args[:3], devices.pick(group[rank]), *args[3:])
+            make(*args[:3], ctx.of_rank(rank), *args[3:])
         finally:
             _close()  # exiting with the group alive can abort in gloo's teardown ("terminate called ...")
 
 
-def on_devices(group: list[str], make, *args):
-    """``make(run, task, config, device, *rest)`` trained on every device of ``group`` (CUDA indices, or 'cpu' repeated),
-    as ranks of one DDP world; rank 0's result. ``args``: (run, task, config, *rest), without the device."""
-    from pipeline import devices
-
-    if len(group) == 1:
-        return make(*args[:3], devices.pick(group[0]), *args[3:])
+def on_devices(ctx, make, *args):
+    """``make(run, task, config, ctx, *rest)`` trained on every device of ``ctx`` (a ``devices.TaskContext``: one
+    device, or a group of CUDA indices or 'cpu' repeated, as ranks of one DDP world); rank 0's result. ``args``:
+    (run, task, config, *rest), without the context."""
+    if ctx.world == 1:
+        return make(*args[:3], ctx, *args[3:])
     port = _free_port()
     spawn = multiprocessing.get_context("spawn")
     others = [
-        spawn.Process(target=_rank_main, args=(r, group, port, make, args), name=f"rank {r}")
-        for r in range(1, len(group))
+        spawn.Process(target=_rank_main, args=(r, ctx, port, make, args), name=f"rank {r}") for r in range(1, ctx.world)
     ]
     for p in others:
         p.start()
     try:
-        with _ranked(0, group, port), _stopping(others):
-            result = make(*args[:3], devices.pick(group[0]), *args[3:])
+        with _ranked(0, ctx.world, port), _stopping(others):
+            result = make(*args[:3], ctx, *args[3:])
     except Exception as e:
         died = _died(others)  # a rank that died mid-training fails rank 0's next collective: say so, not gloo's words
         for p in others:
             p.kill()
         if died and not isinstance(e, PipelineError):
             raise PipelineError(
-                f"{', '.join(died)} of the {len(group)}-device training; the last epoch's checkpoint is kept: "
+                f"{', '.join(died)} of the {ctx.world}-device training; the last epoch's checkpoint is kept: "
                 "rerun to resume"
             ) from None
         raise
@@ -113,7 +99,7 @@ def on_devices(group: list[str], make, *args):
         _close()
     failed = [f"{p.name} exited {p.exitcode}" for p in others if p.exitcode]
     if failed:
-        raise PipelineError(f"a rank of the {len(group)}-device training failed ({', '.join(failed)}); nothing written")
+        raise PipelineError(f"a rank of the {ctx.world}-device training failed ({', '.join(failed)}); nothing written")
     return result
 
 
@@ -159,16 +145,13 @@ def _stopping(others: list):
             signal.signal(sig, handler)
 
 
-def take_signals() -> None:
+def take_signals(rank: int) -> None:
     """Once Lightning has installed its own handlers (at the start of training), put ours back: Lightning's SIGTERM
     handler broadcasts to the other ranks from inside the signal handler, which deadlocks when the signal lands
     during another collective. Rank 0 stops the world (``_stopping``); the other ranks ignore the signals, and
     rank 0 kills them."""
     import signal
 
-    rank, size, _ = world()
-    if size == 1:
-        return
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(sig, _stop if rank == 0 and sig != signal.SIGUSR1 and _stop else signal.SIG_IGN)
     if rank == 0:

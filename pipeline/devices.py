@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-
-MEMORY_ENV = "CL_DEVICE_MEMORY_GIB"  # --device-memory, passed to worker processes
-GROUP_ENV = "CL_TASK_DEVICES"  # the devices of each task (--devices-per-task), e.g. "0,1" or "cpu,cpu"
 
 
 def check_gpu(spec: str) -> str:
@@ -59,24 +56,45 @@ def group(gpus: list[str], per_task: int) -> list[str]:
     return [",".join(gpus[i : i + per_task]) for i in range(0, len(gpus), per_task)]
 
 
-@contextlib.contextmanager
-def task_devices(spec: str):
-    """Within it, tasks train on the group ``spec`` ("cpu,cpu"; one device: nothing set)."""
-    if "," not in spec:
-        yield
-        return
-    os.environ[GROUP_ENV] = spec
-    try:
-        yield
-    finally:
-        os.environ.pop(GROUP_ENV, None)
+@dataclass(frozen=True)
+class TaskContext:
+    """Where one task runs, handed down as an argument from its launcher (a ``workers`` process, a SLURM array
+    element, a DDP rank of ``ddp.on_devices``) to its training and its batches: this process's torch ``device``;
+    the task's devices where it trains on several (``group``, as DDP ranks, this process ``rank``); and
+    ``memory_gib``, the GiB of a training's images a device may hold (``--device-memory``; None: ``budget``'s
+    default)."""
 
+    device: object  # a torch.device
+    group: tuple[str, ...] = ()
+    rank: int = 0
+    memory_gib: float | None = None
 
-def task_group(device) -> list[str]:
-    """The devices a task on ``device`` trains on: its worker's group (``GROUP_ENV``), or ``device`` alone."""
-    if os.environ.get(GROUP_ENV):
-        return os.environ[GROUP_ENV].split(",")
-    return ["cpu" if device.type != "cuda" else str(device.index)]
+    @classmethod
+    def on(cls, spec: str, memory_gib: float | None = None) -> TaskContext:
+        """The context of a task on ``spec``: one device ("0", "cpu") or a group of them ("0,1", "cpu,cpu"), rank 0."""
+        group = tuple(spec.split(","))
+        return cls(pick(group[0]), group if len(group) > 1 else (), 0, memory_gib)
+
+    @property
+    def world(self) -> int:
+        """The number of DDP ranks the task trains on (1: this device alone)."""
+        return max(1, len(self.group))
+
+    def of_rank(self, rank: int) -> TaskContext:
+        """The context of rank ``rank`` of this task's group, on its own device."""
+        return dataclasses.replace(self, device=pick(self.group[rank]), rank=rank)
+
+    def budget(self) -> int:
+        """Bytes of a training's rows that may be held on the device (more are streamed from the host):
+        ``memory_gib`` where given; else half of a GPU's memory, or half of the memory this process may still use
+        on the CPU (the lesser of the machine's available memory and its cgroup's limit less its use)."""
+        if self.memory_gib is not None:
+            return int(self.memory_gib * 2**30)
+        if self.device.type == "cuda":
+            import torch
+
+            return torch.cuda.get_device_properties(self.device).total_memory // 2
+        return host_available() // 2
 
 
 def name(device) -> str:
@@ -85,19 +103,6 @@ def name(device) -> str:
     import torch
 
     return torch.cuda.get_device_name(device)
-
-
-def memory_budget(device) -> int:
-    """Bytes of a training's rows that may be held on ``device`` (more are streamed from the host): ``--device-memory``
-    GiB where given; else half of a GPU's memory, or half of the memory this process may still use on the CPU
-    (the lesser of the machine's available memory and its cgroup's limit less its use)."""
-    if os.environ.get(MEMORY_ENV):
-        return int(float(os.environ[MEMORY_ENV]) * 2**30)
-    if device.type == "cuda":
-        import torch
-
-        return torch.cuda.get_device_properties(device).total_memory // 2
-    return host_available() // 2
 
 
 def host_available() -> int:

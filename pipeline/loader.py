@@ -2,7 +2,7 @@
 
 The uint8 NHWC images go to the device once; every batch is gathered, normalised, randomly
 translated (reflection padding) and flipped there as a few batched tensor ops. No per-image Python
-work, no worker processes. Rows that do not fit the device's budget (``devices.memory_budget``) stay
+work, no worker processes. Rows that do not fit the device's budget (``devices.TaskContext.budget``) stay
 where they are (a memory-mapped cache): each batch's rows are gathered by index into a pinned host
 buffer by a background thread, a few batches ahead, and copied over; everything after is the same ops
 on the same rows, so both paths give the same batches. The randomness of epoch ``e`` is drawn from a generator seeded with
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import ddp
+from pipeline.devices import TaskContext
 from pipeline.rows import gather
 
 STATS_ROWS = 1 << 12  # images per chunk when summing pixels
@@ -83,7 +83,8 @@ def prefetch(images, batches: list[torch.Tensor], device: torch.device, depth: i
 
 
 class Batches:
-    """Iterable of ``(images float NCHW, labels int64)`` batches living on ``device``.
+    """Iterable of ``(images float NCHW, labels int64)`` batches living on ``ctx``'s device (a rank of a task on
+    several devices: its share of every batch).
 
     ``train=True``: a fresh permutation, a random translation of up to ``translate`` px (default 1/8 of
     the size: 4 px on CIFAR-10) and flips every epoch; batches of exactly ``batch_size`` (a short last
@@ -99,7 +100,7 @@ class Batches:
         labels,
         *,
         batch_size,
-        device,
+        ctx: TaskContext,
         mean,
         std,
         train,
@@ -109,10 +110,9 @@ class Batches:
         rows=None,
         n_all=None,
     ):
-        from pipeline.devices import memory_budget
-
+        device = ctx.device
         nbytes = int(np.prod(images.shape)) * np.dtype(images.dtype).itemsize
-        budget = memory_budget(torch.device(device))
+        budget = ctx.budget()
         self.streamed = nbytes > budget
         if self.streamed and train:
             from pipeline.cli import log
@@ -129,7 +129,7 @@ class Batches:
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.pad = max(1, images.shape[1] // 8) if translate is None else translate
         self.alternate_flips = alternate_flips
-        self.device = torch.device(device)
+        self.device, self.rank, self.world = device, ctx.rank, ctx.world
         self.rows = None if rows is None else torch.as_tensor(np.asarray(rows, np.int64))
         self.n_all = len(self.labels) if rows is None else int(n_all)
         self.epoch = 0
@@ -232,9 +232,8 @@ class Batches:
             perm = perm[self.kept[perm]]
             perm = perm.repeat(-(-len(self) * self.batch_size // len(perm)))
         order = [perm[i * self.batch_size : (i + 1) * self.batch_size] for i in range(len(self))]
-        rank, size, _ = ddp.world()
-        if size > 1:  # a rank of a task on several devices: its share of every batch (the same steps as one device)
-            order = [idx.view(size, -1)[rank] for idx in order]
+        if self.world > 1:  # a rank of a task on several devices: its share of every batch (the steps of one device)
+            order = [idx.view(self.world, -1)[self.rank] for idx in order]
         for idx, x in zip(order, self._fetch(order)):
             idx = idx.to(self.device)
             yield (
@@ -247,12 +246,14 @@ class FeatureBatches(Batches):
     """``Batches`` of feature vectors (N, D; a backbone's pooled features) instead of images: standardised with
     ``mean``/``std`` (per feature), never augmented; the same order, pairing and ``keep`` as images."""
 
-    def __init__(self, features, labels, *, batch_size, device, mean, std, train, seed=0, rows=None, n_all=None):
+    def __init__(
+        self, features, labels, *, batch_size, ctx: TaskContext, mean, std, train, seed=0, rows=None, n_all=None
+    ):
         super().__init__(
             features,
             labels,
             batch_size=batch_size,
-            device=device,
+            ctx=ctx,
             mean=np.zeros(1),
             std=np.ones(1),
             train=train,
@@ -261,8 +262,8 @@ class FeatureBatches(Batches):
             rows=rows,
             n_all=n_all,
         )
-        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1)
-        self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=ctx.device).view(1, -1)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=ctx.device).view(1, -1)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x.float() - self.mean) / self.std

@@ -86,8 +86,9 @@ class Stage(abc.ABC):
             return False
 
     @abc.abstractmethod
-    def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> tuple[store.Outcome, str]:
-        """Run one task: its outcome (``Outcome.of`` its artifacts') and its log line(s)."""
+    def run(self, run: RunDir, task: tuple, config, ctx, force: bool = False) -> tuple[store.Outcome, str]:
+        """Run one task: its outcome (``Outcome.of`` its artifacts') and its log line(s). ``ctx``: where it runs
+        (a ``devices.TaskContext``; None for a stage without a device)."""
 
     def describe(self, task: tuple) -> str:
         """A task in words, e.g. 'n20_s0'."""
@@ -104,7 +105,7 @@ class TrainingStage(Stage):
         """(artifact, its inputs, its config) of a task."""
 
     @abc.abstractmethod
-    def make(self, run: RunDir, task: tuple, config, device, ckpt: Path, tag: dict) -> tuple[object, dict]:
+    def make(self, run: RunDir, task: tuple, config, ctx, ckpt: Path, tag: dict) -> tuple[object, dict]:
         """Train for a task: (the artifact's contents, facts for its manifest). Resumes from ``ckpt``."""
 
     def summary(self, run: RunDir, task: tuple, config) -> str:
@@ -122,8 +123,8 @@ class TrainingStage(Stage):
             or store.ckpt_path(target[0]).exists()
         ]
 
-    def run(self, run: RunDir, task: tuple, config, device, force: bool = False) -> tuple[store.Outcome, str]:
-        """Make a task's artifact under its lock."""
+    def run(self, run: RunDir, task: tuple, config, ctx, force: bool = False) -> tuple[store.Outcome, str]:
+        """Make a task's artifact under its lock (on every device of ``ctx``, see ``ddp.on_devices``)."""
         out, inputs, task_config = self.target(run, task, config)
         tag = {"config": task_config, "inputs": {k: files.checksum(p) for k, p in inputs.items()}}
         made = store.produce(
@@ -134,10 +135,8 @@ class TrainingStage(Stage):
             config=task_config,
             force=force,
             lock=True,
-            device=devices.name(device),
-            make=lambda: ddp.on_devices(
-                devices.task_group(device), self.make, run, task, config, store.ckpt_path(out), tag
-            ),
+            device=devices.name(ctx.device),
+            make=lambda: ddp.on_devices(ctx, self.make, run, task, config, store.ckpt_path(out), tag),
         )
         if made is store.Outcome.SKIPPED:
             return made, f"{self.describe(task)}: skipped, another process is making it"
@@ -176,17 +175,18 @@ class Result:
     total: int
 
 
-def run_here(p: Plan, gpu: str = "cpu") -> Result:
-    """Run a plan's tasks one after another in this process (a training stage's on ``gpu``, a CUDA index or 'cpu')."""
-    device = devices.pick(gpu) if p.tasks and p.stage.device else None  # nothing to train: no torch import
+def run_here(p: Plan, gpu: str = "cpu", memory_gib: float | None = None) -> Result:
+    """Run a plan's tasks one after another in this process (a training stage's on ``gpu``: a CUDA index or 'cpu', or
+    a group of them, "0,1", as DDP ranks; ``memory_gib``: see ``devices.TaskContext``)."""
+    ctx = devices.TaskContext.on(gpu, memory_gib) if p.tasks and p.stage.device else None  # no work: no torch import
     if p.stage.pooled:
         cli.log(
             f"{p.stage.name}: {len(p.tasks)} of {p.total} {p.stage.unit} tasks to run"
-            + (f" on {device}" if device else "")
+            + (f" on {ctx.device}" if ctx else "")
         )
     outcomes, lines = [], []
     for i, task in enumerate(p.tasks, 1):
-        outcome, line = p.stage.run(p.run, task, p.config, device, p.force)
+        outcome, line = p.stage.run(p.run, task, p.config, ctx, p.force)
         cli.log(f"[{i}/{len(p.tasks)}] {line}" if p.stage.pooled else line)
         outcomes.append(outcome)
         lines.append(line)

@@ -23,7 +23,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from pipeline import backbones, callbacks, compiler, ddp, models
+from pipeline import backbones, callbacks, compiler, models
+from pipeline.devices import TaskContext
 from pipeline.errors import PipelineError
 from pipeline.learners.mixup import mixed_loss
 from pipeline.loader import Batches, channel_stats
@@ -49,13 +50,14 @@ def effective_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def make_trainer(device: torch.device, epochs: int, precision: str, hooks: list[pl.Callback] = ()) -> pl.Trainer:
-    """``precision``: an effective one (see ``effective_precision``); ``hooks``: the callbacks, in the order they run."""
+def make_trainer(ctx: TaskContext, epochs: int, precision: str, hooks: list[pl.Callback] = ()) -> pl.Trainer:
+    """A trainer on ``ctx``'s device (its group's, as DDP ranks, where it has several); ``precision``: an effective
+    one (see ``effective_precision``); ``hooks``: the callbacks, in the order they run."""
     from lightning_fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
     from pytorch_lightning.strategies import DDPStrategy
 
     _stop_on_sigusr1()
-    _, size, group = ddp.world()
+    device, size = ctx.device, ctx.world
     cuda = device.type == "cuda"
     if size > 1:  # a rank of a task on several devices (``pipeline.ddp``): the world it started, not SLURM's
         strategy = DDPStrategy(
@@ -64,7 +66,7 @@ def make_trainer(device: torch.device, epochs: int, precision: str, hooks: list[
             # a fine-tune's head-only epochs leave the body out of the graph: only then must DDP look for unused ones
             find_unused_parameters=any(isinstance(h, callbacks.FreezeBody) for h in hooks),
         )
-        placed = dict(strategy=strategy, devices=[int(g) for g in group] if cuda else size)
+        placed = dict(strategy=strategy, devices=[int(g) for g in ctx.group] if cuda else size)
     else:
         placed = dict(
             plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
@@ -99,12 +101,14 @@ class Split:
     train_rows: np.ndarray | None = None  # the training rows' indices in a larger set of n_all (paired batch order)
     n_all: int | None = None
 
-    def batches(self, device, batch_size: int, seed: int, mean=None, std=None, **augment) -> tuple[Batches, Batches]:
-        """(training batches, evaluation batches), normalised with ``mean``/``std`` (none: the training rows'
-        own); ``augment``: Batches' ``translate``/``alternate_flips``."""
+    def batches(
+        self, ctx: TaskContext, batch_size: int, seed: int, mean=None, std=None, **augment
+    ) -> tuple[Batches, Batches]:
+        """(training batches, evaluation batches) on ``ctx``, normalised with ``mean``/``std`` (none: the training
+        rows' own); ``augment``: Batches' ``translate``/``alternate_flips``."""
         if mean is None:
             mean, std = channel_stats(self.train_x)
-        kw = dict(batch_size=batch_size, device=device, mean=mean, std=std)
+        kw = dict(batch_size=batch_size, ctx=ctx, mean=mean, std=std)
         return (
             Batches(
                 self.train_x,
@@ -143,7 +147,12 @@ class Resumable(pl.LightningModule):
     def log_loss(self, loss: torch.Tensor) -> None:
         # batch_size=1: the epoch value is the mean over steps (every batch has the same size).
         self.log(
-            "loss", loss.detach().float(), on_step=False, on_epoch=True, batch_size=1, sync_dist=ddp.world()[1] > 1
+            "loss",
+            loss.detach().float(),
+            on_step=False,
+            on_epoch=True,
+            batch_size=1,
+            sync_dist=self.trainer.world_size > 1,
         )
 
     def callbacks(self) -> list[pl.Callback]:
@@ -203,7 +212,7 @@ def _other_task(theirs, ours: dict) -> str:
 def fit(
     module: Resumable,
     train: Batches,
-    device: torch.device,
+    ctx: TaskContext,
     epochs: int,
     ckpt: Path | None,
     tag: dict,
@@ -222,7 +231,7 @@ def fit(
         resume = ckpt
         print(f"resuming {ckpt} from epoch {epoch}", flush=True)
     module.tag, module.label = tag, label
-    module.precision = effective_precision(precision, device)
+    module.precision = effective_precision(precision, ctx.device)
     own = module.callbacks()  # before compiling: a callback may copy a network (Lookahead)
     module.to(memory_format=torch.channels_last)  # NHWC convolutions (see loader.Batches._layout)
     if compile:
@@ -238,7 +247,7 @@ def fit(
     steps = [callbacks.FiniteLoss(), *own, callbacks.LogLine(notes)] + (
         [callbacks.EpochCheckpoint(ckpt)] if ckpt else []
     )
-    if ddp.world()[1] > 1:
+    if ctx.world > 1:
         steps.append(callbacks.RankSignals())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # our batches are on the device
@@ -247,9 +256,7 @@ def fit(
             "ignore", message=".*The `srun` command is available.*"
         )  # we run under SLURM without srun
         try:
-            make_trainer(device, epochs, module.precision, steps).fit(
-                module, train, ckpt_path=resume, weights_only=True
-            )
+            make_trainer(ctx, epochs, module.precision, steps).fit(module, train, ckpt_path=resume, weights_only=True)
         except Exception as e:
             if compile and (broken := compiler.damage(e)):
                 raise broken from None
@@ -354,7 +361,7 @@ def train_classifier(
     training: Training,
     *,
     seed: int,
-    device,
+    ctx: TaskContext,
     weights: Path | None = None,
     prune_epoch=None,
     ckpt=None,
@@ -362,7 +369,7 @@ def train_classifier(
     label="crossval",
     watch: np.ndarray | None = None,
 ) -> Trained | None:
-    """Train on ``data.train_*`` as ``training`` says and predict ``data.eval_x``. ``ckpt``: see ``fit``;
+    """Train on ``data.train_*`` as ``training`` says, on ``ctx``, and predict ``data.eval_x``. ``ckpt``: see ``fit``;
     ``weights``: see ``backbones`` (pretrained weights keep their first layer: no whitening init);
     ``watch``: the true labels of ``data.eval_x`` (benchmarks only), whose accuracy after every epoch is
     printed; ``prune_epoch``: see ``Classifier``. Non-finite probabilities are an error. On a rank other than 0 of a
@@ -376,7 +383,7 @@ def train_classifier(
     inner, mean, std = data.build(t.arch, weights)
     if mean is None:
         mean, std = channel_stats(data.train_x)
-    train, evaluation = data.batches(device, t.batch_size, seed, mean=mean, std=std, **augment)
+    train, evaluation = data.batches(ctx, t.batch_size, seed, mean=mean, std=std, **augment)
     if weights is None:
         models.init_whitening(inner, train.sample(r.whitening_sample).cpu())
     net = backbones.prepared(inner, c, t.input_size)
@@ -392,7 +399,7 @@ def train_classifier(
         train=train,
         prune_epoch=prune_epoch,
     )
-    rank, size, _ = ddp.world()
+    rank, size = ctx.rank, ctx.world
     if size > 1 and (t.batch_size % size or prune_epoch is not None):
         raise PipelineError(
             f"{label}: "
@@ -402,14 +409,14 @@ def train_classifier(
                 else "--prune-epoch needs one device per task"
             )
         )
-    fit(module, train, device, t.epochs, ckpt, tag or {}, label, t.precision, t.compile)
+    fit(module, train, ctx, t.epochs, ckpt, tag or {}, label, t.precision, t.compile)
     if rank:
         return None  # rank 0 predicts and writes
     if module.lookahead:
         module.lookahead.finish(module.net)
-    _sync(device)
+    _sync(ctx.device)
     trained = time.perf_counter()
-    probs = predict_probs(module.net.to(device), evaluation, module.precision, tta=t.tta)
+    probs = predict_probs(module.net.to(ctx.device), evaluation, module.precision, tta=t.tta)
     if not np.isfinite(probs).all():
         raise PipelineError(f"{label}: the trained network predicts NaN or inf; nothing written (lower --lr?)")
     pruned = [] if train.kept is None else np.flatnonzero(~train.kept.cpu().numpy()).tolist()

@@ -140,33 +140,18 @@ def run(
     select = stage.Select() if select is None else select
     config = stage.Config() if config is None else config
     launch = Launch() if launch is None else launch
-    budget = launch.device_memory
-    before = os.environ.get(devices.MEMORY_ENV)
-    if budget is not None:
-        os.environ[devices.MEMORY_ENV] = str(budget)  # read where batches are made, in worker processes too
-    try:
-        return _run(stage, cli.run_dir(run_dir, create=stage.creates_run), select, config, launch, force)
-    finally:
-        if before is None:
-            os.environ.pop(devices.MEMORY_ENV, None)
-        else:
-            os.environ[devices.MEMORY_ENV] = before
-
-
-def _run(stage: tasks.Stage, run_dir, select, config, launch: Launch, force: bool) -> tasks.Result:
     gpus = worker_devices(launch, stage) if stage.pooled else None
-    plan = tasks.plan(stage, run_dir, select, config, force, launch.max_tasks)
+    plan = tasks.plan(stage, cli.run_dir(run_dir, create=stage.creates_run), select, config, force, launch.max_tasks)
     if gpus is None:
         gpu = here(launch, stage)
-        group = devices.group([gpu] * launch.devices_per_task, launch.devices_per_task)[0]
-        with devices.task_devices(group):
-            return tasks.run_here(plan, gpu)
+        return tasks.run_here(plan, devices.group([gpu] * launch.devices_per_task, launch.devices_per_task)[0],
+                              launch.device_memory)  # fmt: skip
     gpus = gpus[: len(plan.tasks)]  # no idle workers
     where = (
         f" on {len(gpus)} worker(s) ({','.join(gpus)}), {host_threads(len(gpus))} host thread(s) each" if gpus else ""
     )
     cli.log(f"{stage.name}: {len(plan.tasks)} of {plan.total} {stage.unit} tasks to run{where}")
-    result, failed = run_pool(plan, gpus)
+    result, failed = run_pool(plan, gpus, launch.device_memory)
     if failed:
         raise PipelineError(
             f"{len(failed)} of {len(plan.tasks)} {stage.name} task(s) failed:\n  "
@@ -183,19 +168,15 @@ def host_threads(workers: int) -> int:
     return max(1, (cores or 1) // workers)
 
 
-def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:
+def _worker(gpu: str, threads: int, memory_gib: float | None, plan: tasks.Plan, conn) -> None:
     cli.catch_signals()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us with SIGTERM
     try:
-        if "," in gpu:
-            os.environ[devices.GROUP_ENV] = (
-                gpu  # this worker's tasks train on the group (its own process: not restored)
-            )
-        device = _device(gpu.split(",")[0], threads) if plan.stage.device else None
+        ctx = _context(gpu, threads, memory_gib) if plan.stage.device else None  # a group "0,1": its tasks' DDP ranks
         conn.send(("ready", None, ""))
         while (i := conn.recv()) is not None:
             try:
-                conn.send(("done", i, plan.stage.run(plan.run, plan.tasks[i], plan.config, device, plan.force)))
+                conn.send(("done", i, plan.stage.run(plan.run, plan.tasks[i], plan.config, ctx, plan.force)))
             except Exception as e:  # noqa: BLE001 - reported; the worker goes on with the next task
                 if not isinstance(e, (PipelineError, OSError)):
                     traceback.print_exc()
@@ -204,31 +185,33 @@ def _worker(gpu: str, threads: int, plan: tasks.Plan, conn) -> None:
         os._exit(143)
 
 
-def _device(gpu: str, threads: int):
+def _context(gpu: str, threads: int, memory_gib: float | None) -> devices.TaskContext:
     import torch
 
     torch.set_num_threads(threads)  # host threads: a CPU worker's compute, a GPU worker's data and launches
-    device = devices.pick(gpu)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return device
+    ctx = devices.TaskContext.on(gpu, memory_gib)
+    if ctx.device.type == "cuda":
+        torch.cuda.set_device(ctx.device)
+    return ctx
 
 
-def run_pool(plan: tasks.Plan, gpus: list[str]) -> tuple[tasks.Result, list[str]]:
-    """Run ``plan``'s tasks on one worker process per entry of ``gpus``; returns what the tasks done did, and one line
-    per failed task.
+def run_pool(plan: tasks.Plan, gpus: list[str], memory_gib: float | None = None) -> tuple[tasks.Result, list[str]]:
+    """Run ``plan``'s tasks on one worker process per entry of ``gpus`` (``memory_gib``: see ``devices.TaskContext``);
+    returns what the tasks done did, and one line per failed task.
 
     The queue of pending tasks lives here; each worker asks for the next one over its own pipe
     when it is ready, so a worker killed at any moment cannot wedge a lock the others need."""
     if not plan.tasks:
         return tasks.Result(plan.stage.name, [], [], [], plan.total), []
     threads = host_threads(len(gpus))
-    ctx = mp.get_context("spawn")
+    spawn = mp.get_context("spawn")
     todo = deque(range(len(plan.tasks)))
     procs, conns = [], []
     for w, gpu in enumerate(gpus):
-        ours, theirs = ctx.Pipe()
-        p = ctx.Process(target=_worker, args=(gpu, threads, plan, theirs), name=f"worker{w}[{gpu}]", daemon=True)
+        ours, theirs = spawn.Pipe()
+        p = spawn.Process(
+            target=_worker, args=(gpu, threads, memory_gib, plan, theirs), name=f"worker{w}[{gpu}]", daemon=True
+        )
         p.start()
         theirs.close()
         procs.append(p)

@@ -38,7 +38,7 @@ class Backbone(tasks.TrainingStage):
             inputs["weights"] = store.External(backbones.weights_file(config.arch, config.weights))
         return run.backbone(task.cond), inputs, recorded
 
-    def make(self, run: RunDir, task: tasks.Cond, config: BackboneConfig, device, ckpt: Path, tag: dict):
+    def make(self, run: RunDir, task: tasks.Cond, config: BackboneConfig, ctx, ckpt: Path, tag: dict):
         """Train on every training row; the weights file (arch, state_dict, input normalisation, how it was built)."""
         import torch
 
@@ -53,7 +53,7 @@ class Backbone(tasks.TrainingStage):
             config.training(len(noisy)),
             weights=weights,
             seed=config.seed,
-            device=device,
+            ctx=ctx,
             ckpt=ckpt,
             tag=tag,
             label=f"backbone {task.cond}",
@@ -78,7 +78,7 @@ class Backbone(tasks.TrainingStage):
             "test_acc": float(np.mean(trained.probs.argmax(1) == ds.test_y)) if len(ds.test_y) else None,
             "train_s": round(trained.train_s, 3),
             "seconds": round(time.perf_counter() - start, 3),
-            "precision": effective_precision(config.precision, device),
+            "precision": effective_precision(config.precision, ctx.device),
         }
         return buf.getvalue(), info
 

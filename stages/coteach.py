@@ -176,14 +176,14 @@ class Coteach(tasks.TrainingStage):
         )
 
     def run(
-        self, run: RunDir, task: tuple, config: CoteachConfig, device, force: bool = False
+        self, run: RunDir, task: tuple, config: CoteachConfig, ctx, force: bool = False
     ) -> tuple[store.Outcome, str]:
         """With ``--features``, the backbone's features first (once per backbone; a dry run only asks whether they are current)."""
         if config.features:
-            features.produce(run, config.arch, config.weights, config.input_size, device)
-        return super().run(run, task, config, device, force)
+            features.produce(run, config.arch, config.weights, config.input_size, ctx.device)
+        return super().run(run, task, config, ctx, force)
 
-    def make(self, run: RunDir, task: tuple, config: CoteachConfig, device, ckpt: Path, tag: dict):
+    def make(self, run: RunDir, task: tuple, config: CoteachConfig, ctx, ckpt: Path, tag: dict):
         """Train one learner on one condition's kept rows: per-epoch test accuracy of its networks."""
         from pipeline.learners import training
         from pipeline.train import Split, effective_precision
@@ -205,7 +205,7 @@ class Coteach(tasks.TrainingStage):
             spec.check(
                 own, min(config.batch_size, int(keep.sum())), f"{where}: '{rows}' keeps {int(keep.sum())} rows: "
             )
-        batches = dict(batch_size=config.batch_size, seed=seed, device=device)
+        batches = dict(batch_size=config.batch_size, seed=seed, ctx=ctx)
         if config.features:
             x = store.read(features.path(run, config.arch, config.weights, config.input_size))
             inputs = training.features(
@@ -238,7 +238,7 @@ class Coteach(tasks.TrainingStage):
             lr=config.lr,
             epoch_decay_start=config.epoch_decay_start,
             seed=seed,
-            device=device,
+            ctx=ctx,
             precision=config.precision,
             compile=config.compile,
             ckpt=ckpt,
@@ -260,7 +260,7 @@ class Coteach(tasks.TrainingStage):
         }
         info = {
             "seconds": round(time.perf_counter() - start, 3),  # this run's (after a resume: the rest's)
-            "precision": effective_precision(config.precision, device),
+            "precision": effective_precision(config.precision, ctx.device),
         }
         return metrics, info
 

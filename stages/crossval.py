@@ -17,7 +17,6 @@ from pipeline import (
     backbones,
     conditions,
     datasets,
-    ddp,
     features,
     models,
     options,
@@ -217,14 +216,14 @@ class Crossval(tasks.TrainingStage):
         return run.shard(cond, fold), inputs, recorded
 
     def run(
-        self, run: RunDir, task: tuple, config: CrossvalConfig, device, force: bool = False
+        self, run: RunDir, task: tuple, config: CrossvalConfig, ctx, force: bool = False
     ) -> tuple[store.Outcome, str]:
         """A linear probe's features first (once per backbone; a dry run only asks whether they are current)."""
         if config.recipe in PROBES:
-            features.produce(run, config.arch, config.weights, config.input_size, device)
-        return super().run(run, task, config, device, force)
+            features.produce(run, config.arch, config.weights, config.input_size, ctx.device)
+        return super().run(run, task, config, ctx, force)
 
-    def make(self, run: RunDir, task: tuple, config: CrossvalConfig, device, ckpt: Path, tag: dict):
+    def make(self, run: RunDir, task: tuple, config: CrossvalConfig, ctx, ckpt: Path, tag: dict):
         """Train on the other folds' rows (noisy labels), predict fold ``fold``'s rows: the shard."""
         from pipeline.train import Split, effective_precision, train_classifier
 
@@ -233,12 +232,14 @@ class Crossval(tasks.TrainingStage):
         noisy = store.read(run.labels(cond))
         held, train = self._rows(run, cond, fold, config)
         if config.recipe in PROBES:
-            if ddp.world()[1] > 1:
+            if ctx.world > 1:
                 raise PipelineError(
                     f"--devices-per-task: --recipe {config.recipe} fits features on one device; leave it out"
                 )
             x = store.read(features.path(run, config.arch, config.weights, config.input_size))["train"]
-            trained = probe.fit_predict(x[train], noisy[train], x[held], ds.num_classes, PROBES[config.recipe], device)
+            trained = probe.fit_predict(
+                x[train], noisy[train], x[held], ds.num_classes, PROBES[config.recipe], ctx.device
+            )
         else:
             weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
             rows = np.flatnonzero(train)  # selected by index, read a batch at a time where they do not fit the device
@@ -249,7 +250,7 @@ class Crossval(tasks.TrainingStage):
                 weights=weights,
                 prune_epoch=config.prune_epoch,
                 seed=config.seed + 1000 * fold,
-                device=device,
+                ctx=ctx,
                 ckpt=ckpt,
                 tag=tag,
                 label=f"crossval {self.describe(task)}",
@@ -264,10 +265,10 @@ class Crossval(tasks.TrainingStage):
             "heldout_acc_true": float(np.mean(probs.argmax(1) == ds.train_y[held])),
             "train_s": round(trained.train_s, 3),
             "predict_s": round(trained.predict_s, 3),
-            "precision": effective_precision(config.precision, device),  # what ran; combine refuses a mix
+            "precision": effective_precision(config.precision, ctx.device),  # what ran; combine refuses a mix
         }
-        if ddp.world()[1] > 1:
-            info["devices"] = ddp.world()[1]
+        if ctx.world > 1:
+            info["devices"] = ctx.world
         return {"indices": held, "probs": probs.astype(np.float32)}, info
 
     @staticmethod

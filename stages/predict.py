@@ -61,12 +61,10 @@ class Predict(tasks.Stage):
         made_with = {"arch": w.arch, "weights_checksum": checksum, "tta": config.tta, "precision": config.precision}
         return out, {"dataset": dataset, "labels": labels, "weights": store.External(weights)}, made_with
 
-    def run(self, run: RunDir, task: tasks.Cond, config: PredictConfig, device, force=False):
+    def run(self, run: RunDir, task: tasks.Cond, config: PredictConfig, ctx, force=False):
         out, inputs, made_with = self.target(run, task.cond, config)
 
         def make():
-            import torch
-
             from pipeline.loader import Batches
             from pipeline.predict import predict_probs
             from pipeline.train import effective_precision
@@ -75,11 +73,9 @@ class Predict(tasks.Stage):
             _, h, _, c = ds.train_x.shape
             net, mean, std = backbones.build(made_with["arch"], inputs["weights"], c, h, ds.num_classes)
             backbones.check_input(net, made_with["arch"], c, h, None)
-            batches = Batches(
-                ds.train_x, noisy, batch_size=BATCH, device=torch.device(device), mean=mean, std=std, train=False
-            )
-            precision = effective_precision(config.precision, torch.device(device))
-            probs = predict_probs(net.to(device), batches, precision, tta=config.tta == "on")
+            batches = Batches(ds.train_x, noisy, batch_size=BATCH, ctx=ctx, mean=mean, std=std, train=False)
+            precision = effective_precision(config.precision, ctx.device)
+            probs = predict_probs(net.to(ctx.device), batches, precision, tta=config.tta == "on")
             return probs, {
                 "accuracy_vs_given_labels": float(np.mean(probs.argmax(1) == noisy)),
                 "precision": precision,

@@ -71,16 +71,15 @@ def execute(one: dict) -> str | None:
     except TypeError as e:
         raise PipelineError(f"task list: config does not fit the {stage.name} stage ({e})") from None
     task = stage.check(run, one["task"], config)
-    device = None
+    ctx = None
     if stage.device:
         import torch
 
         threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or 0)
         if threads:
             torch.set_num_threads(threads)
-        device = devices.pick(str(one["gpu"]).split(",")[0])
-    cli.log(f"{stage.name}: {stage.describe(task)}{f' on {device}' if device else ''} (run {one['run_dir']})")
-    with devices.task_devices(str(one.get("gpu", "cpu"))):
-        made, line = stage.run(run, task, config, device, bool(one.get("force")))
+        ctx = devices.TaskContext.on(str(one.get("gpu", "cpu")))
+    cli.log(f"{stage.name}: {stage.describe(task)}{f' on {ctx.device}' if ctx else ''} (run {one['run_dir']})")
+    made, line = stage.run(run, task, config, ctx, bool(one.get("force")))
     cli.log(line)
     return None if made is store.Outcome.SKIPPED else line

@@ -12,6 +12,7 @@ import torch
 from conftest import RESNET18_FILE, stage
 
 from pipeline import backbones, files, store
+from pipeline.devices import TaskContext
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from stages import crossval
@@ -299,7 +300,7 @@ def test_a_finetune_trains_the_head_alone_then_the_body_at_a_tenth_of_its_rate(r
             data,
             Training("finetune", "convnet", epochs, 64, 2e-3, 0.01, 0.1, tta=False, **kw),
             seed=0,
-            device=torch.device("cpu"),
+            ctx=TaskContext(torch.device("cpu")),
             weights=weights,
         ).net
         return {k for k, v in net.named_parameters() if not torch.equal(v.detach(), start[k])}

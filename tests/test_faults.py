@@ -18,6 +18,7 @@ import torch
 from conftest import ROOT, stage
 
 from pipeline import files, store
+from pipeline.devices import TaskContext
 from pipeline.layout import RunDir
 from pipeline.lock import TaskLock
 from stages import coteach, crossval
@@ -244,7 +245,7 @@ def test_a_diverging_training_fails_and_writes_nothing(run_copy, stage_obj):
     with pytest.raises(
         store.PipelineError, match=r"training diverged: mean loss (nan|inf) in epoch 1; nothing written"
     ):
-        stage_obj.run(run, task, config, torch.device("cpu"))
+        stage_obj.run(run, task, config, TaskContext(torch.device("cpu")))
     out = stage_obj.target(run, task, config)[0]
     assert not out.exists() and not store.ckpt_path(out).exists() and not leftovers(run)
 
@@ -263,9 +264,9 @@ def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_same_result(run_c
     out, inputs, task_config = stage_obj.target(run, task, config)
     tag = {"config": task_config, "inputs": {k: files.checksum(p) for k, p in inputs.items()}}
     ckpt = run.root / "task.ckpt"
-    first, _ = stage_obj.make(run, task, config, torch.device("cpu"), ckpt, tag)
+    first, _ = stage_obj.make(run, task, config, TaskContext(torch.device("cpu")), ckpt, tag)
     assert ckpt.exists()
-    again, _ = stage_obj.make(run, task, config, torch.device("cpu"), ckpt, tag)
+    again, _ = stage_obj.make(run, task, config, TaskContext(torch.device("cpu")), ckpt, tag)
     assert first.keys() == again.keys() and all(np.array_equal(first[k], again[k]) for k in first)
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import datasets
+from pipeline.devices import TaskContext
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME, LEARNERS, coteaching, training
@@ -96,8 +97,10 @@ def test_every_single_network_learner_trains_and_reports_one_accuracy_per_epoch(
     ds = datasets.cached(RunDir(folds_run).dataset)
     data = Split(ds.train_x[:256], ds.train_y[:256], ds.test_x, ds.test_y, ds.num_classes)
     options = coteach.CoteachConfig().own(name)
-    inputs = training.images(data, arch="convnet", batch_size=64, seed=0, device=torch.device("cpu"))
-    history = training.train_learner(BY_NAME[name], inputs, seed=0, device=torch.device("cpu"), **SCHEDULE, **options)
+    inputs = training.images(data, arch="convnet", batch_size=64, seed=0, ctx=TaskContext(torch.device("cpu")))
+    history = training.train_learner(
+        BY_NAME[name], inputs, seed=0, ctx=TaskContext(torch.device("cpu")), **SCHEDULE, **options
+    )
     assert len(history) == 2 and all(len(h) == 1 and 0 <= h[0] <= 1 for h in history)
     assert np.isfinite(history).all()
 
@@ -112,7 +115,7 @@ def test_paired_seeds_share_the_batch_order_and_augmentation_of_common_rows():
     images, keep = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8), rng.random(n) < 0.6
     kw = dict(
         batch_size=1,
-        device="cpu",
+        ctx=TaskContext(torch.device("cpu")),
         mean=np.full(1, 0.5),
         std=np.full(1, 0.25),
         train=True,
@@ -138,7 +141,7 @@ def test_a_network_gone_nan_fails_rather_than_scoring_the_share_of_class_0(folds
     be argmax(NaN) = class 0 for every image."""
     ds = datasets.cached(RunDir(folds_run).dataset)
     data = Split(ds.train_x[:64], ds.train_y[:64], ds.test_x, ds.test_y, ds.num_classes)
-    _, test = data.batches(torch.device("cpu"), 64, 0)
+    _, test = data.batches(TaskContext(torch.device("cpu")), 64, 0)
     net = data.build("convnet")[0]
     module = training.Learner(BY_NAME["plain"], [net], test, **SCHEDULE)
     (accuracy,) = module.callbacks()
@@ -186,4 +189,4 @@ def test_a_mask_keeping_fewer_rows_than_a_batch_is_refused_by_the_forget_rate_no
     with pytest.raises(
         PipelineError, match=r"masks/both.npy: 'both' keeps 3 rows: --forget-rate 0.7: keeps no example of a batch of 3"
     ):
-        coteach.STAGE.run(run, ("n20_s0", "both", "coteaching", 0), config, torch.device("cpu"))
+        coteach.STAGE.run(run, ("n20_s0", "both", "coteaching", 0), config, TaskContext(torch.device("cpu")))

@@ -11,6 +11,7 @@ import torch
 from conftest import FAST_CROSSVAL, stage
 
 from pipeline import callbacks, compiler, datasets, files, folds, store, train
+from pipeline.devices import TaskContext
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.learners import BY_NAME
@@ -18,7 +19,7 @@ from pipeline.learners.training import images, train_learner
 from pipeline.recipes import Training
 from stages import coteach
 
-CPU = torch.device("cpu")
+CPU = TaskContext(torch.device("cpu"))
 COND = "n20_s0"
 
 
@@ -93,7 +94,7 @@ def test_every_learner_trains_an_epoch_in_bf16(folds_run, spies, name):
     options = coteach.CoteachConfig().own(name)
     if name == "coteaching":
         options.update(forget_rate=0.2, num_gradual=1)
-    inputs = images(_digits(folds_run), arch="convnet", batch_size=64, seed=0, device=CPU)
+    inputs = images(_digits(folds_run), arch="convnet", batch_size=64, seed=0, ctx=CPU)
     history = train_learner(
         BY_NAME[name],
         inputs,
@@ -101,7 +102,7 @@ def test_every_learner_trains_an_epoch_in_bf16(folds_run, spies, name):
         lr=0.001,
         epoch_decay_start=1,
         seed=0,
-        device=CPU,
+        ctx=CPU,
         precision="bf16-mixed",
         **options,
     )
@@ -130,7 +131,7 @@ def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_
     kw = dict(
         training=Training("airbench", "airbench", 3, 64, 0.2, 0.002, 0.2, tta=True, precision="bf16-mixed"),
         seed=0,
-        device=CPU,
+        ctx=CPU,
         prune_epoch=1,
         tag={"t": 1},
     )
@@ -147,7 +148,7 @@ def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_
         lr=0.001,
         epoch_decay_start=1,
         seed=0,
-        device=CPU,
+        ctx=CPU,
         precision="bf16-mixed",
         forget_rate=0.2,
         num_gradual=1,
@@ -155,7 +156,7 @@ def test_a_bf16_fit_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_
     )
 
     def inputs():
-        return images(data, arch="convnet", batch_size=64, seed=0, device=CPU)
+        return images(data, arch="convnet", batch_size=64, seed=0, ctx=CPU)
 
     whole = train_learner(BY_NAME["coteaching"], inputs(), **history)
     _stop_after_epoch(monkeypatch, 1)
@@ -185,7 +186,7 @@ def test_precision_and_compile_are_checked_at_the_boundary():
         coteach.CoteachConfig(precision="fp16")
     with pytest.raises(PipelineError, match="--compile 'yes': expected true or false"):
         coteach.CoteachConfig(compile="yes")
-    assert train.effective_precision("auto", CPU) == "32-true"
+    assert train.effective_precision("auto", CPU.device) == "32-true"
     assert train.effective_precision("auto", torch.device("cuda", 0)) == "bf16-mixed"
     assert train.effective_precision("32-true", torch.device("cuda", 0)) == "32-true"
 

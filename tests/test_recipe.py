@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pipeline import models
+from pipeline.devices import TaskContext
 from pipeline.errors import PipelineError
 from pipeline.loader import Batches
 from pipeline.recipes import OPTIONS, RECIPES, Training
@@ -19,7 +20,7 @@ def _flipped_per_epoch(epochs: int, alternate: bool) -> np.ndarray:
         images,
         np.arange(n),
         batch_size=8,
-        device="cpu",
+        ctx=TaskContext(torch.device("cpu")),
         mean=np.zeros(3),
         std=np.ones(3) / 255,
         train=True,
@@ -106,7 +107,15 @@ def test_batchnorm_biases_learn_64x_and_the_whitening_bias_freezes_after_3_epoch
 
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8), rng.integers(0, 4, 64)
-    train = Batches(images, labels, batch_size=32, device="cpu", mean=np.full(3, 0.5), std=np.full(3, 0.3), train=True)
+    train = Batches(
+        images,
+        labels,
+        batch_size=32,
+        ctx=TaskContext(torch.device("cpu")),
+        mean=np.full(3, 0.5),
+        std=np.full(3, 0.3),
+        train=True,
+    )
     net = models.build("airbench", 3, 8, 4)
     models.init_whitening(net, train.sample(64))
     module = Classifier(
@@ -126,7 +135,7 @@ def test_batchnorm_biases_learn_64x_and_the_whitening_bias_freezes_after_3_epoch
             bias = pl_module.net[0].bias
             seen.append(bias.requires_grad and bias.grad is not None)
 
-    trainer = make_trainer(torch.device("cpu"), 5, "32-true", [*module.callbacks(), Record()])
+    trainer = make_trainer(TaskContext(torch.device("cpu")), 5, "32-true", [*module.callbacks(), Record()])
     trainer.fit(module, train)
     assert seen == [
         True,
@@ -143,7 +152,7 @@ def test_kept_rows_fill_every_batch_of_an_epoch_and_only_they_appear():
         np.zeros((n, 8, 8, 3), np.uint8),
         np.arange(n),
         batch_size=8,
-        device="cpu",
+        ctx=TaskContext(torch.device("cpu")),
         mean=np.zeros(3),
         std=np.ones(3),
         train=True,
@@ -175,7 +184,7 @@ def test_pruning_drops_mostly_wrong_labels_and_a_resumed_run_restores_the_same_r
     kw = dict(
         training=Training("airbench", "airbench", 4, 64, 0.2, 0.002, 0.2, tta=True),
         seed=0,
-        device=torch.device("cpu"),
+        ctx=TaskContext(torch.device("cpu")),
         prune_epoch=2,
         ckpt=tmp_path / "fold.ckpt",
         tag={"t": 1},

@@ -10,6 +10,7 @@ import pytest
 from conftest import FAST_CROSSVAL, stage
 
 from pipeline import files, folds, loader, masks, store
+from pipeline.devices import TaskContext
 from pipeline.rows import Rows
 
 
@@ -104,7 +105,6 @@ def test_streamed_batches_are_the_batches_on_the_device():
     images = np.random.default_rng(3).integers(0, 256, (500, 8, 8, 3), dtype=np.uint8)
     kw = dict(
         batch_size=32,
-        device="cpu",
         mean=np.full(3, 0.5),
         std=np.full(3, 0.25),
         seed=4,
@@ -112,18 +112,19 @@ def test_streamed_batches_are_the_batches_on_the_device():
         n_all=1000,
     )
     made = {}
-    for budget in ("", "0"):
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("CL_DEVICE_MEMORY_GIB", budget)
-            train = loader.Batches(Rows(images, np.arange(500)), np.arange(500), train=True, alternate_flips=True, **kw)
-        assert train.streamed == (budget == "0")
+    for budget in (None, 0.0):
+        ctx = TaskContext(torch.device("cpu"), memory_gib=budget)
+        train = loader.Batches(
+            Rows(images, np.arange(500)), np.arange(500), train=True, alternate_flips=True, ctx=ctx, **kw
+        )
+        assert train.streamed == (budget == 0.0)
         train.keep(np.arange(500) % 3 > 0)
         made[budget] = [torch.cat([x.flatten(), y.float()]) for epoch in range(2) for x, y in train]
         made[budget] += [torch.cat([x.flatten(), y.float()]) for x, y in train.in_order()] + [
             train.sample(10).flatten()
         ]
-    assert len(made[""]) == 2 * 15 + 16 + 1
-    assert all(torch.equal(a, b) for a, b in zip(made[""], made["0"]))
+    assert len(made[None]) == 2 * 15 + 16 + 1
+    assert all(torch.equal(a, b) for a, b in zip(made[None], made[0.0]))
 
 
 def test_a_fold_streamed_from_the_cache_writes_the_same_shard(folds_run, tmp_path):

@@ -77,23 +77,23 @@ class Inputs:
     network: Callable[[], torch.nn.Module]
 
 
-def images(data: Split, *, arch, weights=None, input_size=None, batch_size, seed, device) -> Inputs:
+def images(data: Split, *, arch, weights=None, input_size=None, batch_size, seed, ctx) -> Inputs:
     """``arch`` on ``data``'s images (``weights``, ``input_size``: see ``backbones``; every network starts from the
     weights, normalised with their mean and std, else the training rows')."""
     w = None if weights is None else backbones.load(arch, weights)
     mean, std = (None, None) if w is None else (w.mean, w.std)
-    train, test = data.batches(device, batch_size, seed, mean=mean, std=std)
+    train, test = data.batches(ctx, batch_size, seed, mean=mean, std=std)
     return Inputs(
         train, test, lambda: backbones.prepared(data.build(arch, weights)[0], data.train_x.shape[-1], input_size)
     )
 
 
-def features(data: Split, *, batch_size, seed, device) -> Inputs:
+def features(data: Split, *, batch_size, seed, ctx) -> Inputs:
     """A logistic head (one linear layer) on ``data``'s rows of features (a backbone's, ``pipeline.features``),
     standardised with the training rows' mean and std."""
     x = data.train_x.astype(np.float32)
     mean, std = x.mean(0), np.maximum(x.std(0), 1e-6)
-    kw = dict(batch_size=batch_size, device=device, mean=mean, std=std)
+    kw = dict(batch_size=batch_size, ctx=ctx, mean=mean, std=std)
     return Inputs(
         FeatureBatches(
             data.train_x, data.train_labels, train=True, seed=seed, rows=data.train_rows, n_all=data.n_all, **kw
@@ -111,7 +111,7 @@ def train_learner(
     lr,
     epoch_decay_start,
     seed,
-    device,
+    ctx,
     precision="auto",
     compile=False,
     ckpt=None,
@@ -126,5 +126,5 @@ def train_learner(
     pl.seed_everything(seed, workers=False, verbose=False)
     nets = [inputs.network() for _ in range(spec.nets)]
     module = Learner(spec, nets, inputs.test, epochs=epochs, lr=lr, epoch_decay_start=epoch_decay_start, **own)
-    fit(module, inputs.train, device, epochs, ckpt, tag or {}, label, precision, compile)
+    fit(module, inputs.train, ctx, epochs, ckpt, tag or {}, label, precision, compile)
     return module.history
