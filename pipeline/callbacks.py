@@ -86,12 +86,12 @@ class LogLine(pl.Callback):
 
 
 class RankSignals(pl.Callback):
-    """A rank of a task on several devices handles signals as ``ddp.take_signals`` says, not as Lightning does."""
+    """A rank of a task on several devices handles signals as ``signals.take_for_rank`` says, not as Lightning does."""
 
     def on_train_start(self, trainer, module):
-        from pipeline import ddp
+        from pipeline import signals
 
-        ddp.take_signals(trainer.global_rank)
+        signals.take_for_rank(trainer.global_rank)
 
 
 class EpochCheckpoint(pl.callbacks.Checkpoint):

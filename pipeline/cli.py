@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import signal
 import sys
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline import signals
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
 from pipeline.options import Range, flag
@@ -106,20 +106,6 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-class Stopped(BaseException):
-    """SIGINT or SIGTERM in the main thread (``args[0]``: the exit status, 130 or 143). Not a KeyboardInterrupt,
-    which Lightning turns into exit status 1; ``finally`` blocks clean up on the way out."""
-
-
-def _stop(signum, _frame):
-    raise Stopped(130 if signum == signal.SIGINT else 143)
-
-
-def catch_signals() -> None:
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-
-
 def _warning_to_log(message, category, filename, lineno, file=None, line=None) -> None:
     """A library's warning as one line of the log (stdout): stderr stays the one line that says why a run failed."""
     log(f"warning: {category.__name__}: {str(message).strip().splitlines()[0] if str(message).strip() else ''}")
@@ -131,7 +117,7 @@ def main(stage: Callable[[], None]) -> None:
     each). Finished artifacts and the last epoch's checkpoint are kept."""
     start = time.perf_counter()
     warnings.showwarning = _warning_to_log
-    catch_signals()
+    signals.catch()
     try:
         stage()
         log(f"[{time.perf_counter() - start:.1f} s]")
@@ -142,10 +128,10 @@ def main(stage: Callable[[], None]) -> None:
         _fail(f"error: {e}", 2)
     except OSError as e:
         _fail(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", 2)
-    except (Stopped, SystemExit) as e:  # Lightning's SIGTERMException is a SystemExit (status 0 if left alone)
-        if not isinstance(e, Stopped) and type(e).__name__ != "SIGTERMException":
+    except (signals.Stopped, SystemExit) as e:  # Lightning's SIGTERMException is a SystemExit (status 0 if left alone)
+        if not isinstance(e, signals.Stopped) and type(e).__name__ != "SIGTERMException":
             raise
-        status = e.args[0] if isinstance(e, Stopped) else 143
+        status = e.args[0] if isinstance(e, signals.Stopped) else 143
         _fail(
             "interrupted; finished artifacts and the last epoch's checkpoint are kept"
             if status == 130
@@ -155,6 +141,6 @@ def main(stage: Callable[[], None]) -> None:
 
 
 def _fail(line: str, status: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the exit
+    signals.ignore_interrupt()
     print(line, file=sys.stderr, flush=True)
     sys.exit(status)

@@ -15,9 +15,8 @@ import multiprocessing
 import os
 import socket
 
+from pipeline import signals
 from pipeline.errors import PipelineError
-
-_stop = None  # rank 0's handler of SIGTERM and SIGINT while its world runs (see ``_stopping``)
 
 
 def _free_port() -> int:
@@ -51,11 +50,7 @@ def _ranked(rank: int, world: int, port: int):
 
 
 def _rank_main(rank: int, ctx, port: int, make, args: tuple) -> None:
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with rank 0, however it ends (a SIGKILL too)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: rank 0 stops us
+    signals.rank()
     with _ranked(rank, ctx.world, port):
         try:
             make(*args[:3], ctx.of_rank(rank), *args[3:])
@@ -77,7 +72,7 @@ def on_devices(ctx, make, *args):
     for p in others:
         p.start()
     try:
-        with _ranked(0, ctx.world, port), _stopping(others):
+        with _ranked(0, ctx.world, port), signals.stopping_world(others):
             result = make(*args[:3], ctx, *args[3:])
     except Exception as e:
         died = _died(others)  # a rank that died mid-training fails rank 0's next collective: say so, not gloo's words
@@ -113,49 +108,6 @@ def _died(others: list, wait_s: float = 5.0) -> list[str]:
         for p in others
         if p.exitcode
     ]
-
-
-@contextlib.contextmanager
-def _stopping(others: list):
-    """A signal that stops rank 0 (SIGTERM, SIGINT) kills the other ranks first: otherwise rank 0 would wait
-    forever for them in its next collective, and they for it. The handler it had runs next (``cli``'s: stop)."""
-    import signal
-
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def stop(signum, frame):
-        for p in others:
-            p.kill()
-        handler = previous[signum]
-        if callable(handler):
-            handler(signum, frame)
-        elif handler == signal.SIG_DFL:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-
-    global _stop
-    for sig in previous:
-        signal.signal(sig, stop)
-    _stop = stop
-    try:
-        yield
-    finally:
-        _stop = None
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def take_signals(rank: int) -> None:
-    """Once Lightning has installed its own handlers (at the start of training), put ours back: Lightning's SIGTERM
-    handler broadcasts to the other ranks from inside the signal handler, which deadlocks when the signal lands
-    during another collective. Rank 0 stops the world (``_stopping``); the other ranks ignore the signals, and
-    rank 0 kills them."""
-    import signal
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
-        signal.signal(sig, _stop if rank == 0 and sig != signal.SIGUSR1 and _stop else signal.SIG_IGN)
-    if rank == 0:
-        signal.signal(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))  # SLURM's warning: stop
 
 
 def _close() -> None:

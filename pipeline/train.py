@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sys
 import time
 import warnings
@@ -23,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from pipeline import backbones, callbacks, compiler, models
+from pipeline import backbones, callbacks, compiler, models, signals
 from pipeline.devices import TaskContext
 from pipeline.errors import PipelineError
 from pipeline.learners.mixup import mixed_loss
@@ -33,14 +31,6 @@ from pipeline.recipes import RECIPES, Training
 
 for _name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-
-
-def _stop_on_sigusr1() -> None:
-    """Treat SIGUSR1 (SLURM's usual warning before a time limit) like SIGTERM: Lightning then stops
-    at the next batch and the last epoch's checkpoint is what a restart resumes from. Left alone
-    where another handler (submitit's, which requeues) is installed."""
-    if signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL:
-        signal.signal(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
 
 
 def effective_precision(precision: str, device: torch.device) -> str:
@@ -56,7 +46,7 @@ def make_trainer(ctx: TaskContext, epochs: int, precision: str, hooks: list[pl.C
     from lightning_fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
     from pytorch_lightning.strategies import DDPStrategy
 
-    _stop_on_sigusr1()
+    signals.sigusr1_stops()
     device, size = ctx.device, ctx.world
     cuda = device.type == "cuda"
     if size > 1:  # a rank of a task on several devices (``pipeline.ddp``): the world it started, not SLURM's

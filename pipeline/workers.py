@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
-import signal
 import sys
 import traceback
 from collections import deque
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from pipeline import cli, devices, tasks
+from pipeline import cli, devices, signals, tasks
 from pipeline.errors import PipelineError
 from pipeline.options import Options, Range, option
 
@@ -169,8 +168,7 @@ def host_threads(workers: int) -> int:
 
 
 def _worker(gpu: str, threads: int, memory_gib: float | None, plan: tasks.Plan, conn) -> None:
-    cli.catch_signals()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us with SIGTERM
+    signals.worker()
     try:
         ctx = _context(gpu, threads, memory_gib) if plan.stage.device else None  # a group "0,1": its tasks' DDP ranks
         conn.send(("ready", None, ""))
@@ -181,7 +179,7 @@ def _worker(gpu: str, threads: int, memory_gib: float | None, plan: tasks.Plan, 
                 if not isinstance(e, (PipelineError, OSError)):
                     traceback.print_exc()
                 conn.send(("failed", i, str(e) if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"))
-    except cli.Stopped:
+    except signals.Stopped:
         os._exit(143)
 
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import stages
-from pipeline import cli, tasks, workers
+from pipeline import cli, signals, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.options import Range
 from stages import tasklist
@@ -342,7 +342,7 @@ def run(args):
     cli.log(f"waiting for {kind} {array_id} ...")
     try:
         failed, skipped = wait(jobs, entries, array_id, args.poll)
-    except (KeyboardInterrupt, cli.Stopped):
+    except (KeyboardInterrupt, signals.Stopped):
         cli.log(f"stopped waiting; {kind} {array_id} goes on (squeue -j {array_id})")
         sys.exit(130)
     still = stage.pending(

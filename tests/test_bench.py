@@ -229,10 +229,10 @@ def test_the_tools_fail_like_the_stages(tmp_path, monkeypatch, capsys):
         subprocess.run(["umount", "-l", str(ro)])
 
     from bench import gpu_kit
-    from pipeline import cli
+    from pipeline import cli, signals
 
     monkeypatch.setattr(gpu_kit, "ROOT", tmp_path)
-    monkeypatch.setattr(cli, "catch_signals", lambda: None)
+    monkeypatch.setattr(signals, "catch", lambda: None)
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     (tmp_path / gpu_kit.WHEELS).write_text("not a folder")
     with pytest.raises(SystemExit) as e:
