@@ -196,8 +196,8 @@ def print_tables(r: dict) -> None:
         print(f"| {method}: precision / recall / F1, % | {cells[0]} | {cells[1]} |")
 
 
-def parser(doc: str) -> cli.Parser:
-    """The options every bench harness shares: data, cache, device, condition (then its own, then ``setup``)."""
+def harness_parser(doc: str) -> cli.Parser:
+    """The options every bench harness shares: data, cache, device, condition (then its own, then ``with_config``)."""
     p = cli.Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)  # bad flags: one line, exit 2
     p.add_argument("--data", default=str(SHARED_CIFAR), help="a dataset source (see stages.data), e.g. digits")
     p.add_argument(
@@ -210,9 +210,14 @@ def parser(doc: str) -> cli.Parser:
     return p
 
 
-def setup(p: argparse.ArgumentParser):
-    """(args, crossval config, condition, device, dataset) from ``p`` plus the crossval flags."""
+def with_config(p: cli.Parser) -> cli.Parser:
+    """A harness's parser ``p`` with the crossval config's flags last."""
     cli.add_fields(p, CrossvalConfig, "CrossvalConfig")
+    return p
+
+
+def setup(p: argparse.ArgumentParser):
+    """(args, crossval config, condition, device, dataset) from the command line, parsed by ``p``."""
     args = p.parse_args()
     config = cli.fields_from(args, CrossvalConfig)
     cond = paper_condition(args.cond)
@@ -227,9 +232,8 @@ def setup(p: argparse.ArgumentParser):
     return args, config, cond, device, datasets.cached(run.dataset)
 
 
-def main() -> None:
-    t0 = time.perf_counter()
-    p = parser(__doc__)
+def parser() -> cli.Parser:
+    p = harness_parser(__doc__)
     p.add_argument("--fold", type=int, choices=range(4), default=0, help="the held-out fold (of 4)")
     p.add_argument(
         "--subset",
@@ -251,7 +255,12 @@ def main() -> None:
     p.add_argument("--paper-batch-size", type=Range(int, 1, 65_536), default=256)
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     p.add_argument("--probs", type=Path, default=None, help="save the held-out rows and probabilities to this .npz")
-    args, config, cond, device, ds = setup(p)
+    return with_config(p)
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    args, config, cond, device, ds = setup(parser())
     import torch  # torch and Lightning once the arguments are checked: bad input fails in well under a second
 
     from pipeline.train import Split, effective_precision, train_classifier
@@ -261,6 +270,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     data = Split(ds.train_x[train], noisy[train], ds.train_x[held], noisy[held], ds.num_classes)
+    config = config.resolved(len(train))  # the settings trained with, as recorded below
     trained = train_classifier(
         data,
         config.training(len(train)),
@@ -281,7 +291,7 @@ def main() -> None:
         "device": devices.name(device),
         "compile": config.compile,
         "precision": effective_precision(config.precision, device),
-        "config": vars(config.for_rows(len(train))),  # the settings trained with
+        "config": vars(config),  # the settings trained with
         "n_train": len(train),
         "n_heldout": len(held),
         "noise_rate": float(np.mean(noisy[held] != ds.train_y[held])),

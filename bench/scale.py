@@ -231,7 +231,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows])
 
 
-def main() -> None:
+def parser() -> cli.Parser:
     p = cli.Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("what", choices=("masks", "images"))
     p.add_argument("--out", type=Path, required=True, help="a folder for the runs and results.json")
@@ -261,7 +261,11 @@ def main() -> None:
         help="run every stage in a cgroup limited to this many GiB",
     )
     p.add_argument("--keep", action="store_true", help="keep the run directories")
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
     args.rows = [int(v) for v in args.rows.split(",")]
     args.images = [int(v) for v in args.images.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)

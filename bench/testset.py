@@ -19,22 +19,26 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.fold import PAPER_PSX, noisy_labels, parser, setup
+from bench.fold import PAPER_PSX, harness_parser, noisy_labels, setup, with_config
 from pipeline import cli, devices, files
 
 
-def main() -> None:
-    p = parser(__doc__)
+def parser() -> cli.Parser:
+    p = harness_parser(__doc__)
     p.add_argument(
         "--watch", action="store_true", help="after every epoch, print the test accuracy (no TTA; costs one pass)"
     )
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
-    args, config, cond, device, ds = setup(p)
+    return with_config(p)
+
+
+def main() -> None:
+    args, config, cond, device, ds = setup(parser())
     from pipeline.train import Split, train_classifier  # once the arguments are checked (see bench.fold)
 
     labels, _ = noisy_labels(cond, ds, PAPER_PSX)
     data = Split(ds.train_x, labels, ds.test_x, ds.test_y, ds.num_classes)
-    config = config.for_rows(len(labels))  # the settings trained with, as recorded below
+    config = config.resolved(len(labels))  # the settings trained with, as recorded below
     start = time.perf_counter()
     trained = train_classifier(
         data,

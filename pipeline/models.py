@@ -17,26 +17,9 @@ imported when one is built, so configs can name them without it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pipeline.errors import PipelineError
+from pipeline.recipes import AIRBENCH_NET
 
-
-@dataclass(frozen=True)
-class AirbenchNet:
-    """The values of the ``airbench`` network."""
-
-    widths: tuple[int, ...] = (64, 256, 256)  # the three groups' channels, on 32 px or more
-    small_widths: tuple[int, ...] = (32, 64, 128)  # below 32 px: small images carry less to learn
-    # Batch norm: momentum 0.4 = running stats that follow the fast-moving weights within a few steps;
-    # eps 1e-5 (airbench: 1e-12) keeps constant channels (blank borders) finite.
-    bn_momentum: float = 0.4
-    bn_eps: float = 1e-5
-    logit_divisor: int = 9  # small initial logits keep the first steps from saturating the softmax
-    whitening_eps: float = 5e-4  # added to the patch covariance's eigenvalues before 1/sqrt
-
-
-AIRBENCH = AirbenchNet()
 MIN_SIZE = {"airbench": 4, "convnet": 8, "cifar_cnn": 28, "resnet18": 1, "resnet50": 1}
 ARCHS = tuple(MIN_SIZE)
 
@@ -68,7 +51,7 @@ def _airbench(in_channels: int, num_classes: int, widths: tuple[int, ...], image
     def norm(c: int) -> nn.BatchNorm2d:
         # Frozen scale (weight fixed at 1): with a scale-free conv before it, a learnable scale only
         # duplicates the weights' norm.
-        bn = nn.BatchNorm2d(c, eps=AIRBENCH.bn_eps, momentum=AIRBENCH.bn_momentum)
+        bn = nn.BatchNorm2d(c, eps=AIRBENCH_NET.bn_eps, momentum=AIRBENCH_NET.bn_momentum)
         bn.weight.requires_grad_(False)
         return bn
 
@@ -93,10 +76,10 @@ def _airbench(in_channels: int, num_classes: int, widths: tuple[int, ...], image
         )
 
     class Scale(nn.Module):
-        """Logits / ``AIRBENCH.logit_divisor``."""
+        """Logits / ``recipes.AIRBENCH_NET.logit_divisor``."""
 
         def forward(self, x):
-            return x / AIRBENCH.logit_divisor
+            return x / AIRBENCH_NET.logit_divisor
 
     whiten = nn.Conv2d(in_channels, 2 * in_channels * 4, 2, bias=True)
     whiten.weight.requires_grad_(False)  # fixed by init_whitening; only its bias trains
@@ -114,7 +97,7 @@ def whitening_layer(net):
     return first if isinstance(first, torch.nn.Conv2d) and first.kernel_size == (2, 2) else None
 
 
-def init_whitening(net, images, eps: float = AIRBENCH.whitening_eps) -> None:
+def init_whitening(net, images, eps: float = AIRBENCH_NET.whitening_eps) -> None:
     """Set an ``airbench`` net's first layer to whiten 2x2 patches of ``images`` (normalised float NCHW,
     a few thousand suffice): the eigenvectors of the patch covariance, scaled by 1/sqrt(eigenvalue),
     and their negations (so the GELU after it passes both signs). Decorrelated, unit-variance inputs
@@ -145,7 +128,7 @@ def build(arch: str, in_channels: int, image_size: int, num_classes: int):
         raise PipelineError(f"--arch {arch} needs images of at least {MIN_SIZE[arch]} px; these are {image_size} px")
     if arch == "airbench":
         return _airbench(
-            in_channels, num_classes, AIRBENCH.widths if image_size >= 32 else AIRBENCH.small_widths, image_size
+            in_channels, num_classes, AIRBENCH_NET.widths if image_size >= 32 else AIRBENCH_NET.small_widths, image_size
         )
     if arch == "convnet":
         return _convnet(in_channels, num_classes, (64, 256, 256) if image_size >= 32 else (32, 64, 128))

@@ -1,9 +1,10 @@
 """The crossval training recipes as tables: every value a recipe sets, with what it does, in one place.
 
 A recipe is the defaults of the crossval options left at "none" (``arch`` ... ``label_smoothing``) and
-the values of its tricks, which have no flag. ``train.Classifier`` and ``train.train_classifier`` read
-them; nothing there branches on a recipe's name. The airbench recipe holds the tricks of Keller Jordan's
-airbench94, written here from its published ideas, with values chosen here.
+the values of its tricks, which have no flag; ``resolve`` settles a training's options against it.
+``train.Classifier`` and ``train.train_classifier`` read them; nothing there branches on a recipe's name. The
+airbench recipe holds the tricks of Keller Jordan's airbench94, written here from its published ideas, with
+values chosen here; the values of its network (``AIRBENCH_NET``) stand beside it.
 """
 
 from __future__ import annotations
@@ -67,6 +68,28 @@ class Recipe:
     tta: bool
 
 
+@dataclass(frozen=True)
+class AirbenchNet:
+    """The values of the ``airbench`` network (``models``), whatever recipe trains it."""
+
+    widths: tuple[int, ...]  # the three groups' channels, on 32 px or more
+    small_widths: tuple[int, ...]  # below 32 px: small images carry less to learn
+    # Batch norm: a high momentum = running stats that follow the fast-moving weights within a few steps.
+    bn_momentum: float
+    bn_eps: float
+    logit_divisor: int  # small initial logits keep the first steps from saturating the softmax
+    whitening_eps: float  # added to the patch covariance's eigenvalues before 1/sqrt
+
+
+# The airbench block: its network's values, then its recipe's.
+AIRBENCH_NET = AirbenchNet(
+    widths=(64, 256, 256),
+    small_widths=(32, 64, 128),
+    bn_momentum=0.4,
+    bn_eps=1e-5,  # airbench: 1e-12; this keeps constant channels (blank borders) finite
+    logit_divisor=9,
+    whitening_eps=5e-4,
+)
 RECIPES = {
     "airbench": Recipe(
         arch="airbench",
@@ -158,8 +181,8 @@ PROBES = {
 
 @dataclass(frozen=True)
 class Training:
-    """One training with every setting resolved: what ``train.train_classifier`` trains with (crossval's folds, the
-    backbone stage, the benchmarks; ``TrainingConfig.training`` resolves a config's "none"s for a set of rows)."""
+    """One training with every setting resolved (``resolve``): what ``train.train_classifier`` trains with
+    (crossval's folds, the backbone stage, the benchmarks)."""
 
     recipe: str  # a name of RECIPES: also its tricks (augmentation, whitening sample, schedule, ...)
     arch: str
@@ -173,3 +196,28 @@ class Training:
     mixup: float | None = None  # MixUp's Beta parameter, or None: off
     precision: str = "auto"  # see ``train.fit``
     compile: bool = False
+
+
+def settle(recipe: str, options: dict, n_rows: int | None = None) -> dict:
+    """``options`` (``OPTIONS`` and ``tta``; None: the recipe's) with the recipe's values where left at None: the
+    batch of a recipe whose batch follows the set's size (``steps_per_epoch``) is settled for ``n_rows`` rows, with
+    the lr scaled in proportion where it too is left open (without ``n_rows`` both stay None). ``tta``: 'recipe',
+    'on' or 'off' -> a bool. Pure: the same arguments, the same values."""
+    r, out = RECIPES[recipe], dict(options)
+    sized = r.steps_per_epoch is not None and out["batch_size"] is None
+    for key in OPTIONS:
+        if out[key] is None and not (sized and key in ("batch_size", "lr")):
+            out[key] = getattr(r, key)
+    if sized and n_rows is not None:
+        out["batch_size"] = min(r.batch_size, max(MIN_BATCH, n_rows // r.steps_per_epoch))
+        if out["lr"] is None:
+            out["lr"] = r.lr * out["batch_size"] / r.batch_size
+    if "tta" in out:
+        out["tta"] = r.tta if out["tta"] == "recipe" else out["tta"] == "on"
+    return out
+
+
+def resolve(recipe: str, options: dict, n_rows: int) -> Training:
+    """The training of ``n_rows`` rows with ``recipe`` and ``options`` (the fields of ``Training`` but ``recipe``;
+    None: the recipe's; see ``settle``)."""
+    return Training(recipe, **settle(recipe, options, n_rows))

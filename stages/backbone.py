@@ -32,7 +32,8 @@ class Backbone(tasks.TrainingStage):
 
     def target(self, run: RunDir, task: tasks.Cond, config: BackboneConfig) -> tuple[Path, dict[str, Path], dict]:
         inputs = {"dataset": run.require(run.dataset, "data"), "labels": conditions.load(run, task.cond).labels}
-        recorded = config.for_rows(len(store.read(inputs["labels"]))).recorded()
+        config = config.resolved(len(store.read(inputs["labels"])))
+        recorded = config.recorded()
         if config.weights is not None:
             recorded["weights_checksum"] = backbones.checksum(config.arch, config.weights)
             inputs["weights"] = store.External(backbones.weights_file(config.arch, config.weights))
@@ -47,10 +48,11 @@ class Backbone(tasks.TrainingStage):
         start = time.perf_counter()
         ds = datasets.cached(run.dataset)
         noisy = store.read(run.labels(task.cond))
-        weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
+        training = config.training(len(noisy))
+        weights = None if config.weights is None else backbones.weights_file(training.arch, config.weights)
         trained = train_classifier(
             Split(ds.train_x, noisy, ds.test_x, ds.test_y, ds.num_classes),
-            config.training(len(noisy)),
+            training,
             weights=weights,
             seed=config.seed,
             ctx=ctx,
@@ -64,7 +66,7 @@ class Backbone(tasks.TrainingStage):
         buf = io.BytesIO()
         torch.save(
             {
-                "arch": config.arch,
+                "arch": training.arch,
                 "state_dict": state,
                 "mean": trained.mean.tolist(),
                 "std": trained.std.tolist(),
@@ -85,7 +87,9 @@ class Backbone(tasks.TrainingStage):
     def summary(self, run: RunDir, task: tasks.Cond, config: BackboneConfig) -> str:
         info = store.verify(run.backbone(task.cond))["info"]
         acc = "-" if info["test_acc"] is None else f"{100 * info['test_acc']:.2f}%"
-        return f"wrote {run.backbone(task.cond)}  ({config.arch}, test accuracy {acc}, {info['train_s']:.0f} s)"
+        return (
+            f"wrote {run.backbone(task.cond)}  ({config.resolved().arch}, test accuracy {acc}, {info['train_s']:.0f} s)"
+        )
 
 
 STAGE = Backbone()

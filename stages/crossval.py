@@ -114,37 +114,26 @@ class TrainingConfig(options.Options):
         else:
             if RECIPES[self.recipe].frozen_epochs and self.weights is None:
                 raise PipelineError(f"--recipe {self.recipe}: fine-tunes pretrained weights; give --weights")
-            sized = RECIPES[self.recipe].steps_per_epoch and self.batch_size is None  # see ``for_rows``
-            for key in recipes.OPTIONS:
-                if getattr(self, key) is None and not (sized and key in ("batch_size", "lr")):
-                    object.__setattr__(self, key, getattr(RECIPES[self.recipe], key))
-        if self.arch not in models.ARCHS:
+        if self.arch is not None and self.arch not in models.ARCHS:  # none: the recipe's, one of ours
             backbones.check_arch(self.arch)
 
-    def for_rows(self, n: int) -> TrainingConfig:
-        """This config for training on ``n`` rows: with --batch-size none and a recipe whose batch follows the set's
-        size (``Recipe.steps_per_epoch``), that batch, and --lr none scaled with it."""
-        if self.batch_size is not None or self.recipe in PROBES:
-            return self
-        r = RECIPES[self.recipe]
-        batch = min(r.batch_size, max(recipes.MIN_BATCH, n // r.steps_per_epoch))
-        return dataclasses.replace(
-            self, batch_size=batch, lr=r.lr * batch / r.batch_size if self.lr is None else self.lr
-        )
+    def resolved(self, n_rows: int | None = None) -> TrainingConfig:
+        """This config with the recipe's values where it leaves an option at none (``recipes.settle``: with
+        ``n_rows``, also the batch that follows the set's size); a probe's as given. What an artifact records."""
+        return self if self.recipe in PROBES else dataclasses.replace(self, **self.settled(n_rows))
+
+    def settled(self, n_rows: int | None = None) -> dict:
+        """The recipe's options (``recipes.OPTIONS``) as ``resolved`` settles them."""
+        return recipes.settle(self.recipe, {k: getattr(self, k) for k in recipes.OPTIONS}, n_rows)
 
     def recorded(self) -> dict:
-        """The config an artifact records (``options.recorded``)."""
+        """The config an artifact records (``options.recorded``; of a ``resolved`` config)."""
         return options.recorded(self)
 
     def training(self, n_rows: int) -> recipes.Training:
-        """This config, resolved by ``for_rows`` (the one place a default that follows the set's size is settled),
-        as the training of ``n_rows`` rows."""
-        r = self.for_rows(n_rows)
-        tta = RECIPES[self.recipe].tta if self.tta == "recipe" else self.tta == "on"
-        return recipes.Training(
-            r.recipe, r.arch, r.epochs, r.batch_size, r.lr, r.weight_decay, r.label_smoothing, tta, r.input_size,
-            r.mixup, r.precision, r.compile,
-        )  # fmt: skip
+        """The training of ``n_rows`` rows with this config (``recipes.resolve``)."""
+        names = [f.name for f in dataclasses.fields(recipes.Training) if f.name != "recipe"]
+        return recipes.resolve(self.recipe, {k: getattr(self, k) for k in names}, n_rows)
 
 
 @dataclass(frozen=True)
@@ -161,10 +150,11 @@ class CrossvalConfig(TrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.prune_epoch is not None and (self.recipe in PROBES or self.prune_epoch >= self.epochs):
+        epochs = None if self.recipe in PROBES else self.settled()["epochs"]
+        if self.prune_epoch is not None and (epochs is None or self.prune_epoch >= epochs):
             raise PipelineError(
                 f"--prune-epoch {self.prune_epoch}: leaves no epoch to train on the kept rows "
-                f"(expected below --epochs {self.epochs}, and a recipe that trains epochs)"
+                f"(expected below --epochs {epochs}, and a recipe that trains epochs)"
             )
 
 
@@ -205,8 +195,8 @@ class Crossval(tasks.TrainingStage):
     def target(self, run: RunDir, task: tuple, config: CrossvalConfig) -> tuple[Path, dict[str, Path], dict]:
         cond, fold = task
         inputs = {"dataset": run.require(run.dataset, "data"), "labels": run.require(run.labels(cond), "noise")}
-        if config.batch_size is None and config.recipe not in PROBES:  # the batch follows the fold's size
-            config = config.for_rows(int(self._rows(run, cond, fold, config)[1].sum()))
+        sized = config.batch_size is None and config.recipe not in PROBES  # the batch may follow the fold's size
+        config = config.resolved(int(self._rows(run, cond, fold, config)[1].sum()) if sized else None)
         recorded = {"fold": fold, **config.recorded()}
         if config.weights is not None:
             recorded["weights_checksum"] = backbones.checksum(config.arch, config.weights)
@@ -241,12 +231,13 @@ class Crossval(tasks.TrainingStage):
                 x[train], noisy[train], x[held], ds.num_classes, PROBES[config.recipe], ctx.device
             )
         else:
-            weights = None if config.weights is None else backbones.weights_file(config.arch, config.weights)
+            training = config.training(int(train.sum()))
+            weights = None if config.weights is None else backbones.weights_file(training.arch, config.weights)
             rows = np.flatnonzero(train)  # selected by index, read a batch at a time where they do not fit the device
             data = Split(Rows(ds.train_x, rows), noisy[train], Rows(ds.train_x, held), noisy[held], ds.num_classes)
             trained = train_classifier(
                 data,
-                config.training(int(train.sum())),
+                training,
                 weights=weights,
                 prune_epoch=config.prune_epoch,
                 seed=config.seed + 1000 * fold,

@@ -94,3 +94,43 @@ def test_the_layout_lists_each_module_once_and_only_those(folder):
         f"docs/stages.md's layout of {folder}/: missing {sorted(modules - listed)}, "
         f"names no such module {sorted(listed - modules)}"
     )
+
+
+# The flags the docs give to other programs: sbatch (docs/slurm.md), pip (docs/benchmarks.md), ruff (README.md).
+OTHERS = {"--array", "--exclusive", "--export", "--open-mode", "--output", "--requeue", "--signal"}
+OTHERS |= {"--no-cache-dir", "--no-deps", "--no-index", "--target", "--check"}
+
+
+def our_flags() -> set[str]:
+    """Every flag of every entry point: the stages, slurm.submit, the bench harnesses."""
+    import argparse
+
+    from pipeline import workers
+    from slurm import submit
+    from stages import registry
+
+    parsers = [workers.parser(stage) for stage in registry().values()] + [submit.parser()]
+    for name in ("fold", "testset", "features", "scale", "real_noise", "evidence", "gpu_kit"):
+        parsers.append(importlib.import_module(f"bench.{name}").parser())
+    flags = set()
+    while parsers:
+        p = parsers.pop()
+        for a in p._actions:
+            flags.update(a.option_strings)
+            if isinstance(a, argparse._SubParsersAction):
+                parsers += a.choices.values()
+    return flags
+
+
+def test_every_flag_a_doc_names_is_an_option():
+    """A flag in the docs (outside the dated results) is one of our entry points' options, or one of the few the
+    docs pass to other programs."""
+    ours = our_flags()
+    unknown = {}
+    for doc in DOCS:
+        if "results" in doc.relative_to(ROOT).parts:
+            continue
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", doc.read_text()):
+            if flag not in ours | OTHERS:
+                unknown.setdefault(flag, doc.relative_to(ROOT))
+    assert not unknown, unknown

@@ -1,5 +1,6 @@
 """Kill -9 at random points, restart, and get exactly what an uninterrupted run gives; determinism; locks."""
 
+import dataclasses
 import json
 import os
 import random
@@ -231,17 +232,22 @@ def test_garbage_checkpoint_is_discarded(run_copy):
 
 
 @pytest.mark.parametrize("stage_obj", [crossval.STAGE, coteach.STAGE], ids=lambda s: s.name)
-def test_a_diverging_training_fails_and_writes_nothing(run_copy, stage_obj):
-    """The options refuse an absurd --lr, so the config is forced past its checks to make training blow up."""
+def test_a_diverging_training_fails_and_writes_nothing(run_copy, stage_obj, monkeypatch):
+    """The options refuse an absurd --lr (a config checks itself whenever it is made or resolved), so the training
+    is forced past the checks to make it blow up: crossval's resolved training, coteach's config."""
     run = RunDir(run_copy)
     if stage_obj is crossval.STAGE:
         config, task = crossval.CrossvalConfig(folds=3, epochs=2, batch_size=128), ("n20_s0", 0)
         run.shard("n20_s0", 0).unlink()
+        resolve = crossval.TrainingConfig.training
+        monkeypatch.setattr(
+            crossval.TrainingConfig, "training", lambda self, n: dataclasses.replace(resolve(self, n), lr=1e30)
+        )
     else:
         stage("combine", run.root)
         config = coteach.CoteachConfig(epochs=2, batch_size=128, epoch_decay_start=1, num_gradual=1)
         task = ("n20_s0", "none", "coteaching", 0)
-    object.__setattr__(config, "lr", 1e30)
+        object.__setattr__(config, "lr", 1e30)
     with pytest.raises(
         store.PipelineError, match=r"training diverged: mean loss (nan|inf) in epoch 1; nothing written"
     ):

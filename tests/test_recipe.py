@@ -69,15 +69,15 @@ def test_airbench_net_starts_small_and_keeps_batchnorm_scales_frozen(size):
 
 
 def test_recipe_defaults_fill_only_what_is_left_open():
-    cifar_fold = CrossvalConfig().for_rows(37_500)  # the airbench batch follows the set's size: 36 steps per epoch
+    cifar_fold = CrossvalConfig().resolved(37_500)  # the airbench batch follows the set's size: 36 steps per epoch
     assert {k: getattr(cifar_fold, k) for k in OPTIONS} == {k: getattr(RECIPES["airbench"], k) for k in OPTIONS}
-    photos = CrossvalConfig().for_rows(6_000)
+    photos = CrossvalConfig().resolved(6_000)
     assert (photos.batch_size, photos.lr, photos.epochs) == (166, 1.5 * 166 / 1024, 10)
     assert (
-        CrossvalConfig(lr=0.5).for_rows(6_000).lr == 0.5 and CrossvalConfig(batch_size=64).for_rows(10).batch_size == 64
+        CrossvalConfig(lr=0.5).resolved(6_000).lr == 0.5 and CrossvalConfig(batch_size=64).resolved(10).batch_size == 64
     )
-    assert CrossvalConfig().for_rows(100).batch_size == 16  # at least MIN_BATCH
-    sgd = CrossvalConfig(recipe="sgd", lr=0.3)
+    assert CrossvalConfig().resolved(100).batch_size == 16  # at least MIN_BATCH
+    sgd = CrossvalConfig(recipe="sgd", lr=0.3).resolved()
     assert sgd.lr == 0.3 and sgd.arch == "convnet" and sgd.label_smoothing == 0.0
     with pytest.raises(PipelineError, match="--label-smoothing"):
         CrossvalConfig(label_smoothing=1.0)

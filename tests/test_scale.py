@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import FAST_CROSSVAL, stage
 
-from pipeline import files, folds, loader, masks, store
+from pipeline import files, folds, loader, masks, recipes, store
 from pipeline.devices import TaskContext
 from pipeline.rows import Rows
 
@@ -322,7 +322,7 @@ def test_the_whitening_init_in_one_copy_gives_the_numbers_of_three():
     patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4).double()
     patches = patches - patches.mean(0)
     values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
-    filters = (vectors / torch.sqrt(values + models.AIRBENCH.whitening_eps)).T.reshape(c * 4, c, 2, 2)
+    filters = (vectors / torch.sqrt(values + recipes.AIRBENCH_NET.whitening_eps)).T.reshape(c * 4, c, 2, 2)
     net = models.build("airbench", 3, 12, 10)
     models.init_whitening(net, images)
     assert torch.equal(models.whitening_layer(net).weight, torch.cat([filters, -filters]).to(torch.float32))
