@@ -9,6 +9,7 @@ is still pending (and a task cut short resumes from its last epoch's checkpoint)
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import multiprocessing as mp
 import os
@@ -83,13 +84,18 @@ def option_classes(stage: tasks.Stage) -> list[tuple[type, tuple[str, ...] | Non
     return [(stage.Select, None), (stage.Config, None), (Launch, launch)]
 
 
-def parser(stage: tasks.Stage) -> cli.Parser:
-    """A stage's flags: run directory, force, and one per option (``option_classes``)."""
-    p = cli.parser(sys.modules[type(stage).__module__].__doc__)
-    (select, _), (config, _), (launch, only) = option_classes(stage)
+def add_options(p: argparse.ArgumentParser, stage: tasks.Stage, launch: tuple[str, ...] | None = None) -> None:
+    """One flag per option of ``stage`` (``option_classes``; ``launch``: these of its launch options)."""
+    (select, _), (config, _), (launch_cls, only) = option_classes(stage)
     cli.add_fields(p, select)
     cli.add_fields(p, config, f"{config.__name__} (recorded in each artifact's manifest)")
-    cli.add_fields(p, launch, only=only)
+    cli.add_fields(p, launch_cls, only=only if launch is None else launch)
+
+
+def parser(stage: tasks.Stage) -> cli.Parser:
+    """A stage's flags: run directory, force, and one per option."""
+    p = cli.parser(sys.modules[type(stage).__module__].__doc__)
+    add_options(p, stage)
     return p
 
 

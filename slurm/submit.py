@@ -139,10 +139,7 @@ def parser() -> argparse.ArgumentParser:
         )
         s.add_argument("--run-dir", default=cli.DEFAULT_RUN_DIR, help="the run directory holding every artifact")
         s.add_argument("--force", action="store_true", help="redo tasks even where current artifacts exist")
-        (select, _), (config, _), (launch, _) = workers.option_classes(stage)
-        cli.add_fields(s, select)
-        cli.add_fields(s, config, f"{config.__name__} (recorded in each artifact's manifest)")
-        cli.add_fields(s, launch, only=("max_tasks",))
+        workers.add_options(s, stage, launch=("max_tasks",))
         add_slurm_args(s, stage)
     return p
 
