@@ -158,7 +158,7 @@ class Plan:
 def plan(stage: Stage, run: RunDir, select, config, force: bool = False, max_tasks: int | None = None) -> Plan:
     """The pending tasks ``select`` asks for (at most ``max_tasks`` of them)."""
     every = stage.select(run, select, config)
-    todo = stage.pending(run, every, config, force)[:max_tasks] if stage.pooled else every
+    todo = stage.pending(run, every, config, force)[:max_tasks]  # a stage that is not pooled: its one task
     return Plan(stage, run, config, todo, len(every), force)
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from pipeline import store, tasks, workers
 from pipeline.errors import PipelineError
 from pipeline.layout import RunDir
+from pipeline.options import flag
 from stages import registry
 
 STAGES = registry()
@@ -90,7 +91,7 @@ def _values(cls, only, given: dict) -> dict:
     for f in _fields(cls, only):
         if f.name not in given:
             if f.default is dataclasses.MISSING:
-                raise PipelineError(f"the following arguments are required: --{f.name.replace('_', '-')}")
+                raise PipelineError(f"the following arguments are required: {flag(f.name)}")
             continue
         value = given[f.name]
         if isinstance(f.default, tuple):
